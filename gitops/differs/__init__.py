@@ -1,0 +1,5 @@
+"""Differ plugins: decide whether a live resource drifted from its desired manifest."""
+
+from gitops.differs.base import Differ
+
+__all__ = ["Differ"]

@@ -1,0 +1,5 @@
+"""Placeholder until the engine lands."""
+
+
+class Reconciler:
+    pass

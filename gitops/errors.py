@@ -1,0 +1,140 @@
+"""The one exception tree of gitops.
+
+Every error names the input at fault (file, URL or resource) in its message, so a
+caller can print ``str(exc)`` as one line and a user knows what to fix. Errors raised
+by dependencies (PyYAML, dulwich, urllib3, kubernetes) are translated at the seam
+with ``raise ... from exc`` and never leak to callers.
+
+::
+
+    GitopsError
+    ├── InputError                 the user's input is wrong; retrying will not help
+    │   ├── InvalidURLError        a source/target URL that cannot be parsed
+    │   ├── ManifestError          a manifest file or document is invalid (names file + doc)
+    │   └── EmptySourceError       an empty desired set with prune, without allow_empty
+    ├── PluginError                unknown scheme, or a plugin that fails to import
+    ├── SourceError                a source could not resolve or fetch (names the URL)
+    │   ├── RevisionNotFoundError  unknown branch, tag, commit or path
+    │   ├── AuthenticationError    credentials missing or refused
+    │   └── VerificationError      signature or digest verification failed
+    ├── TargetError                a target refused or failed an operation
+    │   ├── ApplyError             one resource could not be applied (names the resource)
+    │   ├── ConflictError          the object is owned by someone else
+    │   └── UnreachableError       the target cannot be reached
+    ├── TransientError             a failure worth retrying (timeouts, 429, 5xx)
+    └── NotSupportedError          a declared capability is missing
+
+``TransientError`` is a mix-in: a target raises e.g. ``class Throttled(ApplyError,
+TransientError)`` and the engine retries it with backoff.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ApplyError",
+    "AuthenticationError",
+    "ConflictError",
+    "EmptySourceError",
+    "GitopsError",
+    "InputError",
+    "InvalidURLError",
+    "ManifestError",
+    "NotSupportedError",
+    "PluginError",
+    "RevisionNotFoundError",
+    "SourceError",
+    "TargetError",
+    "TransientError",
+    "UnreachableError",
+    "VerificationError",
+]
+
+
+class GitopsError(Exception):
+    """Root of every error gitops raises on purpose."""
+
+
+class InputError(GitopsError):
+    """The caller's input is wrong; retrying will not help."""
+
+
+class InvalidURLError(InputError):
+    """A source or target URL that cannot be parsed."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        self.url = url
+        self.reason = reason
+        super().__init__(f"{url}: {reason}")
+
+
+class ManifestError(InputError):
+    """A manifest file, or one document in it, is invalid.
+
+    ``path`` is the file relative to the artifact root; ``document`` the zero-based
+    index of the YAML document in it (``None`` when the whole file is at fault).
+    """
+
+    def __init__(self, path: str, message: str, document: int | None = None) -> None:
+        self.path = path
+        self.document = document
+        self.reason = message
+        where = path if document is None else f"{path} (document {document})"
+        super().__init__(f"{where}: {message}")
+
+
+class EmptySourceError(InputError):
+    """The source renders no resources while pruning is on and allow_empty is off."""
+
+
+class PluginError(GitopsError):
+    """A URL scheme no plugin handles, or a plugin that cannot be loaded."""
+
+
+class SourceError(GitopsError):
+    """A source could not resolve or fetch. ``url`` is credential-free."""
+
+    def __init__(self, url: str, message: str) -> None:
+        self.url = url
+        self.reason = message
+        super().__init__(f"{url}: {message}")
+
+
+class RevisionNotFoundError(SourceError):
+    """An unknown branch, tag, commit, digest or subpath."""
+
+
+class AuthenticationError(SourceError):
+    """Credentials were missing or refused."""
+
+
+class VerificationError(SourceError):
+    """A signature or digest did not verify; nothing from this revision is used."""
+
+
+class TargetError(GitopsError):
+    """A target refused or failed an operation."""
+
+
+class ApplyError(TargetError):
+    """One resource could not be applied or deleted. ``key`` names it."""
+
+    def __init__(self, key: object, message: str) -> None:
+        self.key = key
+        self.reason = message
+        super().__init__(f"{key}: {message}")
+
+
+class ConflictError(ApplyError):
+    """The object exists and is owned by another inventory or field manager."""
+
+
+class UnreachableError(TargetError):
+    """The target (an API server, a directory) cannot be reached."""
+
+
+class TransientError(GitopsError):
+    """A failure that may succeed when retried (timeout, throttling, 5xx)."""
+
+
+class NotSupportedError(GitopsError):
+    """The plugin does not have the capability that was asked for."""

@@ -1,0 +1,385 @@
+"""The data model shared by every stage: keys, resources, artifacts, plans, results.
+
+Hot-path types (``ResourceKey``, ``Resource``, ``Diff``, ``Change``) are plain, slotted,
+frozen dataclasses or tuples: a plan over 10,000 manifests must not pay for validation
+per object. Pydantic models sit at the boundaries, where input is validated
+(``ReconcilerOptions``, ``Artifact``). Manifests stay plain dicts. This module imports
+nothing from the rest of gitops but ``errors`` and must never import a backend.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+__all__ = [
+    "Action",
+    "Artifact",
+    "Change",
+    "Diff",
+    "Event",
+    "HealthStatus",
+    "Inventory",
+    "Outcome",
+    "Plan",
+    "ReconcilerOptions",
+    "Resource",
+    "ResourceKey",
+    "ResourceResult",
+    "SyncResult",
+    "split_api_version",
+]
+
+
+def split_api_version(api_version: str) -> tuple[str, str]:
+    """Split ``apps/v1`` into ``("apps", "v1")`` and ``v1`` into ``("", "v1")``."""
+    group, _, version = api_version.rpartition("/")
+    return group, version
+
+
+class ResourceKey(NamedTuple):
+    """The identity of a resource: group, kind, namespace ("" if cluster-scoped), name.
+
+    The API version is not part of the identity: ``apps/v1`` and ``apps/v1beta2``
+    Deployments with the same name are the same object, as on a Kubernetes server.
+    """
+
+    group: str
+    kind: str
+    namespace: str
+    name: str
+
+    @property
+    def group_kind(self) -> str:
+        """``Deployment.apps`` or ``ConfigMap`` (core group), as kubectl writes them."""
+        return f"{self.kind}.{self.group}" if self.group else self.kind
+
+    def __str__(self) -> str:
+        if self.namespace:
+            return f"{self.group_kind}/{self.namespace}/{self.name}"
+        return f"{self.group_kind}/{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class Resource:
+    """A manifest (a plain dict) and its key.
+
+    Callers must treat ``manifest`` as read-only: stages share it without copying.
+    ``origin`` says where it came from (``apps/web.yaml#2``) for error messages.
+    """
+
+    key: ResourceKey
+    api_version: str
+    manifest: dict[str, Any]
+    origin: str = ""
+
+    @classmethod
+    def from_manifest(cls, manifest: dict[str, Any], origin: str = "") -> Resource:
+        """Build a Resource from a manifest that already passed validation."""
+        api_version = manifest["apiVersion"]
+        metadata = manifest["metadata"]
+        key = ResourceKey(
+            split_api_version(api_version)[0],
+            manifest["kind"],
+            metadata.get("namespace") or "",
+            metadata["name"],
+        )
+        return cls(key, api_version, manifest, origin)
+
+    @property
+    def kind(self) -> str:
+        return self.key.kind
+
+    @property
+    def name(self) -> str:
+        return self.key.name
+
+    @property
+    def namespace(self) -> str:
+        return self.key.namespace
+
+    @property
+    def metadata(self) -> Mapping[str, Any]:
+        meta: Mapping[str, Any] = self.manifest.get("metadata") or {}
+        return meta
+
+    @property
+    def annotations(self) -> Mapping[str, str]:
+        annotations: Mapping[str, str] = self.metadata.get("annotations") or {}
+        return annotations
+
+    @property
+    def labels(self) -> Mapping[str, str]:
+        labels: Mapping[str, str] = self.metadata.get("labels") or {}
+        return labels
+
+
+class Action(enum.StrEnum):
+    """What a plan does to one resource."""
+
+    CREATE = "create"
+    UPDATE = "update"
+    DELETE = "delete"
+
+
+class Outcome(enum.StrEnum):
+    """What happened to one planned change during a sync."""
+
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    SKIPPED = "skipped"  # not attempted: an earlier wave failed, or dry run
+
+
+class HealthStatus(enum.StrEnum):
+    """Health of a live resource, as Argo CD and kstatus report it."""
+
+    HEALTHY = "Healthy"
+    PROGRESSING = "Progressing"
+    DEGRADED = "Degraded"
+    SUSPENDED = "Suspended"
+    MISSING = "Missing"
+    UNKNOWN = "Unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class Diff:
+    """The difference between a desired and a live resource.
+
+    ``patch`` is an RFC 6902 JSON patch that turns the live object into one that
+    matches desired on every field desired declares; ``text`` is a unified diff for
+    humans, with Secret values masked.
+    """
+
+    changed: bool
+    patch: tuple[dict[str, Any], ...] = ()
+    text: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One planned change. ``desired`` is None for deletions, ``live`` for creations."""
+
+    action: Action
+    key: ResourceKey
+    api_version: str
+    desired: Resource | None = None
+    live: Resource | None = None
+    diff: Diff | None = None
+    wave: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form of the CLI contract."""
+        return {
+            "action": self.action.value,
+            "apiVersion": self.api_version,
+            "kind": self.key.kind,
+            "namespace": self.key.namespace,
+            "name": self.key.name,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Inventory:
+    """What one reconciler owns on a target: key -> apiVersion, and the revision applied."""
+
+    entries: Mapping[ResourceKey, str]
+    revision: str = ""
+
+    @property
+    def keys(self) -> frozenset[ResourceKey]:
+        return frozenset(self.entries)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready form, sorted so equal inventories serialize identically."""
+        return {
+            "revision": self.revision,
+            "entries": [
+                {
+                    "group": k.group,
+                    "kind": k.kind,
+                    "namespace": k.namespace,
+                    "name": k.name,
+                    "apiVersion": self.entries[k],
+                }
+                for k in sorted(self.entries)
+            ],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Inventory:
+        """Inverse of :meth:`to_dict`; raises ``ValueError`` on a malformed document."""
+        try:
+            entries = {
+                ResourceKey(e["group"], e["kind"], e["namespace"], e["name"]): e["apiVersion"]
+                for e in data["entries"]
+            }
+            revision = str(data.get("revision", ""))
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"malformed inventory: {exc!r}") from exc
+        return cls(entries, revision)
+
+
+class Artifact(BaseModel):
+    """A fetched, read-only tree of configuration at one revision."""
+
+    model_config = ConfigDict(frozen=True)
+
+    url: str = Field(description="credential-free URL of the source")
+    revision: str = Field(description="e.g. main@sha1:<40 hex>, v1@sha256:<hex>, sha256:<hex>")
+    digest: str = Field(description="sha256:<hex> of the artifact's content")
+    path: Path = Field(description="root of the tree (the requested subpath, if any)")
+    metadata: dict[str, str] = Field(default_factory=dict)
+
+
+_NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+class ReconcilerOptions(BaseModel):
+    """Validated options of a :class:`gitops.Reconciler`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(default="default", description="inventory name (a DNS label)")
+    prune: bool = False
+    allow_empty: bool = False
+    dry_run: bool = False
+    retries: int = Field(default=3, ge=0, le=100)
+    retry_backoff: float = Field(default=0.2, ge=0, description="first retry delay (s), doubled")
+    retry_max_delay: float = Field(default=10.0, ge=0)
+    wait: bool = Field(default=False, description="wait for health between waves")
+    wait_timeout: float = Field(default=300.0, gt=0)
+    wait_interval: float = Field(default=1.0, gt=0)
+
+    @field_validator("name")
+    @classmethod
+    def _dns_label(cls, value: str) -> str:
+        if len(value) > 63 or not _NAME_RE.match(value):
+            raise ValueError(f"name {value!r} must be a DNS label ([a-z0-9-], at most 63 chars)")
+        return value
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The ordered changes that would make a target match a source revision."""
+
+    name: str
+    source: str
+    target: str
+    revision: str
+    changes: tuple[Change, ...]
+    unchanged: int = 0
+    extraneous: tuple[ResourceKey, ...] = ()  # owned, not desired, not pruned
+    artifact: Artifact | None = None
+    prune: bool = False
+
+    @property
+    def in_sync(self) -> bool:
+        """True when applying the plan would change nothing."""
+        return not self.changes
+
+    def count(self, action: Action) -> int:
+        return sum(1 for c in self.changes if c.action is action)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form of the CLI contract."""
+        return {
+            "name": self.name,
+            "source": self.source,
+            "target": self.target,
+            "revision": self.revision,
+            "in_sync": self.in_sync,
+            "changes": [c.to_dict() for c in self.changes],
+            "unchanged": self.unchanged,
+            "extraneous": [str(k) for k in self.extraneous],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceResult:
+    """What a sync did to one resource."""
+
+    change: Change
+    outcome: Outcome
+    message: str = ""
+    attempts: int = 0
+    health: HealthStatus | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = self.change.to_dict()
+        data["outcome"] = self.outcome.value
+        if self.message:
+            data["message"] = self.message
+        if self.health is not None:
+            data["health"] = self.health.value
+        return data
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    """The outcome of one sync: the plan it executed and each resource's result."""
+
+    plan: Plan
+    results: tuple[ResourceResult, ...]
+    dry_run: bool
+    started_at: datetime
+    finished_at: datetime
+
+    @property
+    def revision(self) -> str:
+        return self.plan.revision
+
+    @property
+    def failed(self) -> tuple[ResourceResult, ...]:
+        return tuple(r for r in self.results if r.outcome is Outcome.FAILED)
+
+    @property
+    def succeeded(self) -> bool:
+        """True when no change failed or was skipped (a dry run succeeds if it validated)."""
+        if self.dry_run:
+            return not self.failed
+        return all(r.outcome is Outcome.SUCCEEDED for r in self.results)
+
+    @property
+    def in_sync(self) -> bool:
+        """True when the target now matches the revision (false for a dry run with changes)."""
+        return self.succeeded and (not self.dry_run or self.plan.in_sync)
+
+    @property
+    def duration(self) -> float:
+        return (self.finished_at - self.started_at).total_seconds()
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form of the CLI contract."""
+        return {
+            "name": self.plan.name,
+            "source": self.plan.source,
+            "target": self.plan.target,
+            "revision": self.revision,
+            "in_sync": self.in_sync,
+            "dry_run": self.dry_run,
+            "succeeded": self.succeeded,
+            "changes": [r.to_dict() for r in self.results],
+            "unchanged": self.plan.unchanged,
+            "extraneous": [str(k) for k in self.plan.extraneous],
+            "started_at": self.started_at.isoformat(),
+            "duration_seconds": round(self.duration, 6),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """An observable step of a reconcile, delivered to ``on_event`` callbacks."""
+
+    reason: str  # e.g. "Planned", "Applied", "ApplyFailed", "Pruned", "SyncSucceeded"
+    message: str
+    key: ResourceKey | None = None
+    revision: str = ""
+    warning: bool = False
+    timestamp: datetime = field(default_factory=datetime.now)

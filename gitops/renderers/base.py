@@ -1,0 +1,35 @@
+"""The Renderer contract: turn a fetched artifact tree into resources.
+
+The default renderer reads plain YAML/JSON manifests; others (kustomize, ...) plug in
+through the ``gitops.renderers`` entry-point group. A renderer validates what it
+returns (see :mod:`gitops.manifests`) and never writes anywhere.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import ClassVar
+
+from gitops.model import Resource
+
+__all__ = ["Renderer"]
+
+
+class Renderer(ABC):
+    """Base class of every renderer plugin. Required: :meth:`render`."""
+
+    #: Registry name (the entry-point name).
+    name: ClassVar[str] = ""
+
+    @classmethod
+    def viable(cls) -> tuple[bool, str]:
+        """Whether the plugin can run on this machine, and if not, why."""
+        return True, ""
+
+    @abstractmethod
+    def render(self, root: Path) -> list[Resource]:
+        """Return the validated resources found under ``root``.
+
+        Raises :class:`~gitops.errors.ManifestError` naming the file at fault.
+        """

@@ -1,0 +1,66 @@
+"""The Source contract: where desired state comes from.
+
+A source is opened from a URL (``dir:PATH``, ``git+https://...``, ``oci://...``), each
+plugin parsing its own URL. ``resolve()`` is the cheap question "which revision is
+current?" (a directory digest, ``ls-remote``, a manifest HEAD); ``fetch(revision)`` makes
+that revision available as a read-only tree. A source never renders or applies anything.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from types import TracebackType
+from typing import Any, ClassVar, Self
+
+from gitops.model import Artifact
+
+__all__ = ["Source"]
+
+
+class Source(ABC):
+    """Base class of every source plugin.
+
+    Required: :meth:`resolve` and :meth:`fetch`. Everything else has a default.
+    ``url`` must be credential-free: it appears in logs, errors and results.
+    """
+
+    #: URL scheme this plugin is registered under (the entry-point name).
+    scheme: ClassVar[str] = ""
+
+    url: str
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> Self:
+        """Open the source named by ``url``; raises InvalidURLError if it cannot be parsed."""
+        return cls(url, **options)  # type: ignore[call-arg]
+
+    @classmethod
+    def viable(cls) -> tuple[bool, str]:
+        """Whether the plugin can run on this machine, and if not, why."""
+        return True, ""
+
+    @abstractmethod
+    def resolve(self) -> str:
+        """Return the current revision, cheaply (no content download where avoidable)."""
+
+    @abstractmethod
+    def fetch(self, revision: str) -> Artifact:
+        """Make ``revision`` available as a read-only tree and describe it."""
+
+    def close(self) -> None:
+        """Release connections and temporary files. Idempotent."""
+        return None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.url!r})"
