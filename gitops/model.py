@@ -275,9 +275,16 @@ class Plan:
     revision: str
     changes: tuple[Change, ...]
     unchanged: int = 0
-    extraneous: tuple[ResourceKey, ...] = ()  # owned, not desired, not pruned
+    #: owned and live but no longer desired, left in place (prune off)
+    extraneous: tuple[ResourceKey, ...] = ()
+    #: no longer desired, kept because annotated ``gitops.dev/prune: disabled``; disowned
+    orphaned: tuple[ResourceKey, ...] = ()
     artifact: Artifact | None = None
     prune: bool = False
+    #: the rendered desired set, in source order
+    desired: tuple[Resource, ...] = field(default=(), repr=False, compare=False)
+    #: the inventory read while planning (None if the target had none)
+    inventory: Inventory | None = field(default=None, repr=False, compare=False)
 
     @property
     def in_sync(self) -> bool:
@@ -298,6 +305,7 @@ class Plan:
             "changes": [c.to_dict() for c in self.changes],
             "unchanged": self.unchanged,
             "extraneous": [str(k) for k in self.extraneous],
+            "orphaned": [str(k) for k in self.orphaned],
         }
 
 

@@ -31,6 +31,9 @@ class Target(ABC):
     scheme: ClassVar[str] = ""
     #: ``apply``/``delete`` honour ``dry_run=True`` by validating without writing.
     supports_dry_run: ClassVar[bool] = False
+    #: a dry run of an object fails until its Namespace or CRD exists (Kubernetes); the
+    #: engine then validates such objects at apply time instead of before the first write.
+    dry_run_needs_prerequisites: ClassVar[bool] = False
     #: :meth:`health` reports a real assessment.
     supports_health: ClassVar[bool] = False
     #: :meth:`watch` is implemented.
