@@ -1,0 +1,133 @@
+"""Normalization rules of the structural differ: what is not drift, and what is equal.
+
+A desired manifest is compared with a live one as a *subset*: fields the server owns
+(:data:`IGNORED_FIELDS`) and fields desired does not declare are never drift; Kubernetes
+quantities compare by value at quantity positions only; a Secret's ``stringData`` is
+compared as the ``data`` the API server would store. The helpers here run on the hot
+path of every reconcile: they must never copy a manifest that needs no change, and
+never mutate their input.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Mapping
+from typing import Any, TypeAlias
+
+from gitops.masking import LAST_APPLIED_ANNOTATION
+from gitops.quantity import quantities_equal
+
+__all__ = [
+    "IGNORED_FIELDS",
+    "QUANTITY_KEYS",
+    "QUANTITY_PARENT_KEYS",
+    "IgnoreRules",
+    "is_empty",
+    "leaf_equal",
+    "normalize_secret",
+    "strip_ignored",
+]
+
+#: Field name -> ``None`` (ignore the field) or the rules for the fields inside it.
+IgnoreRules: TypeAlias = Mapping[str, "IgnoreRules | None"]
+
+#: Fields owned by the API server (or by ``kubectl``), ignored on both sides.
+#: ``deletionTimestamp``/``deletionGracePeriodSeconds`` are server-set while an object is
+#: being deleted; a manifest cannot set them, so they are never drift either.
+IGNORED_FIELDS: IgnoreRules = {
+    "status": None,
+    "metadata": {
+        "uid": None,
+        "resourceVersion": None,
+        "managedFields": None,
+        "creationTimestamp": None,
+        "generation": None,
+        "selfLink": None,
+        "deletionTimestamp": None,
+        "deletionGracePeriodSeconds": None,
+        "annotations": {LAST_APPLIED_ANNOTATION: None},
+    },
+}
+
+#: Mappings whose values are quantities (``resources.limits``, ``ResourceQuota.spec.hard``,
+#: ``LimitRange`` ``min``/``max``/``default``..., ``Node.status.capacity``, ``overhead``).
+QUANTITY_PARENT_KEYS = frozenset(
+    {
+        "limits",
+        "requests",
+        "hard",
+        "capacity",
+        "allocatable",
+        "min",
+        "max",
+        "default",
+        "defaultRequest",
+        "maxLimitRequestRatio",
+        "overhead",
+    }
+)
+#: Fields that are quantities themselves (``emptyDir.sizeLimit``, ``storage``).
+QUANTITY_KEYS = frozenset({"storage", "sizeLimit"})
+
+
+def is_empty(value: Any) -> bool:
+    """True for ``None``, ``{}`` and ``[]``, which the API server omits: they match an absent field."""
+    return value is None or (type(value) in (dict, list) and not value)
+
+
+def leaf_equal(desired: Any, live: Any, quantity: bool) -> bool:
+    """Equality of two scalars: ``1 == 1.0`` but ``True != 1``; quantities by value if ``quantity``."""
+    if desired == live:
+        return (type(desired) is bool) is (type(live) is bool)
+    return quantity and quantities_equal(desired, live)
+
+
+def normalize_secret(manifest: dict[str, Any]) -> dict[str, Any]:
+    """Return a Secret as the API server stores it: ``stringData`` merged into ``data``.
+
+    ``stringData`` values are base64-encoded into ``data`` (winning over ``data``, as on
+    the server) and ``stringData`` is dropped; ``data`` values are re-encoded in canonical
+    base64 (no line breaks). Returns ``manifest`` itself when it is already normal.
+    """
+    data, string_data = manifest.get("data"), manifest.get("stringData")
+    if data is not None and not isinstance(data, dict):
+        return manifest  # malformed: compare as written
+    canonical = {key: _canonical_base64(value) for key, value in (data or {}).items()}
+    if not isinstance(string_data, dict) and canonical == (data or {}):
+        return manifest
+    normal = dict(manifest)
+    if isinstance(string_data, dict):
+        del normal["stringData"]
+        canonical.update({key: _encode(value) for key, value in string_data.items()})
+    if canonical or "data" in manifest:
+        normal["data"] = canonical
+    return normal
+
+
+def strip_ignored(value: Any, rules: IgnoreRules = IGNORED_FIELDS) -> Any:
+    """Return ``value`` without the ignored fields (copying only the mappings that change)."""
+    if type(value) is not dict or not any(key in value for key in rules):
+        return value
+    stripped = {}
+    for key, item in value.items():
+        if key not in rules:
+            stripped[key] = item
+        elif (inner := rules[key]) is not None:
+            stripped[key] = strip_ignored(item, inner)
+    return stripped
+
+
+def _canonical_base64(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    try:
+        return base64.b64encode(base64.b64decode(value)).decode("ascii")
+    except (binascii.Error, ValueError):
+        return value  # not base64: compare as written
+
+
+def _encode(value: Any) -> Any:
+    return (
+        base64.b64encode(value.encode("utf-8")).decode("ascii") if isinstance(value, str) else value
+    )

@@ -1,0 +1,126 @@
+"""Masking of Secret values for anything shown to a human: diffs, patches, CLI output.
+
+Every value under a Secret's ``data`` and ``stringData`` is replaced by a mask, and
+so is the ``kubectl.kubernetes.io/last-applied-configuration`` annotation (it holds the
+whole Secret in clear text). Masks follow Argo CD: a run of ``+``. A mask says only
+whether a value changed, never anything about the value: this module must never emit a
+value, its base64, its length or any hash of it (a short hash of a low-entropy secret is
+brute-forced in seconds), and never mutate its input.
+
+Paired masking (for diffs): a value equal on both sides gets :data:`MASK` on both; a
+desired value that differs from the live one gets :data:`MASK_CHANGED`, one ``+``
+longer, so a unified diff shows the line as changed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+__all__ = [
+    "LAST_APPLIED_ANNOTATION",
+    "MASK",
+    "MASK_CHANGED",
+    "SECRET_SECTIONS",
+    "is_secret",
+    "mask_patch",
+    "mask_secret",
+    "mask_secret_pair",
+]
+
+#: The mask of a live value, of an unchanged desired value, and of a value in a patch.
+MASK = "++++++++"
+#: The mask of a desired value that differs from its live counterpart.
+MASK_CHANGED = "+++++++++"
+#: Written by ``kubectl apply``; for a Secret it contains every value in clear text.
+LAST_APPLIED_ANNOTATION = "kubectl.kubernetes.io/last-applied-configuration"
+#: The fields of a Secret whose values are secret.
+SECRET_SECTIONS = ("data", "stringData")
+
+# JSON-pointer tokens of everything secret in a Secret; "*" is any one key.
+_SECRET_POINTERS: tuple[tuple[str, ...], ...] = (
+    ("data", "*"),
+    ("stringData", "*"),
+    ("metadata", "annotations", LAST_APPLIED_ANNOTATION),
+)
+
+
+def is_secret(manifest: Mapping[str, Any]) -> bool:
+    """True for ``kind: Secret`` of any group: hiding too much is safe, showing a secret is not."""
+    return manifest.get("kind") == "Secret"
+
+
+def mask_secret(manifest: dict[str, Any]) -> dict[str, Any]:
+    """Return ``manifest`` with every secret value replaced by :data:`MASK`.
+
+    For a Secret, a new dict (unmasked subtrees are shared with ``manifest``, not
+    copied); any other manifest is returned itself, as there is nothing to mask.
+    """
+    if not is_secret(manifest):
+        return manifest
+    masked: dict[str, Any] = _mask_tree(manifest, ())
+    return masked
+
+
+def mask_secret_pair(
+    desired: dict[str, Any], live: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Mask a desired and a live Secret so that equal values get equal masks.
+
+    Returns masked copies ``(desired, live)``. Live values, desired values equal to
+    live and desired-only values get :data:`MASK`; desired values that differ from
+    live get :data:`MASK_CHANGED`. Values are compared as given (normalize first).
+    """
+    masked_desired, masked_live = mask_secret(desired), mask_secret(live)
+    for section in SECRET_SECTIONS:
+        want, have = desired.get(section), live.get(section)
+        if section not in desired or section not in live or want == have:
+            continue
+        if not isinstance(want, Mapping) or not isinstance(have, Mapping):
+            masked_desired[section] = MASK_CHANGED
+            continue
+        masked_desired[section] = {
+            name: MASK_CHANGED if name in have and have[name] != value else MASK
+            for name, value in want.items()
+        }
+    return masked_desired, masked_live
+
+
+def mask_patch(ops: Iterable[Mapping[str, Any]]) -> tuple[dict[str, Any], ...]:
+    """Mask the values of RFC 6902 operations meant for a Secret.
+
+    Any value at or below ``/data/*``, ``/stringData/*`` or the last-applied
+    annotation becomes :data:`MASK`; a value above them (``/data``, ``/metadata``, the
+    whole object) is copied with those parts masked. Paths are kept.
+    """
+    masked = []
+    for op in ops:
+        new = dict(op)
+        if "value" in op:
+            new["value"] = _mask_tree(op["value"], _pointer_tokens(str(op.get("path", ""))))
+        masked.append(new)
+    return tuple(masked)
+
+
+def _pointer_tokens(pointer: str) -> tuple[str, ...]:
+    if not pointer:
+        return ()
+    return tuple(t.replace("~1", "/").replace("~0", "~") for t in pointer[1:].split("/"))
+
+
+def _mask_tree(value: Any, at: tuple[str, ...]) -> Any:
+    """Copy ``value`` (found at pointer tokens ``at``) with its secret parts masked."""
+    if any(_covers(pattern, at) for pattern in _SECRET_POINTERS):
+        return MASK
+    if not any(_covers(at, pattern) for pattern in _SECRET_POINTERS):
+        return value
+    if isinstance(value, Mapping):
+        return {key: _mask_tree(item, (*at, str(key))) for key, item in value.items()}
+    return MASK  # a malformed value where secrets belong: hide it whole
+
+
+def _covers(prefix: tuple[str, ...], tokens: tuple[str, ...]) -> bool:
+    """True when ``prefix`` (which may hold ``*``) is a prefix of ``tokens``."""
+    if len(prefix) > len(tokens):
+        return False
+    return all(p == "*" or t == "*" or p == t for p, t in zip(prefix, tokens, strict=False))
