@@ -208,7 +208,7 @@ def test_invalid_file_changes_nothing(src: Path, target: MemoryTarget) -> None:
     write(src, {"all.yaml": [ns("apps"), cm("one", extra="x")]})
     (src / "broken.yaml").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {}\n")
     target.reset_calls()
-    with pytest.raises(ManifestError, match="broken.yaml"):
+    with pytest.raises(ManifestError, match=r"broken\.yaml"):
         rec(src, target, prune=True).sync()
     assert target.objects() == before
     assert target.counts()["apply"] == target.counts()["write_inventory"] == 0

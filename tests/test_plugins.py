@@ -107,7 +107,7 @@ def test_broken_plugin_gives_a_clear_error(fake_dists: Path) -> None:
 def test_plugin_of_the_wrong_type_is_refused(fake_dists: Path) -> None:
     make_dist(fake_dists, "fakeplugin-wrong",
               "[gitops.targets]\nwrong = fakeplugin_wrong:NotATarget\n", GOOD)
-    with pytest.raises(PluginError, match="not a subclass of gitops.targets.base.Target"):
+    with pytest.raises(PluginError, match=r"not a subclass of gitops\.targets\.base\.Target"):
         gitops.open_target("wrong:")
 
 

@@ -1,0 +1,162 @@
+"""Benchmark: cold plan() of 10,000 Deployment-sized manifests against a file-tree target.
+
+The source holds 10,000 Deployments in 1,000 files; the target (a file tree) holds all of
+them, 1% drifted by hand. Parsing both trees with PyYAML's C loader is the floor no
+plan can beat; the budget is a cold plan within 1.25x of it. The naive baseline parses the
+same trees and runs ``jsonpatch.make_patch`` on every pair.
+
+Reproduce: ``make bench`` or ``.venv/bin/python bench/plan_10k.py [--objects N]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import resource
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jsonpatch
+import yaml
+
+from gitops import Reconciler
+from gitops.inventory import from_resources
+from gitops.model import Resource
+from gitops.sources.directory import DirectorySource
+from gitops.targets.filetree import FileTreeTarget
+
+LOADER = yaml.CSafeLoader
+BUDGET = 1.25
+
+
+def deployment(i: int) -> dict[str, Any]:
+    name = f"svc-{i:05d}"
+    labels = {"app.kubernetes.io/name": name, "app.kubernetes.io/part-of": f"team-{i % 20}",
+              "tier": "backend"}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": f"ns-{i % 50}", "labels": labels,
+                     "annotations": {"owner": f"team-{i % 20}@example.com"}},
+        "spec": {
+            "replicas": 2,
+            "revisionHistoryLimit": 5,
+            "selector": {"matchLabels": {"app.kubernetes.io/name": name}},
+            "strategy": {"type": "RollingUpdate",
+                         "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 0}},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "serviceAccountName": name,
+                    "containers": [{
+                        "name": "app",
+                        "image": f"registry.example.com/{name}:1.{i % 7}.0",
+                        "args": ["--port=8080", "--log-level=info"],
+                        "ports": [{"name": "http", "containerPort": 8080}],
+                        "env": [{"name": "SERVICE", "value": name},
+                                {"name": "REGION", "value": "eu-west-1"},
+                                {"name": "DB_PASSWORD", "valueFrom": {"secretKeyRef": {
+                                    "name": f"{name}-db", "key": "password"}}}],
+                        "resources": {"requests": {"cpu": "100m", "memory": "128Mi"},
+                                      "limits": {"cpu": "500m", "memory": "256Mi"}},
+                        "readinessProbe": {"httpGet": {"path": "/ready", "port": "http"},
+                                           "periodSeconds": 10},
+                        "livenessProbe": {"httpGet": {"path": "/live", "port": "http"},
+                                          "initialDelaySeconds": 10},
+                    }],
+                },
+            },
+        },
+    }
+
+
+def build(root: Path, objects: int, per_file: int, drift_every: int) -> tuple[Path, Path, int]:
+    src, out = root / "src", root / "out"
+    src.mkdir()
+    manifests = [deployment(i) for i in range(objects)]
+    for f in range(0, objects, per_file):
+        (src / f"apps-{f // per_file:04d}.yaml").write_text(
+            yaml.dump_all(manifests[f:f + per_file], Dumper=yaml.CSafeDumper, sort_keys=False))
+    target = FileTreeTarget(out)
+    resources = [Resource.from_manifest(m) for m in manifests]
+    for res in resources:
+        live = copy.deepcopy(res.manifest)
+        live["metadata"].update(uid=f"uid-{res.name}", resourceVersion="1", generation=1)
+        live["status"] = {"replicas": 2, "readyReplicas": 2, "observedGeneration": 1}
+        if int(res.name[4:]) % drift_every == 0:
+            live["spec"]["replicas"] = 3
+        target.apply(Resource.from_manifest(live))
+    target.write_inventory("default", from_resources(resources))
+    return src, out, len(resources) // drift_every
+
+
+def best_of(runs: int, fn: Callable[[], object]) -> tuple[float, object]:
+    times, value = [], None
+    for _ in range(runs):
+        start = time.perf_counter()
+        value = fn()
+        times.append(time.perf_counter() - start)
+    return min(times), value
+
+
+def parse_trees(src: Path, out: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    desired = [d for p in sorted(src.glob("*.yaml"))
+               for d in yaml.load_all(p.read_bytes(), Loader=LOADER)]
+    live = [yaml.load(p.read_bytes(), Loader=LOADER)
+            for p in sorted(out.rglob("*.yaml")) if ".gitops" not in p.parts]
+    return desired, live
+
+
+def naive(src: Path, out: Path) -> int:
+    desired, live = parse_trees(src, out)
+    by_name = {(m["metadata"]["namespace"], m["metadata"]["name"]): m for m in live}
+    changed = 0
+    for m in desired:
+        if jsonpatch.make_patch(by_name[(m["metadata"]["namespace"], m["metadata"]["name"])], m):
+            changed += 1
+    return changed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--objects", type=int, default=10_000)
+    parser.add_argument("--per-file", type=int, default=10)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="gitops-bench-") as tmp:
+        src, out, drifted = build(Path(tmp), args.objects, args.per_file, 100)
+        files = len(list(src.glob("*.yaml")))
+
+        parse_s, _ = best_of(args.runs, lambda: parse_trees(src, out))
+
+        def cold_plan() -> Any:
+            return Reconciler(DirectorySource(src), FileTreeTarget(out)).plan()
+
+        plan_s, plan = best_of(args.runs, cold_plan)
+        naive_s, naive_changed = best_of(args.runs, lambda: naive(src, out))
+        updates = len(plan.changes)  # type: ignore[attr-defined]
+        assert updates == drifted, f"plan found {updates} changes, expected {drifted}"
+
+        rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        ratio = plan_s / parse_s
+        print(f"objects: {args.objects} in {files} files, drifted: {drifted} "
+              f"(plan found {updates}, naive found {naive_changed})")
+        print(f"C-loader parse of source + target trees: {parse_s:8.3f} s   (the floor)")
+        print(f"gitops cold plan():                      {plan_s:8.3f} s   "
+              f"ratio {ratio:.3f}x (budget {BUDGET}x) {'OK' if ratio <= BUDGET else 'OVER'}")
+        print(f"naive parse + jsonpatch.make_patch:      {naive_s:8.3f} s   "
+              f"ratio {naive_s / parse_s:.3f}x")
+        print(f"peak RSS: {rss_mib:.0f} MiB   (best of {args.runs} runs each; "
+              f"python {sys.version.split()[0]}, {os.cpu_count()} cpus)")
+        print(f"reproduce: .venv/bin/python bench/plan_10k.py --objects {args.objects} "
+              f"--per-file {args.per_file} --runs {args.runs}")
+
+
+if __name__ == "__main__":
+    main()
