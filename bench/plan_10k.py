@@ -34,6 +34,13 @@ LOADER = yaml.CSafeLoader
 BUDGET = 1.25
 
 
+class PlainDumper(yaml.CSafeDumper):
+    """Writes shared sub-dicts out in full, as Helm and kustomize output does (no anchors)."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
 def deployment(i: int) -> dict[str, Any]:
     name = f"svc-{i:05d}"
     labels = {"app.kubernetes.io/name": name, "app.kubernetes.io/part-of": f"team-{i % 20}",
@@ -81,7 +88,7 @@ def build(root: Path, objects: int, per_file: int, drift_every: int) -> tuple[Pa
     manifests = [deployment(i) for i in range(objects)]
     for f in range(0, objects, per_file):
         (src / f"apps-{f // per_file:04d}.yaml").write_text(
-            yaml.dump_all(manifests[f:f + per_file], Dumper=yaml.CSafeDumper, sort_keys=False))
+            yaml.dump_all(manifests[f:f + per_file], Dumper=PlainDumper, sort_keys=False))
     target = FileTreeTarget(out)
     resources = [Resource.from_manifest(m) for m in manifests]
     for res in resources:
