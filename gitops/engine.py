@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from gitops import inventory as inv
 from gitops.differs.base import Differ
 from gitops.errors import EmptySourceError, GitopsError, InputError, TransientError
+from gitops.manifests import gc_paused
 from gitops.model import (
     Action,
     Artifact,
@@ -141,6 +142,12 @@ class Reconciler:
         Reads only; raises a :class:`~gitops.errors.GitopsError` naming the input at
         fault (manifest, URL, resource) before anything could be written.
         """
+        # Planning holds every desired and live manifest at once: millions of acyclic
+        # containers the cyclic collector would rescan for nothing.
+        with gc_paused():
+            return self._plan()
+
+    def _plan(self) -> Plan:
         revision = self.source.resolve()
         artifact, desired = self._render(revision)
         if not desired and self.options.prune and not self.options.allow_empty:
