@@ -40,7 +40,7 @@ def _parser() -> argparse.ArgumentParser:
 
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument("source", metavar="SOURCE",
-                       help="PATH, dir:PATH, git+https://..., oci://... (see docs/urls.md)")
+                       help="PATH, dir:PATH, git+https://..., oci://... (see docs/cli.md)")
         p.add_argument("target", metavar="TARGET", help="dir:PATH, mock:, k8s:, k8s://CONTEXT")
         p.add_argument("--name", default="default",
                        help="inventory name: reconcilers with different names never prune "
@@ -61,6 +61,17 @@ def _parser() -> argparse.ArgumentParser:
     sync.add_argument("--dry-run", action="store_true",
                       help="validate and report, write nothing")
     sync.add_argument("--no-diff", action="store_true", help="list changes without diffs")
+    push = sub.add_parser("push", help="publish a directory as a Flux-compatible OCI artifact")
+    push.add_argument("directory", metavar="DIR", help="the directory to publish")
+    push.add_argument("url", metavar="OCI_URL", help="oci://HOST[:PORT]/REPO:TAG (see docs/oci.md)")
+    push.add_argument("--annotation", action="append", default=[], metavar="KEY=VALUE",
+                      help="add a manifest annotation (repeatable)")
+    push.add_argument("--revision", help="origin revision, e.g. main@sha1:<hex> "
+                                         "(org.opencontainers.image.revision)")
+    push.add_argument("--source", help="origin URL (org.opencontainers.image.source)")
+    push.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    push.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                      help=argparse.SUPPRESS)
     plugins = sub.add_parser("plugins", help="list installed sources, targets, differs, renderers")
     plugins.add_argument("-o", "--output", choices=("text", "json"), default="text")
     plugins.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
@@ -201,12 +212,32 @@ def _cmd_plugins(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK
 
 
+def _cmd_push(args: argparse.Namespace, out: TextIO) -> int:
+    from gitops.errors import InputError
+    from gitops.sources.oci import push  # imported on use: other commands do not pay for it
+
+    annotations: dict[str, str] = {}
+    for item in args.annotation:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise InputError(f"--annotation {item!r}: expected KEY=VALUE")
+        annotations[key] = value
+    result = push(args.directory, args.url, annotations=annotations, revision=args.revision,
+                  source=args.source)
+    if args.output == "json":
+        _json(result.to_dict(), out)
+    else:
+        out.write(f"Pushed:   {result.url}\nRevision: {result.revision}\n"
+                  f"Layer:    {result.layer_digest} ({result.size} bytes)\n")
+    return EXIT_OK
+
+
 def _json(data: Any, out: TextIO) -> None:
     json.dump(data, out, indent=2, sort_keys=False)
     out.write("\n")
 
 
-_COMMANDS = {"diff": _cmd_diff, "sync": _cmd_sync, "plugins": _cmd_plugins}
+_COMMANDS = {"diff": _cmd_diff, "sync": _cmd_sync, "plugins": _cmd_plugins, "push": _cmd_push}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,376 @@
+"""HTTP to one registry: connection pool, TLS, the auth challenge flow, error translation.
+
+:class:`RegistrySession` sends requests over urllib3 and answers ``401`` challenges with
+HTTP Basic or the bearer-token flow (``WWW-Authenticate: Bearer realm=...`` -> token
+endpoint, ``GET`` with Basic credentials or ``POST`` with a Docker identity token),
+reusing the token until the registry refuses it. urllib3 exceptions and unexpected
+statuses are translated here, at the seam, into :mod:`gitops.errors`, every message
+naming the credential-free URL.
+
+This module never logs a header or a body, never puts a credential in a URL or a
+message, and never sends credentials over plain HTTP to a host that is not loopback
+(unless ``insecure`` says so).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import re
+import warnings
+from collections.abc import Callable, Mapping
+from typing import IO, Any
+from urllib.parse import urlencode, urljoin, urlsplit
+
+import urllib3
+from urllib3.exceptions import (
+    HTTPError,
+    InsecureRequestWarning,
+    MaxRetryError,
+    NewConnectionError,
+    ProtocolError,
+    ReadTimeoutError,
+    SSLError,
+)
+from urllib3.exceptions import TimeoutError as Urllib3Timeout
+
+from gitops import __version__
+from gitops.errors import (
+    AuthenticationError,
+    RevisionNotFoundError,
+    SourceError,
+    TransientError,
+    VerificationError,
+)
+from gitops.sources.oci.auth import Challenge, Credentials, parse_challenge
+from gitops.sources.oci.options import OCIOptions
+from gitops.sources.oci.reference import OCIReference, is_loopback
+from gitops.urls import redact
+
+__all__ = ["RegistrySession", "RegistryUnavailableError", "discard"]
+
+log = logging.getLogger("gitops.sources.oci")
+
+_MAX_TOKEN_RESPONSE = 1 << 20
+_MAX_ERROR_BODY = 64 << 10
+_LINK_RE = re.compile(r'<([^>]*)>\s*;\s*rel="?next"?')
+# "<...HTTPConnection object at 0x..>: " (urllib3 1.x) or "HTTPConnection(host=.., port=..): "
+_OBJECT_RE = re.compile(r"^(?:<[^>]*>|\w*Connection\([^)]*\)): (?:Failed to establish a new "
+                        r"connection: )?")
+
+
+class RegistryUnavailableError(SourceError, TransientError):
+    """The registry could not be reached, timed out, throttled or failed (5xx): retry later."""
+
+
+class RegistrySession:
+    """Requests to one registry on behalf of one repository.
+
+    ``credentials`` is called at most once, when the registry first asks for them, so a
+    Docker credential helper only runs when needed. ``push=True`` asks token services for
+    ``pull,push`` access.
+    """
+
+    def __init__(
+        self,
+        ref: OCIReference,
+        options: OCIOptions,
+        *,
+        display: str,
+        credentials: Callable[[], Credentials | None],
+        push: bool = False,
+    ) -> None:
+        self.ref = ref
+        self.display = display
+        self._options = options
+        self._get_credentials = credentials
+        self._credentials: Credentials | None = None
+        self._credentials_loaded = False
+        self._push = push
+        plain = options.plain_http if options.plain_http is not None else ref.loopback
+        self.scheme = "http" if plain else "https"
+        self.base = f"{self.scheme}://{ref.api_registry}"
+        self._authorization: str | None = None
+        timeout = urllib3.Timeout(connect=options.timeout, read=options.timeout)
+        retries = urllib3.Retry(total=5, connect=0, read=0, status=0, other=0, redirect=5)
+        pool_kw: dict[str, Any] = {}
+        if self.scheme == "https":
+            if options.insecure:
+                pool_kw.update(cert_reqs="CERT_NONE", assert_hostname=False)
+            else:
+                pool_kw["cert_reqs"] = "CERT_REQUIRED"
+                if options.ca_bundle is not None:
+                    pool_kw["ca_certs"] = str(options.ca_bundle)
+        self._pool = urllib3.PoolManager(
+            num_pools=4, maxsize=4, timeout=timeout, retries=retries,
+            headers={"User-Agent": f"gitops/{__version__}"}, **pool_kw,
+        )
+
+    def close(self) -> None:
+        self._pool.clear()
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        body: bytes | IO[bytes] | None = None,
+        stream: bool = False,
+    ) -> urllib3.BaseHTTPResponse:
+        """Send a request, answering one ``401`` challenge. Raises on 401 and 403."""
+        sent = dict(headers or {})
+        if self._authorization:
+            sent["Authorization"] = self._authorization
+        start = body.tell() if body is not None and not isinstance(body, bytes) else None
+        response = self._send(method, url, sent, body, stream)
+        if response.status == 401:
+            challenge = parse_challenge(response.headers.get("WWW-Authenticate"))
+            discard(response)
+            self._authorization = self._authorize(challenge)
+            if self._authorization is None:
+                raise AuthenticationError(
+                    self.display,
+                    f"{self.ref.registry} requires authentication: give username/password, "
+                    "GITOPS_OCI_USERNAME/GITOPS_OCI_PASSWORD or a docker config.json entry",
+                )
+            sent["Authorization"] = self._authorization
+            if start is not None and not isinstance(body, bytes) and body is not None:
+                body.seek(start)
+            response = self._send(method, url, sent, body, stream)
+            if response.status == 401:
+                discard(response)
+                self._authorization = None
+                raise AuthenticationError(self.display, self._refused(challenge))
+        if response.status == 403:
+            discard(response)
+            raise AuthenticationError(
+                self.display, f"{self.ref.registry} denied access to {self.ref.repository}"
+            )
+        return response
+
+    def _credentials_now(self) -> Credentials | None:
+        if not self._credentials_loaded:
+            self._credentials = self._get_credentials()
+            self._credentials_loaded = True
+        return self._credentials
+
+    def _refused(self, challenge: Challenge | None) -> str:
+        creds = self._credentials
+        if creds is None:
+            return f"{self.ref.registry} refused anonymous access"
+        if challenge is not None and challenge.scheme == "bearer":
+            return f"{self.ref.registry} refused the token issued for the credentials from " \
+                   f"{creds.origin}"
+        return f"{self.ref.registry} refused the credentials from {creds.origin}"
+
+    def _authorize(self, challenge: Challenge | None) -> str | None:
+        """The ``Authorization`` value answering ``challenge`` (None: nothing to offer)."""
+        creds = self._credentials_now()
+        if challenge is None or challenge.scheme == "basic":
+            if creds is None:
+                return None
+            self._check_channel(self.base, "the registry")
+            return creds.basic()
+        return "Bearer " + self._fetch_token(challenge, creds)
+
+    def _check_channel(self, url: str, what: str) -> None:
+        """Refuse to send credentials in clear text to a host that is not loopback."""
+        parts = urlsplit(url)
+        if parts.scheme == "http" and not is_loopback(parts.hostname or "") \
+                and not self._options.insecure:
+            raise AuthenticationError(
+                self.display,
+                f"refusing to send credentials over plain HTTP to {what} at "
+                f"{parts.netloc} (use HTTPS, or insecure=True if you accept the risk)",
+            )
+
+    def _fetch_token(self, challenge: Challenge, creds: Credentials | None) -> str:
+        realm = challenge.params.get("realm", "")
+        parts = urlsplit(realm)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise SourceError(self.display, f"bearer challenge has no usable realm {realm!r}")
+        realm_display = f"{parts.scheme}://{parts.netloc}{parts.path}"
+        actions = "pull,push" if self._push else "pull"
+        ours = f"repository:{self.ref.api_repository}:{actions}"
+        scopes = [ours] + [
+            s for s in challenge.params.get("scope", "").split()
+            if s and not s.startswith(f"repository:{self.ref.api_repository}:")
+        ]
+        query: list[tuple[str, str]] = []
+        if challenge.params.get("service"):
+            query.append(("service", challenge.params["service"]))
+        headers: dict[str, str] = {}
+        body: bytes | None = None
+        if creds is not None and creds.identity_token:
+            self._check_channel(realm, "the token service")
+            form = [*query, ("scope", " ".join(scopes)), ("grant_type", "refresh_token"),
+                    ("client_id", "gitops"), ("refresh_token", creds.identity_token)]
+            body = urlencode(form).encode()
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+            method, url = "POST", realm
+        else:
+            query += [("scope", s) for s in scopes]
+            if creds is not None:
+                self._check_channel(realm, "the token service")
+                headers["Authorization"] = creds.basic()  # no ?account=: URLs get logged
+            separator = "&" if parts.query else "?"
+            method, url = "GET", f"{realm}{separator}{urlencode(query)}"
+        response = self._send(method, url, headers, body, True)
+        try:
+            if response.status in (401, 403):
+                who = f"the credentials from {creds.origin}" if creds else "anonymous access"
+                raise AuthenticationError(
+                    self.display, f"token service {realm_display} refused {who}"
+                )
+            if response.status != 200:
+                raise SourceError(self.display, f"token service {realm_display} answered "
+                                                f"HTTP {response.status}")
+            data = self.read_limited(response, _MAX_TOKEN_RESPONSE, "token response")
+        finally:
+            discard(response)
+        try:
+            answer = json.loads(data)
+            token = answer.get("token") or answer.get("access_token")
+        except (ValueError, AttributeError):
+            token = None
+        if not isinstance(token, str) or not token:
+            raise SourceError(self.display, f"token service {realm_display} returned no token")
+        log.debug("%s: bearer token obtained from %s for %s", self.display, realm_display,
+                  " ".join(scopes))
+        return token
+
+    # -- transport and errors --------------------------------------------------------
+
+    def _send(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        body: bytes | IO[bytes] | None,
+        stream: bool,
+    ) -> urllib3.BaseHTTPResponse:
+        try:
+            with warnings.catch_warnings():
+                if self._options.insecure:
+                    warnings.simplefilter("ignore", InsecureRequestWarning)
+                response = self._pool.request(
+                    method, url, headers=dict(headers), body=body,
+                    preload_content=not stream, decode_content=False,
+                )
+        except HTTPError as exc:
+            raise self.translate(exc, f"{method} {_path_of(url)}") from exc
+        log.debug("%s: %s %s -> %s", self.display, method, _path_of(url), response.status)
+        return response
+
+    def _secrets(self) -> tuple[str, ...]:
+        return self._credentials.secrets if self._credentials is not None else ()
+
+    def translate(self, exc: Exception, what: str) -> SourceError:
+        """A urllib3 (or socket) failure as a gitops error naming the registry."""
+        reason: Exception = exc
+        if isinstance(exc, MaxRetryError) and isinstance(exc.reason, Exception):
+            reason = exc.reason
+        text = redact(_OBJECT_RE.sub("", str(reason)), self._secrets())
+        registry = self.ref.registry
+        timeout = self._options.timeout
+        if isinstance(reason, SSLError):
+            return SourceError(
+                self.display,
+                f"TLS with {registry} failed ({text}); trust its CA with ca_bundle= "
+                "(GITOPS_OCI_CA_BUNDLE) or, at your own risk, insecure=True",
+            )
+        if isinstance(reason, NewConnectionError):
+            return RegistryUnavailableError(self.display, f"registry {registry} is unreachable: "
+                                                          f"{text}")
+        if isinstance(reason, ReadTimeoutError):
+            return RegistryUnavailableError(
+                self.display, f"registry {registry} did not answer within {timeout:g}s ({what})"
+            )
+        if isinstance(reason, Urllib3Timeout):
+            return RegistryUnavailableError(
+                self.display, f"registry {registry} did not accept a connection within "
+                              f"{timeout:g}s"
+            )
+        if isinstance(reason, (ProtocolError, OSError)):
+            return RegistryUnavailableError(self.display, f"{what} from {registry} failed: {text}")
+        return SourceError(self.display, f"{what} from {registry} failed: {text}")
+
+    def status_error(self, response: urllib3.BaseHTTPResponse, what: str, *,
+                      repository: bool = False) -> SourceError:
+        """The error for an unexpected status, using the registry's error codes if any."""
+        status = response.status
+        try:  # a streamed body is read up to the bound; a preloaded one is already here
+            body = response.read(_MAX_ERROR_BODY, decode_content=True) \
+                or response.data[:_MAX_ERROR_BODY]
+        except (HTTPError, OSError):
+            body = b""
+        finally:
+            discard(response)
+        codes, message = _error_codes(body)
+        detail = f"HTTP {status}" + (f" {message}" if message else "")
+        detail = redact(detail, self._secrets())
+        if status == 404:
+            if "NAME_UNKNOWN" in codes or repository:
+                return RevisionNotFoundError(
+                    self.display, f"repository {self.ref.repository} not found on "
+                                  f"{self.ref.registry}"
+                )
+            return RevisionNotFoundError(self.display, f"{what} not found ({detail})")
+        if status == 429 or status >= 500:
+            return RegistryUnavailableError(self.display, f"{what}: registry answered {detail}")
+        if status == 400 and self.scheme == "http" and "HTTPS" in message:
+            detail += "; the registry speaks HTTPS: pass plain_http=False"
+        return SourceError(self.display, f"{what}: registry answered {detail}")
+
+    def read_limited(self, response: urllib3.BaseHTTPResponse, limit: int, what: str) -> bytes:
+        try:
+            data = response.read(limit + 1, decode_content=True)
+        except (HTTPError, OSError) as exc:
+            raise self.translate(exc, f"reading the {what}") from exc
+        if len(data) > limit:
+            raise VerificationError(self.display, f"{what} is larger than {limit} bytes")
+        return data
+
+    def same_origin(self, location: str, what: str) -> str:
+        """``location`` made absolute; refused if it points at another registry."""
+        absolute = urljoin(self.base + "/", location)
+        if urlsplit(absolute).netloc != urlsplit(self.base).netloc:
+            raise SourceError(self.display, f"registry sent a {what} on another host")
+        return absolute
+
+    def next_page(self, link: str | None) -> str | None:
+        if not link:
+            return None
+        match = _LINK_RE.search(link)
+        return self.same_origin(match.group(1), "tag list page") if match else None
+
+
+
+
+def discard(response: urllib3.BaseHTTPResponse) -> None:
+    """Release a response's connection (draining a small body so it can be reused)."""
+    with contextlib.suppress(HTTPError, OSError):
+        response.drain_conn()
+    response.release_conn()
+
+
+def _path_of(url: str) -> str:
+    """The URL without its query (token requests carry scopes and accounts there)."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}{parts.path}"
+
+
+def _error_codes(body: bytes) -> tuple[set[str], str]:
+    """The Distribution error codes and a short message from an error body."""
+    try:
+        errors = json.loads(body).get("errors") or []
+        codes = {str(e.get("code", "")) for e in errors if isinstance(e, dict)}
+        message = "; ".join(
+            f"{e.get('code', '')}: {e.get('message', '')}" for e in errors if isinstance(e, dict)
+        )
+        return codes, message[:300]
+    except (ValueError, AttributeError):  # not the Distribution format: its first line
+        lines = body.decode("utf-8", "replace").strip().splitlines()
+        return set(), (lines[0][:200] if lines else "")
