@@ -1,0 +1,206 @@
+"""Benchmark: the Git source against the git CLI, over ``git daemon`` on loopback.
+
+A repository of 5,000 files (50 manifests under ``apps/``, the rest under ``data/``)
+and 1,000 commits, built with ``git fast-import``. Figures, each beside git's own:
+
+- first fetch of the whole tree: ``GitSource.fetch`` (fresh cache, objects + a
+  read-only checkout + digest) vs ``git clone --depth 1`` (objects + checkout);
+  budget 2.0x;
+- incremental fetch of one new commit: ``GitSource.fetch`` (objects + the new
+  artifact, unchanged files hard-linked) vs ``git fetch`` in that clone; budget 2.0x
+  (``git fetch`` + ``git checkout`` is shown too: it is what the artifact amounts to);
+- ``resolve()`` of an unchanged remote: under 30 ms (``git ls-remote`` beside it);
+- a no-op ``Reconciler.sync()`` of ``#path=apps`` into a ``dir:`` target at an
+  unchanged revision: under 50 ms.
+
+Both sides write to the same filesystem (``--dir``, default: the system temp dir; try
+``--dir /dev/shm`` to take the disk out and compare CPU alone). Each figure is the median
+of ``--rounds`` runs, the best run beside it; ratios compare medians (on a shared disk
+the best run of either side can be an outlier).
+
+Reproduce: ``.venv/bin/python bench/git_fetch.py [--files 5000] [--commits 1000] [--rounds 5]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from gitops import Reconciler
+from gitops.sources.git import GitSource
+from gitops.testing.gitserver import GitDaemon, git_env
+
+BUDGET_RATIO = 2.0
+BUDGET_RESOLVE = 0.030
+BUDGET_NOOP = 0.050
+APPS = 50
+
+
+def manifest(i: int, version: int) -> bytes:
+    return (f"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm-{i:05d}\n"
+            f"  namespace: bench\ndata:\n  version: \"{version}\"\n").encode()
+
+
+def path_of(i: int) -> bytes:
+    return (f"apps/f{i:05d}.yaml" if i < APPS else f"data/{i // 100:03d}/f{i:05d}.yaml").encode()
+
+
+def build(bare: Path, files: int, commits: int, env: dict[str, str]) -> None:
+    """``commits`` commits: the first adds every file, each later one changes one file."""
+    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", os.fspath(bare)], check=True,
+                   env=env)
+    stream: list[bytes] = []
+    for c in range(commits):
+        message = f"commit {c}\n".encode()
+        stream.append(b"commit refs/heads/main\n")
+        stream.append(b"committer Bench <bench@example.com> %d +0000\n" % (1_700_000_000 + c))
+        stream.append(b"data %d\n%s" % (len(message), message))
+        for i in range(files) if c == 0 else [(c * 37) % files]:
+            body = manifest(i, c)
+            stream.append(b"M 100644 inline %s\ndata %d\n%s\n" % (path_of(i), len(body), body))
+        stream.append(b"\n")
+    subprocess.run(["git", "-C", os.fspath(bare), "fast-import", "--quiet"],
+                   input=b"".join(stream), check=True, env=env)
+
+
+def push_one_commit(bare: Path, files: int, serial: int, env: dict[str, str]) -> None:
+    """One more commit on main, changing one file (in ``apps/`` every other time)."""
+    i = serial % APPS if serial % 2 else APPS + serial % (files - APPS)
+    body = manifest(i, 10_000 + serial)
+    message = f"incremental {serial}\n".encode()
+    stream = (b"commit refs/heads/main\ncommitter Bench <bench@example.com> %d +0000\n"
+              b"data %d\n%sfrom refs/heads/main^0\nM 100644 inline %s\ndata %d\n%s\n\n"
+              % (1_800_000_000 + serial, len(message), message, path_of(i), len(body), body))
+    subprocess.run(["git", "-C", os.fspath(bare), "fast-import", "--quiet"], input=stream,
+                   check=True, env=env)
+
+
+def timed(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def git(env: dict[str, str], *args: str) -> None:
+    subprocess.run(["git", *args], check=True, env=env, stdout=subprocess.DEVNULL)
+
+
+def line(label: str, git_label: str, git_times: list[float] | None, ours: list[float],
+         budget: str, ok: bool | None) -> None:
+    def fmt(times: list[float]) -> str:
+        best, median = min(times), statistics.median(times)
+        unit, scale = ("ms", 1000) if median < 1 else ("s", 1)
+        return f"{median * scale:7.1f} {unit} (best {best * scale:.1f})"
+
+    theirs = f"{git_label}: {fmt(git_times)}" if git_times else f"{git_label}"
+    verdict = "" if ok is None else ("OK" if ok else "OVER")
+    print(f"{label:<34} {theirs:<48} gitops: {fmt(ours):<28} {budget} {verdict}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--files", type=int, default=5000)
+    parser.add_argument("--commits", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--dir", type=Path, default=None, help="where to work (a filesystem)")
+    args = parser.parse_args()
+    results: list[bool] = []
+
+    with tempfile.TemporaryDirectory(prefix="gitops-bench-git-", dir=args.dir) as tmp:
+        root = Path(tmp)
+        env = git_env(root)
+        served = root / "served"
+        served.mkdir()
+        bare = served / "bench.git"
+        started = time.perf_counter()
+        build(bare, args.files, args.commits, env)
+        print(f"repository: {args.files} files, {args.commits} commits, built in "
+              f"{time.perf_counter() - started:.1f} s; python {sys.version.split()[0]}, "
+              f"{os.cpu_count()} cpus, work dir {root}")
+
+        with GitDaemon(served).start() as daemon:
+            url = daemon.url("bench.git")
+            plain = url.removeprefix("git+")
+
+            # -- first fetch ------------------------------------------------------------
+            clone_times, first_times, apps_times = [], [], []
+            clone = root / "clone"
+            for r in range(args.rounds):
+                shutil.rmtree(clone, ignore_errors=True)
+                clone_times.append(timed(lambda: git(env, "clone", "-q", "--depth", "1",
+                                                     plain, os.fspath(clone))))
+                cache = root / f"cache-first-{r}"
+                with GitSource(url, cache_dir=cache) as source:
+                    first_times.append(timed(lambda s=source: s.fetch(s.resolve())))
+                with GitSource(url + "#path=apps", cache_dir=root / f"cache-apps-{r}") as source:
+                    apps_times.append(timed(lambda s=source: s.fetch(s.resolve())))
+                for done in (cache, root / f"cache-apps-{r}"):
+                    subprocess.run(["chmod", "-R", "u+w", os.fspath(done)], check=True)
+                    shutil.rmtree(done)
+            ratio = statistics.median(first_times) / statistics.median(clone_times)
+            results.append(ratio <= BUDGET_RATIO)
+            line(f"first fetch ({args.files} files)", "git clone --depth 1", clone_times,
+                 first_times, f"{ratio:.2f}x (budget {BUDGET_RATIO}x)", results[-1])
+            line(f"first fetch #path=apps ({APPS} files)", "(git clones everything)", None,
+                 apps_times, "", None)
+
+            # -- incremental fetch -------------------------------------------------------
+            cache = root / "cache"
+            source = GitSource(url, cache_dir=cache)
+            source.fetch(source.resolve())
+            fetch_times, checkout_times, ours = [], [], []
+            for serial in range(args.rounds):
+                push_one_commit(bare, args.files, serial, env)
+                fetch_times.append(timed(lambda: git(env, "-C", os.fspath(clone), "fetch", "-q")))
+                checkout_times.append(fetch_times[-1] + timed(
+                    lambda: git(env, "-C", os.fspath(clone), "merge", "-q", "--ff-only",
+                                "FETCH_HEAD")))
+                ours.append(timed(lambda: source.fetch(source.resolve())))
+            ratio = statistics.median(ours) / statistics.median(fetch_times)
+            results.append(ratio <= BUDGET_RATIO)
+            line("incremental fetch (1 new commit)", "git fetch", fetch_times, ours,
+                 f"{ratio:.2f}x (budget {BUDGET_RATIO}x)", results[-1])
+            line("", "git fetch + checkout", checkout_times, ours,
+                 f"{statistics.median(ours) / statistics.median(checkout_times):.2f}x", None)
+
+            # -- resolve -----------------------------------------------------------------
+            ls_remote = [timed(lambda: git(env, "ls-remote", plain, "HEAD"))
+                         for _ in range(max(5, args.rounds))]
+            source.resolve()
+            resolves = [timed(source.resolve) for _ in range(100)]
+            results.append(statistics.median(resolves) < BUDGET_RESOLVE)
+            line("resolve(), unchanged remote", "git ls-remote", ls_remote, resolves,
+                 f"median < {BUDGET_RESOLVE * 1000:.0f} ms", results[-1])
+            source.close()
+
+            # -- no-op sync --------------------------------------------------------------
+            out = root / "out"
+            with Reconciler(GitSource(url + "#path=apps", cache_dir=cache),
+                            f"dir:{out}") as reconciler:
+                assert reconciler.sync().succeeded
+                syncs = []
+                for _ in range(50):
+                    started = time.perf_counter()
+                    result = reconciler.sync()
+                    syncs.append(time.perf_counter() - started)
+                    assert result.plan.in_sync
+            results.append(statistics.median(syncs) < BUDGET_NOOP)
+            line(f"no-op Reconciler.sync() ({APPS} obj)", "git ls-remote", ls_remote, syncs,
+                 f"median < {BUDGET_NOOP * 1000:.0f} ms", results[-1])
+        subprocess.run(["chmod", "-R", "u+w", tmp], check=True)
+
+    print(f"reproduce: .venv/bin/python bench/git_fetch.py --files {args.files} "
+          f"--commits {args.commits} --rounds {args.rounds}")
+    return 0 if all(results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

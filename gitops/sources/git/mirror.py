@@ -1,0 +1,166 @@
+"""The local bare mirror of one remote, fetched shallowly and incrementally under a file lock.
+
+One bare repository per remote URL lives in ``<cache>/git/repos/<remote key>/``. A
+fetch asks only for the objects a revision needs (depth 1), offering the commits
+fetched before (recorded under ``refs/gitops/``) as common ground, so a one-file commit
+transfers a handful of objects. Servers that refuse a commit by SHA (protocol v0/v1
+without ``allowReachableSHA1InWant``) get one full, unshallow fetch instead. A mirror
+that grew many packs is reset rather than repacked (it is only a cache). All access
+happens inside :meth:`Mirror.open`, which holds an inter-process lock for the remote;
+this module never writes outside the mirror's directory.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+import filelock
+from dulwich.errors import NotGitRepository
+from dulwich.objects import ObjectID
+from dulwich.refs import Ref
+from dulwich.repo import Repo
+
+from gitops.cache import ArtifactStore
+from gitops.errors import AuthenticationError, RevisionNotFoundError, SourceError
+from gitops.sources.git.transport import Remote
+from gitops.sources.git.url import valid_ref_name
+
+__all__ = ["MAX_PACKS", "Mirror", "mirrors_root"]
+
+#: More packs than this (one per incremental fetch) and the mirror is started afresh.
+MAX_PACKS = 64
+_UNSHALLOW = 0x7FFFFFFF  # what `git fetch --unshallow` asks for
+_USED = "gitops-used"
+
+
+def mirrors_root(store: ArtifactStore) -> Path:
+    """Where the mirrors of every remote live."""
+    return store.root / "git" / "repos"
+
+
+class _FetchTarget:
+    """A repository whose graph walker offers ``haves`` (dulwich offers only refs/heads)."""
+
+    def __init__(self, repo: Repo, haves: list[ObjectID]) -> None:
+        self._repo = repo
+        self._haves = haves
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._repo, name)
+
+    def get_graph_walker(self, heads: list[ObjectID] | None = None) -> Any:
+        return self._repo.get_graph_walker(heads=self._haves if heads is None else heads)
+
+
+class Mirror:
+    """The cache repository of ``remote`` in ``store``."""
+
+    def __init__(self, store: ArtifactStore, remote: Remote, *, lock_timeout: float = 300.0
+                 ) -> None:
+        self.remote = remote
+        self.key = remote.url.remote_key
+        self.path = mirrors_root(store) / self.key
+        self._store = store
+        self._lock_timeout = lock_timeout
+
+    @contextmanager
+    def open(self) -> Iterator[Repo]:
+        """The mirror repository, created if missing, with the remote's lock held."""
+        with ExitStack() as stack:
+            try:
+                stack.enter_context(self._store.lock(f"git-{self.key}",
+                                                     timeout=self._lock_timeout))
+            except filelock.Timeout as exc:
+                raise SourceError(
+                    self.remote.shown, f"the cache of this repository ({self.path}) stayed "
+                                       f"locked by another process for {self._lock_timeout:g}s"
+                ) from exc
+            repo = self._open_or_init()
+            if len(repo.object_store.packs) > MAX_PACKS:
+                repo = self._reset(repo)
+            try:
+                yield repo
+            finally:
+                repo.close()
+
+    def ensure(self, repo: Repo, wants: Sequence[str], record: Mapping[str, str]) -> None:
+        """Make the objects ``wants`` (hex ids) and what they need present in ``repo``,
+        then point ``refs/gitops/<ref>`` at the commits in ``record`` (ref -> commit).
+
+        Raises RevisionNotFoundError when the remote does not have one of them.
+        """
+        missing = [w for w in wants if not _has(repo, w)]
+        if missing:
+            self._fetch(repo, missing)
+        for ref, commit in record.items():
+            name = ref[len("refs/"):] if ref.startswith("refs/") else ref
+            if valid_ref_name(name) and _has(repo, commit):  # names may come from callers
+                repo.refs[Ref(b"refs/gitops/" + name.encode())] = ObjectID(commit.encode("ascii"))
+        (self.path / _USED).touch()
+
+    # -- internals -----------------------------------------------------------------
+
+    def _open_or_init(self) -> Repo:
+        if (self.path / "objects").is_dir():
+            try:
+                return Repo(os.fspath(self.path))
+            except NotGitRepository:
+                pass  # a mirror left half-created by a killed process: start again
+        if self.path.exists():
+            shutil.rmtree(self.path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".{self.key}.{os.getpid()}.{time.monotonic_ns()}")
+        Repo.init_bare(os.fspath(tmp), mkdir=True).close()
+        os.rename(tmp, self.path)
+        return Repo(os.fspath(self.path))
+
+    def _reset(self, repo: Repo) -> Repo:
+        repo.close()
+        shutil.rmtree(self.path)
+        return self._open_or_init()
+
+    def _haves(self, repo: Repo) -> list[ObjectID]:
+        store = repo.object_store
+        return sorted(sha for sha in repo.refs.as_dict(Ref(b"refs/gitops")).values()
+                      if sha in store)
+
+    def _fetch(self, repo: Repo, missing: list[str]) -> None:
+        target = _FetchTarget(repo, self._haves(repo))
+        try:
+            self.remote.fetch(target, missing, depth=1)
+        except AuthenticationError:
+            raise
+        except SourceError as exc:
+            self._fetch_refused(repo, missing, exc)
+        self._check_present(repo, missing)
+
+    def _fetch_refused(self, repo: Repo, missing: list[str], error: SourceError) -> None:
+        """A fetch by SHA failed: find out whether the objects are simply unknown."""
+        refs = self.remote.ls_refs(None)  # raises its own error if the remote is the problem
+        advertised = set(refs.refs.values())
+        if all(w in advertised for w in missing):
+            raise error  # advertised objects failed to arrive: a real transport failure
+        if refs.protocol_version == 2:
+            # protocol v2 serves any reachable commit by SHA: the server does not have it
+            self._check_present(repo, missing)
+        tips = sorted({sha for name, sha in refs.refs.items()
+                       if name.startswith(("refs/heads/", "refs/tags/"))})
+        depth = _UNSHALLOW if repo.get_shallow() else None
+        self.remote.fetch(_FetchTarget(repo, self._haves(repo)), tips, depth=depth)
+
+    def _check_present(self, repo: Repo, wanted: list[str]) -> None:
+        absent = [w for w in wanted if not _has(repo, w)]
+        if absent:
+            raise RevisionNotFoundError(
+                self.remote.shown, f"no commit {absent[0]} in the repository (unknown commit, "
+                                   "or not reachable from any branch or tag)")
+
+
+def _has(repo: Repo, sha: str) -> bool:
+    return ObjectID(sha.encode("ascii")) in repo.object_store
