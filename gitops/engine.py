@@ -157,6 +157,7 @@ class Reconciler:
             )
         owned = self.target.read_inventory(self.name)
         current = owned if owned is not None else inv.EMPTY
+        desired = tuple(self.target.own(r, self.name) for r in desired)
         keys = {r.key for r in desired} | current.keys
         live = self.target.live(sorted(keys))
 
@@ -251,7 +252,12 @@ class Reconciler:
     def _dry_run(self, plan: Plan) -> list[ResourceResult]:
         if not self.target.supports_dry_run:
             return [ResourceResult(c, Outcome.SKIPPED, "dry run") for c in plan.changes]
-        return [self._attempt(c, dry_run=True) for c in plan.changes]
+        waits = self._waits_for_prerequisite(plan)
+        later = "dry run: validated when applied, after the Namespace or CRD this sync creates"
+        return [
+            ResourceResult(c, Outcome.SKIPPED, later) if waits(c) else self._attempt(c, dry_run=True)
+            for c in plan.changes
+        ]
 
     def _execute(self, plan: Plan) -> list[ResourceResult]:
         validation = self._validate(plan)
@@ -292,15 +298,11 @@ class Reconciler:
         """Dry-run every apply first (where the target can); on failure write nothing."""
         if not self.target.supports_dry_run:
             return None
-        created_namespaces, created_kinds = self._prerequisites(plan)
+        waits = self._waits_for_prerequisite(plan)
         failures: list[ResourceResult] = []
         for change in plan.changes:
-            if change.action is Action.DELETE:
+            if change.action is Action.DELETE or waits(change):
                 continue
-            if change.key.namespace in created_namespaces:
-                continue  # cannot be validated before its namespace exists
-            if (change.key.group, change.key.kind) in created_kinds:
-                continue  # cannot be validated before its CRD is established
             result = self._attempt(change, dry_run=True)
             if result.outcome is Outcome.FAILED:
                 failures.append(result)
@@ -312,10 +314,13 @@ class Reconciler:
             self._emit("ValidationFailed", r.message, key=r.change.key, warning=True)
         return [failed.get(c.key) or ResourceResult(c, Outcome.SKIPPED, why) for c in plan.changes]
 
-    def _prerequisites(self, plan: Plan) -> tuple[set[str], set[tuple[str, str]]]:
-        """Namespaces and CRD kinds the plan creates, when the target's dry run needs them."""
+    def _waits_for_prerequisite(self, plan: Plan) -> Callable[[Change], bool]:
+        """A test: can this apply only be validated once a Namespace or CRD of the plan exists?
+
+        Only for targets whose dry run needs them (``dry_run_needs_prerequisites``).
+        """
         if not self.target.dry_run_needs_prerequisites:
-            return set(), set()
+            return lambda change: False
         created_namespaces = {
             c.key.name for c in plan.changes if c.action is Action.CREATE and c.key.kind == "Namespace"
             and not c.key.group
@@ -326,7 +331,10 @@ class Reconciler:
             for c in plan.changes
             if c.desired is not None and (c.key.group, c.key.kind) == _CRD
         }
-        return created_namespaces, created_kinds
+        return lambda change: change.action is not Action.DELETE and (
+            change.key.namespace in created_namespaces
+            or (change.key.group, change.key.kind) in created_kinds
+        )
 
     def _write_inventory(self, current: Inventory | None, wanted: Inventory) -> None:
         if not inv.same(current, wanted):
@@ -411,20 +419,50 @@ class Reconciler:
         """Sync every ``interval`` seconds until ``stop`` is set (self-healing drift).
 
         Errors of one iteration are reported as ``ReconcileError`` events and do not
-        end the loop; ``iterations`` bounds the loop (for tests and one-shot jobs).
+        end the loop; ``iterations`` bounds the loop (for tests and one-shot jobs). With a
+        target that ``supports_watch``, drift it reports (``watch(handler)``) starts the
+        next sync at once, after a ``DriftDetected`` event.
         """
         stop = stop or threading.Event()
+        drift = threading.Event()
+        unsubscribe = self._watch_drift(drift)
         count = 0
-        while not stop.is_set() and (iterations is None or count < iterations):
-            count += 1
-            try:
-                result = self.sync()
-            except GitopsError as exc:
-                self._emit("ReconcileError", str(exc), warning=True)
-            else:
-                if on_result is not None:
-                    on_result(result)
-            if iterations is not None and count >= iterations:
-                break
-            stop.wait(interval)
+        try:
+            while not stop.is_set() and (iterations is None or count < iterations):
+                count += 1
+                drift.clear()
+                try:
+                    result = self.sync()
+                except GitopsError as exc:
+                    self._emit("ReconcileError", str(exc), warning=True)
+                else:
+                    if on_result is not None:
+                        on_result(result)
+                if iterations is not None and count >= iterations:
+                    break
+                if unsubscribe is None:
+                    stop.wait(interval)
+                elif self._pause(stop, drift, interval):
+                    self._emit("DriftDetected", f"{self.target.url}: an owned object changed")
+        finally:
+            if unsubscribe is not None:
+                unsubscribe()
+
+    def _watch_drift(self, drift: threading.Event) -> Callable[[], None] | None:
+        """Subscribe to the target's drift events (``supports_watch``); None if it has none."""
+        if not self.target.supports_watch:
+            return None
+        return self.target.watch(lambda _event: drift.set())
+
+    @staticmethod
+    def _pause(stop: threading.Event, drift: threading.Event, interval: float) -> bool:
+        """Wait ``interval`` seconds, less if stopped or drift is seen; True on drift."""
+        deadline = time.monotonic() + interval
+        while not stop.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            if drift.wait(min(remaining, 0.1)):
+                return True
+        return False
 

@@ -11,6 +11,8 @@ import os
 
 from hypothesis import HealthCheck, settings
 
+pytest_plugins = ["gitops.testing.kube.fixtures"]
+
 settings.register_profile(
     "ci",
     derandomize=True,

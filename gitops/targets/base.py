@@ -10,7 +10,7 @@ A target never decides *what* to change: that is the engine's job.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Any, ClassVar, Self
 
@@ -36,7 +36,7 @@ class Target(ABC):
     dry_run_needs_prerequisites: ClassVar[bool] = False
     #: :meth:`health` reports a real assessment.
     supports_health: ClassVar[bool] = False
-    #: :meth:`watch` is implemented.
+    #: :meth:`watch` reports drift (``Reconciler.run`` then syncs at once).
     supports_watch: ClassVar[bool] = False
 
     url: str
@@ -78,9 +78,23 @@ class Target(ABC):
         """Whether the target knows ``group/kind`` to be namespaced; None when it cannot tell."""
         return None
 
+    def own(self, resource: Resource, inventory: str) -> Resource:
+        """``resource`` as the named inventory stores it on this target.
+
+        The engine diffs and applies what this returns, so a target that marks what an
+        inventory owns (a Kubernetes target adds its ownership label) shows the marking
+        as a change where it is missing. Never mutates ``resource``; default: itself.
+        """
+        return resource
+
     def health(self, resource: Resource) -> HealthStatus:
         """Assess the health of a live object (only when ``supports_health``)."""
         raise NotSupportedError(f"{self.url}: target does not report health")
+
+    def watch(self, handler: Callable[[Any], None]) -> Callable[[], None]:
+        """Call ``handler(event)`` whenever someone else changes what the target holds
+        (only when ``supports_watch``); returns a function that unsubscribes."""
+        raise NotSupportedError(f"{self.url}: target does not report drift")
 
     def close(self) -> None:
         """Release connections. Idempotent."""
