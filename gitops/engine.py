@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from gitops import inventory as inv
 from gitops.differs.base import Differ
 from gitops.errors import EmptySourceError, GitopsError, InputError, TransientError
-from gitops.manifests import gc_paused
+from gitops.manifests import crd_kinds, gc_paused
 from gitops.model import (
     Action,
     Artifact,
@@ -50,8 +50,6 @@ __all__ = ["Reconciler"]
 log = logging.getLogger("gitops.engine")
 
 EventHandler = Callable[[Event], None]
-
-_CRD = ("apiextensions.k8s.io", "CustomResourceDefinition")
 
 
 class Reconciler:
@@ -155,6 +153,7 @@ class Reconciler:
                 f"{artifact.url}: the source renders no resources at {revision}; refusing to "
                 "prune everything (pass allow_empty=True / --allow-empty to allow it)"
             )
+        self.target.check(desired)
         owned = self.target.read_inventory(self.name)
         current = owned if owned is not None else inv.EMPTY
         desired = tuple(self.target.own(r, self.name) for r in desired)
@@ -325,12 +324,7 @@ class Reconciler:
             c.key.name for c in plan.changes if c.action is Action.CREATE and c.key.kind == "Namespace"
             and not c.key.group
         }
-        created_kinds = {
-            (str(c.desired.manifest.get("spec", {}).get("group", "")),
-             str(c.desired.manifest.get("spec", {}).get("names", {}).get("kind", "")))
-            for c in plan.changes
-            if c.desired is not None and (c.key.group, c.key.kind) == _CRD
-        }
+        created_kinds = crd_kinds(c.desired for c in plan.changes if c.desired is not None)
         return lambda change: change.action is not Action.DELETE and (
             change.key.namespace in created_namespaces
             or (change.key.group, change.key.kind) in created_kinds

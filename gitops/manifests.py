@@ -51,11 +51,14 @@ except ImportError:  # PyYAML built without libyaml: slower, same results
 
 __all__ = [
     "CLUSTER_SCOPED_KINDS",
+    "CRD",
     "DEFAULT_LIMITS",
     "Document",
     "IsNamespaced",
     "Limits",
     "build_resources",
+    "crd_kind",
+    "crd_kinds",
     "gc_paused",
     "is_cluster_scoped",
     "load_tree",
@@ -493,18 +496,43 @@ def _check(doc: Document) -> _Checked:
     return _Checked(doc, api_version, group, kind, name, _check_namespace(doc, metadata))
 
 
+#: ``(group, kind)`` of a CustomResourceDefinition.
+CRD = ("apiextensions.k8s.io", "CustomResourceDefinition")
+
+
+def crd_kind(manifest: Mapping[str, Any]) -> tuple[str, str] | None:
+    """``(group, kind)`` a CustomResourceDefinition manifest defines, or None."""
+    spec = manifest.get("spec")
+    if not isinstance(spec, Mapping):
+        return None
+    names = spec.get("names")
+    group, kind = spec.get("group"), names.get("kind") if isinstance(names, Mapping) else None
+    if isinstance(group, str) and isinstance(kind, str):
+        return group, kind
+    return None
+
+
+def crd_kinds(resources: Iterable[Resource]) -> set[tuple[str, str]]:
+    """The ``(group, kind)`` pairs the CustomResourceDefinitions among ``resources`` define."""
+    kinds: set[tuple[str, str]] = set()
+    for res in resources:
+        if (res.key.group, res.key.kind) == CRD:
+            defined = crd_kind(res.manifest)
+            if defined is not None:
+                kinds.add(defined)
+    return kinds
+
+
 def _crd_scopes(checked: Iterable[_Checked]) -> dict[tuple[str, str], bool]:
     """(group, kind) -> namespaced, for the CustomResourceDefinitions among the manifests."""
     scopes: dict[tuple[str, str], bool] = {}
     for item in checked:
-        if item.kind != "CustomResourceDefinition" or item.group != "apiextensions.k8s.io":
+        if (item.group, item.kind) != CRD:
             continue
-        spec = item.doc.manifest.get("spec")
-        if not isinstance(spec, dict) or not isinstance(spec.get("names"), dict):
-            continue
-        group, kind, scope = spec.get("group"), spec["names"].get("kind"), spec.get("scope")
-        if isinstance(group, str) and isinstance(kind, str) and scope in ("Namespaced", "Cluster"):
-            scopes[(group, kind)] = scope == "Namespaced"
+        defined = crd_kind(item.doc.manifest)
+        scope = (item.doc.manifest.get("spec") or {}).get("scope")
+        if defined is not None and scope in ("Namespaced", "Cluster"):
+            scopes[defined] = scope == "Namespaced"
     return scopes
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -373,3 +374,19 @@ def test_objects_in_a_namespace_being_created_validate_at_apply_time(src: Path) 
     assert result.succeeded and DEPLOY_KEY in target.objects()
     dry_runs = [c.key for c in target.calls if c.dry_run]
     assert DEPLOY_KEY not in dry_runs and CM_KEY not in dry_runs
+
+
+class RefusesDeployments(MemoryTarget):
+    """A target that cannot hold Deployments (as a cluster without that API would)."""
+
+    def check(self, resources: Sequence[gitops.Resource]) -> None:
+        for res in resources:
+            if res.kind == "Deployment":
+                raise ManifestError(res.origin, "unknown kind Deployment")
+
+
+def test_target_check_refuses_before_reading_or_writing(src: Path) -> None:
+    target = RefusesDeployments()
+    with pytest.raises(ManifestError, match=r"all\.yaml.*unknown kind Deployment"):
+        Reconciler(DirectorySource(src), target).sync()
+    assert target.calls == [] and target.objects() == {}

@@ -23,7 +23,7 @@ import yaml
 
 from gitops import Reconciler
 from gitops.cli import main as cli_main
-from gitops.errors import ApplyError, ConflictError, UnreachableError
+from gitops.errors import ApplyError, ConflictError, ManifestError, UnreachableError
 from gitops.model import HealthStatus, Outcome, Resource, ResourceKey
 
 pytest.importorskip("kubernetes")
@@ -198,7 +198,7 @@ def test_crd_and_its_custom_resources_converge_in_one_sync(
 # -- bad input -----------------------------------------------------------------------------
 
 
-def test_unknown_kind_fails_before_any_write(
+def test_unknown_kind_is_a_plan_error_before_any_write(
     emulator: Any, open_target: Callable[..., KubernetesTarget], tmp_path: Path
 ) -> None:
     ns = f"unknown-{_suffix()}"
@@ -207,11 +207,13 @@ def test_unknown_kind_fails_before_any_write(
     gadget = {"apiVersion": "nowhere.example.com/v1", "kind": "Gadget",
               "metadata": {"name": "g", "namespace": ns}}
     source = write_tree(tmp_path / "src", [configmap("cm", ns), gadget])
-    with Reconciler(str(source), target, name=f"u-{_suffix()}") as rec:
-        result = rec.sync()
-    assert not result.succeeded
-    message = {r.change.key.kind: r.message for r in result.results}
-    assert "unknown kind Gadget" in message["Gadget"]
+    emulator.reset_counts()
+    with Reconciler(str(source), target, name=f"u-{_suffix()}") as rec, pytest.raises(
+        ManifestError, match=r"001-gadget\.yaml.*unknown kind Gadget in nowhere\.example\.com/v1"
+    ):
+        rec.plan()
+    writes = sum(emulator.counts()[v] for v in ("create", "update", "patch", "delete"))
+    assert writes == 0
     assert target.live([ResourceKey("", "ConfigMap", ns, "cm")]) == {}, "half-applied"
 
 

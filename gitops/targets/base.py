@@ -10,7 +10,7 @@ A target never decides *what* to change: that is the engine's job.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from types import TracebackType
 from typing import Any, ClassVar, Self
 
@@ -76,6 +76,14 @@ class Target(ABC):
 
     def is_namespaced(self, group: str, kind: str) -> bool | None:
         """Whether the target knows ``group/kind`` to be namespaced; None when it cannot tell."""
+        return None
+
+    def check(self, resources: Sequence[Resource]) -> None:
+        """Refuse a desired set this target cannot hold, before anything is planned.
+
+        Raises :class:`~gitops.errors.ManifestError` naming the resource's file (a kind
+        the target does not serve, say). Reads only. Default: accepts everything.
+        """
         return None
 
     def own(self, resource: Resource, inventory: str) -> Resource:

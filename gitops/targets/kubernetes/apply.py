@@ -8,7 +8,6 @@ functions: the target sends the requests.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from gitops.model import Resource
@@ -16,16 +15,13 @@ from gitops.targets.kubernetes.errors import StatusError
 from gitops.targets.kubernetes.options import KubernetesOptions
 
 __all__ = [
-    "CRD",
     "apply_body",
     "apply_query",
-    "crd_kind",
     "delete_body",
     "missing_namespace",
     "namespace_manifest",
 ]
 
-CRD = ("apiextensions.k8s.io", "CustomResourceDefinition")
 
 #: Set by the server; in an apply body they would be preconditions or errors.
 _SERVER_FIELDS = (
@@ -88,15 +84,3 @@ def namespace_manifest(name: str) -> dict[str, Any]:
         "kind": "Namespace",
         "metadata": {"name": name, "labels": {"app.kubernetes.io/managed-by": "gitops"}},
     }
-
-
-def crd_kind(manifest: Mapping[str, Any]) -> tuple[str, str] | None:
-    """``(group, kind)`` a CustomResourceDefinition manifest defines, or None."""
-    spec = manifest.get("spec")
-    if not isinstance(spec, Mapping):
-        return None
-    names = spec.get("names")
-    group, kind = spec.get("group"), names.get("kind") if isinstance(names, Mapping) else None
-    if isinstance(group, str) and isinstance(kind, str):
-        return group, kind
-    return None

@@ -26,19 +26,18 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, ClassVar, NamedTuple
 
-from gitops.errors import ApplyError, ConflictError, TargetError
+from gitops.errors import ApplyError, ConflictError, ManifestError, TargetError
 from gitops.health import assess
+from gitops.manifests import CRD, crd_kind, crd_kinds
 from gitops.model import HealthStatus, Inventory, Resource, ResourceKey, split_api_version
 from gitops.targets.base import Target
 from gitops.targets.kubernetes import http
 from gitops.targets.kubernetes.apply import (
-    CRD,
     apply_body,
     apply_query,
-    crd_kind,
     delete_body,
     missing_namespace,
     namespace_manifest,
@@ -359,6 +358,30 @@ class KubernetesTarget(Target):
                 f"`kubectl get configmaps -A -l applyset.kubernetes.io/id={seen.owner}`); "
                 "not adopted (open the target with adopt=true to take it over)"
             )
+
+    def check(self, resources: Sequence[Resource]) -> None:
+        """Refuse a kind the server does not serve (unless a CRD in ``resources`` defines it).
+
+        Discovery is cached, so this costs at most one discovery request per group-version
+        that the following reads would not already make.
+        """
+        defined = crd_kinds(resources)
+        seen: set[tuple[str, str]] = set()
+        for res in resources:
+            group, _ = split_api_version(res.api_version)
+            if (res.api_version, res.kind) in seen or (group, res.kind) in defined:
+                continue
+            seen.add((res.api_version, res.kind))
+            try:
+                served = self._discover(group, res.kind, split_api_version(res.api_version)[1])
+            except (StatusError, ConnectionFailed) as exc:
+                raise object_error(exc, res.key) from exc
+            if served is None:
+                raise ManifestError(
+                    res.origin or str(res.key),
+                    f"unknown kind {res.kind} in {res.api_version}: {self.url} does not serve "
+                    "it (is its CustomResourceDefinition installed, or in the source?)",
+                )
 
     def _discover(self, group: str, kind: str, version: str | None) -> APIResource | None:
         """The resource for a kind, at ``version`` if served, else the preferred one."""
