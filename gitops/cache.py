@@ -98,11 +98,15 @@ class ArtifactStore:
         with FileLock(str(self.locks / f"{self._check_key(name)}.lock"), timeout=timeout):
             yield
 
-    def materialize(self, key: str, fill: Callable[[Path], None]) -> Path:
+    def materialize(self, key: str, fill: Callable[[Path], None], *,
+                    fill_makes_read_only: bool = False) -> Path:
         """Return the artifact ``key``, calling ``fill(tmpdir)`` to create it if missing.
 
         ``fill`` writes the tree into an empty folder; on success the folder is made
-        read-only and renamed into place atomically; on failure it is removed.
+        read-only and renamed into place atomically; on failure it is removed. With
+        ``fill_makes_read_only``, ``fill`` promises to leave every file (``0444``) and
+        directory (``0555``, the folder itself included) read-only, and the pass over
+        the tree that would do it is skipped.
         """
         existing = self.get(key)
         if existing is not None:
@@ -114,14 +118,20 @@ class ArtifactStore:
             self._tmp.mkdir(parents=True, exist_ok=True)
             self.artifacts.mkdir(parents=True, exist_ok=True)
             tmp = Path(tempfile.mkdtemp(prefix=f"{key[:40]}.", dir=self._tmp))
+            final = self.path(key)
             try:
                 fill(tmp)
-                _make_read_only(tmp)
-                os.rename(tmp, self.path(key))
+                if not fill_makes_read_only:
+                    _make_read_only(tmp)
+                # moving a directory to another parent rewrites its "..": the kernel wants
+                # write access to the directory itself (root does not need it)
+                os.chmod(tmp, 0o755)
+                os.rename(tmp, final)
             except BaseException:
                 remove_tree(tmp)
                 raise
-            return self.path(key)
+            os.chmod(final, 0o555)
+            return final
 
     def prune(self, *, max_bytes: int | None = None, max_age: float | None = None,
               keep: frozenset[str] = frozenset()) -> list[str]:

@@ -86,3 +86,57 @@ def test_cache_root_honours_environment(monkeypatch: pytest.MonkeyPatch, tmp_pat
     monkeypatch.delenv("GITOPS_CACHE_DIR")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "x"))
     assert cache_root() == tmp_path / "x" / "gitops"
+
+
+def test_a_fill_that_leaves_the_tree_read_only_skips_the_read_only_pass(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = ArtifactStore(tmp_path)
+
+    def fill(tmp: Path) -> None:
+        fill_with("z")(tmp)
+        (tmp / "sub" / "a.yaml").chmod(0o444)
+        (tmp / "sub").chmod(0o555)
+        tmp.chmod(0o555)
+
+    def no_second_pass(root: Path) -> None:
+        raise AssertionError("the tree was walked again")
+
+    monkeypatch.setattr("gitops.cache._make_read_only", no_second_pass)
+    path = store.materialize("k", fill, fill_makes_read_only=True)
+    assert (path / "sub" / "a.yaml").read_text() == "z"
+    assert not os.stat(path / "sub" / "a.yaml").st_mode & 0o222
+    assert not os.stat(path).st_mode & 0o222
+    with pytest.raises(AssertionError, match="walked again"):
+        store.materialize("other", fill_with("w"))
+    assert store.get("other") is None and list((tmp_path / "tmp").iterdir()) == []
+
+
+def test_read_only_trees_are_moved_into_place_without_root_powers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Linux refuses to move a directory to another parent unless it is writable (its
+    ".." changes); root is exempt, so the check is emulated for tests run as root."""
+    real_rename = os.rename
+
+    def rename_as_a_user(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+        source, target = Path(src), Path(dst)
+        if (source.is_dir() and source.parent != target.parent
+                and not source.stat().st_mode & 0o200):
+            raise PermissionError(13, "Permission denied", os.fspath(src))
+        real_rename(src, dst)
+
+    monkeypatch.setattr("gitops.cache.os.rename", rename_as_a_user)
+    store = ArtifactStore(tmp_path)
+    plain = store.materialize("plain", fill_with("p"))
+
+    def read_only_fill(tmp: Path) -> None:
+        fill_with("r")(tmp)
+        (tmp / "sub" / "a.yaml").chmod(0o444)
+        (tmp / "sub").chmod(0o555)
+        tmp.chmod(0o555)
+
+    ready = store.materialize("ready", read_only_fill, fill_makes_read_only=True)
+    for path in (plain, ready):
+        assert os.stat(path).st_mode & 0o777 == 0o555
+        assert os.stat(path / "sub").st_mode & 0o777 == 0o555

@@ -482,3 +482,103 @@ def test_a_mirror_with_too_many_packs_starts_afresh(make_repo: MakeRepo, daemon:
             artifact = source.fetch(source.resolve())
             assert files_of(artifact.path) == {"a.yaml": f"v: {version}\n", "b.yaml": "b\n"}
     assert len(list(cache.glob("git/repos/*/objects/pack/*.pack"))) <= 3
+
+
+# -- how a checkout is written -------------------------------------------------------------
+
+MANY = {f"{d}/f{i:03d}.yaml": f"n: {i}\nd: {d}\n" for d in ("a", "b/c", "b/d") for i in range(40)}
+
+
+def modes_of(root: Path) -> set[tuple[str, int]]:
+    return {("dir" if p.is_dir() else "file", p.lstat().st_mode & 0o7777)
+            for p in [root, *root.rglob("*")] if not p.is_symlink()}
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o000])
+def test_artifacts_are_read_only_whatever_the_umask(make_repo: MakeRepo, daemon: GitDaemon,
+                                                    cache: Path, umask: int) -> None:
+    repo = make_repo()
+    repo.work.write({**MANY, "run.sh": "#!/bin/sh\n"})
+    (repo.work.path / "run.sh").chmod(0o755)
+    repo.work.commit("with an executable")
+    repo.publish()
+    assert repo.work.git("ls-files", "-s", "run.sh").startswith("100755")
+    old = os.umask(umask)
+    try:
+        with GitSource(daemon.url(repo.name), cache_dir=cache) as source:
+            artifact = source.fetch(source.resolve())
+    finally:
+        os.umask(old)
+    assert modes_of(artifact.path) == {("dir", 0o555), ("file", 0o444)}
+    assert files_of(artifact.path) == {**MANY, "run.sh": "#!/bin/sh\n"}
+
+
+def test_fetched_blobs_are_written_without_reading_the_pack_again(
+    make_repo: MakeRepo, daemon: GitDaemon, cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_pack_reads(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the checkout read blobs from the pack")
+
+    monkeypatch.setattr("gitops.sources.git.checkout.UnpackedObjectIterator.for_pack_subset",
+                        no_pack_reads)
+    repo = make_repo(MANY)
+    with GitSource(daemon.url(repo.name), cache_dir=cache) as source:
+        artifact = source.fetch(source.resolve())
+    assert files_of(artifact.path) == MANY and artifact.digest == tree_digest(artifact.path)
+
+
+@pytest.mark.parametrize("limit", ["MAX_PACK_BYTES", "MAX_INFLATED_BYTES"])
+def test_packs_too_large_to_hold_in_memory_are_read_back(
+    make_repo: MakeRepo, daemon: GitDaemon, cache: Path, monkeypatch: pytest.MonkeyPatch,
+    limit: str
+) -> None:
+    monkeypatch.setattr(f"gitops.sources.git.packs.{limit}", 100)
+    repo = make_repo(MANY)
+    with GitSource(daemon.url(repo.name), cache_dir=cache) as source:
+        first = source.fetch(source.resolve())
+        repo.commit({"a/f001.yaml": "changed\n"})
+        second = source.fetch(source.resolve())
+    assert files_of(first.path) == MANY and first.digest == tree_digest(first.path)
+    assert files_of(second.path) == {**MANY, "a/f001.yaml": "changed\n"}
+    assert second.digest == tree_digest(second.path)
+
+
+def test_a_failed_write_leaves_no_artifact(make_repo: MakeRepo, daemon: GitDaemon, cache: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from gitops.sources.git import checkout
+
+    real = checkout._write_files
+
+    def failing(batch: list[tuple[str, bytes]], chmod: bool) -> None:
+        if any(path.endswith("/b/d/f007.yaml") for path, _ in batch):
+            raise OSError(28, "No space left on device")
+        real(batch, chmod)
+
+    monkeypatch.setattr(checkout, "_write_files", failing)
+    repo = make_repo(MANY)
+    with GitSource(daemon.url(repo.name), cache_dir=cache) as source, \
+            pytest.raises(OSError, match="No space left"):
+        source.fetch(source.resolve())
+    assert list((cache / "artifacts").iterdir()) == []
+    assert list((cache / "tmp").iterdir()) == []
+    monkeypatch.setattr(checkout, "_write_files", real)
+    with GitSource(daemon.url(repo.name), cache_dir=cache) as source:
+        assert files_of(source.fetch(source.resolve()).path) == MANY
+
+
+def test_files_that_cannot_be_linked_from_the_last_artifact_are_written(
+    make_repo: MakeRepo, daemon: GitDaemon, cache: Path
+) -> None:
+    repo = make_repo(MANY)
+    with GitSource(daemon.url(repo.name), cache_dir=cache) as source:
+        first = source.fetch(source.resolve())
+        (first.path / "b" / "d").chmod(0o755)
+        (first.path / "b" / "d" / "f003.yaml").unlink()  # as if damaged meanwhile
+        repo.commit({"a/f001.yaml": "changed\n"})
+        second = source.fetch(source.resolve())
+    assert files_of(second.path) == {**MANY, "a/f001.yaml": "changed\n"}
+    assert second.digest == tree_digest(second.path)
+    assert modes_of(second.path) == {("dir", 0o555), ("file", 0o444)}
+    linked = [name for name in MANY if name not in ("a/f001.yaml", "b/d/f003.yaml")]
+    assert all((first.path / name).stat().st_ino == (second.path / name).stat().st_ino
+               for name in linked)

@@ -1,4 +1,4 @@
-"""Write a Git tree into a plain directory: the files of one commit, and nothing else.
+"""Write a Git tree into a plain, read-only directory: the files of one commit, and nothing else.
 
 The result has no ``.git``; tree entries that could escape or confuse a checkout
 (``.git``, ``..``, names with ``/``) and symlinks leading outside the written root are
@@ -6,8 +6,12 @@ refused, Git LFS pointers are refused (they would be silent garbage to a rendere
 submodules become empty directories unless asked for. When the previous checkout of
 the same source is at hand, unchanged files are hard-linked from it instead of written:
 artifacts are read-only, so sharing inodes is safe, and a one-file commit costs one
-write. This module writes only under the directory it is given and never fetches
-(submodule commits are obtained through :class:`Objects`).
+write. Files are created read-only (``0444``) by a few writer threads (creating many
+small files is mostly the kernel's work, which threads overlap); directories are made
+read-only (``0555``) once everything is written. Blobs that the fetch just brought
+(:attr:`Objects.fetched`) are written without reading the pack again. This module
+writes only under the directory it is given and never fetches (submodule commits are
+obtained through :class:`Objects`).
 """
 
 from __future__ import annotations
@@ -15,7 +19,9 @@ from __future__ import annotations
 import hashlib
 import os
 import posixpath
+from collections import deque
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -34,6 +40,12 @@ _LFS_MAX = 1024  # pointers are ~130 bytes; real content this small is cheap to 
 _BAD_NAMES = frozenset({"", ".", ".."})
 _BLOB = 3  # the pack type number of a blob
 _BULK = 64  # from this many blobs on, read them pack by pack
+_WORKERS = 4  # writer threads
+_BATCH_FILES, _BATCH_BYTES = 128, 1 << 20  # of one directory, handed to a writer at once
+_IN_FLIGHT = 64 << 20  # bytes handed to writer threads and not yet written, at most
+_FILE_MODE, _DIR_MODE = 0o444, 0o555
+_OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) \
+    | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
 
 _Pending = tuple[str, str, int]  # (where to write, path in the artifact, mode)
 
@@ -43,6 +55,11 @@ class Objects(Protocol):
 
     @property
     def store(self) -> BaseObjectStore: ...
+
+    @property
+    def fetched(self) -> Mapping[ObjectID, bytes]:
+        """Blobs just fetched (id -> content): written from here, not read from the pack."""
+        ...
 
     def submodule(self, path: str, commit: ObjectID) -> tuple[Objects, ObjectID]:
         """The objects of the submodule at ``path`` (relative to this repository's root)
@@ -89,20 +106,29 @@ class Checkout:
         base: str = "",
         previous: Previous | None = None,
     ) -> CheckoutResult:
-        """Write ``tree`` into the existing empty directory ``dest``.
+        """Write ``tree`` into the existing empty directory ``dest``, and make ``dest``
+        and everything in it read-only (files ``0444``, directories ``0555``).
 
         ``base`` is the tree's path in the repository (for messages and ``.gitmodules``).
-        Raises SourceError naming the URL, the revision and the offending path.
+        Raises SourceError naming the URL, the revision and the offending path, and
+        OSError when ``dest`` cannot be written; ``dest`` must then be thrown away.
         """
         result = CheckoutResult()
         self._result = result
         self._previous = previous
         self._base = f"{base}/" if base else ""
         self._pending: dict[int, tuple[Objects, dict[ObjectID, list[_Pending]]]] = {}
-        self._tree(objects, tree, os.fspath(dest), "", self._base)
-        for source, pending in self._pending.values():
-            self._write_pending(source, pending)
+        root = os.fspath(dest)
+        self._dirs = [root]
+        with _Writer() as writer:
+            self._writer = writer
+            self._tree(objects, tree, root, "", self._base)
+            for source, pending in self._pending.values():
+                self._write_pending(source, pending)
+            writer.wait()
         self._check_symlinks(dest)
+        for directory in reversed(self._dirs):
+            os.chmod(directory, _DIR_MODE)
         return result
 
     # -- walking -------------------------------------------------------------------
@@ -120,6 +146,7 @@ class Checkout:
         result, previous = self._result, self._previous
         old_files = previous.files if previous is not None else None
         old_root = f"{previous.root}/" if previous is not None else ""
+        fetched = objects.fetched
         for entry in tree.iteritems():  # hot loop: one iteration per file of the artifact
             name = os.fsdecode(entry.path)
             if name in _BAD_NAMES or "/" in name or "\x00" in name or name.lower() == ".git":
@@ -131,6 +158,7 @@ class Checkout:
             if kind == 0o100000:
                 blob = entry.sha.decode("ascii")
                 if old_files is not None and old_files.get(child) == blob:
+                    # links are cheap (no inode to allocate): threads would not pay here
                     try:
                         os.link(old_root + child, target)
                     except OSError:
@@ -142,21 +170,28 @@ class Checkout:
                             result.sha256[blob] = known
                         result.linked += 1
                         continue
+                data = fetched.get(entry.sha)
+                if data is not None:
+                    self._blob(entry.sha, data, [(target, child, mode)])
+                    continue
                 # written after the walk, in pack order (see _write_pending)
                 _, waiting = self._pending.setdefault(id(objects), (objects, {}))
                 waiting.setdefault(entry.sha, []).append((target, child, mode))
             elif kind == 0o040000:
                 os.mkdir(target)
+                self._dirs.append(target)
                 self._tree(objects, entry.sha, target, child, f"{module_dir}{name}/")
             elif kind == 0o120000:
                 self._symlink(objects, entry.sha, target, child)
             elif S_ISGITLINK(mode):
                 os.mkdir(target)
+                self._dirs.append(target)
                 if self._recurse:  # else an empty directory, as `git clone` leaves it
                     sub_objects, sub_tree = objects.submodule(module_dir + name, entry.sha)
                     self._tree(sub_objects, sub_tree, target, child, "")
             else:
                 raise self._error(child, f"has an unknown mode {mode:o}")
+        self._writer.flush(dest)
 
     def _write_pending(self, objects: Objects, pending: dict[ObjectID, list[_Pending]]) -> None:
         """Write the blobs the walk could not link.
@@ -186,19 +221,15 @@ class Checkout:
     def _blob(self, sha: ObjectID, data: bytes, targets: list[_Pending]) -> None:
         blob = sha.decode("ascii")
         result = self._result
-        for target, rel, mode in targets:
-            if len(data) < _LFS_MAX and data.startswith(LFS_POINTER):
-                raise self._error(rel, "is a Git LFS pointer, and Git LFS is not supported: "
-                                       "commit the file itself")
-            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL,
-                         0o755 if mode & 0o111 else 0o644)
-            try:
-                _write_all(fd, data)
-            finally:
-                os.close(fd)
+        if len(data) < _LFS_MAX and data.startswith(LFS_POINTER):
+            raise self._error(targets[0][1], "is a Git LFS pointer, and Git LFS is not "
+                                             "supported: commit the file itself")
+        for target, rel, _ in targets:
+            self._writer.write(target, data)
             result.files[rel] = blob
             result.written += 1
-        result.sha256[blob] = hashlib.sha256(data).hexdigest()
+        if blob not in result.sha256:
+            result.sha256[blob] = hashlib.sha256(data).hexdigest()
 
     def _symlink(self, objects: Objects, sha: ObjectID, target: str, rel: str) -> None:
         _, data = objects.store.get_raw(sha)
@@ -236,10 +267,90 @@ def _chunks(store: BaseObjectStore) -> Callable[[bytes], tuple[int, list[bytes]]
     return resolve
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
+class _Writer:
+    """Creates read-only files on a few threads; :meth:`wait` raises the first failure.
+    Leaving the ``with`` block waits for every write in flight, even on error.
+
+    Files are handed over in batches of one directory: creating a file locks its
+    directory, so threads working in different directories do not wait for each other.
+    """
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(_WORKERS, thread_name_prefix="gitops-checkout")
+        self._batches: dict[str, tuple[list[tuple[str, bytes]], list[int]]] = {}
+        self._queue: deque[tuple[Future[None], int]] = deque()
+        self._in_flight = 0
+        self._chmod = _umask_hides(_FILE_MODE)
+
+    def __enter__(self) -> _Writer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def write(self, path: str, data: bytes) -> None:
+        """Create ``path`` (which must not exist) holding ``data``, perhaps later."""
+        directory = path.rpartition("/")[0]
+        batch = self._batches.get(directory)
+        if batch is None:
+            batch = self._batches[directory] = ([], [0])
+        files, size = batch
+        files.append((path, data))
+        size[0] += len(data)
+        if len(files) >= _BATCH_FILES or size[0] >= _BATCH_BYTES:
+            self.flush(directory)
+
+    def flush(self, directory: str) -> None:
+        """Start writing what waits for ``directory`` (its files are all known)."""
+        batch = self._batches.pop(directory, None)
+        if batch is None:
+            return
+        files, (size,) = batch
+        while self._queue and self._in_flight + size > _IN_FLIGHT:
+            self._done()
+        future = self._pool.submit(_write_files, files, self._chmod)
+        self._queue.append((future, size))
+        self._in_flight += size
+
+    def wait(self) -> None:
+        """Return when every file is written; raise the first failure."""
+        for directory in list(self._batches):
+            self.flush(directory)
+        while self._queue:
+            self._done()
+
+    def _done(self) -> None:
+        future, size = self._queue.popleft()
+        self._in_flight -= size
+        future.result()
+
+
+def _write_files(batch: list[tuple[str, bytes]], chmod: bool) -> None:
+    fchmod = getattr(os, "fchmod", None) if chmod else None
+    for path, data in batch:
+        fd = os.open(path, _OPEN_FLAGS, _FILE_MODE)
+        try:
+            if fchmod is not None:
+                fchmod(fd, _FILE_MODE)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
+        if chmod and fchmod is None:
+            os.chmod(path, _FILE_MODE)
+
+
+def _umask_hides(mode: int) -> bool:
+    """Whether the process umask removes bits of ``mode`` (then files are chmod-ed)."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return bool(int(line.split()[1], 8) & mode)
+    except (OSError, ValueError, IndexError):
+        pass
+    return True  # unknown: chmod every file, as if it did
 
 
 def artifact_digest(root: Path, result: CheckoutResult) -> str:
@@ -262,14 +373,13 @@ def artifact_digest(root: Path, result: CheckoutResult) -> str:
     else:
         items = [(rel, None, result.files[rel]) for rel in sorted(result.files)
                  if not (rel.startswith(".") or "/." in rel)]
+    lines = []  # "<path>\0<sha256>\n" for each file; fsencode-d in one piece
     for rel, path, blob in items:
         content = result.sha256.get(blob) if blob is not None else None
         if content is None:
             content = file_sha256(path if path is not None else os.path.join(root, rel))
             if blob is not None:
                 result.sha256[blob] = content
-        digest.update(os.fsencode(rel))
-        digest.update(b"\0")
-        digest.update(content.encode("ascii"))
-        digest.update(b"\n")
+        lines.append(f"{rel}\0{content}\n")
+    digest.update(os.fsencode("".join(lines)))
     return f"sha256:{digest.hexdigest()}"

@@ -15,19 +15,21 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
 import filelock
 from dulwich.errors import NotGitRepository
+from dulwich.object_store import DiskObjectStore
 from dulwich.objects import ObjectID
 from dulwich.refs import Ref
 from dulwich.repo import Repo
 
 from gitops.cache import ArtifactStore
 from gitops.errors import AuthenticationError, RevisionNotFoundError, SourceError
+from gitops.sources.git.packs import ingest_pack
 from gitops.sources.git.transport import Remote
 from gitops.sources.git.url import valid_ref_name
 
@@ -45,17 +47,41 @@ def mirrors_root(store: ArtifactStore) -> Path:
 
 
 class _FetchTarget:
-    """A repository whose graph walker offers ``haves`` (dulwich offers only refs/heads)."""
+    """A repository whose graph walker offers ``haves`` (dulwich offers only refs/heads)
+    and whose object store takes fetched packs in through :func:`ingest_pack`, adding
+    their blobs to ``blobs``."""
 
-    def __init__(self, repo: Repo, haves: list[ObjectID]) -> None:
+    def __init__(self, repo: Repo, haves: list[ObjectID], blobs: dict[ObjectID, bytes]
+                 ) -> None:
         self._repo = repo
         self._haves = haves
+        self.object_store = _IngestingStore(repo.object_store, blobs)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._repo, name)
 
     def get_graph_walker(self, heads: list[ObjectID] | None = None) -> Any:
         return self._repo.get_graph_walker(heads=self._haves if heads is None else heads)
+
+
+class _IngestingStore:
+    """A mirror's object store, as dulwich's client writes a fetched pack into it."""
+
+    def __init__(self, store: Any, blobs: dict[ObjectID, bytes]) -> None:
+        self._store = store
+        self._blobs = blobs
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    def add_thin_pack(self, read_all: Callable[[int], bytes],
+                      read_some: Callable[[int], bytes] | None,
+                      progress: Callable[..., None] | None = None, **kwargs: Any) -> None:
+        # dulwich's client hands over the spooled pack (a file's read): read to the end
+        if isinstance(self._store, DiskObjectStore) and self._store.object_format.name == "sha1":
+            ingest_pack(self._store, read_all, self._blobs, progress=progress)
+        else:
+            self._store.add_thin_pack(read_all, read_some, progress=progress, **kwargs)
 
 
 class Mirror:
@@ -89,20 +115,25 @@ class Mirror:
             finally:
                 repo.close()
 
-    def ensure(self, repo: Repo, wants: Sequence[str], record: Mapping[str, str]) -> None:
+    def ensure(self, repo: Repo, wants: Sequence[str], record: Mapping[str, str]
+               ) -> dict[ObjectID, bytes]:
         """Make the objects ``wants`` (hex ids) and what they need present in ``repo``,
         then point ``refs/gitops/<ref>`` at the commits in ``record`` (ref -> commit).
 
-        Raises RevisionNotFoundError when the remote does not have one of them.
+        Returns the blobs that were fetched (id -> content), so that a checkout need not
+        read them back from the pack. Raises RevisionNotFoundError when the remote does
+        not have one of them.
         """
+        fetched: dict[ObjectID, bytes] = {}
         missing = [w for w in wants if not _has(repo, w)]
         if missing:
-            self._fetch(repo, missing)
+            self._fetch(repo, missing, fetched)
         for ref, commit in record.items():
             name = ref[len("refs/"):] if ref.startswith("refs/") else ref
             if valid_ref_name(name) and _has(repo, commit):  # names may come from callers
                 repo.refs[Ref(b"refs/gitops/" + name.encode())] = ObjectID(commit.encode("ascii"))
         (self.path / _USED).touch()
+        return fetched
 
     # -- internals -----------------------------------------------------------------
 
@@ -130,17 +161,18 @@ class Mirror:
         return sorted(sha for sha in repo.refs.as_dict(Ref(b"refs/gitops")).values()
                       if sha in store)
 
-    def _fetch(self, repo: Repo, missing: list[str]) -> None:
-        target = _FetchTarget(repo, self._haves(repo))
+    def _fetch(self, repo: Repo, missing: list[str], fetched: dict[ObjectID, bytes]) -> None:
+        target = _FetchTarget(repo, self._haves(repo), fetched)
         try:
             self.remote.fetch(target, missing, depth=1)
         except AuthenticationError:
             raise
         except SourceError as exc:
-            self._fetch_refused(repo, missing, exc)
+            self._fetch_refused(repo, missing, exc, fetched)
         self._check_present(repo, missing)
 
-    def _fetch_refused(self, repo: Repo, missing: list[str], error: SourceError) -> None:
+    def _fetch_refused(self, repo: Repo, missing: list[str], error: SourceError,
+                       fetched: dict[ObjectID, bytes]) -> None:
         """A fetch by SHA failed: find out whether the objects are simply unknown."""
         refs = self.remote.ls_refs(None)  # raises its own error if the remote is the problem
         advertised = set(refs.refs.values())
@@ -152,7 +184,7 @@ class Mirror:
         tips = sorted({sha for name, sha in refs.refs.items()
                        if name.startswith(("refs/heads/", "refs/tags/"))})
         depth = _UNSHALLOW if repo.get_shallow() else None
-        self.remote.fetch(_FetchTarget(repo, self._haves(repo)), tips, depth=depth)
+        self.remote.fetch(_FetchTarget(repo, self._haves(repo), fetched), tips, depth=depth)
 
     def _check_present(self, repo: Repo, wanted: list[str]) -> None:
         absent = [w for w in wanted if not _has(repo, w)]

@@ -73,7 +73,8 @@ def _write(path: Path, data: dict[str, Any]) -> None:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(data, handle, separators=(",", ":"))
+                # dumps, not dump: only the one-shot encoder is C (a record lists every file)
+                handle.write(json.dumps(data, separators=(",", ":")))
             os.replace(tmp, path)
         except BaseException:
             with contextlib.suppress(OSError):

@@ -17,7 +17,7 @@ import hashlib
 import inspect
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -200,14 +200,14 @@ class GitSource(Source):
         record = {resolved.ref or resolved.name or "pinned": commit}
         with ExitStack() as stack:
             repo = stack.enter_context(self._mirror.open())
-            self._mirror.ensure(repo, wants, record)
+            fetched = self._mirror.ensure(repo, wants, record)
             commit_obj = self._commit(repo, commit)
             verified = self._verify(repo, resolved, commit_obj)
             tree = self._subtree(repo, commit_obj, revision)
             key = f"git-{tree.decode()}{'-sm' if self._recurse else ''}"
             objects = _MirrorObjects(self.url, self._spec, repo, commit_obj.tree, stack,
                                      {self._mirror.key: (self._mirror, repo)},
-                                     self._submodule_mirror, 0)
+                                     self._submodule_mirror, 0, fetched)
             path, digest = self._artifact(key, objects, tree, revision)
         self._prune(key)
         metadata = _metadata(commit_obj, resolved, self._spec, verified)
@@ -344,7 +344,7 @@ class GitSource(Source):
             log.info("%s: materialized %s (%d files written, %d linked)", self.url, revision,
                      result.written, result.linked)
 
-        path = self._store.materialize(key, fill)
+        path = self._store.materialize(key, fill, fill_makes_read_only=True)
         record = made[0] if made else (load_record(self._store, key)
                                        or ArtifactRecord(_digest_of(self.url, path)))
         save_record(self._store, key, record)
@@ -399,7 +399,7 @@ class _MirrorObjects:
     def __init__(
         self, shown: str, url: GitURL, repo: Repo, root_tree: ObjectID, stack: ExitStack,
         opened: dict[str, tuple[Mirror, Repo]], make_mirror: Callable[[GitURL], Mirror],
-        depth: int,
+        depth: int, fetched: Mapping[ObjectID, bytes],
     ) -> None:
         self._shown = shown
         self._make_mirror = make_mirror
@@ -409,10 +409,15 @@ class _MirrorObjects:
         self._stack = stack
         self._opened = opened
         self._depth = depth
+        self._fetched = fetched
 
     @property
     def store(self) -> BaseObjectStore:
         return self._repo.object_store
+
+    @property
+    def fetched(self) -> Mapping[ObjectID, bytes]:
+        return self._fetched
 
     def submodule(self, path: str, commit: ObjectID) -> tuple[Objects, ObjectID]:
         shown = self._shown
@@ -428,13 +433,13 @@ class _MirrorObjects:
             opened = (mirror, self._stack.enter_context(mirror.open()))
             self._opened[url.remote_key] = opened
         mirror, repo = opened
-        mirror.ensure(repo, [commit.decode()], {})
+        fetched = mirror.ensure(repo, [commit.decode()], {})
         obj = repo.object_store[commit]
         if not isinstance(obj, Commit):
             raise SourceError(shown, f"submodule {path!r} points to {commit.decode()}, which "
                                      "is not a commit")
         sub = _MirrorObjects(shown, url, repo, obj.tree, self._stack, self._opened,
-                             self._make_mirror, self._depth + 1)
+                             self._make_mirror, self._depth + 1, fetched)
         return sub, obj.tree
 
     def _gitmodules(self) -> bytes | None:
