@@ -83,7 +83,11 @@ class Reconciler:
         self._owned: list[Source | Target] = []
         self.source = self._own(open_source(source)) if isinstance(source, str) else source
         self.target = self._own(open_target(target)) if isinstance(target, str) else target
-        self.differ = differ if differ is not None else open_differ("structural")
+        self.differ = (
+            differ
+            if differ is not None
+            else open_differ("structural", **self.target.differ_options())
+        )
         self.renderer = (
             renderer
             if renderer is not None

@@ -153,8 +153,11 @@ class Diff:
     """The difference between a desired and a live resource.
 
     ``patch`` is an RFC 6902 JSON patch that turns the live object into one that
-    matches desired on every field desired declares; ``text`` is a unified diff for
-    humans, with Secret values masked.
+    matches desired: on every field desired declares, and (for differs configured by
+    the target with ``exact`` or ``field_manager``) without the fields the source no
+    longer declares. For a Secret the patch is masked and for display only; the
+    engine applies desired, never the patch. ``text`` is a unified diff for humans,
+    with Secret values masked.
     """
 
     changed: bool

@@ -11,8 +11,11 @@ import yaml
 
 import gitops
 from gitops import Action, Event, HealthStatus, Outcome, Reconciler, ResourceKey
+from gitops.differs.structural import StructuralDiffer
 from gitops.errors import EmptySourceError, InputError, ManifestError
 from gitops.sources.directory import DirectorySource
+from gitops.targets.base import Target
+from gitops.targets.filetree import FileTreeTarget
 from gitops.testing import FailNth, FailWhen, MemoryTarget
 
 
@@ -75,7 +78,7 @@ def target() -> MemoryTarget:
     return MemoryTarget()
 
 
-def rec(src: Path, target: MemoryTarget, **options: Any) -> Reconciler:
+def rec(src: Path, target: Target, **options: Any) -> Reconciler:
     return Reconciler(DirectorySource(src), target, sleep=lambda s: None, **options)
 
 
@@ -114,9 +117,87 @@ def test_drift_is_reported_and_healed(src: Path, target: MemoryTarget) -> None:
     assert rec(src, target).plan().in_sync
 
 
-def test_fields_added_by_others_are_not_drift(src: Path, target: MemoryTarget) -> None:
+def test_fields_added_by_hand_are_drift_on_an_exact_target(
+    src: Path, target: MemoryTarget
+) -> None:
+    """The in-memory target holds exactly what was applied: anything else is drift."""
     rec(src, target).sync()
     target.mutate(DEPLOY_KEY, lambda o: o["metadata"].setdefault("labels", {}).update(x="y"))
+    plan = rec(src, target).plan()
+    assert [(c.action, c.key) for c in plan.changes] == [(Action.UPDATE, DEPLOY_KEY)]
+    diff = plan.changes[0].diff
+    assert diff is not None and {"op": "remove", "path": "/metadata/labels"} in diff.patch
+    assert "-    x: y" in diff.text.splitlines()
+    assert rec(src, target).sync().succeeded
+    assert "labels" not in target.objects()[DEPLOY_KEY]["metadata"]
+    assert rec(src, target).plan().in_sync
+
+
+def test_the_subset_differ_ignores_fields_added_by_others(src: Path, target: MemoryTarget) -> None:
+    subset = StructuralDiffer()
+    rec(src, target).sync()
+    target.mutate(DEPLOY_KEY, lambda o: o["metadata"].setdefault("labels", {}).update(x="y"))
+    assert rec(src, target, differ=subset).plan().in_sync
+
+
+def test_the_default_differ_is_configured_by_the_target(
+    src: Path, tmp_path: Path, target: MemoryTarget
+) -> None:
+    for differ in (rec(src, target).differ, rec(src, FileTreeTarget(tmp_path / "out")).differ):
+        assert isinstance(differ, StructuralDiffer) and differ.exact
+    given = StructuralDiffer()
+    assert rec(src, target, differ=given).differ is given
+
+
+def open_exact_target(kind: str, tmp_path: Path) -> Target:
+    return MemoryTarget() if kind == "memory" else FileTreeTarget(tmp_path / "out")
+
+
+def stored(target: Target, key: ResourceKey) -> dict[str, Any]:
+    found = target.live([key])
+    assert key in found, f"{key} is missing"
+    manifest: dict[str, Any] = found[key].manifest
+    return manifest
+
+
+@pytest.mark.parametrize("kind", ["memory", "file-tree"])
+def test_fields_removed_from_the_source_are_removed_from_the_target(
+    kind: str, src: Path, tmp_path: Path
+) -> None:
+    target = open_exact_target(kind, tmp_path)
+    labelled = deploy("web")
+    labelled["metadata"]["labels"] = {"app": "web", "tier": "front"}
+    write(src, {"all.yaml": [ns("apps"), cm("one", a="1", b="2"), labelled]})
+    assert rec(src, target).sync().succeeded
+
+    del labelled["metadata"]["labels"]["tier"]
+    write(src, {"all.yaml": [ns("apps"), cm("one", a="1"), labelled]})
+    plan = rec(src, target).plan()
+    assert [(c.action, c.key) for c in plan.changes] == [
+        (Action.UPDATE, CM_KEY), (Action.UPDATE, DEPLOY_KEY)
+    ]
+    patches = {c.key: c.diff.patch for c in plan.changes if c.diff is not None}
+    assert patches[CM_KEY] == ({"op": "remove", "path": "/data/b"},)
+    assert patches[DEPLOY_KEY] == ({"op": "remove", "path": "/metadata/labels/tier"},)
+    assert rec(src, target).sync(plan).succeeded
+    assert stored(target, CM_KEY)["data"] == {"a": "1"}
+    assert stored(target, DEPLOY_KEY)["metadata"]["labels"] == {"app": "web"}
+
+    again = rec(src, target).sync()
+    assert again.succeeded and again.results == ()
+
+
+def test_a_field_added_by_hand_to_a_file_is_drift_and_healed(src: Path, tmp_path: Path) -> None:
+    target = FileTreeTarget(tmp_path / "out")
+    assert rec(src, target).sync().succeeded
+    path = target.root / "apps" / "ConfigMap" / "one.yaml"
+    edited = yaml.safe_load(path.read_text())
+    edited["data"]["by-hand"] = "x"
+    path.write_text(yaml.safe_dump(edited))
+    plan = rec(src, target).plan()
+    assert [(c.action, c.key) for c in plan.changes] == [(Action.UPDATE, CM_KEY)]
+    assert rec(src, target).sync(plan).succeeded
+    assert yaml.safe_load(path.read_text())["data"] == {"k": "v"}
     assert rec(src, target).plan().in_sync
 
 

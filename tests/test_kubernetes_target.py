@@ -244,6 +244,88 @@ def test_rejected_secret_never_shows_its_values(
     assert "hunter2-password" not in str(caught.value)
 
 
+def web_deployment(ns: str, env: dict[str, str], args: list[str] | None) -> dict[str, Any]:
+    container: dict[str, Any] = {"name": "app", "image": "nginx:1.25",
+                                 "env": [{"name": k, "value": v} for k, v in env.items()]}
+    if args is not None:
+        container["args"] = args
+    return {"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "namespace": ns},
+            "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}},
+                     "template": {"metadata": {"labels": {"app": "web"}},
+                                  "spec": {"containers": [container]}}}}
+
+
+@pytest.mark.parametrize("watch", [False, True], ids=["list", "watch-cache"])
+def test_fields_removed_from_the_source_are_removed_from_the_cluster(
+    emulator: Any, open_target: Callable[..., KubernetesTarget], tmp_path: Path, watch: bool
+) -> None:
+    ns, name = f"removal-{_suffix()}", f"r-{_suffix()}"
+    settings = configmap("settings", ns, a="1", b="2")
+    settings["metadata"]["labels"] = {"app": "web", "tier": "front"}
+    web = web_deployment(ns, {"A": "1", "B": "2"}, ["--verbose"])
+    source = write_tree(tmp_path / "src", [namespace(ns), settings, web])
+    target = open_target(watch=watch)
+    with Reconciler(str(source), target, name=name) as rec:
+        assert rec.sync().succeeded
+        assert rec.plan().in_sync  # defaults and the server's fields are not drift
+
+        # someone else labels both objects (kubectl label): theirs, not drift
+        for path in (f"/api/v1/namespaces/{ns}/configmaps/settings",
+                     f"/apis/apps/v1/namespaces/{ns}/deployments/web"):
+            code, body = emulator.request("PATCH", f"{path}?fieldManager=kubectl-label",
+                                          {"metadata": {"labels": {"team": "x"}}},
+                                          content_type="application/merge-patch+json")
+            assert code == 200, body
+        if watch:
+            time.sleep(0.3)  # let the cache see it
+        assert rec.plan().in_sync
+
+        del settings["data"]["b"], settings["metadata"]["labels"]["tier"]
+        write_tree(source, [namespace(ns), settings, web_deployment(ns, {"A": "1"}, None)])
+        plan = rec.plan()
+        assert sorted(c.key.kind for c in plan.changes) == ["ConfigMap", "Deployment"]
+        removed = {c.key.kind: [op["path"] for op in c.diff.patch if op["op"] == "remove"]
+                   for c in plan.changes if c.diff is not None}
+        assert sorted(removed["ConfigMap"]) == ["/data/b", "/metadata/labels/tier"]
+        assert "/spec/template/spec/containers/0/args" in removed["Deployment"]
+        assert rec.sync(plan).succeeded
+
+        [stored] = [o for o in emulator.objects(kind="ConfigMap", namespace=ns)
+                    if o["metadata"]["name"] == "settings"]
+        assert stored["data"] == {"a": "1"}
+        labels = stored["metadata"]["labels"]
+        assert "tier" not in labels and labels["app"] == "web" and labels["team"] == "x"
+        [deployed] = emulator.objects(kind="Deployment", namespace=ns)
+        assert set(deployed["metadata"]["labels"]) == {"team", PART_OF_LABEL}
+        [container] = deployed["spec"]["template"]["spec"]["containers"]
+        assert "args" not in container and container["env"] == [{"name": "A", "value": "1"}]
+
+        if watch:
+            time.sleep(0.3)
+        emulator.reset_counts()
+        again = rec.sync()
+        assert again.succeeded and again.results == ()
+        assert writes(emulator.counts()) == 0, emulator.counts()
+
+
+def test_a_field_someone_else_took_over_is_theirs_to_keep(
+    open_target: Callable[..., KubernetesTarget], tmp_path: Path
+) -> None:
+    """A field another manager changed with force is no longer ours: removing it from the
+    source leaves it, as server-side apply does."""
+    ns, name = f"taken-{_suffix()}", f"t-{_suffix()}"
+    source = write_tree(tmp_path / "src", [namespace(ns), configmap("cm", ns, a="1", b="2")])
+    with Reconciler(str(source), open_target(), name=name) as rec:
+        assert rec.sync().succeeded
+        open_target(field_manager="kubectl-edit").apply(
+            Resource.from_manifest(configmap("cm", ns, b="theirs")))
+        write_tree(source, [namespace(ns), configmap("cm", ns, a="1")])
+        assert rec.plan().in_sync
+        live = rec.target.live([ResourceKey("", "ConfigMap", ns, "cm")])
+        assert next(iter(live.values())).manifest["data"] == {"a": "1", "b": "theirs"}
+
+
 def test_field_manager_conflicts_are_forced_by_default_or_reported(
     open_target: Callable[..., KubernetesTarget]
 ) -> None:

@@ -26,10 +26,10 @@ from gitops.model import Inventory, Resource, ResourceKey
 
 pytest.importorskip("kubernetes")
 
+from gitops.manifests import crd_kind
 from gitops.targets.kubernetes.apply import (
     apply_body,
     apply_query,
-    crd_kind,
     delete_body,
     missing_namespace,
 )

@@ -1,9 +1,10 @@
 """Normalization rules of the structural differ: what is not drift, and what is equal.
 
-A desired manifest is compared with a live one as a *subset*: fields the server owns
-(:data:`IGNORED_FIELDS`) and fields desired does not declare are never drift; Kubernetes
-quantities compare by value at quantity positions only; a Secret's ``stringData`` is
-compared as the ``data`` the API server would store. The helpers here run on the hot
+Fields the server owns (:data:`IGNORED_FIELDS`) are never drift, in any mode of the
+structural differ (whether other fields desired does not declare are is the differ's
+mode: see :mod:`gitops.differs.structural`); Kubernetes quantities compare by value at
+quantity positions only; a Secret's ``stringData`` is compared as the ``data`` the API
+server would store. The helpers here run on the hot
 path of every reconcile: they must never copy a manifest that needs no change, and
 never mutate their input.
 """
@@ -26,11 +27,14 @@ __all__ = [
     "is_empty",
     "leaf_equal",
     "normalize_secret",
+    "quantity_equal",
     "strip_ignored",
 ]
 
 #: Field name -> ``None`` (ignore the field) or the rules for the fields inside it.
 IgnoreRules: TypeAlias = Mapping[str, "IgnoreRules | None"]
+
+_KEEP: Any = object()  # a field no rule mentions
 
 #: Fields owned by the API server (or by ``kubectl``), ignored on both sides.
 #: ``deletionTimestamp``/``deletionGracePeriodSeconds`` are server-set while an object is
@@ -80,7 +84,12 @@ def leaf_equal(desired: Any, live: Any, quantity: bool) -> bool:
     """Equality of two scalars: ``1 == 1.0`` but ``True != 1``; quantities by value if ``quantity``."""
     if desired == live:
         return (type(desired) is bool) is (type(live) is bool)
-    return quantity and quantities_equal(desired, live)
+    return quantity and quantity_equal(desired, live)
+
+
+def quantity_equal(desired: Any, live: Any) -> bool:
+    """Equal Kubernetes quantities (``500m`` and ``0.5``); a bool is no quantity (``True != "1"``)."""
+    return type(desired) is not bool and type(live) is not bool and quantities_equal(desired, live)
 
 
 def normalize_secret(manifest: dict[str, Any]) -> dict[str, Any]:
@@ -106,16 +115,32 @@ def normalize_secret(manifest: dict[str, Any]) -> dict[str, Any]:
 
 
 def strip_ignored(value: Any, rules: IgnoreRules = IGNORED_FIELDS) -> Any:
-    """Return ``value`` without the ignored fields (copying only the mappings that change)."""
-    if type(value) is not dict or not any(key in value for key in rules):
+    """Return ``value`` without the ignored fields.
+
+    Copies only the mappings that change: ``value`` itself comes back when it holds no
+    ignored field (a desired manifest, usually), so callers can test ``is``.
+    """
+    if type(value) is not dict or value.keys().isdisjoint(rules):
         return value
-    stripped = {}
+    stripped: dict[str, Any] | None = None  # built from the first field that changes
     for key, item in value.items():
-        if key not in rules:
-            stripped[key] = item
-        elif (inner := rules[key]) is not None:
-            stripped[key] = strip_ignored(item, inner)
-    return stripped
+        inner = rules.get(key, _KEEP)
+        if inner is _KEEP:
+            if stripped is not None:
+                stripped[key] = item
+            continue
+        kept = _KEEP if inner is None else strip_ignored(item, inner)
+        if stripped is None:
+            if kept is item:
+                continue
+            stripped = {}
+            for earlier, same in value.items():  # unchanged so far: copy them as they are
+                if earlier == key:
+                    break
+                stripped[earlier] = same
+        if kept is not _KEEP:
+            stripped[key] = kept
+    return value if stripped is None else stripped
 
 
 def _canonical_base64(value: Any) -> Any:

@@ -95,6 +95,20 @@ class Target(ABC):
         """
         return resource
 
+    def differ_options(self) -> dict[str, Any]:
+        """Keyword options for the default (structural) differ: how live state is compared.
+
+        The engine opens ``open_differ("structural", **target.differ_options())`` unless it
+        is given a differ. Default ``{}``: desired is a subset of live, so fields this
+        target (or anyone else) adds are not drift — and fields removed from the source
+        are never removed either. A target that stores exactly what is applied to it, plus
+        server-owned metadata and status, returns ``{"exact": True}`` (any other field is
+        drift, and a sync removes it); one that tracks field ownership as Kubernetes
+        server-side apply does returns ``{"field_manager": NAME}`` (fields NAME applied
+        last and desired no longer declares are drift). Never talks to the target.
+        """
+        return {}
+
     def health(self, resource: Resource) -> HealthStatus:
         """Assess the health of a live object (only when ``supports_health``)."""
         raise NotSupportedError(f"{self.url}: target does not report health")

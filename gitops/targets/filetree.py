@@ -405,6 +405,12 @@ class FileTreeTarget(Target):
         """The absolute root folder."""
         return Path(self._root)
 
+    def differ_options(self) -> dict[str, Any]:
+        """Exact comparison: a file holds exactly what was applied, so a field added by
+        hand is drift (the next sync rewrites the file) and so is one removed from the
+        source."""
+        return {"exact": True}
+
     # -- reading ---------------------------------------------------------------------------
 
     def live(self, keys: Iterable[ResourceKey]) -> dict[ResourceKey, Resource]:

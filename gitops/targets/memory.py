@@ -273,6 +273,12 @@ class MemoryTarget(Target):
         key = f"{kind}.{group}" if group else kind
         return self._server.scopes.get(key)
 
+    def differ_options(self) -> dict[str, Any]:
+        """Exact comparison: an apply replaces the whole object (keeping server fields and
+        status), so any other field on it is drift, and a field removed from the source
+        goes with the next sync."""
+        return {"exact": True}
+
     def health(self, resource: Resource) -> HealthStatus:
         """Assess the *stored* object with that key (Missing when there is none)."""
         with self._server.lock:

@@ -201,6 +201,12 @@ class KubernetesTarget(Target):
         manifest["metadata"] = metadata
         return Resource(resource.key, resource.api_version, manifest, resource.origin)
 
+    def differ_options(self) -> dict[str, Any]:
+        """Compare under the target's field manager: a field its last server-side apply
+        owns (``metadata.managedFields``) and the source no longer declares is drift (the
+        next apply removes it); defaults and other managers' fields are not."""
+        return {"field_manager": self.options.field_manager}
+
     def is_namespaced(self, group: str, kind: str) -> bool | None:
         """From discovery; None for a kind the server does not serve (yet)."""
         resource = self._discover(group, kind, None)
