@@ -363,27 +363,37 @@ def _reconcile_map(
             value = _reconcile_map(want, have, False, at, ops, rule)
         else:
             want = want if rule is _ABSENT else strip_ignored(want, rule)
-            value = _reconcile(want, have, key, quantities, at, ops)
+            value = _value(want, have, key, quantities, at, ops, exact=False)
         if value is not _ABSENT:
             projected[key] = value
     return projected
 
 
-def _reconcile(
-    want: Any, have: Any, key: object, quantities: bool, path: str, ops: list[dict[str, Any]]
+def _value(
+    want: Any, have: Any, key: object, quantities: bool, path: str, ops: list[dict[str, Any]],
+    *, exact: bool,
 ) -> Any:
-    """Like :func:`_reconcile_map` for one value; ``_ABSENT`` when live has none."""
+    """One declared value: append the ops that make ``have`` match ``want``; return it as shown.
+
+    ``_ABSENT`` when live has none. Maps recurse into :func:`_exact_map` (``exact``) or
+    :func:`_reconcile_map` (subset); equal values are shown in desired's spelling
+    (``500m``, not ``0.5``).
+    """
     if type(want) is dict and type(have) is dict:
-        return _reconcile_map(want, have, key in QUANTITY_PARENT_KEYS, path, ops)
+        in_quantities = key in QUANTITY_PARENT_KEYS
+        if exact:
+            return _exact_map(want, have, in_quantities, path, ops)
+        return _reconcile_map(want, have, in_quantities, path, ops)
     if type(want) is list and type(have) is list and len(want) == len(have):
         return [
-            _reconcile(w, h, None, False, f"{path}/{index}", ops)
+            _value(w, h, None, False, f"{path}/{index}", ops, exact=exact)
             for index, (w, h) in enumerate(zip(want, have, strict=True))
         ]
-    if _value_equal(want, have, key, quantities):
-        return want  # equal: show desired's spelling (500m, not 0.5)
+    equal = _exact_equal if exact else _value_equal
+    if equal(want, have, key, quantities):
+        return want
     ops.append({"op": "add" if have is _ABSENT else "replace", "path": path, "value": _copy(want)})
-    return _shape(have, want)
+    return have if exact else _shape(have, want)
 
 
 def _changed_exact(key: str, desired: dict[str, Any], live: dict[str, Any], secret: bool) -> Diff:
@@ -417,27 +427,10 @@ def _exact_map(
                 ops.append({"op": "replace", "path": at, "value": _copy(want)})
             projected[name] = have
             continue
-        value = _exact_value(want, have, name, quantities, at, ops)
+        value = _value(want, have, name, quantities, at, ops, exact=True)
         if value is not _ABSENT:
             projected[name] = value
     return projected
-
-
-def _exact_value(
-    want: Any, have: Any, key: object, quantities: bool, path: str, ops: list[dict[str, Any]]
-) -> Any:
-    """Like :func:`_exact_map` for one declared value; ``_ABSENT`` when live has none."""
-    if type(want) is dict and type(have) is dict:
-        return _exact_map(want, have, key in QUANTITY_PARENT_KEYS, path, ops)
-    if type(want) is list and type(have) is list and len(want) == len(have):
-        return [
-            _exact_value(w, h, None, False, f"{path}/{index}", ops)
-            for index, (w, h) in enumerate(zip(want, have, strict=True))
-        ]
-    if _exact_equal(want, have, key, quantities):
-        return want
-    ops.append({"op": "add" if have is _ABSENT else "replace", "path": path, "value": _copy(want)})
-    return have
 
 
 def _merged_order(desired: dict[str, Any], live: dict[str, Any]) -> list[str]:
