@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from gitops import inventory as inv
 from gitops.differs.base import Differ
 from gitops.errors import EmptySourceError, GitopsError, InputError, TransientError
-from gitops.manifests import crd_kinds, gc_paused
+from gitops.manifests import crd_kinds, gc_paused, place
 from gitops.model import (
     Action,
     Artifact,
@@ -34,6 +34,7 @@ from gitops.model import (
     Outcome,
     Plan,
     ReconcilerOptions,
+    RenderContext,
     Resource,
     ResourceKey,
     ResourceResult,
@@ -83,16 +84,8 @@ class Reconciler:
         self._owned: list[Source | Target] = []
         self.source = self._own(open_source(source)) if isinstance(source, str) else source
         self.target = self._own(open_target(target)) if isinstance(target, str) else target
-        self.differ = (
-            differ
-            if differ is not None
-            else open_differ("structural", **self.target.differ_options())
-        )
-        self.renderer = (
-            renderer
-            if renderer is not None
-            else open_renderer("yaml", is_namespaced=self.target.is_namespaced)
-        )
+        self.differ = differ if differ is not None else open_differ("structural")
+        self.renderer = renderer if renderer is not None else open_renderer("yaml")
         self._handlers: list[EventHandler] = [on_event] if on_event else []
         self._sleep = sleep
         self._rendered: tuple[str, Artifact, tuple[Resource, ...]] | None = None
@@ -158,6 +151,8 @@ class Reconciler:
                 "prune everything (pass allow_empty=True / --allow-empty to allow it)"
             )
         self.target.check(desired)
+        desired = tuple(place(desired, is_namespaced=self.target.is_namespaced))
+        policy = self.target.drift_policy()
         owned = self.target.read_inventory(self.name)
         current = owned if owned is not None else inv.EMPTY
         desired = tuple(self.target.own(r, self.name) for r in desired)
@@ -172,7 +167,7 @@ class Reconciler:
                 changes.append(Change(Action.CREATE, res.key, res.api_version, res, None, None,
                                       wave_of(res)))
                 continue
-            diff = self.differ.diff(res, was)
+            diff = self.differ.diff(res, was, policy)
             if diff.changed:
                 changes.append(Change(Action.UPDATE, res.key, res.api_version, res, was, diff,
                                       wave_of(res)))
@@ -220,7 +215,8 @@ class Reconciler:
         if self._rendered is not None and self._rendered[0] == revision:
             return self._rendered[1], self._rendered[2]
         artifact = self.source.fetch(revision)
-        desired = tuple(self.renderer.render(artifact.path))
+        context = RenderContext(revision=revision, tree=artifact.tree)
+        desired = tuple(self.renderer.render(artifact.path, context))
         for res in desired:
             wave_of(res)  # validate sync-wave annotations before anything is planned
         self._rendered = (revision, artifact, desired)

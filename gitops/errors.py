@@ -15,17 +15,24 @@ with ``raise ... from exc`` and never leak to callers.
     ├── PluginError                unknown scheme, or a plugin that fails to import
     ├── SourceError                a source could not resolve or fetch (names the URL)
     │   ├── RevisionNotFoundError  unknown branch, tag, commit or path
-    │   ├── AuthenticationError    credentials missing or refused
+    │   ├── SourceAuthenticationError   (also an AuthenticationError)
     │   └── VerificationError      signature or digest verification failed
-    ├── TargetError                a target refused or failed an operation
+    ├── TargetError                a target refused or failed an operation (``.url``)
     │   ├── ApplyError             one resource could not be applied (names the resource)
-    │   ├── ConflictError          the object is owned by someone else
-    │   └── UnreachableError       the target cannot be reached
-    ├── TransientError             a failure worth retrying (timeouts, 429, 5xx)
+    │   │   └── ConflictError      the object is owned by someone else
+    │   ├── UnreachableError       the target cannot be reached
+    │   └── TargetAuthenticationError   (also an AuthenticationError)
+    ├── AuthenticationError        credentials missing or refused, source or target alike
+    ├── TransientError             a failure worth retrying (``.retry_after``: timeouts, 429, 5xx)
     └── NotSupportedError          a declared capability is missing
 
 ``TransientError`` is a mix-in: a target raises e.g. ``class Throttled(ApplyError,
-TransientError)`` and the engine retries it with backoff.
+TransientError)`` and the engine retries it with backoff, after ``retry_after`` seconds
+when the error says so. ``AuthenticationError`` is the one class to catch for refused
+credentials, whoever refused them; sources raise :class:`SourceAuthenticationError`,
+targets :class:`TargetAuthenticationError`. Every :class:`TargetError` carries the target's
+credential-free ``url`` (``""`` when the raiser could not know it); the engine fills it
+in for errors that reach it without one.
 """
 
 from __future__ import annotations
@@ -42,7 +49,9 @@ __all__ = [
     "NotSupportedError",
     "PluginError",
     "RevisionNotFoundError",
+    "SourceAuthenticationError",
     "SourceError",
+    "TargetAuthenticationError",
     "TargetError",
     "TransientError",
     "UnreachableError",
@@ -103,25 +112,28 @@ class RevisionNotFoundError(SourceError):
     """An unknown branch, tag, commit, digest or subpath."""
 
 
-class AuthenticationError(SourceError):
-    """Credentials were missing or refused."""
-
-
 class VerificationError(SourceError):
     """A signature or digest did not verify; nothing from this revision is used."""
 
 
 class TargetError(GitopsError):
-    """A target refused or failed an operation."""
+    """A target refused or failed an operation. ``url`` is the target's, credential-free."""
+
+    url: str = ""
+
+    def __init__(self, message: str = "", *, url: str = "") -> None:
+        super().__init__(message)
+        if url:
+            self.url = url
 
 
 class ApplyError(TargetError):
     """One resource could not be applied or deleted. ``key`` names it."""
 
-    def __init__(self, key: object, message: str) -> None:
+    def __init__(self, key: object, message: str, *, url: str = "") -> None:
         self.key = key
         self.reason = message
-        super().__init__(f"{key}: {message}")
+        super().__init__(f"{key}: {message}", url=url)
 
 
 class ConflictError(ApplyError):
@@ -132,8 +144,36 @@ class UnreachableError(TargetError):
     """The target (an API server, a directory) cannot be reached."""
 
 
+class AuthenticationError(GitopsError):
+    """Credentials were missing or refused, by a source or a target: catch this one.
+
+    ``url`` names the endpoint (credential-free). Raise a concrete flavour:
+    :class:`SourceAuthenticationError` or :class:`TargetAuthenticationError`.
+    """
+
+    url: str = ""
+    reason: str = ""
+
+
+class SourceAuthenticationError(SourceError, AuthenticationError):
+    """A source's credentials were missing or refused."""
+
+
+class TargetAuthenticationError(TargetError, AuthenticationError):
+    """A target's credentials were missing or refused."""
+
+    def __init__(self, url: str, message: str) -> None:
+        self.reason = message
+        super().__init__(f"{url}: {message}", url=url)
+
+
 class TransientError(GitopsError):
-    """A failure that may succeed when retried (timeout, throttling, 5xx)."""
+    """A failure that may succeed when retried (timeout, throttling, 5xx).
+
+    ``retry_after`` is the delay in seconds the other side asked for, or None.
+    """
+
+    retry_after: float | None = None
 
 
 class NotSupportedError(GitopsError):

@@ -4,9 +4,13 @@ Three layers, each usable alone:
 
 * :func:`parse_documents` / :func:`parse_manifests` turn one file's bytes into mappings
   (multi-document YAML, JSON, ``kind: List`` flattened), within :class:`Limits`;
-* :func:`build_resources` / :func:`validate_manifests` check each mapping, default its
-  namespace from the kind's scope, refuse duplicates and return Resources;
-* :func:`load_tree` does both for every ``.yaml``/``.yml``/``.json`` file of a tree.
+* :func:`check_documents` / :func:`validate_manifests` check each mapping and return
+  Resources *as declared* (a namespace only where the manifest names one): the render;
+* :func:`place` settles each object's scope from the target, the Kubernetes tables and
+  the set's own CRDs, gives namespaced objects without one the default namespace, and
+  refuses duplicates: done by the engine after the target is known, never cached;
+* :func:`build_resources` is both; :func:`render_tree` renders every
+  ``.yaml``/``.yml``/``.json`` file of a tree, :func:`load_tree` renders and places it.
 
 This is the hot path of every plan (10,000 manifests must cost barely more than
 PyYAML's C parser needs to read them), so it must never deep-copy a manifest, build a
@@ -28,6 +32,7 @@ from __future__ import annotations
 
 import codecs
 import gc
+import hashlib
 import json
 import os
 import re
@@ -57,13 +62,18 @@ __all__ = [
     "IsNamespaced",
     "Limits",
     "build_resources",
+    "check_documents",
     "crd_kind",
     "crd_kinds",
     "gc_paused",
     "is_cluster_scoped",
     "load_tree",
+    "origin_error",
+    "origin_where",
     "parse_documents",
     "parse_manifests",
+    "place",
+    "render_tree",
     "validate_manifests",
 ]
 
@@ -523,19 +533,6 @@ def crd_kinds(resources: Iterable[Resource]) -> set[tuple[str, str]]:
     return kinds
 
 
-def _crd_scopes(checked: Iterable[_Checked]) -> dict[tuple[str, str], bool]:
-    """(group, kind) -> namespaced, for the CustomResourceDefinitions among the manifests."""
-    scopes: dict[tuple[str, str], bool] = {}
-    for item in checked:
-        if (item.group, item.kind) != CRD:
-            continue
-        defined = crd_kind(item.doc.manifest)
-        scope = (item.doc.manifest.get("spec") or {}).get("scope")
-        if defined is not None and scope in ("Namespaced", "Cluster"):
-            scopes[defined] = scope == "Namespaced"
-    return scopes
-
-
 def _scope_resolver(
     is_namespaced: IsNamespaced | None, crds: Mapping[tuple[str, str], bool]
 ) -> Callable[[str, str], bool]:
@@ -580,6 +577,106 @@ def _check_default_namespace(namespace: str) -> None:
         raise ValueError(f"default namespace {namespace!r} is not a valid DNS label")
 
 
+def check_documents(
+    documents: Iterable[Document], *, limits: Limits = DEFAULT_LIMITS
+) -> list[Resource]:
+    """Validate parsed documents and return their Resources as declared, in order.
+
+    A resource's key holds the namespace its manifest names, ``""`` when none:
+    :func:`place` settles scope and defaults. Raises
+    :class:`~gitops.errors.ManifestError` for the first invalid document.
+    """
+    docs = documents if isinstance(documents, list) else list(documents)
+    if len(docs) > limits.max_resources:
+        raise docs[limits.max_resources].error(
+            f"more than {limits.max_resources} resources (limit)"
+        )
+    resources: list[Resource] = []
+    for doc in docs:
+        checked = _check(doc)
+        key = ResourceKey(checked.group, checked.kind, checked.namespace, checked.name)
+        resources.append(Resource(key, checked.api_version, doc.manifest, doc.origin))
+    return resources
+
+
+def _crd_scopes(resources: Iterable[Resource]) -> dict[tuple[str, str], bool]:
+    """(group, kind) -> namespaced, for the CustomResourceDefinitions among ``resources``."""
+    scopes: dict[tuple[str, str], bool] = {}
+    for res in resources:
+        if (res.key.group, res.key.kind) != CRD:
+            continue
+        defined = crd_kind(res.manifest)
+        scope = (res.manifest.get("spec") or {}).get("scope")
+        if defined is not None and scope in ("Namespaced", "Cluster"):
+            scopes[defined] = scope == "Namespaced"
+    return scopes
+
+
+def _split_origin(origin: str) -> tuple[str, int | None, str]:
+    """``apps/web.yaml#2.items[3]`` -> ``("apps/web.yaml", 2, "items[3]")``."""
+    path, sep, rest = origin.rpartition("#")
+    if not sep:
+        return origin or "<manifests>", None, ""
+    index, _, item = rest.partition(".")
+    return path, int(index) if index.isdigit() else None, item
+
+
+def origin_where(origin: str) -> str:
+    """A :attr:`Resource.origin` as errors write locations: ``apps/web.yaml (document 2)``."""
+    path, index, item = _split_origin(origin)
+    if index is None:
+        return path
+    return Document({}, path, index, item).where
+
+
+def origin_error(origin: str, message: str) -> ManifestError:
+    """A ManifestError for the resource whose :attr:`Resource.origin` is ``origin``."""
+    path, index, item = _split_origin(origin)
+    text = f"{item}: {message}" if item else message
+    return ManifestError(path, text, document=index)
+
+
+def place(
+    resources: Iterable[Resource],
+    *,
+    default_namespace: str = "default",
+    is_namespaced: IsNamespaced | None = None,
+) -> list[Resource]:
+    """Settle the scope of each rendered resource; refuse duplicates. In order.
+
+    Namespaced kinds without a namespace get ``default_namespace``; cluster-scoped
+    kinds lose any namespace given. Scope comes from ``is_namespaced(group, kind)``
+    when it returns a bool, else :func:`is_cluster_scoped`, else the scope a
+    CustomResourceDefinition among ``resources`` declares, else namespaced. A resource
+    already placed is returned as the same object. Raises
+    :class:`~gitops.errors.ManifestError` for a duplicate (naming both places);
+    ``ValueError`` for a bad ``default_namespace``.
+    """
+    _check_default_namespace(default_namespace)
+    items = resources if isinstance(resources, list | tuple) else list(resources)
+    namespaced = _scope_resolver(is_namespaced, _crd_scopes(items))
+    seen: dict[ResourceKey, Resource] = {}
+    placed: list[Resource] = []
+    for res in items:
+        key = res.key
+        if namespaced(key.group, key.kind):
+            if not key.namespace:
+                key = key._replace(namespace=default_namespace)
+                res = Resource(key, res.api_version,
+                               _with_namespace(res.manifest, default_namespace), res.origin)
+        elif key.namespace or "namespace" in res.manifest["metadata"]:
+            key = key._replace(namespace="")
+            res = Resource(key, res.api_version, _with_namespace(res.manifest, ""), res.origin)
+        first = seen.get(key)
+        if first is not None:
+            raise origin_error(
+                res.origin, f"duplicate resource {key}: also defined in {origin_where(first.origin)}"
+            )
+        seen[key] = res
+        placed.append(res)
+    return placed
+
+
 def build_resources(
     documents: Iterable[Document],
     *,
@@ -587,60 +684,41 @@ def build_resources(
     is_namespaced: IsNamespaced | None = None,
     limits: Limits = DEFAULT_LIMITS,
 ) -> list[Resource]:
-    """Validate parsed documents and return their Resources, in order.
+    """Validate parsed documents and return their Resources, placed, in order.
 
-    Namespaced kinds without a namespace get ``default_namespace``; cluster-scoped
-    kinds lose any namespace given. Scope comes from ``is_namespaced(group, kind)``
-    when it returns a bool, else :func:`is_cluster_scoped`, else the scope a
-    CustomResourceDefinition among ``documents`` declares, else namespaced.
-    Raises :class:`~gitops.errors.ManifestError` for the first invalid document or
-    duplicate resource (naming both places); ``ValueError`` for a bad
-    ``default_namespace``.
+    :func:`check_documents` then :func:`place`. Raises
+    :class:`~gitops.errors.ManifestError` for the first invalid document or duplicate
+    resource (naming both places); ``ValueError`` for a bad ``default_namespace``.
     """
     _check_default_namespace(default_namespace)
-    docs = list(documents)
-    if len(docs) > limits.max_resources:
-        raise docs[limits.max_resources].error(
-            f"more than {limits.max_resources} resources (limit)"
-        )
-    checked = [_check(doc) for doc in docs]
-    namespaced = _scope_resolver(is_namespaced, _crd_scopes(checked))
-    seen: dict[ResourceKey, Document] = {}
-    resources: list[Resource] = []
-    for doc, api_version, group, kind, name, namespace in checked:
-        manifest = doc.manifest
-        if namespaced(group, kind):
-            if not namespace:
-                namespace = default_namespace
-                manifest = _with_namespace(manifest, namespace)
-        elif namespace or "namespace" in manifest["metadata"]:
-            namespace = ""
-            manifest = _with_namespace(manifest, namespace)
-        key = ResourceKey(group, kind, namespace, name)
-        first = seen.get(key)
-        if first is not None:
-            raise doc.error(f"duplicate resource {key}: also defined in {first.where}")
-        seen[key] = doc
-        resources.append(Resource(key, api_version, manifest, doc.origin))
-    return resources
+    return place(
+        check_documents(documents, limits=limits),
+        default_namespace=default_namespace,
+        is_namespaced=is_namespaced,
+    )
 
 
 def validate_manifests(
     manifests: Iterable[dict[str, Any]],
     *,
     path: str = "<manifests>",
-    default_namespace: str = "default",
+    default_namespace: str | None = "default",
     is_namespaced: IsNamespaced | None = None,
     limits: Limits = DEFAULT_LIMITS,
 ) -> list[Resource]:
-    """:func:`build_resources` for plain manifests (Lists flattened); errors name
-    ``path`` and the manifest's index."""
+    """Check plain manifests (Lists flattened); errors name ``path`` and the index.
+
+    Places them as :func:`build_resources` does, unless ``default_namespace`` is None:
+    then they are returned as declared (a renderer's output, for the engine to place).
+    """
     documents: list[Document] = []
     for index, manifest in enumerate(manifests):
         if isinstance(manifest, dict) and _is_list(manifest):
             _flatten(manifest, path, index, "", documents)
         else:
             documents.append(Document(manifest, path, index))
+    if default_namespace is None:
+        return check_documents(documents, limits=limits)
     return build_resources(
         documents, default_namespace=default_namespace, is_namespaced=is_namespaced, limits=limits
     )
@@ -712,42 +790,69 @@ def load_tree(
     limits: Limits = DEFAULT_LIMITS,
     is_namespaced: IsNamespaced | None = None,
 ) -> list[Resource]:
-    """Load and validate every ``.yaml``/``.yml``/``.json`` file under ``root``.
+    """Load, validate and place every ``.yaml``/``.yml``/``.json`` file under ``root``.
 
-    Files are walked by :func:`gitops.tree.walk` (sorted, hidden and ``.sourceignore``'d
-    entries skipped, symlinks kept inside the root); other files are ignored. Returns
-    the resources in file and document order. Raises
+    :func:`render_tree` then :func:`place`. Raises
     :class:`~gitops.errors.ManifestError` naming the file (relative to ``root``) and
-    the document at fault; see :func:`build_resources` for validation.
+    the document at fault.
     """
     _check_default_namespace(default_namespace)
-    if not os.path.isdir(root):
-        raise ManifestError(os.fspath(root), "not a directory")
     with gc_paused():
-        return build_resources(
-            _read_tree(root, limits),
+        return place(
+            render_tree(root, limits=limits),
             default_namespace=default_namespace,
             is_namespaced=is_namespaced,
-            limits=limits,
         )
 
 
-def _read_tree(root: str | os.PathLike[str], limits: Limits) -> list[Document]:
-    """Every document of every manifest file under ``root``, within ``limits``."""
-    documents: list[Document] = []
+#: One file's rendered resources, by (relative path, content digest).
+FileCache = dict[tuple[str, bytes], tuple[Resource, ...]]
+
+
+def render_tree(
+    root: str | os.PathLike[str],
+    *,
+    limits: Limits = DEFAULT_LIMITS,
+    cache: FileCache | None = None,
+) -> list[Resource]:
+    """Every resource of every manifest file under ``root``, validated, as declared.
+
+    Files are walked by :func:`gitops.tree.walk` (sorted, hidden and ``.sourceignore``'d
+    entries skipped, symlinks kept inside the root); other files are ignored. With a
+    ``cache`` (content-addressed: a file's path and the digest of its bytes), a file
+    whose content was rendered before is not parsed again; afterwards ``cache`` holds
+    exactly this tree's files, so it never outgrows one tree. Raises
+    :class:`~gitops.errors.ManifestError` naming the file and document at fault.
+    """
+    if not os.path.isdir(root):
+        raise ManifestError(os.fspath(root), "not a directory")
+    resources: list[Resource] = []
     budget = limits.max_total_bytes
-    for item in walk(root):
-        if not is_manifest_path(item.relpath):
-            continue
-        data = _read(item.path, item.relpath, budget, limits)
-        budget -= len(data)
-        if budget < 0:
-            raise ManifestError(
-                item.relpath, f"the tree's manifests exceed {limits.max_total_bytes} bytes (limit)"
-            )
-        documents.extend(parse_documents(data, item.relpath, limits=limits))
-        if len(documents) > limits.max_resources:
-            raise ManifestError(
-                item.relpath, f"the tree holds more than {limits.max_resources} resources (limit)"
-            )
-    return documents
+    fresh: FileCache = {}
+    with gc_paused():
+        for item in walk(root):
+            if not is_manifest_path(item.relpath):
+                continue
+            data = _read(item.path, item.relpath, budget, limits)
+            budget -= len(data)
+            if budget < 0:
+                raise ManifestError(
+                    item.relpath,
+                    f"the tree's manifests exceed {limits.max_total_bytes} bytes (limit)",
+                )
+            entry = (item.relpath, hashlib.blake2b(data, digest_size=20).digest())
+            found = cache.get(entry) if cache is not None else None
+            if found is None:
+                found = tuple(check_documents(parse_documents(data, item.relpath, limits=limits),
+                                              limits=limits))
+            fresh[entry] = found
+            resources.extend(found)
+            if len(resources) > limits.max_resources:
+                raise ManifestError(
+                    item.relpath,
+                    f"the tree holds more than {limits.max_resources} resources (limit)",
+                )
+    if cache is not None:
+        cache.clear()
+        cache.update(fresh)
+    return resources

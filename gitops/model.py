@@ -15,21 +15,27 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
 __all__ = [
     "Action",
     "Artifact",
     "Change",
     "Diff",
+    "DriftMode",
+    "DriftPolicy",
     "Event",
     "HealthStatus",
+    "IgnoreDifference",
     "Inventory",
+    "ListType",
+    "ListTypes",
     "Outcome",
     "Plan",
     "ReconcilerOptions",
+    "RenderContext",
     "Resource",
     "ResourceKey",
     "ResourceResult",
@@ -194,6 +200,8 @@ class Inventory:
 
     entries: Mapping[ResourceKey, str]
     revision: str = ""
+    #: credential-free URL of the source whose objects these are ("" if unknown)
+    source: str = ""
 
     @property
     def keys(self) -> frozenset[ResourceKey]:
@@ -201,9 +209,10 @@ class Inventory:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready form, sorted so equal inventories serialize identically."""
-        return {
-            "revision": self.revision,
-            "entries": [
+        data: dict[str, Any] = {"revision": self.revision}
+        if self.source:
+            data["source"] = self.source
+        data["entries"] = [
                 {
                     "group": k.group,
                     "kind": k.kind,
@@ -212,8 +221,8 @@ class Inventory:
                     "apiVersion": self.entries[k],
                 }
                 for k in sorted(self.entries)
-            ],
-        }
+        ]
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Inventory:
@@ -224,9 +233,10 @@ class Inventory:
                 for e in data["entries"]
             }
             revision = str(data.get("revision", ""))
+            source = str(data.get("source", ""))
         except (KeyError, TypeError) as exc:
             raise ValueError(f"malformed inventory: {exc!r}") from exc
-        return cls(entries, revision)
+        return cls(entries, revision, source)
 
 
 class Artifact(BaseModel):
@@ -239,6 +249,16 @@ class Artifact(BaseModel):
     digest: str = Field(description="sha256:<hex> of the artifact's content")
     path: Path = Field(description="root of the tree (the requested subpath, if any)")
     metadata: dict[str, str] = Field(default_factory=dict)
+    root: Path | None = Field(
+        default=None,
+        description="the whole fetched tree, of which ``path`` is a folder: what a renderer "
+        "may read (kustomize's ../../base); None means ``path`` itself",
+    )
+
+    @property
+    def tree(self) -> Path:
+        """The folder nothing may be read outside of: ``root``, else ``path``."""
+        return self.root if self.root is not None else self.path
 
 
 _NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -266,6 +286,124 @@ class ReconcilerOptions(BaseModel):
         if len(value) > 63 or not _NAME_RE.match(value):
             raise ValueError(f"name {value!r} must be a DNS label ([a-z0-9-], at most 63 chars)")
         return value
+
+
+class DriftMode(enum.StrEnum):
+    """How live fields that desired does not declare are judged."""
+
+    #: desired is a subset of live: fields others add are not drift, and fields the
+    #: source stops declaring are never removed
+    SUBSET = "subset"
+    #: the target stores exactly what is applied (plus server-owned metadata and
+    #: status): any other field is drift, and a sync removes it
+    EXACT = "exact"
+    #: fields ownership tracks (Kubernetes server-side apply): what ``field_manager``
+    #: applied last and desired no longer declares is drift; what others own is not
+    MANAGED = "managed"
+
+
+class ListType(NamedTuple):
+    """How a list compares: ``map`` (items keyed by ``keys``), ``set``, or ``atomic``."""
+
+    type: Literal["map", "set", "atomic"]
+    keys: tuple[str, ...] = ()
+
+
+class ListTypes(Protocol):
+    """Where Kubernetes defines how a list merges: strategic-merge keys, schema list types.
+
+    ``path`` names the list by field names from the manifest root, list items not
+    counted: ``("spec", "template", "spec", "containers", "ports")``. None: unknown, the
+    list compares by position.
+    """
+
+    def list_type(self, group: str, kind: str, path: tuple[str, ...]) -> ListType | None:
+        """The list type at ``path`` of ``group/kind`` objects, or None when unknown."""
+        ...
+
+
+class IgnoreDifference(BaseModel):
+    """One rule of Argo CD's ``ignoreDifferences``: fields of matching objects that are not drift.
+
+    Matches objects of ``group``/``kind`` (and ``name``, ``namespace`` when given);
+    ignores the fields at ``jsonPointers`` (RFC 6901), those ``jqPathExpressions``
+    select, and those the named ``managedFieldsManagers`` own. Accepts Argo CD's
+    camelCase keys and snake_case alike.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    group: str = ""
+    kind: str
+    name: str = ""
+    namespace: str = ""
+    json_pointers: tuple[str, ...] = Field(
+        default=(), validation_alias=AliasChoices("jsonPointers", "json_pointers")
+    )
+    jq_path_expressions: tuple[str, ...] = Field(
+        default=(), validation_alias=AliasChoices("jqPathExpressions", "jq_path_expressions")
+    )
+    managed_fields_managers: tuple[str, ...] = Field(
+        default=(),
+        validation_alias=AliasChoices("managedFieldsManagers", "managed_fields_managers"),
+    )
+
+    def matches(self, key: ResourceKey) -> bool:
+        """Whether this rule applies to the object ``key`` names ("*" matches any kind)."""
+        return (
+            (self.group == key.group or self.group == "*")
+            and (self.kind == key.kind or self.kind == "*")
+            and (not self.name or self.name == key.name)
+            and (not self.namespace or self.namespace == key.namespace)
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class DriftPolicy:
+    """What counts as drift on a target; every differ receives one with each diff.
+
+    A target declares ``mode``, ``field_manager`` and ``list_types``
+    (:meth:`~gitops.targets.base.Target.drift_policy`); the engine adds the
+    reconciler's ``ignore`` rules.
+    """
+
+    mode: DriftMode = DriftMode.SUBSET
+    #: the field manager whose fields are judged in ``MANAGED`` mode
+    field_manager: str = ""
+    #: merge semantics of lists (None: every list compares by position)
+    list_types: ListTypes | None = None
+    #: fields that are never drift, and that a sync leaves alone
+    ignore: tuple[IgnoreDifference, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.mode is DriftMode.MANAGED and not self.field_manager:
+            raise ValueError("drift mode 'managed' needs a field_manager")
+
+    def rules_for(self, key: ResourceKey) -> tuple[IgnoreDifference, ...]:
+        """The ignore rules that apply to ``key``."""
+        return tuple(rule for rule in self.ignore if rule.matches(key))
+
+
+@dataclass(frozen=True, slots=True)
+class RenderContext:
+    """What a renderer may know besides the artifact; part of the render cache key.
+
+    A render is a pure function of the artifact's content and this context, so it is
+    cached by both. Scope (namespaced or not) is deliberately absent: it depends on the
+    target, which can learn new kinds at any time, so the engine places rendered
+    objects (scope, ``default_namespace``) in a separate, uncached step.
+    """
+
+    #: the revision being rendered (for labels, annotations; not for caching)
+    revision: str = ""
+    #: the folder nothing may be read outside of (the whole fetched tree); None: the root
+    tree: Path | None = None
+    #: the namespace namespaced objects without one will get (informational for renderers)
+    default_namespace: str = "default"
+    #: Flux-style ``${VAR}`` substitution values (applied after rendering)
+    variables: Mapping[str, str] = field(default_factory=dict)
+    #: renderer-specific settings (e.g. jsonnet ``ext_vars``); must be JSON-like values
+    options: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

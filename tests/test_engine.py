@@ -11,8 +11,10 @@ import yaml
 
 import gitops
 from gitops import Action, Event, HealthStatus, Outcome, Reconciler, ResourceKey
+from gitops.differs.base import DEFAULT_POLICY
 from gitops.differs.structural import StructuralDiffer
 from gitops.errors import EmptySourceError, InputError, ManifestError
+from gitops.model import Diff, DriftMode, DriftPolicy, Resource
 from gitops.sources.directory import DirectorySource
 from gitops.targets.base import Target
 from gitops.targets.filetree import FileTreeTarget
@@ -133,20 +135,36 @@ def test_fields_added_by_hand_are_drift_on_an_exact_target(
     assert rec(src, target).plan().in_sync
 
 
-def test_the_subset_differ_ignores_fields_added_by_others(src: Path, target: MemoryTarget) -> None:
-    subset = StructuralDiffer()
+class SubsetMemoryTarget(MemoryTarget):
+    def drift_policy(self) -> DriftPolicy:
+        return DriftPolicy(DriftMode.SUBSET)
+
+
+def test_a_subset_drift_policy_ignores_fields_added_by_others(src: Path) -> None:
+    target = SubsetMemoryTarget()
     rec(src, target).sync()
     target.mutate(DEPLOY_KEY, lambda o: o["metadata"].setdefault("labels", {}).update(x="y"))
-    assert rec(src, target, differ=subset).plan().in_sync
+    assert rec(src, target).plan().in_sync
 
 
-def test_the_default_differ_is_configured_by_the_target(
+def test_the_differ_receives_the_targets_drift_policy(
     src: Path, tmp_path: Path, target: MemoryTarget
 ) -> None:
-    for differ in (rec(src, target).differ, rec(src, FileTreeTarget(tmp_path / "out")).differ):
-        assert isinstance(differ, StructuralDiffer) and differ.exact
-    given = StructuralDiffer()
-    assert rec(src, target, differ=given).differ is given
+    seen: list[DriftPolicy] = []
+
+    class Recording(StructuralDiffer):
+        def diff(self, desired: Resource, live: Resource | None,
+                 policy: DriftPolicy = DEFAULT_POLICY) -> Diff:
+            seen.append(policy)
+            return super().diff(desired, live, policy)
+
+    for tgt in (target, FileTreeTarget(tmp_path / "out")):
+        rec(src, tgt).sync()
+        seen.clear()
+        given = Recording()
+        assert rec(src, tgt, differ=given).differ is given
+        rec(src, tgt, differ=given).plan()
+        assert seen and {p.mode for p in seen} == {DriftMode.EXACT}
 
 
 def open_exact_target(kind: str, tmp_path: Path) -> Target:

@@ -26,9 +26,10 @@ from gitops.manifests import (
     load_tree,
     parse_documents,
     parse_manifests,
+    place,
     validate_manifests,
 )
-from gitops.model import ResourceKey
+from gitops.model import RenderContext, ResourceKey
 from gitops.renderers.yaml import YamlRenderer
 
 CM = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  k: v\n"
@@ -667,18 +668,34 @@ def test_parse_then_build_equals_validate(manifests: list[dict[str, Any]]) -> No
 
 def test_yaml_renderer_is_the_default_renderer_plugin(tmp_path: Path) -> None:
     write(tmp_path, {"a.yaml": CM.format(name="a")})
-    renderer = open_renderer("yaml", default_namespace="apps")
+    renderer = open_renderer("yaml")
     assert isinstance(renderer, YamlRenderer) and renderer.name == "yaml"
-    (resource,) = renderer.render(tmp_path)
-    assert resource.key == ResourceKey("", "ConfigMap", "apps", "a")
+    (resource,) = renderer.render(tmp_path, RenderContext())
+    assert resource.key == ResourceKey("", "ConfigMap", "", "a"), "rendered, not yet placed"
+    (placed,) = place([resource], default_namespace="apps")
+    assert placed.key == ResourceKey("", "ConfigMap", "apps", "a")
+    assert resource.manifest["metadata"] == {"name": "a"}, "placing copies, never mutates"
 
 
-def test_yaml_renderer_passes_limits_and_scope(tmp_path: Path) -> None:
+def test_placing_takes_the_scope_from_the_target_each_time(tmp_path: Path) -> None:
     write(tmp_path, {"a.yaml": "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w}\n"})
-    renderer = YamlRenderer(is_namespaced=lambda group, kind: False)
-    assert renderer.render(tmp_path)[0].namespace == ""
+    rendered = YamlRenderer().render(tmp_path, RenderContext())
+    assert place(rendered, is_namespaced=lambda group, kind: False)[0].namespace == ""
+    assert place(rendered, is_namespaced=lambda group, kind: None)[0].namespace == "default"
     with pytest.raises(ManifestError, match="over the limit"):
-        YamlRenderer(limits=Limits(max_file_bytes=10)).render(tmp_path)
+        YamlRenderer(limits=Limits(max_file_bytes=10)).render(tmp_path, RenderContext())
+
+
+def test_yaml_renderer_reparses_only_files_whose_content_changed(tmp_path: Path) -> None:
+    write(tmp_path, {"a.yaml": CM.format(name="a"), "b.yaml": CM.format(name="b")})
+    renderer = YamlRenderer()
+    first = renderer.render(tmp_path, RenderContext())
+    write(tmp_path, {"b.yaml": CM.format(name="b2")})
+    second = renderer.render(tmp_path, RenderContext())
+    assert second[0] is first[0], "an unchanged file is not parsed again"
+    assert second[1].key.name == "b2"
+    (tmp_path / "a.yaml").write_text(CM.format(name="a3"))  # same size, same second
+    assert renderer.render(tmp_path, RenderContext())[0].key.name == "a3"
 
 
 def test_load_tree_of_a_missing_directory(tmp_path: Path) -> None:

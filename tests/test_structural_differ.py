@@ -14,7 +14,7 @@ from gitops.differs.managed import applied_fields, removed_fields
 from gitops.differs.normalize import QUANTITY_KEYS, QUANTITY_PARENT_KEYS, strip_ignored
 from gitops.differs.structural import StructuralDiffer
 from gitops.masking import LAST_APPLIED_ANNOTATION
-from gitops.model import Diff, Resource, split_api_version
+from gitops.model import Diff, DriftMode, DriftPolicy, Resource, split_api_version
 from gitops.plugins import open_differ
 from gitops.quantity import canonical_quantity
 from gitops.testing.kube import apply as ssa
@@ -544,11 +544,11 @@ def test_property_live_only_fields_are_not_drift(
 
 # -- exact mode (file tree, in-memory target) ----------------------------------------------
 
-EXACT = StructuralDiffer(exact=True)
+EXACT = DriftPolicy(DriftMode.EXACT)
 
 
 def exact(desired: dict[str, Any], live: dict[str, Any] | None) -> Diff:
-    return EXACT.diff(res(desired), None if live is None else res(live))
+    return DIFFER.diff(res(desired), None if live is None else res(live), EXACT)
 
 
 def as_stored(desired: dict[str, Any]) -> dict[str, Any]:
@@ -712,12 +712,12 @@ def test_exact_inputs_are_never_mutated(drift: bool) -> None:
     assert (desired, live) == before
 
 
-def test_exact_and_field_manager_are_exclusive() -> None:
-    with pytest.raises(ValueError, match="exclusive"):
-        StructuralDiffer(exact=True, field_manager="gitops")
-    differ = open_differ("structural", exact=True)
-    assert isinstance(differ, StructuralDiffer) and differ.exact
-    assert repr(differ) == "StructuralDiffer(exact=True)"
+def test_the_managed_drift_mode_needs_a_field_manager() -> None:
+    with pytest.raises(ValueError, match="field_manager"):
+        DriftPolicy(DriftMode.MANAGED)
+    differ = open_differ("structural")
+    assert isinstance(differ, StructuralDiffer)
+    assert repr(differ) == "StructuralDiffer()"
 
 
 NOTHING = ("nothing",)
@@ -790,12 +790,12 @@ def test_property_exact_live_only_fields_are_drift(
 # Live objects come from the emulator's server-side apply (pure functions, no server):
 # managedFields as a real API server records them, defaults filled in.
 
-FM = StructuralDiffer(field_manager="gitops")
+FM = DriftPolicy(DriftMode.MANAGED, field_manager="gitops")
 NOW = "2024-05-01T10:00:00Z"
 
 
 def fm(desired: dict[str, Any], live: dict[str, Any]) -> Diff:
-    return FM.diff(res(desired), res(live))
+    return DIFFER.diff(res(desired), res(live), FM)
 
 
 def server_apply(
@@ -1079,16 +1079,16 @@ def test_property_fm_in_sync_means_the_next_apply_changes_nothing(
     assert not fm(new, patched).changed, result.patch
 
 
-@pytest.mark.parametrize("differ", [DIFFER, EXACT, FM], ids=repr)
-def test_a_bool_is_no_quantity(differ: StructuralDiffer) -> None:
+@pytest.mark.parametrize("policy", [DriftPolicy(), EXACT, FM], ids=lambda p: p.mode.value)
+def test_a_bool_is_no_quantity(policy: DriftPolicy) -> None:
     desired = {"apiVersion": "v1", "kind": "LimitRange", "metadata": {"name": "l"},
                "spec": {"limits": [{"max": {"cpu": True}}], "storage": "1"}}
     live = copy.deepcopy(desired)
     live["spec"]["limits"][0]["max"]["cpu"] = "1"
-    assert differ.diff(res(desired), res(live)).changed
+    assert DIFFER.diff(res(desired), res(live), policy).changed
     live = copy.deepcopy(desired)
     live["spec"]["storage"] = True
-    assert differ.diff(res(desired), res(live)).changed
+    assert DIFFER.diff(res(desired), res(live), policy).changed
 
 
 def test_removed_fields_reads_every_fields_v1_element() -> None:

@@ -9,9 +9,12 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import ClassVar
 
-from gitops.model import Diff, Resource
+from gitops.model import Diff, DriftPolicy, Resource
 
-__all__ = ["Differ"]
+__all__ = ["DEFAULT_POLICY", "Differ"]
+
+#: Desired is a subset of live; lists by position; nothing ignored.
+DEFAULT_POLICY = DriftPolicy()
 
 
 class Differ(ABC):
@@ -26,5 +29,12 @@ class Differ(ABC):
         return True, ""
 
     @abstractmethod
-    def diff(self, desired: Resource, live: Resource | None) -> Diff:
-        """Compare ``desired`` with ``live`` (None when the object does not exist)."""
+    def diff(
+        self, desired: Resource, live: Resource | None, policy: DriftPolicy = DEFAULT_POLICY
+    ) -> Diff:
+        """Compare ``desired`` with ``live`` (None when the object does not exist).
+
+        ``policy`` says what counts as drift on the target (the target declares it, the
+        engine adds the reconciler's ignore rules); a differ must honour its ``mode`` and
+        ``ignore`` rules, and may use ``list_types`` to compare lists by key.
+        """

@@ -7,15 +7,16 @@ empty), and ``{}``/``[]`` match an absent field (the API server omits them); qua
 compare by value at quantity positions; ``1 == 1.0`` but ``True != 1``; a Secret's
 ``stringData`` is compared as ``data``.
 
-Which live fields desired must account for depends on the target (it says so through
-:meth:`~gitops.targets.base.Target.differ_options`):
+Which live fields desired must account for depends on the target: the
+:class:`~gitops.model.DriftPolicy` each diff receives (the target declares it through
+:meth:`~gitops.targets.base.Target.drift_policy`):
 
-* by default desired is a *subset* of live: fields desired does not declare are not drift
-  (server defaults, fields other controllers set);
-* ``exact=True``, for targets that hold exactly what was applied plus server-owned
+* ``SUBSET`` (default): desired is a subset of live: fields desired does not declare
+  are not drift (server defaults, fields other controllers set);
+* ``EXACT``, for targets that hold exactly what was applied plus server-owned
   metadata and status (the file tree, the in-memory target): any other live field is
   drift, and the patch removes it;
-* ``field_manager="gitops"``, for server-side apply (Kubernetes): subset, plus the fields
+* ``MANAGED`` with ``field_manager="gitops"``, for server-side apply (Kubernetes): subset, plus the fields
   that manager's last apply owns (``metadata.managedFields``) and desired no longer
   declares, which its next apply removes (see :mod:`gitops.differs.managed`).
 
@@ -37,7 +38,7 @@ from typing import Any, ClassVar, Final
 
 import yaml
 
-from gitops.differs.base import Differ
+from gitops.differs.base import DEFAULT_POLICY, Differ
 from gitops.differs.managed import Removal, applied_fields, removed_fields
 from gitops.differs.normalize import (
     IGNORED_FIELDS,
@@ -51,7 +52,7 @@ from gitops.differs.normalize import (
     strip_ignored,
 )
 from gitops.masking import mask_patch, mask_secret, mask_secret_pair
-from gitops.model import Diff, Resource
+from gitops.model import Diff, DriftMode, DriftPolicy, Resource
 
 __all__ = ["StructuralDiffer"]
 
@@ -71,29 +72,18 @@ _UNCHANGED: Final = Diff(changed=False)
 class StructuralDiffer(Differ):
     """Comparison of desired against live, with Kubernetes normalization.
 
-    ``exact=True``: live fields desired does not declare are drift (outside the
-    server-owned ones); ``field_manager``: so are those that manager's last server-side
-    apply owns. The default (neither) treats them as not drift. The two are exclusive:
-    ValueError if both are given.
+    Stateless: what counts as drift comes with each call, in the
+    :class:`~gitops.model.DriftPolicy`.
     """
 
     name: ClassVar[str] = "structural"
 
-    def __init__(self, *, exact: bool = False, field_manager: str | None = None) -> None:
-        if exact and field_manager:
-            raise ValueError("exact and field_manager are exclusive: exact already "
-                             "reports every field desired does not declare")
-        self.exact = exact
-        self.field_manager = field_manager or None
-
     def __repr__(self) -> str:
-        if self.exact:
-            return f"{type(self).__name__}(exact=True)"
-        if self.field_manager:
-            return f"{type(self).__name__}(field_manager={self.field_manager!r})"
         return f"{type(self).__name__}()"
 
-    def diff(self, desired: Resource, live: Resource | None) -> Diff:
+    def diff(
+        self, desired: Resource, live: Resource | None, policy: DriftPolicy = DEFAULT_POLICY
+    ) -> Diff:
         """Return whether ``live`` drifted from ``desired``, with a patch and a masked text.
 
         ``live is None`` (not created yet) gives ``changed=True``, no patch, and a text
@@ -108,12 +98,13 @@ class StructuralDiffer(Differ):
             want, have = normalize_secret(want), normalize_secret(have)
         if want is have:
             return _UNCHANGED
-        if self.exact:
+        if policy.mode is DriftMode.EXACT:
             want, have = strip_ignored(want), strip_ignored(have)
             if want is have or _identical(want, have) or _exact_map_equal(want, have, False):
                 return _UNCHANGED
             return _changed_exact(str(desired.key), want, have, secret)
-        owned = applied_fields(have, self.field_manager) if self.field_manager else None
+        manager = policy.field_manager if policy.mode is DriftMode.MANAGED else None
+        owned = applied_fields(have, manager) if manager else None
         if _rules_equal(want, have, IGNORED_FIELDS) and (
             owned is None or not removed_fields(owned, want, have, IGNORED_FIELDS, first=True)
         ):

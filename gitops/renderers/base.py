@@ -11,7 +11,7 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import ClassVar
 
-from gitops.model import Resource
+from gitops.model import RenderContext, Resource
 
 __all__ = ["Renderer"]
 
@@ -28,8 +28,14 @@ class Renderer(ABC):
         return True, ""
 
     @abstractmethod
-    def render(self, root: Path) -> list[Resource]:
-        """Return the validated resources found under ``root``.
+    def render(self, root: Path, context: RenderContext) -> list[Resource]:
+        """Return the validated resources found under ``root``, not yet placed.
 
-        Raises :class:`~gitops.errors.ManifestError` naming the file at fault.
+        A pure function of the content under ``context.tree`` (``root`` when None) and
+        ``context``: the engine caches it by both. Each resource's key holds the
+        namespace its manifest declares (``""`` for none): scope and the default
+        namespace are the engine's to apply afterwards
+        (:func:`gitops.manifests.place`), because they depend on the target. Never reads
+        outside ``context.tree`` and never writes. Raises
+        :class:`~gitops.errors.ManifestError` naming the file at fault.
         """

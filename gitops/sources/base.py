@@ -13,6 +13,7 @@ from types import TracebackType
 from typing import Any, ClassVar, Self
 
 from gitops.model import Artifact
+from gitops.options import PluginOptions, validate_options
 
 __all__ = ["Source"]
 
@@ -27,12 +28,35 @@ class Source(ABC):
     #: URL scheme this plugin is registered under (the entry-point name).
     scheme: ClassVar[str] = ""
 
+    #: The plugin's one options model, filled from URL query and keyword arguments.
+    Options: ClassVar[type[PluginOptions]] = PluginOptions
+
     url: str
 
     @classmethod
+    def url_options(cls, url: str) -> dict[str, Any]:
+        """The options ``url`` itself carries (its query, say); the plugin parses its URL.
+
+        Raises InvalidURLError for a URL it cannot parse. Default: none.
+        """
+        return {}
+
+    @classmethod
     def from_url(cls, url: str, **options: Any) -> Self:
-        """Open the source named by ``url``; raises InvalidURLError if it cannot be parsed."""
-        return cls(url, **options)  # type: ignore[call-arg]
+        """Open the source named by ``url``, with options from its query and ``options``.
+
+        Validates both together, once, into :attr:`Options` (keywords win); raises
+        InvalidURLError for a URL or option that is wrong.
+        """
+        if cls.Options is PluginOptions:  # no options model (yet): keywords go to the class
+            return cls(url, **options)  # type: ignore[call-arg]
+        merged = {**cls.url_options(url), **options}
+        return cls.from_options(url, validate_options(cls.Options, url, merged))
+
+    @classmethod
+    def from_options(cls, url: str, options: PluginOptions) -> Self:
+        """Build the source from ``url`` and its validated options. Default: ``cls(url)``."""
+        return cls(url)  # type: ignore[call-arg]
 
     @classmethod
     def viable(cls) -> tuple[bool, str]:

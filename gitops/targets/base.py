@@ -9,13 +9,15 @@ A target never decides *what* to change: that is the engine's job.
 
 from __future__ import annotations
 
+import contextlib
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, ClassVar, Self
 
 from gitops.errors import NotSupportedError
-from gitops.model import HealthStatus, Inventory, Resource, ResourceKey
+from gitops.model import DriftPolicy, HealthStatus, Inventory, Resource, ResourceKey
+from gitops.options import PluginOptions, validate_options
 
 __all__ = ["Target"]
 
@@ -39,12 +41,35 @@ class Target(ABC):
     #: :meth:`watch` reports drift (``Reconciler.run`` then syncs at once).
     supports_watch: ClassVar[bool] = False
 
+    #: The plugin's one options model, filled from URL query and keyword arguments.
+    Options: ClassVar[type[PluginOptions]] = PluginOptions
+
     url: str
 
     @classmethod
+    def url_options(cls, url: str) -> dict[str, Any]:
+        """The options ``url`` itself carries (its query, say); the plugin parses its URL.
+
+        Raises InvalidURLError for a URL it cannot parse. Default: none.
+        """
+        return {}
+
+    @classmethod
     def from_url(cls, url: str, **options: Any) -> Self:
-        """Open the target named by ``url``; raises InvalidURLError if it cannot be parsed."""
-        return cls(url, **options)  # type: ignore[call-arg]
+        """Open the target named by ``url``, with options from its query and ``options``.
+
+        Validates both together, once, into :attr:`Options` (keywords win); raises
+        InvalidURLError for a URL or option that is wrong.
+        """
+        if cls.Options is PluginOptions:  # no options model (yet): keywords go to the class
+            return cls(url, **options)  # type: ignore[call-arg]
+        merged = {**cls.url_options(url), **options}
+        return cls.from_options(url, validate_options(cls.Options, url, merged))
+
+    @classmethod
+    def from_options(cls, url: str, options: PluginOptions) -> Self:
+        """Build the target from ``url`` and its validated options. Default: ``cls(url)``."""
+        return cls(url)  # type: ignore[call-arg]
 
     @classmethod
     def viable(cls) -> tuple[bool, str]:
@@ -95,17 +120,33 @@ class Target(ABC):
         """
         return resource
 
-    def differ_options(self) -> dict[str, Any]:
-        """Keyword options for the default (structural) differ: how live state is compared.
+    def drift_policy(self) -> DriftPolicy:
+        """How this target's live state compares with desired (never talks to the target).
 
-        The engine opens ``open_differ("structural", **target.differ_options())`` unless it
-        is given a differ. Default ``{}``: desired is a subset of live, so fields this
-        target (or anyone else) adds are not drift — and fields removed from the source
-        are never removed either. A target that stores exactly what is applied to it, plus
-        server-owned metadata and status, returns ``{"exact": True}`` (any other field is
-        drift, and a sync removes it); one that tracks field ownership as Kubernetes
-        server-side apply does returns ``{"field_manager": NAME}`` (fields NAME applied
-        last and desired no longer declares are drift). Never talks to the target.
+        Default: :attr:`~gitops.model.DriftMode.SUBSET` (desired is a subset of live: fields
+        others add are not drift, and fields removed from the source are never removed).
+        A target that stores exactly what is applied declares ``EXACT``; one that tracks
+        field ownership as Kubernetes server-side apply does declares ``MANAGED`` with its
+        field manager, and ``list_types`` where lists merge by key.
+        """
+        return DriftPolicy()
+
+    def lock(self, inventory: str) -> contextlib.AbstractContextManager[None]:
+        """Hold the target for one sync of ``inventory``: plan-to-inventory is exclusive.
+
+        The engine holds it from reading the inventory to writing the final one, so two
+        syncs at once cannot lose ownership of objects. A target another process is
+        syncing raises :class:`~gitops.errors.ConflictError` (without waiting long).
+        Default: no lock (a target whose inventory write is itself a compare-and-swap,
+        or that only one process ever uses).
+        """
+        return contextlib.nullcontext()
+
+    def owners(self, keys: Iterable[ResourceKey], inventory: str) -> Mapping[ResourceKey, str]:
+        """Which of ``keys`` inventories other than ``inventory`` list: key -> owner's name.
+
+        The engine refuses to take such objects unless adopting, and never prunes them.
+        Default: ``{}`` (the target enforces ownership itself, or cannot tell).
         """
         return {}
 

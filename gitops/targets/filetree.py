@@ -56,7 +56,7 @@ from gitops.errors import (
     TargetError,
     UnreachableError,
 )
-from gitops.model import Inventory, Resource, ResourceKey, split_api_version
+from gitops.model import DriftMode, DriftPolicy, Inventory, Resource, ResourceKey, split_api_version
 from gitops.targets.base import Target
 
 __all__ = ["FileTreeTarget", "key_for_path", "path_for_key"]
@@ -405,11 +405,11 @@ class FileTreeTarget(Target):
         """The absolute root folder."""
         return Path(self._root)
 
-    def differ_options(self) -> dict[str, Any]:
+    def drift_policy(self) -> DriftPolicy:
         """Exact comparison: a file holds exactly what was applied, so a field added by
         hand is drift (the next sync rewrites the file) and so is one removed from the
         source."""
-        return {"exact": True}
+        return DriftPolicy(DriftMode.EXACT)
 
     # -- reading ---------------------------------------------------------------------------
 

@@ -27,7 +27,15 @@ from urllib.parse import parse_qsl
 
 from gitops.errors import ApplyError, InvalidURLError
 from gitops.health import assess
-from gitops.model import HealthStatus, Inventory, Resource, ResourceKey, split_api_version
+from gitops.model import (
+    DriftMode,
+    DriftPolicy,
+    HealthStatus,
+    Inventory,
+    Resource,
+    ResourceKey,
+    split_api_version,
+)
 from gitops.targets.base import Target
 from gitops.testing.faults import Call, FailureRate, Fault, FaultInjector, Latency
 
@@ -273,11 +281,11 @@ class MemoryTarget(Target):
         key = f"{kind}.{group}" if group else kind
         return self._server.scopes.get(key)
 
-    def differ_options(self) -> dict[str, Any]:
+    def drift_policy(self) -> DriftPolicy:
         """Exact comparison: an apply replaces the whole object (keeping server fields and
         status), so any other field on it is drift, and a field removed from the source
         goes with the next sync."""
-        return {"exact": True}
+        return DriftPolicy(DriftMode.EXACT)
 
     def health(self, resource: Resource) -> HealthStatus:
         """Assess the *stored* object with that key (Missing when there is none)."""

@@ -9,10 +9,10 @@ from dulwich.client import HTTPUnauthorized
 from dulwich.errors import GitProtocolError, HangupException
 
 from gitops.errors import (
-    AuthenticationError,
     InputError,
     InvalidURLError,
     RevisionNotFoundError,
+    SourceAuthenticationError,
     SourceError,
 )
 from gitops.sources.git import refs
@@ -270,15 +270,15 @@ def _raised(exc: BaseException, secrets: tuple[str, ...] = (SECRET,)) -> SourceE
 @pytest.mark.parametrize(
     ("exc", "kind", "message"),
     [
-        (HTTPUnauthorized(None, "u"), AuthenticationError, "HTTP 401"),
+        (HTTPUnauthorized(None, "u"), SourceAuthenticationError, "HTTP 401"),
         (TimeoutError(), SourceError, "no answer within 5s"),
         (ConnectionRefusedError(111, "Connection refused"), SourceError,
          "cannot connect: Connection refused"),
-        (HangupException([b"Host key verification failed."]), AuthenticationError,
+        (HangupException([b"Host key verification failed."]), SourceAuthenticationError,
          "unknown SSH host key"),
         (HangupException([b"@@@ WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED! @@@",
-                          b"Host key verification failed."]), AuthenticationError, "CHANGED"),
-        (HangupException([b"git@h: Permission denied (publickey)."]), AuthenticationError,
+                          b"Host key verification failed."]), SourceAuthenticationError, "CHANGED"),
+        (HangupException([b"git@h: Permission denied (publickey)."]), SourceAuthenticationError,
          "SSH authentication refused"),
         (HangupException([b"ssh: connect to host h port 22: Connection refused"]), SourceError,
          "cannot connect"),

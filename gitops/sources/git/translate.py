@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dulwich.client import HTTPProxyUnauthorized, HTTPUnauthorized
 from dulwich.errors import GitProtocolError, HangupException, NotGitRepository
 
-from gitops.errors import AuthenticationError, GitopsError, SourceError
+from gitops.errors import GitopsError, SourceAuthenticationError, SourceError
 from gitops.urls import redact
 
 __all__ = ["WantRefusedError", "translating"]
@@ -63,7 +63,7 @@ def translating(url: str, secrets: Iterable[str], action: str, timeout: float) -
         raise
     except (HTTPUnauthorized, HTTPProxyUnauthorized) as exc:
         who = "proxy" if isinstance(exc, HTTPProxyUnauthorized) else "server"
-        raise AuthenticationError(
+        raise SourceAuthenticationError(
             url, f"{action}: the {who} refused the credentials, or none were given (HTTP 401)"
         ) from exc
     except NotGitRepository as exc:
@@ -112,18 +112,18 @@ def _from_ssh(url: str, action: str, stderr: str) -> SourceError:
     """Classify what ssh (or the remote shell) printed before hanging up."""
     if _HOST_KEY.search(stderr):
         if _CHANGED.search(stderr):
-            return AuthenticationError(
+            return SourceAuthenticationError(
                 url, f"{action}: the SSH host key CHANGED since it was recorded in known_hosts; "
                      "refusing to connect"
             )
-        return AuthenticationError(
+        return SourceAuthenticationError(
             url, f"{action}: unknown SSH host key: the host is not in known_hosts (add it with "
                  "ssh-keyscan to the known_hosts file, or pass insecure_ignore_host_key=True)"
         )
     if _BAD_KEY.search(stderr):
-        return AuthenticationError(url, f"{action}: the SSH key cannot be used: {_short(stderr)}")
+        return SourceAuthenticationError(url, f"{action}: the SSH key cannot be used: {_short(stderr)}")
     if _DENIED.search(stderr):
-        return AuthenticationError(url, f"{action}: SSH authentication refused: {_short(stderr)}")
+        return SourceAuthenticationError(url, f"{action}: SSH authentication refused: {_short(stderr)}")
     if _UNREACHABLE.search(stderr):
         return SourceError(url, f"{action}: cannot connect: {_short(stderr)}")
     if _NO_REPO.search(stderr):

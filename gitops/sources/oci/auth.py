@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gitops.errors import AuthenticationError
+from gitops.errors import SourceAuthenticationError
 from gitops.sources.oci.options import OCIOptions
 
 __all__ = ["Challenge", "Credentials", "docker_config_path", "find_credentials", "parse_challenge"]
@@ -130,15 +130,15 @@ def _read_docker_config(path: Path, *, explicit: bool, display: str) -> dict[str
             data = json.load(handle)
     except FileNotFoundError as exc:
         if explicit:
-            raise AuthenticationError(display, f"docker config {path} does not exist") from exc
+            raise SourceAuthenticationError(display, f"docker config {path} does not exist") from exc
         return {}
     except (OSError, ValueError) as exc:
         # The file holds secrets: name it, never quote it.
-        raise AuthenticationError(
+        raise SourceAuthenticationError(
             display, f"cannot read docker config {path}: {type(exc).__name__}"
         ) from None
     if not isinstance(data, dict):
-        raise AuthenticationError(display, f"docker config {path} is not a JSON object")
+        raise SourceAuthenticationError(display, f"docker config {path} is not a JSON object")
     return data
 
 
@@ -190,9 +190,9 @@ def _from_auth_entry(entry: Mapping[str, Any], origin: str, display: str) -> Cre
         try:
             username, sep, password = base64.b64decode(encoded, validate=True).decode().partition(":")
         except (binascii.Error, UnicodeDecodeError, ValueError):
-            raise AuthenticationError(display, f"{origin}: invalid 'auth' entry") from None
+            raise SourceAuthenticationError(display, f"{origin}: invalid 'auth' entry") from None
         if not sep:
-            raise AuthenticationError(display, f"{origin}: 'auth' entry is not base64(user:password)")
+            raise SourceAuthenticationError(display, f"{origin}: 'auth' entry is not base64(user:password)")
     if not (username or password or token):
         return None
     return Credentials(username, password, token, origin)
@@ -212,7 +212,7 @@ def _run_helper(helper: str, server: str, display: str) -> Credentials | None:
             timeout=_HELPER_TIMEOUT, check=False,
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
-        raise AuthenticationError(
+        raise SourceAuthenticationError(
             display, f"credential helper {program} failed: {type(exc).__name__}"
         ) from None
     if done.returncode != 0:
@@ -223,7 +223,7 @@ def _run_helper(helper: str, server: str, display: str) -> Credentials | None:
         data = json.loads(done.stdout)
         username, secret = str(data["Username"]), str(data["Secret"])
     except (ValueError, KeyError, TypeError):
-        raise AuthenticationError(
+        raise SourceAuthenticationError(
             display, f"credential helper {program} returned an unreadable answer"
         ) from None
     origin = f"credential helper {program}"

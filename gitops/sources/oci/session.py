@@ -37,8 +37,8 @@ from urllib3.exceptions import TimeoutError as Urllib3Timeout
 
 from gitops import __version__
 from gitops.errors import (
-    AuthenticationError,
     RevisionNotFoundError,
+    SourceAuthenticationError,
     SourceError,
     TransientError,
     VerificationError,
@@ -130,7 +130,7 @@ class RegistrySession:
             discard(response)
             self._authorization = self._authorize(challenge)
             if self._authorization is None:
-                raise AuthenticationError(
+                raise SourceAuthenticationError(
                     self.display,
                     f"{self.ref.registry} requires authentication: give username/password, "
                     "GITOPS_OCI_USERNAME/GITOPS_OCI_PASSWORD or a docker config.json entry",
@@ -142,10 +142,10 @@ class RegistrySession:
             if response.status == 401:
                 discard(response)
                 self._authorization = None
-                raise AuthenticationError(self.display, self._refused(challenge))
+                raise SourceAuthenticationError(self.display, self._refused(challenge))
         if response.status == 403:
             discard(response)
-            raise AuthenticationError(
+            raise SourceAuthenticationError(
                 self.display, f"{self.ref.registry} denied access to {self.ref.repository}"
             )
         return response
@@ -180,7 +180,7 @@ class RegistrySession:
         parts = urlsplit(url)
         if parts.scheme == "http" and not is_loopback(parts.hostname or "") \
                 and not self._options.insecure:
-            raise AuthenticationError(
+            raise SourceAuthenticationError(
                 self.display,
                 f"refusing to send credentials over plain HTTP to {what} at "
                 f"{parts.netloc} (use HTTPS, or insecure=True if you accept the risk)",
@@ -221,7 +221,7 @@ class RegistrySession:
         try:
             if response.status in (401, 403):
                 who = f"the credentials from {creds.origin}" if creds else "anonymous access"
-                raise AuthenticationError(
+                raise SourceAuthenticationError(
                     self.display, f"token service {realm_display} refused {who}"
                 )
             if response.status != 200:

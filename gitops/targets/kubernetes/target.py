@@ -32,7 +32,15 @@ from typing import Any, ClassVar, NamedTuple
 from gitops.errors import ApplyError, ConflictError, ManifestError, TargetError
 from gitops.health import assess
 from gitops.manifests import CRD, crd_kind, crd_kinds
-from gitops.model import HealthStatus, Inventory, Resource, ResourceKey, split_api_version
+from gitops.model import (
+    DriftMode,
+    DriftPolicy,
+    HealthStatus,
+    Inventory,
+    Resource,
+    ResourceKey,
+    split_api_version,
+)
 from gitops.targets.base import Target
 from gitops.targets.kubernetes import http
 from gitops.targets.kubernetes.apply import (
@@ -201,11 +209,11 @@ class KubernetesTarget(Target):
         manifest["metadata"] = metadata
         return Resource(resource.key, resource.api_version, manifest, resource.origin)
 
-    def differ_options(self) -> dict[str, Any]:
+    def drift_policy(self) -> DriftPolicy:
         """Compare under the target's field manager: a field its last server-side apply
         owns (``metadata.managedFields``) and the source no longer declares is drift (the
         next apply removes it); defaults and other managers' fields are not."""
-        return {"field_manager": self.options.field_manager}
+        return DriftPolicy(DriftMode.MANAGED, field_manager=self.options.field_manager)
 
     def is_namespaced(self, group: str, kind: str) -> bool | None:
         """From discovery; None for a kind the server does not serve (yet)."""

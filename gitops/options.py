@@ -1,0 +1,55 @@
+"""One options model per plugin, validated once, from URL query and keyword arguments alike.
+
+Each source and target plugin declares ``Options``, a :class:`PluginOptions` subclass
+(pydantic). The registry (and ``Plugin.from_url``) merges what the plugin reads from its
+URL (:meth:`url_options`) with the caller's keyword arguments (keywords win), validates
+the result once here, and hands the plugin a typed, frozen options object. A typo in an
+option name is an error naming the URL, never silently ignored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from gitops.errors import InvalidURLError
+
+__all__ = ["PluginOptions", "query_options", "validate_options"]
+
+
+class PluginOptions(BaseModel):
+    """Base of every plugin's options model: frozen, unknown names refused.
+
+    ``populate_by_name`` lets URL query keys use the field's alias (``insecure-tls``)
+    while Python callers use the field name (``insecure_tls``).
+    """
+
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", populate_by_name=True, arbitrary_types_allowed=True
+    )
+
+
+OptionsT = TypeVar("OptionsT", bound=PluginOptions)
+
+
+def validate_options(model: type[OptionsT], url: str, values: Mapping[str, Any]) -> OptionsT:
+    """Validate ``values`` into ``model``; InvalidURLError naming ``url`` and each problem.
+
+    ``url`` must already be credential-free; option values are never quoted, since
+    they may be secrets (a token, a password).
+    """
+    try:
+        return model.model_validate(dict(values))
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"option {'.'.join(str(p) for p in e['loc']) or '?'}: {e['msg']}" for e in exc.errors()
+        )
+        raise InvalidURLError(url, problems) from None
+
+
+def query_options(query: str) -> dict[str, str]:
+    """``a=1&b=x`` as a dict (the last value of a repeated name wins); ``""`` gives ``{}``."""
+    return dict(parse_qsl(query, keep_blank_values=True))
