@@ -1,19 +1,33 @@
 """The reconcile engine: make a target converge on a source revision.
 
 A short loop over stages that stand alone: the source resolves and fetches, the
-renderer turns the artifact into validated resources, the target reports live
-state, the differ decides what drifted, :mod:`gitops.ordering` orders the changes,
-:mod:`gitops.inventory` decides what may be pruned. Everything is validated before
-the first write. The engine imports no backend: sources, targets, differs and
-renderers come in as objects or through the plugin registry.
+renderer turns the artifact into validated resources, :func:`gitops.manifests.place`
+settles their scope on this target, the target reports live state, the differ decides
+what drifted under the target's drift policy, :mod:`gitops.ordering` orders the changes,
+:mod:`gitops.inventory` decides what may be pruned. Everything is validated before the
+first write. The engine imports no backend: sources, targets, differs and renderers come
+in as objects or through the plugin registry.
+
+Built to run for months (``run()``, an operator): a plan pays for what changed. The
+render is cached by revision (a pure function of the artifact; the YAML renderer also
+re-parses only files whose content changed), placement and ownership are memoized per
+rendered object, and a diff is reused when neither its desired nor its live object
+changed (targets return the same live object for what they did not see change). Errors
+have hard boundaries: an event subscriber or a plugin that raises never aborts a sync
+halfway, the final inventory is always written, and ``run()`` survives anything one
+iteration raises.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import logging
+import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Self
@@ -22,14 +36,26 @@ from pydantic import ValidationError
 
 from gitops import inventory as inv
 from gitops.differs.base import Differ
-from gitops.errors import EmptySourceError, GitopsError, InputError, TransientError
-from gitops.manifests import crd_kinds, gc_paused, place
+from gitops.errors import (
+    ConflictError,
+    EmptySourceError,
+    GitopsError,
+    InputError,
+    SyncInterrupted,
+    TargetError,
+    TransientError,
+    UnreachableError,
+)
+from gitops.manifests import PlaceMemo, crd_kinds, gc_paused, place
 from gitops.model import (
     Action,
     Artifact,
     Change,
+    Diff,
+    DriftPolicy,
     Event,
     HealthStatus,
+    IgnoreDifference,
     Inventory,
     Outcome,
     Plan,
@@ -46,21 +72,74 @@ from gitops.renderers.base import Renderer
 from gitops.sources.base import Source
 from gitops.targets.base import Target
 
-__all__ = ["Reconciler"]
+__all__ = ["EventHandler", "Reconciler", "default_name"]
 
 log = logging.getLogger("gitops.engine")
 
 EventHandler = Callable[[Event], None]
+
+_UNREACHABLE = "not attempted: the target is unreachable"
+_INTERRUPTED = "not attempted: the sync was interrupted"
+
+
+def default_name(source_identity: str) -> str:
+    """A stable inventory name for a source: a readable slug and a short hash of it.
+
+    ``/srv/config/apps/shop`` gives ``apps-shop-<8 hex>``; two sources never share
+    a name by accident, and the same source always gets the same one.
+    """
+    digest = hashlib.sha256(source_identity.encode()).hexdigest()[:8]
+    words = [w for w in re.split(r"[^a-z0-9]+", source_identity.lower()) if w]
+    noise = {"git", "https", "http", "ssh", "file", "oci", "dir", "path", "com", "org", "www"}
+    meaningful = [w for w in words if w not in noise][-2:] or ["app"]
+    slug = "-".join(meaningful)[:50].strip("-") or "app"
+    return f"{slug}-{digest}"
+
+
+@dataclass
+class _Run:
+    """The state of one sync in progress."""
+
+    unreachable: bool = False
+    results: list[ResourceResult] = field(default_factory=list)
+    #: the change being applied right now (for Ctrl-C)
+    in_flight: Change | None = None
+
+
+@dataclass
+class _Memo:
+    """What the last plan computed, reused by the next where its inputs are the same."""
+
+    revision: str = ""
+    artifact: Artifact | None = None
+    rendered: tuple[Resource, ...] = ()
+    placed: PlaceMemo = field(default_factory=dict)
+    owned: dict[int, tuple[Resource, Resource]] = field(default_factory=dict)
+    diffs: dict[ResourceKey, tuple[Resource, Resource, DriftPolicy, Diff]] = field(
+        default_factory=dict
+    )
 
 
 class Reconciler:
     """Reconciles one source into one target.
 
     ``source`` and ``target`` are plugin objects or URLs (opened through the plugin
-    registry and closed with the reconciler). Options are validated by
-    :class:`~gitops.model.ReconcilerOptions`; ``name`` names the inventory, so two
-    reconcilers with different names can share a target without pruning each
-    other's objects.
+    registry and closed with the reconciler). Every option is an explicit keyword,
+    validated by :class:`~gitops.model.ReconcilerOptions`:
+
+    - ``name``: the inventory name (a DNS label); default: derived from the source
+      (:func:`default_name`), so two applications on one target never prune each other;
+    - ``prune``: delete owned objects the source no longer declares; ``allow_empty``:
+      allow pruning everything when the source renders nothing;
+    - ``adopt``: take over objects another inventory on the target owns (refused by
+      default);
+    - ``dry_run``: validate every change, write nothing;
+    - ``retries``, ``retry_backoff``, ``retry_max_delay``: transient failures;
+    - ``wait``, ``wait_timeout``, ``wait_interval``: health gating between waves;
+    - ``ignore_differences``: Argo CD ``ignoreDifferences`` rules (fields that are not
+      drift and that a sync leaves alone);
+    - ``substitute``: Flux-style ``${VAR}`` values applied to the rendered objects;
+    - ``render_options``: renderer settings passed in the render context.
     """
 
     def __init__(
@@ -68,27 +147,45 @@ class Reconciler:
         source: Source | str,
         target: Target | str,
         *,
+        name: str | None = None,
+        prune: bool = False,
+        allow_empty: bool = False,
+        adopt: bool = False,
+        dry_run: bool = False,
+        retries: int = 3,
+        retry_backoff: float = 0.2,
+        retry_max_delay: float = 10.0,
+        wait: bool = False,
+        wait_timeout: float = 300.0,
+        wait_interval: float = 1.0,
+        ignore_differences: Sequence[IgnoreDifference | Mapping[str, Any]] = (),
+        substitute: Mapping[str, str] | None = None,
+        render_options: Mapping[str, Any] | None = None,
         differ: Differ | None = None,
         renderer: Renderer | None = None,
         on_event: EventHandler | None = None,
         sleep: Callable[[float], None] = time.sleep,
-        **options: Any,
     ) -> None:
-        try:
-            self.options = ReconcilerOptions(**options)
-        except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
-            )
-            raise InputError(f"invalid reconciler options: {problems}") from exc
         self._owned: list[Source | Target] = []
         self.source = self._own(open_source(source)) if isinstance(source, str) else source
-        self.target = self._own(open_target(target)) if isinstance(target, str) else target
+        try:
+            self.target = self._own(open_target(target)) if isinstance(target, str) else target
+            self.options = _options(
+                name=name if name is not None else default_name(self.source_identity),
+                prune=prune, allow_empty=allow_empty, adopt=adopt, dry_run=dry_run,
+                retries=retries, retry_backoff=retry_backoff, retry_max_delay=retry_max_delay,
+                wait=wait, wait_timeout=wait_timeout, wait_interval=wait_interval,
+                ignore_differences=tuple(ignore_differences),
+                substitute=dict(substitute or {}), render_options=dict(render_options or {}),
+            )
+        except BaseException:
+            self.close()
+            raise
         self.differ = differ if differ is not None else open_differ("structural")
         self.renderer = renderer if renderer is not None else open_renderer("yaml")
         self._handlers: list[EventHandler] = [on_event] if on_event else []
         self._sleep = sleep
-        self._rendered: tuple[str, Artifact, tuple[Resource, ...]] | None = None
+        self._memo = _Memo()
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -98,7 +195,14 @@ class Reconciler:
 
     @property
     def name(self) -> str:
+        """The inventory name."""
         return self.options.name
+
+    @property
+    def source_identity(self) -> str:
+        """What identifies the source across revisions (its URL without the ref)."""
+        identity = getattr(self.source, "identity", None)
+        return str(identity()) if callable(identity) else self.source.url
 
     def close(self) -> None:
         """Close the source and target this reconciler opened from URLs."""
@@ -117,7 +221,10 @@ class Reconciler:
         self.close()
 
     def subscribe(self, handler: EventHandler) -> None:
-        """Call ``handler`` with every :class:`~gitops.model.Event` from now on."""
+        """Call ``handler`` with every :class:`~gitops.model.Event` from now on.
+
+        A handler that raises is logged and skipped; it never stops a sync.
+        """
         self._handlers.append(handler)
 
     def _emit(
@@ -127,7 +234,10 @@ class Reconciler:
         event = Event(reason, message, key, revision, warning)
         log.log(logging.WARNING if warning else logging.INFO, "%s: %s", reason, message)
         for handler in self._handlers:
-            handler(event)
+            try:
+                handler(event)
+            except Exception:  # a subscriber's bug must never abort a sync halfway
+                log.exception("event handler %r failed on %s; continuing", handler, reason)
 
     # -- plan --------------------------------------------------------------------
 
@@ -144,37 +254,53 @@ class Reconciler:
 
     def _plan(self) -> Plan:
         revision = self.source.resolve()
-        artifact, desired = self._render(revision)
-        if not desired and self.options.prune and not self.options.allow_empty:
+        artifact, rendered = self._render(revision)
+        if not rendered and self.options.prune and not self.options.allow_empty:
             raise EmptySourceError(
                 f"{artifact.url}: the source renders no resources at {revision}; refusing to "
                 "prune everything (pass allow_empty=True / --allow-empty to allow it)"
             )
-        self.target.check(desired)
-        desired = tuple(place(desired, is_namespaced=self.target.is_namespaced))
-        policy = self.target.drift_policy()
+        self.target.check(rendered)
+        memo = self._memo
+        placed = place(rendered, is_namespaced=self.target.is_namespaced, memo=memo.placed)
+        policy = self._policy()
         owned = self.target.read_inventory(self.name)
         current = owned if owned is not None else inv.EMPTY
-        desired = tuple(self.target.own(r, self.name) for r in desired)
-        keys = {r.key for r in desired} | current.keys
+        identity = self.source_identity
+        if current.source and current.source != identity:
+            self._emit("InventoryTakenOver", f"inventory {self.name!r} on {self.target.url} "
+                       f"was written by source {current.source}; {identity} now owns it",
+                       revision=revision, warning=True)
+        desired = self._owned_as(placed)
+        desired_keys = {r.key for r in desired}
+        keys = desired_keys | current.keys
+        claimed = self.target.owners(sorted(keys), self.name) if keys else {}
+        self._refuse_claimed(desired, claimed)
         live = self.target.live(sorted(keys))
 
         changes: list[Change] = []
-        unchanged = 0
+        unchanged = diffed = 0
+        previous, diffs = memo.diffs, {}
         for res in desired:
             was = live.get(res.key)
             if was is None:
                 changes.append(Change(Action.CREATE, res.key, res.api_version, res, None, None,
                                       wave_of(res)))
                 continue
-            diff = self.differ.diff(res, was, policy)
+            known = previous.get(res.key)
+            if known is not None and known[0] is res and known[1] is was and known[2] == policy:
+                diff = known[3]
+            else:
+                diff = self.differ.diff(res, was, policy)
+                diffed += 1
+            diffs[res.key] = (res, was, policy, diff)
             if diff.changed:
                 changes.append(Change(Action.UPDATE, res.key, res.api_version, res, was, diff,
                                       wave_of(res)))
             else:
                 unchanged += 1
+        memo.diffs = diffs
 
-        desired_keys = {r.key for r in desired}
         extraneous: list[ResourceKey] = []
         orphaned: list[ResourceKey] = []
         for key in sorted(current.keys - desired_keys):
@@ -183,8 +309,8 @@ class Reconciler:
                 continue  # already gone: dropped from the inventory on the next write
             if not self.options.prune:
                 extraneous.append(key)
-            elif inv.prune_disabled(was):
-                orphaned.append(key)
+            elif inv.prune_disabled(was) or key in claimed:
+                orphaned.append(key)  # kept: asked to, or another inventory lists it
             else:
                 changes.append(Change(Action.DELETE, key, current.entries[key], None, was, None,
                                       wave_of(was)))
@@ -202,43 +328,113 @@ class Reconciler:
             prune=self.options.prune,
             desired=desired,
             inventory=owned,
+            diffed=diffed,
         )
         self._emit(
             "Planned",
             f"{len(plan.changes)} changes, {unchanged} unchanged at {revision}",
             revision=revision,
         )
+        for change in plan.changes:
+            if change.action is Action.UPDATE:
+                self._emit("DriftDetected", f"{change.key} differs from {revision}",
+                           key=change.key, revision=revision)
         return plan
 
+    def _policy(self) -> DriftPolicy:
+        policy = self.target.drift_policy()
+        if self.options.ignore_differences:
+            policy = replace(policy, ignore=policy.ignore + self.options.ignore_differences)
+        return policy
+
     def _render(self, revision: str) -> tuple[Artifact, tuple[Resource, ...]]:
-        """Fetch and render ``revision``, reusing the last result for an unchanged revision."""
-        if self._rendered is not None and self._rendered[0] == revision:
-            return self._rendered[1], self._rendered[2]
+        """Fetch and render ``revision``, reusing the last result for an unchanged revision.
+
+        Rendering is a pure function of the artifact (and this reconciler's constant
+        render context), so the revision is a sound cache key; the target's scope is
+        applied afterwards, uncached.
+        """
+        memo = self._memo
+        if memo.artifact is not None and memo.revision == revision:
+            return memo.artifact, memo.rendered
         artifact = self.source.fetch(revision)
-        context = RenderContext(revision=revision, tree=artifact.tree)
-        desired = tuple(self.renderer.render(artifact.path, context))
-        for res in desired:
+        context = RenderContext(
+            revision=revision,
+            tree=artifact.tree,
+            variables=self.options.substitute,
+            options=self.options.render_options,
+        )
+        rendered = tuple(self.renderer.render(artifact.path, context))
+        for res in rendered:
             wave_of(res)  # validate sync-wave annotations before anything is planned
-        self._rendered = (revision, artifact, desired)
-        return artifact, desired
+        memo.revision, memo.artifact, memo.rendered = revision, artifact, rendered
+        return artifact, rendered
+
+    def _owned_as(self, placed: Sequence[Resource]) -> tuple[Resource, ...]:
+        """Each placed resource as this inventory stores it on the target (memoized)."""
+        before, after = self._memo.owned, {}
+        owned: list[Resource] = []
+        for res in placed:
+            known = before.get(id(res))
+            mine = known[1] if known is not None and known[0] is res else self.target.own(
+                res, self.name
+            )
+            after[id(res)] = (res, mine)
+            owned.append(mine)
+        self._memo.owned = after
+        return tuple(owned)
+
+    def _refuse_claimed(self, desired: Iterable[Resource], claimed: Mapping[ResourceKey, str]) -> None:
+        """ConflictError for desired objects another inventory owns, unless adopting."""
+        if self.options.adopt or not claimed:
+            return
+        taken = [(r.key, claimed[r.key]) for r in desired if r.key in claimed]
+        if not taken:
+            return
+        shown = ", ".join(f"{key} (inventory {owner!r})" for key, owner in taken[:3])
+        more = f" and {len(taken) - 3} more" if len(taken) > 3 else ""
+        raise ConflictError(
+            taken[0][0],
+            f"owned by another inventory on {self.target.url}: {shown}{more}; not taken over "
+            "(pass adopt=True / --adopt to take them, or --name to reuse that inventory)",
+            url=self.target.url,
+        )
 
     # -- sync --------------------------------------------------------------------
 
     def sync(self, plan: Plan | None = None) -> SyncResult:
         """Plan (unless a plan is given) and apply it; report each resource's outcome.
 
-        Nothing is written if any change fails validation. The inventory is widened
-        before the first write and narrowed to the new set after success. Changes
-        that fail are reported per resource; later waves and pruning are skipped.
+        Holds the target's lock (:meth:`~gitops.targets.base.Target.lock`) from reading
+        the inventory to writing the final one. Nothing is written if any change fails
+        validation. The inventory is widened before the first write and narrowed to the
+        new set after success; it is written whatever happens in between. Changes that
+        fail are reported per resource; later waves and pruning are skipped, and after
+        the target becomes unreachable nothing more is attempted. Ctrl-C raises
+        :class:`~gitops.errors.SyncInterrupted` carrying the partial result.
         """
         started = datetime.now(UTC)
-        if plan is None:
-            plan = self.plan()
-        elif plan.name != self.name:
-            raise InputError(f"plan is for inventory {plan.name!r}, not {self.name!r}")
-        results = self._dry_run(plan) if self.options.dry_run else self._execute(plan)
-        result = SyncResult(plan, tuple(results), self.options.dry_run, started,
-                            datetime.now(UTC))
+        lock = (
+            contextlib.nullcontext() if self.options.dry_run else self.target.lock(self.name)
+        )
+        with lock:
+            if plan is None:
+                plan = self.plan()
+            else:
+                self._check_given_plan(plan)
+            run = _Run()
+            try:
+                if self.options.dry_run:
+                    self._dry_run(plan, run)
+                else:
+                    self._execute(plan, run)
+            except KeyboardInterrupt:
+                result = self._result(plan, run, started, interrupted=True)
+                self._emit("SyncInterrupted", f"{plan.target} at {plan.revision}: interrupted "
+                           f"after {sum(r.outcome is Outcome.SUCCEEDED for r in result.results)} "
+                           f"of {len(plan.changes)} changes", revision=plan.revision, warning=True)
+                raise SyncInterrupted(result) from None
+        result = self._result(plan, run, started)
         if result.succeeded:
             self._emit("SyncSucceeded", f"{plan.target} at {plan.revision}: "
                        f"{len(plan.changes)} changes", revision=plan.revision)
@@ -248,70 +444,142 @@ class Reconciler:
                        revision=plan.revision, warning=True)
         return result
 
-    def _dry_run(self, plan: Plan) -> list[ResourceResult]:
+    def _check_given_plan(self, plan: Plan) -> None:
+        if plan.name != self.name:
+            raise InputError(f"plan is for inventory {plan.name!r}, not {self.name!r}")
+        if self.options.dry_run:
+            return
+        now = self.target.read_inventory(self.name)
+        if not _same_inventory(plan.inventory, now):
+            raise ConflictError(
+                plan.name, f"the inventory on {self.target.url} changed since this plan was "
+                "made (another sync ran); plan again", url=self.target.url,
+            )
+
+    def _result(
+        self, plan: Plan, run: _Run, started: datetime, *, interrupted: bool = False
+    ) -> SyncResult:
+        """The result, with every change of the plan accounted for exactly once."""
+        if interrupted and run.in_flight is not None:
+            run.results.append(ResourceResult(
+                run.in_flight, Outcome.FAILED,
+                "interrupted while being applied: it may or may not have been applied",
+            ))
+        done = {id(r.change) for r in run.results}
+        why = _INTERRUPTED if interrupted else _UNREACHABLE if run.unreachable else (
+            "not attempted"
+        )
+        results = list(run.results) + [
+            ResourceResult(c, Outcome.SKIPPED, why) for c in plan.changes if id(c) not in done
+        ]
+        order = {id(c): i for i, c in enumerate(plan.changes)}
+        results.sort(key=lambda r: order.get(id(r.change), len(order)))
+        return SyncResult(plan, tuple(results), self.options.dry_run, started, datetime.now(UTC))
+
+    def _dry_run(self, plan: Plan, run: _Run) -> None:
         if not self.target.supports_dry_run:
-            return [ResourceResult(c, Outcome.SKIPPED, "dry run") for c in plan.changes]
+            run.results.extend(ResourceResult(c, Outcome.SKIPPED, "dry run") for c in plan.changes)
+            return
         waits = self._waits_for_prerequisite(plan)
         later = "dry run: validated when applied, after the Namespace or CRD this sync creates"
-        return [
-            ResourceResult(c, Outcome.SKIPPED, later) if waits(c) else self._attempt(c, dry_run=True)
-            for c in plan.changes
-        ]
+        for c in plan.changes:
+            if run.unreachable:
+                break
+            run.results.append(
+                ResourceResult(c, Outcome.SKIPPED, later) if waits(c)
+                else self._attempt(c, run, dry_run=True)
+            )
 
-    def _execute(self, plan: Plan) -> list[ResourceResult]:
-        validation = self._validate(plan)
-        if validation is not None:
-            return validation
+    def _execute(self, plan: Plan, run: _Run) -> None:
+        if self._validate(plan, run):
+            return
         old = plan.inventory if plan.inventory is not None else inv.EMPTY
-        new = inv.from_resources(plan.desired)
-        self._write_inventory(plan.inventory, inv.union(old, new))
+        identity = self.source_identity
+        new = inv.from_resources(plan.desired, source=identity)
+        widened = inv.union(old, new)
+        self._write_inventory(plan.inventory, widened)
+        try:
+            self._apply_waves(plan, run)
+        finally:
+            self._write_final_inventory(plan, run, old, widened, identity)
 
-        results: list[ResourceResult] = []
+    def _apply_waves(self, plan: Plan, run: _Run) -> None:
         blocked = ""
         for wave in group_waves(plan.changes):
             if blocked:
-                results.extend(ResourceResult(c, Outcome.SKIPPED, blocked) for c in wave)
+                run.results.extend(ResourceResult(c, Outcome.SKIPPED, blocked) for c in wave)
                 continue
-            outcomes = [self._attempt(c) for c in wave]
-            if self.options.wait and self.target.supports_health:
+            outcomes: list[ResourceResult] = []
+            for change in wave:
+                if run.unreachable:
+                    outcomes.append(ResourceResult(change, Outcome.SKIPPED, _UNREACHABLE))
+                else:
+                    outcomes.append(self._attempt(change, run))
+            if self.options.wait and self.target.supports_health and not run.unreachable:
                 outcomes = self._wait_healthy(outcomes)
-            results.extend(outcomes)
+            run.results.extend(outcomes)
             failed = [r for r in outcomes if r.outcome is not Outcome.SUCCEEDED]
-            if failed:
+            if run.unreachable:
+                blocked = _UNREACHABLE
+            elif failed:
                 blocked = f"not attempted: {failed[0].change.key} failed in an earlier wave"
 
-        succeeded = all(r.outcome is Outcome.SUCCEEDED for r in results)
-        kept = {
-            r.change.key: r.change.api_version
-            for r in results
-            if r.change.action is Action.DELETE and r.outcome is not Outcome.SUCCEEDED
-        }
-        kept.update((k, old.entries[k]) for k in plan.extraneous)
-        final = inv.with_entries(
-            inv.from_resources(plan.desired, plan.revision if succeeded else old.revision), kept
-        )
-        self._write_inventory(plan.inventory, final)
-        return results
+    def _write_final_inventory(
+        self, plan: Plan, run: _Run, old: Inventory, widened: Inventory, identity: str
+    ) -> None:
+        """Narrow the inventory to what the target now holds; always attempted."""
+        complete = len(run.results) == len(plan.changes)
+        succeeded = complete and all(r.outcome is Outcome.SUCCEEDED for r in run.results)
+        if not complete:  # interrupted or unreachable: keep owning all that may exist
+            final = widened
+        else:
+            kept = {
+                r.change.key: r.change.api_version
+                for r in run.results
+                if r.change.action is Action.DELETE and r.outcome is not Outcome.SUCCEEDED
+            }
+            kept.update((k, old.entries[k]) for k in plan.extraneous)
+            final = inv.with_entries(
+                inv.from_resources(plan.desired, plan.revision if succeeded else old.revision,
+                                   identity),
+                kept,
+            )
+        try:
+            self._write_inventory(widened, final)
+        except Exception as exc:
+            message = f"{self.target.url}: the inventory {self.name!r} could not be written: {exc}"
+            self._emit("InventoryWriteFailed", message, revision=plan.revision, warning=True)
+            if complete:
+                raise
 
-    def _validate(self, plan: Plan) -> list[ResourceResult] | None:
-        """Dry-run every apply first (where the target can); on failure write nothing."""
+    def _validate(self, plan: Plan, run: _Run) -> bool:
+        """Dry-run every apply first (where the target can); on failure write nothing.
+
+        Returns True (results recorded) when validation failed or the target went away.
+        """
         if not self.target.supports_dry_run:
-            return None
+            return False
         waits = self._waits_for_prerequisite(plan)
         failures: list[ResourceResult] = []
         for change in plan.changes:
             if change.action is Action.DELETE or waits(change):
                 continue
-            result = self._attempt(change, dry_run=True)
+            result = self._attempt(change, run, dry_run=True)
+            if run.unreachable:
+                run.results.append(result)
+                return True
             if result.outcome is Outcome.FAILED:
                 failures.append(result)
         if not failures:
-            return None
+            return False
         why = f"not applied: validation of {failures[0].change.key} failed"
         failed = {r.change.key: r for r in failures}
         for r in failures:
             self._emit("ValidationFailed", r.message, key=r.change.key, warning=True)
-        return [failed.get(c.key) or ResourceResult(c, Outcome.SKIPPED, why) for c in plan.changes]
+        run.results.extend(
+            failed.get(c.key) or ResourceResult(c, Outcome.SKIPPED, why) for c in plan.changes
+        )
+        return True
 
     def _waits_for_prerequisite(self, plan: Plan) -> Callable[[Change], bool]:
         """A test: can this apply only be validated once a Namespace or CRD of the plan exists?
@@ -334,8 +602,20 @@ class Reconciler:
         if not inv.same(current, wanted):
             self.target.write_inventory(self.name, wanted)
 
-    def _attempt(self, change: Change, *, dry_run: bool = False) -> ResourceResult:
-        """Apply or delete one resource, retrying transient failures with backoff."""
+    def _attempt(self, change: Change, run: _Run, *, dry_run: bool = False) -> ResourceResult:
+        """Apply or delete one resource, retrying transient failures with backoff.
+
+        While it runs, ``run.in_flight`` names it: a Ctrl-C leaves it there, so the
+        result can say the change was abandoned mid-way.
+        """
+        run.in_flight = None if dry_run else change
+        result = self._attempt_with_retries(change, run, dry_run=dry_run)
+        run.in_flight = None
+        return result
+
+    def _attempt_with_retries(
+        self, change: Change, run: _Run, *, dry_run: bool
+    ) -> ResourceResult:
         delay = self.options.retry_backoff
         attempts = 0
         while True:
@@ -346,16 +626,20 @@ class Reconciler:
                 else:
                     assert change.desired is not None
                     self.target.apply(change.desired, dry_run=dry_run)
+            except UnreachableError as exc:
+                run.unreachable = True
+                self._emit("TargetUnreachable", str(exc), key=change.key, warning=True)
+                return self._failed(change, self._message(exc), attempts)
             except TransientError as exc:
                 if attempts > self.options.retries:
-                    return self._failed(change, str(exc), attempts)
-                retry_after = getattr(exc, "retry_after", None)
+                    return self._failed(change, self._message(exc), attempts)
+                retry_after = exc.retry_after
                 wait = float(retry_after) if retry_after is not None else delay
                 self._sleep(min(wait, self.options.retry_max_delay))
                 delay = min(delay * 2, self.options.retry_max_delay)
                 continue
             except GitopsError as exc:
-                return self._failed(change, str(exc), attempts)
+                return self._failed(change, self._message(exc), attempts)
             except Exception as exc:  # a plugin bug must not abort the other resources
                 log.exception("unexpected error from %s on %s", self.target.url, change.key)
                 return self._failed(change, f"{type(exc).__name__}: {exc}", attempts)
@@ -364,9 +648,23 @@ class Reconciler:
                 self._emit(verb[change.action.value], str(change.key), key=change.key)
             return ResourceResult(change, Outcome.SUCCEEDED, attempts=attempts)
 
+    def _message(self, exc: GitopsError) -> str:
+        if isinstance(exc, TargetError) and not exc.url:
+            exc.url = self.target.url
+        return str(exc)
+
     def _failed(self, change: Change, message: str, attempts: int) -> ResourceResult:
         self._emit("ApplyFailed", message, key=change.key, warning=True)
         return ResourceResult(change, Outcome.FAILED, message, attempts)
+
+    def _health(self, resource: Resource) -> HealthStatus | str:
+        """The target's health verdict, or the message of what it raised."""
+        try:
+            return self.target.health(resource)
+        except Exception as exc:  # a health check's failure is a result, not a crash
+            if not isinstance(exc, GitopsError):
+                log.exception("health check of %s on %s failed", resource.key, self.target.url)
+            return f"health check failed: {type(exc).__name__}: {exc}"
 
     def _wait_healthy(self, outcomes: list[ResourceResult]) -> list[ResourceResult]:
         """Poll the health of a wave's applied resources until Healthy, Degraded or timeout."""
@@ -376,17 +674,23 @@ class Reconciler:
             if r.outcome is Outcome.SUCCEEDED and r.change.desired is not None
         }
         final = list(outcomes)
+        last: dict[int, HealthStatus | None] = {}
         while pending:
             for i, r in list(pending.items()):
                 assert r.change.desired is not None
-                health = self.target.health(r.change.desired)
-                if health is HealthStatus.HEALTHY:
+                health = self._health(r.change.desired)
+                if not isinstance(health, HealthStatus):
+                    final[i] = ResourceResult(r.change, Outcome.FAILED, health, r.attempts)
+                    del pending[i]
+                elif health is HealthStatus.HEALTHY:
                     final[i] = ResourceResult(r.change, r.outcome, r.message, r.attempts, health)
                     del pending[i]
                 elif health is HealthStatus.DEGRADED:
                     final[i] = ResourceResult(r.change, Outcome.FAILED, "resource is Degraded",
                                               r.attempts, health)
                     del pending[i]
+                else:
+                    last[i] = health
             if not pending:
                 break
             if time.monotonic() >= deadline:
@@ -394,7 +698,7 @@ class Reconciler:
                     final[i] = ResourceResult(
                         r.change, Outcome.FAILED,
                         f"not healthy after {self.options.wait_timeout:g}s", r.attempts,
-                        self.target.health(r.change.desired) if r.change.desired else None,
+                        last.get(i),
                     )
                 break
             self._sleep(self.options.wait_interval)
@@ -412,10 +716,11 @@ class Reconciler:
     ) -> None:
         """Sync every ``interval`` seconds until ``stop`` is set (self-healing drift).
 
-        Errors of one iteration are reported as ``ReconcileError`` events and do not
-        end the loop; ``iterations`` bounds the loop (for tests and one-shot jobs). With a
-        target that ``supports_watch``, drift it reports (``watch(handler)``) starts the
-        next sync at once, after a ``DriftDetected`` event.
+        Whatever one iteration raises (a plugin bug included) is reported as a
+        ``ReconcileError`` event and the loop goes on; it ends only when ``stop`` is
+        set, after ``iterations``, or on Ctrl-C (:class:`~gitops.errors.SyncInterrupted`
+        or ``KeyboardInterrupt`` propagates). With a target that ``supports_watch``,
+        drift it reports starts the next sync at once, after a ``DriftDetected`` event.
         """
         stop = stop or threading.Event()
         drift = threading.Event()
@@ -425,13 +730,12 @@ class Reconciler:
             while not stop.is_set() and (iterations is None or count < iterations):
                 count += 1
                 drift.clear()
-                try:
-                    result = self.sync()
-                except GitopsError as exc:
-                    self._emit("ReconcileError", str(exc), warning=True)
-                else:
+                for result in self._one_iteration():
                     if on_result is not None:
-                        on_result(result)
+                        try:
+                            on_result(result)
+                        except Exception:
+                            log.exception("on_result callback failed; continuing")
                 if iterations is not None and count >= iterations:
                     break
                 if unsubscribe is None:
@@ -440,13 +744,30 @@ class Reconciler:
                     self._emit("DriftDetected", f"{self.target.url}: an owned object changed")
         finally:
             if unsubscribe is not None:
-                unsubscribe()
+                with contextlib.suppress(Exception):
+                    unsubscribe()
+
+    def _one_iteration(self) -> Iterator[SyncResult]:
+        try:
+            result = self.sync()
+        except Exception as exc:
+            if not isinstance(exc, GitopsError):
+                log.exception("reconcile of %s failed unexpectedly", self.name)
+            self._emit("ReconcileError", f"{type(exc).__name__}: {exc}"
+                       if not isinstance(exc, GitopsError) else str(exc), warning=True)
+            return
+        yield result
 
     def _watch_drift(self, drift: threading.Event) -> Callable[[], None] | None:
         """Subscribe to the target's drift events (``supports_watch``); None if it has none."""
         if not self.target.supports_watch:
             return None
-        return self.target.watch(lambda _event: drift.set())
+        try:
+            return self.target.watch(lambda _event: drift.set())
+        except Exception as exc:
+            self._emit("WatchFailed", f"{self.target.url}: cannot watch for drift: {exc}",
+                       warning=True)
+            return None
 
     @staticmethod
     def _pause(stop: threading.Event, drift: threading.Event, interval: float) -> bool:
@@ -460,3 +781,18 @@ class Reconciler:
                 return True
         return False
 
+
+def _options(**values: Any) -> ReconcilerOptions:
+    try:
+        return ReconcilerOptions(**values)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+        )
+        raise InputError(f"invalid reconciler options: {problems}") from None
+
+
+def _same_inventory(a: Inventory | None, b: Inventory | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    return inv.same(a, b)

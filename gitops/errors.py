@@ -26,6 +26,9 @@ with ``raise ... from exc`` and never leak to callers.
     ├── TransientError             a failure worth retrying (``.retry_after``: timeouts, 429, 5xx)
     └── NotSupportedError          a declared capability is missing
 
+Outside the tree, :class:`SyncInterrupted` is the ``KeyboardInterrupt`` (or task
+cancellation) that stopped a sync, carrying the partial result.
+
 ``TransientError`` is a mix-in: a target raises e.g. ``class Throttled(ApplyError,
 TransientError)`` and the engine retries it with backoff, after ``retry_after`` seconds
 when the error says so. ``AuthenticationError`` is the one class to catch for refused
@@ -36,6 +39,11 @@ in for errors that reach it without one.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from gitops.model import SyncResult
 
 __all__ = [
     "ApplyError",
@@ -51,6 +59,7 @@ __all__ = [
     "RevisionNotFoundError",
     "SourceAuthenticationError",
     "SourceError",
+    "SyncInterrupted",
     "TargetAuthenticationError",
     "TargetError",
     "TransientError",
@@ -178,3 +187,17 @@ class TransientError(GitopsError):
 
 class NotSupportedError(GitopsError):
     """The plugin does not have the capability that was asked for."""
+
+
+class SyncInterrupted(KeyboardInterrupt):
+    """A sync stopped by Ctrl-C (or cancellation), after cleaning up.
+
+    The resource in flight was finished or abandoned, the remaining changes were not
+    attempted, and the inventory still owns everything the sync could have created.
+    ``result`` says what was applied and what was not. A ``KeyboardInterrupt``, so
+    code that lets Ctrl-C end the program keeps doing so.
+    """
+
+    def __init__(self, result: SyncResult) -> None:
+        super().__init__("sync interrupted")
+        self.result = result

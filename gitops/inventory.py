@@ -29,23 +29,26 @@ PRUNE_ANNOTATION = "gitops.dev/prune"
 EMPTY = Inventory({}, "")
 
 
-def from_resources(resources: Iterable[Resource], revision: str = "") -> Inventory:
-    """The inventory that owns exactly ``resources``."""
-    return Inventory({r.key: r.api_version for r in resources}, revision)
+def from_resources(
+    resources: Iterable[Resource], revision: str = "", source: str = ""
+) -> Inventory:
+    """The inventory that owns exactly ``resources``, written by ``source``."""
+    return Inventory({r.key: r.api_version for r in resources}, revision, source)
 
 
 def union(old: Inventory, new: Inventory) -> Inventory:
-    """Everything either inventory owns (new apiVersions win); the old revision is kept."""
+    """Everything either inventory owns (new apiVersions win); the old revision is kept,
+    the new source (when it names one) wins."""
     entries: dict[ResourceKey, str] = dict(old.entries)
     entries.update(new.entries)
-    return Inventory(entries, old.revision)
+    return Inventory(entries, old.revision, new.source or old.source)
 
 
 def with_entries(inventory: Inventory, extra: Mapping[ResourceKey, str]) -> Inventory:
     """``inventory`` plus ``extra`` entries (existing entries win)."""
     entries = dict(extra)
     entries.update(inventory.entries)
-    return Inventory(entries, inventory.revision)
+    return Inventory(entries, inventory.revision, inventory.source)
 
 
 def prune_disabled(live: Resource | None) -> bool:
@@ -57,4 +60,9 @@ def prune_disabled(live: Resource | None) -> bool:
 
 def same(a: Inventory | None, b: Inventory) -> bool:
     """True when storing ``b`` over ``a`` would change nothing."""
-    return a is not None and a.revision == b.revision and dict(a.entries) == dict(b.entries)
+    return (
+        a is not None
+        and a.revision == b.revision
+        and a.source == b.source
+        and dict(a.entries) == dict(b.entries)
+    )

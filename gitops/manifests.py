@@ -61,6 +61,7 @@ __all__ = [
     "Document",
     "IsNamespaced",
     "Limits",
+    "PlaceMemo",
     "build_resources",
     "check_documents",
     "crd_kind",
@@ -636,11 +637,16 @@ def origin_error(origin: str, message: str) -> ManifestError:
     return ManifestError(path, text, document=index)
 
 
+#: :func:`place`'s memo: id(rendered) -> (rendered, namespace it was placed in, placed).
+PlaceMemo = dict[int, tuple[Resource, str, Resource]]
+
+
 def place(
     resources: Iterable[Resource],
     *,
     default_namespace: str = "default",
     is_namespaced: IsNamespaced | None = None,
+    memo: PlaceMemo | None = None,
 ) -> list[Resource]:
     """Settle the scope of each rendered resource; refuse duplicates. In order.
 
@@ -648,7 +654,9 @@ def place(
     kinds lose any namespace given. Scope comes from ``is_namespaced(group, kind)``
     when it returns a bool, else :func:`is_cluster_scoped`, else the scope a
     CustomResourceDefinition among ``resources`` declares, else namespaced. A resource
-    already placed is returned as the same object. Raises
+    already placed is returned as the same object; with a ``memo`` (kept between calls),
+    a resource placed the same way last time gives the same placed object again, and
+    afterwards ``memo`` holds exactly this call's resources. Raises
     :class:`~gitops.errors.ManifestError` for a duplicate (naming both places);
     ``ValueError`` for a bad ``default_namespace``.
     """
@@ -657,16 +665,17 @@ def place(
     namespaced = _scope_resolver(is_namespaced, _crd_scopes(items))
     seen: dict[ResourceKey, Resource] = {}
     placed: list[Resource] = []
-    for res in items:
+    fresh: PlaceMemo = {}
+    for rendered in items:
+        res = rendered
         key = res.key
         if namespaced(key.group, key.kind):
             if not key.namespace:
                 key = key._replace(namespace=default_namespace)
-                res = Resource(key, res.api_version,
-                               _with_namespace(res.manifest, default_namespace), res.origin)
+                res = _placed(memo, fresh, rendered, default_namespace)
         elif key.namespace or "namespace" in res.manifest["metadata"]:
             key = key._replace(namespace="")
-            res = Resource(key, res.api_version, _with_namespace(res.manifest, ""), res.origin)
+            res = _placed(memo, fresh, rendered, "")
         first = seen.get(key)
         if first is not None:
             raise origin_error(
@@ -674,7 +683,22 @@ def place(
             )
         seen[key] = res
         placed.append(res)
+    if memo is not None:
+        memo.clear()
+        memo.update(fresh)
     return placed
+
+
+def _placed(memo: PlaceMemo | None, fresh: PlaceMemo, rendered: Resource, namespace: str) -> Resource:
+    """``rendered`` moved into ``namespace`` (``""``: none), reusing the memo's copy."""
+    known = memo.get(id(rendered)) if memo is not None else None
+    if known is not None and known[0] is rendered and known[1] == namespace:
+        res = known[2]
+    else:
+        res = Resource(rendered.key._replace(namespace=namespace), rendered.api_version,
+                       _with_namespace(rendered.manifest, namespace), rendered.origin)
+    fresh[id(rendered)] = (rendered, namespace, res)
+    return res
 
 
 def build_resources(

@@ -264,30 +264,6 @@ class Artifact(BaseModel):
 _NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 
-class ReconcilerOptions(BaseModel):
-    """Validated options of a :class:`gitops.Reconciler`."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    name: str = Field(default="default", description="inventory name (a DNS label)")
-    prune: bool = False
-    allow_empty: bool = False
-    dry_run: bool = False
-    retries: int = Field(default=3, ge=0, le=100)
-    retry_backoff: float = Field(default=0.2, ge=0, description="first retry delay (s), doubled")
-    retry_max_delay: float = Field(default=10.0, ge=0)
-    wait: bool = Field(default=False, description="wait for health between waves")
-    wait_timeout: float = Field(default=300.0, gt=0)
-    wait_interval: float = Field(default=1.0, gt=0)
-
-    @field_validator("name")
-    @classmethod
-    def _dns_label(cls, value: str) -> str:
-        if len(value) > 63 or not _NAME_RE.match(value):
-            raise ValueError(f"name {value!r} must be a DNS label ([a-z0-9-], at most 63 chars)")
-        return value
-
-
 class DriftMode(enum.StrEnum):
     """How live fields that desired does not declare are judged."""
 
@@ -358,6 +334,34 @@ class IgnoreDifference(BaseModel):
         )
 
 
+class ReconcilerOptions(BaseModel):
+    """Validated options of a :class:`gitops.Reconciler` (see its docstring for each)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(description="inventory name (a DNS label)")
+    prune: bool = False
+    allow_empty: bool = False
+    adopt: bool = Field(default=False, description="take objects other inventories own")
+    dry_run: bool = False
+    retries: int = Field(default=3, ge=0, le=100)
+    retry_backoff: float = Field(default=0.2, ge=0, description="first retry delay (s), doubled")
+    retry_max_delay: float = Field(default=10.0, ge=0)
+    wait: bool = Field(default=False, description="wait for health between waves")
+    wait_timeout: float = Field(default=300.0, gt=0)
+    wait_interval: float = Field(default=1.0, gt=0)
+    ignore_differences: tuple[IgnoreDifference, ...] = ()
+    substitute: dict[str, str] = Field(default_factory=dict)
+    render_options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _dns_label(cls, value: str) -> str:
+        if len(value) > 63 or not _NAME_RE.match(value):
+            raise ValueError(f"name {value!r} must be a DNS label ([a-z0-9-], at most 63 chars)")
+        return value
+
+
 @dataclass(frozen=True, slots=True)
 class DriftPolicy:
     """What counts as drift on a target; every differ receives one with each diff.
@@ -426,6 +430,8 @@ class Plan:
     desired: tuple[Resource, ...] = field(default=(), repr=False, compare=False)
     #: the inventory read while planning (None if the target had none)
     inventory: Inventory | None = field(default=None, repr=False, compare=False)
+    #: how many objects were compared afresh (the rest reused an earlier comparison)
+    diffed: int = field(default=0, compare=False)
 
     @property
     def in_sync(self) -> bool:

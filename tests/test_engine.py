@@ -81,6 +81,7 @@ def target() -> MemoryTarget:
 
 
 def rec(src: Path, target: Target, **options: Any) -> Reconciler:
+    options.setdefault("name", "default")
     return Reconciler(DirectorySource(src), target, sleep=lambda s: None, **options)
 
 
@@ -333,7 +334,7 @@ def test_partial_failure_is_reported_per_resource(src: Path, target: MemoryTarge
         FailWhen(lambda c: c.key == CM_KEY and c.method == "apply" and not c.dry_run,
                  transient=False)
     )
-    result = Reconciler(DirectorySource(src), flaky, prune=True).sync()
+    result = Reconciler(DirectorySource(src), flaky, prune=True, name="default").sync()
     outcomes = {r.change.key.name: r.outcome for r in result.results}
     # The rest of the wave still goes ahead; only later waves and pruning would wait.
     assert outcomes == {"apps": Outcome.SUCCEEDED, "one": Outcome.FAILED,
@@ -448,7 +449,7 @@ def test_bad_options_are_input_errors(src: Path, target: MemoryTarget) -> None:
         rec(src, target, name="Not A Label")
     with pytest.raises(InputError, match="retries"):
         rec(src, target, retries=-1)
-    with pytest.raises(InputError, match="unknown_option"):
+    with pytest.raises(TypeError, match="unknown_option"):  # a typo is a type error too
         rec(src, target, unknown_option=True)
 
 

@@ -504,4 +504,4 @@ def _resource(key: ResourceKey, manifest: dict[str, Any], origin: str = "") -> R
 
 
 def _copy_inventory(inventory: Inventory) -> Inventory:
-    return Inventory(dict(inventory.entries), inventory.revision)
+    return Inventory(dict(inventory.entries), inventory.revision, inventory.source)

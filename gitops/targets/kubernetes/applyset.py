@@ -108,6 +108,8 @@ class ApplySet:
             for k, v in entries
         )
         data: dict[str, str] = {"format": _FORMAT, "revision": inventory.revision}
+        if inventory.source:
+            data["source"] = inventory.source
         binary: dict[str, str] = {}
         encoded = lines.encode()
         if len(encoded) > _GZIP_OVER:
@@ -159,4 +161,4 @@ class ApplySet:
                     and all(isinstance(part, str) for part in item)):
                 raise ValueError(f"entry {number} is not [group, kind, namespace, name, apiVersion]")
             entries[ResourceKey(item[0], item[1], item[2], item[3])] = item[4]
-        return Inventory(entries, str(data.get("revision") or ""))
+        return Inventory(entries, str(data.get("revision") or ""), str(data.get("source") or ""))
