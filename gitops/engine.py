@@ -89,11 +89,14 @@ def default_name(source_identity: str) -> str:
     a name by accident, and the same source always gets the same one.
     """
     digest = hashlib.sha256(source_identity.encode()).hexdigest()[:8]
-    words = [w for w in re.split(r"[^a-z0-9]+", source_identity.lower()) if w]
-    noise = {"git", "https", "http", "ssh", "file", "oci", "dir", "path", "com", "org", "www"}
-    meaningful = [w for w in words if w not in noise][-2:] or ["app"]
+    rest = re.sub(r"^[a-z0-9+.-]*:(//)?", "", source_identity.lower())
+    segments = [re.sub(r"[^a-z0-9]+", "-", s).strip("-") for s in re.split(r"[/#?&=@:]", rest)]
+    meaningful = [s.removesuffix("-git") for s in segments if s and s not in _NOISE][-2:]
     slug = "-".join(meaningful)[:50].strip("-") or "app"
     return f"{slug}-{digest}"
+
+
+_NOISE = frozenset({"path", "ref", "semver", "tag"})
 
 
 @dataclass
@@ -509,15 +512,16 @@ class Reconciler:
             if blocked:
                 run.results.extend(ResourceResult(c, Outcome.SKIPPED, blocked) for c in wave)
                 continue
-            outcomes: list[ResourceResult] = []
-            for change in wave:
+            first = len(run.results)
+            for change in wave:  # recorded one by one: a Ctrl-C keeps what was done
                 if run.unreachable:
-                    outcomes.append(ResourceResult(change, Outcome.SKIPPED, _UNREACHABLE))
+                    run.results.append(ResourceResult(change, Outcome.SKIPPED, _UNREACHABLE))
                 else:
-                    outcomes.append(self._attempt(change, run))
+                    run.results.append(self._attempt(change, run))
+            outcomes = run.results[first:]
             if self.options.wait and self.target.supports_health and not run.unreachable:
                 outcomes = self._wait_healthy(outcomes)
-            run.results.extend(outcomes)
+                run.results[first:] = outcomes
             failed = [r for r in outcomes if r.outcome is not Outcome.SUCCEEDED]
             if run.unreachable:
                 blocked = _UNREACHABLE
