@@ -1,31 +1,38 @@
 """The ``gitops`` command: a thin layer over the public API.
 
 ``gitops diff SOURCE TARGET`` exits 0 in sync, 1 with differences, 2 on error;
-``gitops sync SOURCE TARGET`` exits 0 on success, 2 on error; ``gitops plugins``
-lists what is installed. Errors are one line on stderr naming the input at fault,
-with a traceback only under ``-v``. This module parses arguments and formats
-output; it never decides what to change.
+``gitops sync SOURCE TARGET`` exits 0 on success, 2 on error (a failed resource
+included), 130 when interrupted; ``gitops plugins`` lists what is installed. An error
+is one line on stderr naming the input at fault (a failed sync: one line per failed
+resource and a closing line), with a traceback only under ``-v``; with ``-o json``
+stdout always carries exactly one JSON object, errors included. This module parses
+arguments and formats output; it never decides what to change.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
+import os
+import re
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, TextIO
 
 from gitops import __version__
 from gitops.engine import Reconciler
-from gitops.errors import GitopsError
-from gitops.model import Action, Change, Outcome, Plan, SyncResult
+from gitops.errors import GitopsError, InputError, InvalidURLError, PluginError, SyncInterrupted
+from gitops.manifests import origin_where
+from gitops.model import Action, Change, Outcome, Plan, ResourceResult, SyncResult
 from gitops.plugins import list_plugins
 
 __all__ = ["main"]
 
-EXIT_OK, EXIT_DIFF, EXIT_ERROR = 0, 1, 2
+EXIT_OK, EXIT_DIFF, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -42,13 +49,15 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("source", metavar="SOURCE",
                        help="PATH, dir:PATH, git+https://..., oci://... (see docs/cli.md)")
         p.add_argument("target", metavar="TARGET", help="dir:PATH, mock:, k8s:, k8s://CONTEXT")
-        p.add_argument("--name", default="default",
+        p.add_argument("--name", default=None,
                        help="inventory name: reconcilers with different names never prune "
-                            "each other's objects (default: %(default)s)")
+                            "each other's objects (default: derived from SOURCE)")
         p.add_argument("--prune", action="store_true",
                        help="delete objects this inventory owns that left the source")
         p.add_argument("--allow-empty", action="store_true",
                        help="allow an empty source to prune everything")
+        p.add_argument("--adopt", action="store_true",
+                       help="take over objects another inventory on the target owns")
         p.add_argument("-o", "--output", choices=("text", "json"), default="text")
         p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
                        help=argparse.SUPPRESS)
@@ -59,7 +68,7 @@ def _parser() -> argparse.ArgumentParser:
     sync = sub.add_parser("sync", help="make the target match the source")
     common(sync)
     sync.add_argument("--dry-run", action="store_true",
-                      help="validate and report, write nothing")
+                      help="validate and report, write nothing (not even the target folder)")
     sync.add_argument("--no-diff", action="store_true", help="list changes without diffs")
     push = sub.add_parser("push", help="publish a directory as a Flux-compatible OCI artifact")
     push.add_argument("directory", metavar="DIR", help="the directory to publish")
@@ -79,10 +88,56 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+# -- a stdout that may go away -------------------------------------------------------
+
+
+class _Output:
+    """stdout that tolerates a reader going away (``gitops diff | head -1``).
+
+    A broken pipe drops the rest of the output quietly instead of raising in the
+    middle of a sync: the command finishes its work and exits with its own code.
+    """
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self.broken = False
+
+    def write(self, text: str) -> None:
+        if self.broken:
+            return
+        try:
+            self._stream.write(text)
+        except OSError as exc:
+            if not isinstance(exc, BrokenPipeError) and exc.errno != errno.EPIPE:
+                raise
+            self.broken = True
+
+    def flush(self) -> None:
+        if self.broken:
+            return
+        try:
+            self._stream.flush()
+        except OSError as exc:
+            if not isinstance(exc, BrokenPipeError) and exc.errno != errno.EPIPE:
+                raise
+            self.broken = True
+
+    def close_quietly(self) -> None:
+        """Flush; after a broken pipe, point fd 1 at /dev/null so exit is quiet too."""
+        self.flush()
+        if self.broken:
+            try:
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, self._stream.fileno())
+                os.close(devnull)
+            except (OSError, ValueError):
+                pass
+
+
 # -- text output -------------------------------------------------------------------
 
 
-def _table(rows: Sequence[Sequence[str]], out: TextIO) -> None:
+def _table(rows: Sequence[Sequence[str]], out: _Output) -> None:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         out.write("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
@@ -102,12 +157,27 @@ def _change_text(reconciler: Reconciler, change: Change) -> str:
     return f"--- live/{change.key}\n+++ /dev/null\n(deleted)\n"
 
 
-def _print_plan_header(plan: Plan, out: TextIO) -> None:
-    out.write(f"Source:   {plan.source}\nRevision: {plan.revision}\nTarget:   {plan.target}\n")
+def _describe_target(reconciler: Reconciler) -> str:
+    """The target URL, with what else the target says about itself (context, server)."""
+    describe = getattr(reconciler.target, "describe", None)
+    details: dict[str, str] = {}
+    if callable(describe):
+        try:
+            details = {str(k): str(v) for k, v in dict(describe()).items() if v}
+        except Exception:  # a header detail is never worth failing the command
+            details = {}
+    if not details:
+        return reconciler.target.url
+    return f"{reconciler.target.url} ({', '.join(f'{k} {v}' for k, v in details.items())})"
 
 
-def _print_plan(reconciler: Reconciler, plan: Plan, show_diff: bool, out: TextIO) -> None:
-    _print_plan_header(plan, out)
+def _print_plan_header(reconciler: Reconciler, plan: Plan, out: _Output) -> None:
+    out.write(f"Source:    {plan.source}\nRevision:  {plan.revision}\n"
+              f"Target:    {_describe_target(reconciler)}\nInventory: {plan.name}\n")
+
+
+def _print_plan(reconciler: Reconciler, plan: Plan, show_diff: bool, out: _Output) -> None:
+    _print_plan_header(reconciler, plan, out)
     if plan.changes:
         out.write("\n")
         _table([["ACTION", "KIND", "NAMESPACE", "NAME"],
@@ -120,28 +190,50 @@ def _print_plan(reconciler: Reconciler, plan: Plan, show_diff: bool, out: TextIO
     for key in plan.extraneous:
         out.write(f"not in source, kept (use --prune to delete): {key}\n")
     for key in plan.orphaned:
-        out.write(f"not in source, kept and disowned (gitops.dev/prune: disabled): {key}\n")
+        out.write(f"not in source, kept and disowned: {key}\n")
 
 
 def _summary(plan: Plan) -> str:
     if plan.in_sync:
-        return f"In sync: {plan.unchanged} resources unchanged."
+        text = f"In sync: {plan.unchanged} resources unchanged."
+        if plan.extraneous:
+            text += (f" {len(plan.extraneous)} owned objects are no longer in the source "
+                     "(use --prune to delete them).")
+        return text
     return (
         f"Plan: {plan.count(Action.CREATE)} to create, {plan.count(Action.UPDATE)} to update, "
         f"{plan.count(Action.DELETE)} to delete, {plan.unchanged} unchanged."
     )
 
 
-def _print_result(result: SyncResult, out: TextIO) -> None:
+def _origin(result: ResourceResult) -> str:
+    """Where the object of a result came from: ``apps/web.yaml (document 2)``."""
+    desired = result.change.desired
+    if desired is not None and desired.origin:
+        return f" (from {origin_where(desired.origin)})"
+    return ""
+
+
+def _print_result(result: SyncResult, out: _Output, *, interrupted: bool = False) -> None:
     if result.results:
         out.write("\n")
         rows = [["ACTION", "KIND", "NAMESPACE", "NAME", "RESULT"]]
         for r in result.results:
-            note = r.outcome.value if not r.message else f"{r.outcome.value}: {r.message}"
-            rows.append(_change_row(r.change, note))
+            rows.append(_change_row(r.change, r.outcome.value))
         _table(rows, out)
     done = sum(1 for r in result.results if r.outcome is Outcome.SUCCEEDED)
-    if result.dry_run:
+    if result.failed or interrupted:
+        out.write("\n")
+    for r in result.failed:
+        out.write(f"failed: {r.change.key}{_origin(r)}: {r.message}\n")
+    if interrupted:
+        not_done = [r for r in result.results if r.outcome is Outcome.SKIPPED]
+        out.write(f"not applied ({len(not_done)}): "
+                  f"{', '.join(str(r.change.key) for r in not_done[:10])}"
+                  f"{' ...' if len(not_done) > 10 else ''}\n")
+    if interrupted:
+        verdict = "Sync interrupted"
+    elif result.dry_run:
         verdict = "Dry run: nothing written"
     elif result.succeeded:
         verdict = "Sync succeeded"
@@ -154,15 +246,54 @@ def _print_result(result: SyncResult, out: TextIO) -> None:
     )
 
 
+# -- hints for the inputs a newcomer gets wrong -------------------------------------------
+
+_SCP_LIKE = re.compile(r"^[\w.-]+@[\w.-]+:(?!//)")
+
+
+def _source_hint(source: str) -> str:
+    """A suggestion for a SOURCE that names a Git repository the way git does."""
+    if re.match(r"^(https?|ssh|git)://", source) and (
+        source.rstrip("/").endswith(".git") or "@" in source.split("://", 1)[1].split("/", 1)[0]
+        or source.startswith(("ssh://", "git://"))
+    ):
+        scheme = source.split("://", 1)[0]
+        return f"; for a Git repository write git+{scheme}://{source.split('://', 1)[1]}"
+    if _SCP_LIKE.match(source):
+        user_host, _, path = source.partition(":")
+        return f"; for a Git repository over SSH write git+ssh://{user_host}/{path}"
+    return ""
+
+
+def _check_target(target: str) -> None:
+    """A bare TARGET (no scheme) must name an existing folder: never a new one by typo."""
+    if re.match(r"^[A-Za-z][A-Za-z0-9.+-]*:", target):
+        return
+    if not Path(target).is_dir():
+        raise InputError(f"TARGET {target!r} is not an existing folder; write dir:{target} to "
+                         "create a file-tree target there, or k8s: for the current cluster")
+
+
+def _hinted(args: argparse.Namespace, exc: GitopsError) -> str:
+    text = str(exc)
+    if isinstance(exc, PluginError | InvalidURLError) and hasattr(args, "source"):
+        text += _source_hint(args.source)
+    return text
+
+
 # -- commands ------------------------------------------------------------------------
 
 
 def _reconciler(args: argparse.Namespace, *, dry_run: bool = False) -> Reconciler:
+    _check_target(args.target)
+    hint = _source_hint(args.source)
+    if hint and not Path(args.source).exists():
+        raise InputError(f"SOURCE {args.source!r} is not a gitops source URL{hint}")
     return Reconciler(args.source, args.target, name=args.name, prune=args.prune,
-                      allow_empty=args.allow_empty, dry_run=dry_run)
+                      allow_empty=args.allow_empty, adopt=args.adopt, dry_run=dry_run)
 
 
-def _cmd_diff(args: argparse.Namespace, out: TextIO) -> int:
+def _cmd_diff(args: argparse.Namespace, out: _Output) -> int:
     with _reconciler(args) as reconciler:
         plan = reconciler.plan()
         if args.output == "json":
@@ -176,25 +307,36 @@ def _cmd_diff(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK if plan.in_sync else EXIT_DIFF
 
 
-def _cmd_sync(args: argparse.Namespace, out: TextIO) -> int:
+def _cmd_sync(args: argparse.Namespace, out: _Output) -> int:
     with _reconciler(args, dry_run=args.dry_run) as reconciler:
         plan = reconciler.plan()
         if args.output == "text":
             _print_plan(reconciler, plan, not args.no_diff, out)
             out.flush()
-        result = reconciler.sync(plan)
+        try:
+            result = reconciler.sync(plan)
+        except SyncInterrupted as stop:
+            _report(stop.result, args, out, interrupted=True)
+            return EXIT_INTERRUPTED
+    _report(result, args, out)
+    return EXIT_OK if result.succeeded else EXIT_ERROR
+
+
+def _report(result: SyncResult, args: argparse.Namespace, out: _Output, *,
+            interrupted: bool = False) -> None:
     if args.output == "json":
-        _json(result.to_dict(), out)
+        data = result.to_dict()
+        if interrupted:
+            data.update(error="sync interrupted", exit=EXIT_INTERRUPTED)
+        elif not result.succeeded:
+            data.update(error=f"sync of {result.plan.target} failed: {len(result.failed)} of "
+                        f"{len(result.results)} changes failed", exit=EXIT_ERROR)
+        _json(data, out)
     else:
-        _print_result(result, out)
-    if not result.succeeded:
-        failed = result.failed[0] if result.failed else None
-        reason = failed.message if failed else "changes were skipped"
-        raise GitopsError(f"sync of {plan.target} failed: {reason}")
-    return EXIT_OK
+        _print_result(result, out, interrupted=interrupted)
 
 
-def _cmd_plugins(args: argparse.Namespace, out: TextIO) -> int:
+def _cmd_plugins(args: argparse.Namespace, out: _Output) -> int:
     rows: list[dict[str, Any]] = []
     for info in list_plugins():
         ok, why = info.status()
@@ -212,8 +354,7 @@ def _cmd_plugins(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK
 
 
-def _cmd_push(args: argparse.Namespace, out: TextIO) -> int:
-    from gitops.errors import InputError
+def _cmd_push(args: argparse.Namespace, out: _Output) -> int:
     from gitops.sources.oci import push  # imported on use: other commands do not pay for it
 
     annotations: dict[str, str] = {}
@@ -232,36 +373,45 @@ def _cmd_push(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK
 
 
-def _json(data: Any, out: TextIO) -> None:
-    json.dump(data, out, indent=2, sort_keys=False)
-    out.write("\n")
+def _json(data: Any, out: _Output) -> None:
+    out.write(json.dumps(data, indent=2, sort_keys=False) + "\n")
 
 
-_COMMANDS = {"diff": _cmd_diff, "sync": _cmd_sync, "plugins": _cmd_plugins, "push": _cmd_push}
+Command = Callable[[argparse.Namespace, _Output], int]
+_COMMANDS: dict[str, Command] = {
+    "diff": _cmd_diff, "sync": _cmd_sync, "plugins": _cmd_plugins, "push": _cmd_push,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``gitops`` command; returns the exit code."""
     args = _parser().parse_args(argv)
     verbose = bool(getattr(args, "verbose", False))
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+    # Without -v the result says what failed; the engine's warnings would say it again.
+    logging.basicConfig(level=logging.INFO if verbose else logging.ERROR,
                         format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    out = _Output(sys.stdout)
+    json_output = getattr(args, "output", "text") == "json"
     try:
-        return _COMMANDS[args.command](args, sys.stdout)
+        code = _COMMANDS[args.command](args, out)
     except GitopsError as exc:
-        if verbose:
-            traceback.print_exc()
-        print(f"gitops: error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
+        code = _fail(out, json_output, verbose, _hinted(args, exc), EXIT_ERROR)
     except KeyboardInterrupt:
-        print("gitops: interrupted", file=sys.stderr)
-        return 130
+        code = _fail(out, json_output, False, "interrupted", EXIT_INTERRUPTED)
     except Exception as exc:  # a bug: still one line unless -v
-        if verbose:
-            traceback.print_exc()
-        print(f"gitops: internal error: {type(exc).__name__}: {exc} (run with -v for details)",
-              file=sys.stderr)
-        return EXIT_ERROR
+        code = _fail(out, json_output, verbose, f"internal error: {type(exc).__name__}: {exc} "
+                     "(run with -v for details)", EXIT_ERROR)
+    out.close_quietly()
+    return code
+
+
+def _fail(out: _Output, json_output: bool, verbose: bool, message: str, code: int) -> int:
+    if verbose:
+        traceback.print_exc()
+    print(f"gitops: error: {message}", file=sys.stderr)
+    if json_output:
+        _json({"error": message, "exit": code}, out)
+    return code
 
 
 if __name__ == "__main__":

@@ -1,0 +1,120 @@
+"""The CLI as a newcomer meets it: pipes, JSON errors, hints, failed syncs, Ctrl-C (issue 8)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from test_cli import EXAMPLE, GITOPS, run
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> Path:
+    dest = tmp_path / "app"
+    shutil.copytree(EXAMPLE, dest)
+    return dest
+
+
+def test_a_closed_pipe_is_a_quiet_exit(app: Path, tmp_path: Path) -> None:
+    shell = f"'{GITOPS}' diff '{app}' 'dir:{tmp_path / 'out'}' | head -1"
+    done = subprocess.run(["bash", "-o", "pipefail", "-c", shell], capture_output=True,
+                          text=True, timeout=60)
+    assert done.stdout.startswith("Source:")
+    assert done.stderr == "", done.stderr
+    assert done.returncode == 1, "diff's own exit code: differences"
+
+
+def test_a_closed_stdout_never_aborts_a_sync_halfway(app: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    shell = f"'{GITOPS}' sync '{app}' 'dir:{out}' --prune | head -c 10 >/dev/null"
+    done = subprocess.run(["bash", "-o", "pipefail", "-c", shell], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert run("diff", str(app), f"dir:{out}").returncode == 0, "the sync finished"
+
+
+def test_json_output_is_one_object_even_for_errors(tmp_path: Path) -> None:
+    result = run("diff", str(tmp_path / "missing"), f"dir:{tmp_path / 'out'}", "-o", "json")
+    assert result.returncode == 2
+    data = json.loads(result.stdout)
+    assert data["exit"] == 2 and "missing" in data["error"]
+
+
+def test_a_failed_sync_is_summarized_once_per_resource(app: Path) -> None:
+    result = run("sync", str(app), "mock:?failure_rate=1&transient=false&methods=apply")
+    assert result.returncode == 2
+    failed = [line for line in result.stdout.splitlines() if line.startswith("failed: ")]
+    assert failed and all("(from " in line and ".yaml (document" in line for line in failed)
+    assert result.stdout.rstrip().splitlines()[-1].startswith("Sync failed:")
+    assert result.stderr == "", "no logging repeats of what the summary says"
+    data = json.loads(run("sync", str(app), "mock:?failure_rate=1&transient=false&methods=apply",
+                          "-o", "json").stdout)
+    assert data["exit"] == 2 and data["succeeded"] is False and "failed" in data["error"]
+
+
+@pytest.mark.parametrize(
+    ("source", "hint"),
+    [
+        ("https://example.com/org/repo.git", "git+https://example.com/org/repo.git"),
+        ("git@example.com:org/repo.git", "git+ssh://git@example.com/org/repo.git"),
+    ],
+)
+def test_git_urls_written_as_git_writes_them_get_a_hint(
+    source: str, hint: str, tmp_path: Path
+) -> None:
+    result = run("diff", source, f"dir:{tmp_path / 'out'}")
+    assert result.returncode == 2 and hint in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_bare_target_must_be_an_existing_folder(app: Path, tmp_path: Path) -> None:
+    missing = tmp_path / "typo"
+    result = run("sync", str(app), str(missing))
+    assert result.returncode == 2 and f"dir:{missing}" in result.stderr
+    assert not missing.exists()
+    (tmp_path / "there").mkdir()
+    assert run("sync", str(app), str(tmp_path / "there")).returncode == 0
+
+
+def test_diff_mentions_extraneous_objects(app: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    assert run("sync", str(app), f"dir:{out}").returncode == 0
+    (app / "service.yaml").unlink()
+    result = run("diff", str(app), f"dir:{out}")
+    assert result.returncode == 0
+    assert "1 owned objects are no longer in the source (use --prune" in result.stdout
+
+
+def test_the_inventory_name_is_derived_from_the_source(app: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    first = run("sync", str(app), f"dir:{out}", "-o", "json")
+    name = json.loads(first.stdout)["name"]
+    assert "-app-" in name and name != "default"
+    assert json.loads(run("diff", f"dir:{app}", f"dir:{out}", "-o", "json").stdout)[
+        "name"] == name, "the same source, written differently, is the same app"
+
+
+def test_ctrl_c_finishes_cleanly_and_exits_130(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    docs = [{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"c{i}"},
+             "data": {"k": "v"}} for i in range(200)]
+    (src / "all.yaml").write_text(yaml.safe_dump_all(docs))
+    proc = subprocess.Popen(
+        [GITOPS or "gitops", "sync", str(src), "mock:?latency=0.02&methods=apply", "--no-diff"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline().startswith("Source:")
+    time.sleep(1.5)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "Sync interrupted" in stdout and "not applied (" in stdout
+    assert "Traceback" not in stderr
