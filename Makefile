@@ -37,8 +37,14 @@ test: $(VENV)/.installed-test
 	$(BIN)/mypy --strict gitops
 	$(BIN)/pytest -q
 
+## bench: run every benchmark at the scale its issue names; fails if any budget is over
+BENCHMARKS ?= plan_10k replan git_fetch oci_pull k8s_requests
 bench: $(VENV)/.installed-test
-	$(BIN)/python bench/plan_10k.py
+	@status=0; for b in $(BENCHMARKS); do \
+	    echo "== bench/$$b.py"; \
+	    (cd bench && ../$(BIN)/python $$b.py) || { echo "!! bench/$$b.py: over budget or failed"; status=1; }; \
+	    echo; \
+	done; exit $$status
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache .mypy_cache .ruff_cache .hypothesis
