@@ -417,7 +417,7 @@ class Api:
         self._check_fields(rtype, version, config, params, apply=True)
         # the applied configuration is decoded into the server's types before it is merged, so
         # "1000m" meets a stored "1" as the same value (no conflict, no change)
-        canonicalize(rtype, version, config, null_empty_bytes=self.null_empty_bytes)
+        canonicalize(rtype, version, config, quantities_only=True)
         old = self.store.get(rtype.group, rtype.plural, namespace if rtype.namespaced else "", name)
         if old is None:
             if subresource:

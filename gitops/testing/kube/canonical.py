@@ -33,11 +33,14 @@ __all__ = ["canonicalize"]
 _BYTE_MAPS: dict[tuple[str, str], str] = {("", "Secret"): "data", ("", "ConfigMap"): "binaryData"}
 
 
-def canonicalize(rtype: ResourceType, version: str, obj: dict[str, Any], *, null_empty_bytes: bool = False) -> None:
+def canonicalize(rtype: ResourceType, version: str, obj: dict[str, Any], *, null_empty_bytes: bool = False,
+                 quantities_only: bool = False) -> None:
     """Rewrite ``obj`` in place as the real server would store it (built-in kinds only).
 
-    Raises a 400 :class:`~gitops.testing.kube.status.StatusError` naming the kind when a
-    quantity field holds something that is not a quantity.
+    ``quantities_only`` leaves byte maps alone: an applied configuration keeps its ``""``
+    (server-side apply reads ``null`` as "not set"), and the merged object is stored as
+    usual. Raises a 400 :class:`~gitops.testing.kube.status.StatusError` naming the kind
+    when a quantity field holds something that is not a quantity.
     """
     if rtype.custom:
         return
@@ -46,6 +49,8 @@ def canonicalize(rtype: ResourceType, version: str, obj: dict[str, Any], *, null
             _rewrite(obj, path)
     except QuantityError as exc:
         raise bad_request(f'{rtype.kind} in version "{version}" cannot be handled as a {rtype.kind}: {exc}') from None
+    if quantities_only:
+        return
     field = _BYTE_MAPS.get((rtype.group, rtype.kind))
     values = obj.get(field) if field else None
     if isinstance(values, dict):
