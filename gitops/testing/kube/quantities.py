@@ -9,7 +9,7 @@ A real API server decodes every quantity field of a built-in object into a Go
 - the suffix family of the input is kept: binary (``Ki`` .. ``Ei``), decimal (``n`` .. ``E``)
   or exponent (``1e3`` stays ``1e3``; ``1000`` becomes ``1k``);
 - a binary quantity below 1024 or with a fraction is printed in decimal (``0.5Ki`` ->
-  ``512``, ``1.5`` Ki -> ``1536``);
+  ``512``, ``1.5Ki`` -> ``1536``);
 - magnitudes are rounded up to a whole nano; only binary quantities are capped at 2**63-1
   (``12E`` stays ``12E``);
 - text that passes Go's cheap "already canonical" test is kept verbatim, sign and all
