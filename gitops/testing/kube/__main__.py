@@ -20,6 +20,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kubeconfig", type=Path, required=True, help="where to write the kubeconfig once ready")
     parser.add_argument("--port", type=int, default=0, help="TCP port (0: any free port)")
     parser.add_argument("--no-controllers", action="store_true", help="do not simulate workload status or namespace defaults")
+    parser.add_argument("--null-empty-bytes", action="store_true",
+                        help='serve empty Secret data / ConfigMap binaryData values as null, not ""')
     args = parser.parse_args(argv)
     done = threading.Event()
 
@@ -28,7 +30,8 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    with KubeEmulator(args.kubeconfig, args.port, controllers=not args.no_controllers) as emulator:
+    with KubeEmulator(args.kubeconfig, args.port, controllers=not args.no_controllers,
+                      null_empty_bytes=args.null_empty_bytes) as emulator:
         print(f"kube emulator serving {emulator.url}; kubeconfig {emulator.kubeconfig_path}", file=sys.stderr, flush=True)
         while not done.wait(0.5):
             pass

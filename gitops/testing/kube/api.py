@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 
 from gitops.testing.kube import apply as ssa
+from gitops.testing.kube.canonical import canonicalize
 from gitops.testing.kube.controllers import populate_namespace, reconcile_status
 from gitops.testing.kube.crds import establish, validate_crd
 from gitops.testing.kube.defaults import apply_defaults, initial_status
@@ -34,6 +35,7 @@ from gitops.testing.kube.patch import (
     apply_merge_patch,
     apply_strategic_merge_patch,
 )
+from gitops.testing.kube.reviews import answer, is_create_only
 from gitops.testing.kube.selectors import parse_field_selector, parse_label_selector
 from gitops.testing.kube.status import (
     StatusError,
@@ -63,11 +65,14 @@ PATCH_TYPES = (
 class Api:
     """Verbs over a :class:`Store` for the resources a :class:`Discovery` serves."""
 
-    def __init__(self, discovery: Discovery, store: Store, *, controllers: bool = True) -> None:
+    def __init__(self, discovery: Discovery, store: Store, *, controllers: bool = True,
+                 null_empty_bytes: bool = False) -> None:
         self.discovery = discovery
         self.store = store
         #: run the stand-in controllers (:mod:`gitops.testing.kube.controllers`) after writes
         self.controllers = controllers
+        #: serve empty Secret ``data`` / ConfigMap ``binaryData`` values as ``null`` (see :mod:`.canonical`)
+        self.null_empty_bytes = null_empty_bytes
         self._write_lock = threading.RLock()  # one write at a time: read-modify-write is atomic
         self.deleter = Deleter(self)
 
@@ -277,7 +282,21 @@ class Api:
         self._check_fields(rtype, version, obj, params)
         manager = self._manager(params, user_agent)
         with self._write_lock:
+            if is_create_only(rtype):  # reviews and Binding: answered, never stored
+                return answer(rtype, obj, lambda ns, pod, node: self._bind(ns, pod, node, manager, is_dry))
             return self._create(rtype, version, namespace, obj, manager, is_dry, ssa_config=None, force=False)
+
+    def _bind(self, namespace: str, name: str, node: str, manager: str, is_dry: bool) -> None:
+        """Assign a Pod to a Node, as ``pods/binding`` does (409 when it already has one)."""
+        rtype = self.discovery.lookup("", "v1", "pods")
+        assert rtype is not None
+        old = self._stored(rtype, namespace, name)
+        bound = (old.get("spec") or {}).get("nodeName")
+        if bound:
+            raise conflict("", "pods/binding", name, f'pod {name} is already assigned to node "{bound}"')
+        new = clone(old)
+        new.setdefault("spec", {})["nodeName"] = node
+        self._update(rtype, "v1", old, new, manager, is_dry)
 
     def _create(self, rtype: ResourceType, version: str, namespace: str, obj: dict[str, Any], manager: str,
                 is_dry: bool, *, ssa_config: dict[str, Any] | None, force: bool) -> dict[str, Any]:
@@ -309,6 +328,7 @@ class Api:
             else:
                 obj["status"] = status
         apply_defaults(rtype.group, rtype.kind, obj, rtype.custom)
+        canonicalize(rtype, version, obj, null_empty_bytes=self.null_empty_bytes)
         validate(rtype, obj)
         self._validate_custom(rtype, version, obj)
         meta["uid"] = str(uuid.uuid4())
@@ -395,6 +415,9 @@ class Api:
             raise bad_request(f"the name of the object ({meta['name']}) does not match the name on the URL ({name})")
         meta["name"] = name
         self._check_fields(rtype, version, config, params, apply=True)
+        # the applied configuration is decoded into the server's types before it is merged, so
+        # "1000m" meets a stored "1" as the same value (no conflict, no change)
+        canonicalize(rtype, version, config, quantities_only=True)
         old = self.store.get(rtype.group, rtype.plural, namespace if rtype.namespaced else "", name)
         if old is None:
             if subresource:
@@ -446,6 +469,7 @@ class Api:
         meta["resourceVersion"] = old["metadata"].get("resourceVersion")
         new["apiVersion"] = rtype.api_version(self._version_of(rtype, old, new))
         apply_defaults(rtype.group, rtype.kind, new, rtype.custom)
+        canonicalize(rtype, self._version_of(rtype, old, new), new, null_empty_bytes=self.null_empty_bytes)
         validate(rtype, new)
         validate_immutable(rtype, old, new)
         self._validate_custom(rtype, self._version_of(rtype, old, new), new)

@@ -22,8 +22,13 @@ __all__ = ["Discovery", "ResourceType"]
 
 _PACKAGE = "gitops.testing.kube"
 
-#: Kinds whose objects carry ``metadata.generation`` on a real server (the rest do not).
-_NO_GENERATION_GROUPS = frozenset({"", "rbac.authorization.k8s.io", "coordination.k8s.io", "storage.k8s.io"})
+#: Groups whose objects carry no ``metadata.generation`` on a real server (an approximation by
+#: group: their registry strategies do not set it); the other groups' kinds do.
+_NO_GENERATION_GROUPS = frozenset({
+    "", "rbac.authorization.k8s.io", "coordination.k8s.io", "storage.k8s.io", "events.k8s.io", "node.k8s.io",
+    "scheduling.k8s.io", "certificates.k8s.io", "apiregistration.k8s.io", "authentication.k8s.io",
+    "authorization.k8s.io",
+})
 
 
 @dataclass(frozen=True)

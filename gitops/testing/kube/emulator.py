@@ -35,17 +35,19 @@ class KubeEmulator:
     ``kubeconfig``: where to write the kubeconfig on :meth:`start` (a temporary file when
     None, removed on :meth:`stop`); ``port``: 0 picks a free one. Keyword options:
     ``controllers`` (default True) runs the stand-in controllers (workload status,
-    namespace defaults); ``history`` bounds the watch event log.
+    namespace defaults); ``history`` bounds the watch event log; ``null_empty_bytes``
+    serves empty Secret ``data`` and ConfigMap ``binaryData`` values as ``null`` instead
+    of ``""``, as some real servers did (see docs/kubernetes-emulator.md).
     """
 
     def __init__(self, kubeconfig: Path | None = None, port: int = 0, *, controllers: bool = True,
-                 history: int = 20000) -> None:
+                 history: int = 20000, null_empty_bytes: bool = False) -> None:
         self._requested_kubeconfig = Path(kubeconfig) if kubeconfig is not None else None
         self._port = port
         self._log = RequestLog()
         self.store = Store(history=history)
         self.discovery = Discovery()
-        self.api = Api(self.discovery, self.store, controllers=controllers)
+        self.api = Api(self.discovery, self.store, controllers=controllers, null_empty_bytes=null_empty_bytes)
         self._server: EmulatorHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._tmpdir: tempfile.TemporaryDirectory[str] | None = None

@@ -34,22 +34,29 @@ __all__ = ["EmulatorHTTPServer", "Handler", "RequestLog"]
 
 log = logging.getLogger("gitops.testing.kube")
 
-VERSION_INFO = {
+VERSION_INFO = {  # the shape of a 1.32 server's /version (the emulation* fields arrived in 1.33)
     "major": "1",
-    "minor": "33",
-    "emulationMajor": "1",
-    "emulationMinor": "33",
-    "gitVersion": "v1.33.0-gitops-emulator",
+    "minor": "32",
+    "gitVersion": "v1.32.0-gitops-emulator",
     "gitCommit": "0000000000000000000000000000000000000000",
     "gitTreeState": "clean",
-    "buildDate": "2025-01-01T00:00:00Z",
-    "goVersion": "go1.24.0",
+    "buildDate": "2024-12-11T00:00:00Z",
+    "goVersion": "go1.23.3",
     "compiler": "gc",
     "platform": "linux/amd64",
 }
 AGGREGATED_TYPE = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
 _NOT_FOUND = StatusError(404, "NotFound", "the server could not find the requested resource", {})
 DEFAULT_WATCH_SECONDS = 1800
+
+
+def _verb(method: str, name: str | None, watch: bool) -> str:
+    """The API verb of a request on a resource (as discovery lists them)."""
+    if method == "GET":
+        return "watch" if watch else "get" if name is not None else "list"
+    if method == "DELETE":
+        return "delete" if name is not None else "deletecollection"
+    return {"POST": "create", "PUT": "update", "PATCH": "patch"}.get(method, method.lower())
 
 
 class RequestLog:
@@ -234,9 +241,9 @@ class Handler(BaseHTTPRequestHandler):
             return
         if rest[:1] == ["v3"] and len(rest) >= 3:
             if rest[1] == "api" and len(rest) == 3:
-                doc = openapi.document(api.discovery, "", rest[2])
+                doc = openapi.document_bytes(api.discovery, "", rest[2])
             elif rest[1] == "apis" and len(rest) == 4:
-                doc = openapi.document(api.discovery, rest[2], rest[3])
+                doc = openapi.document_bytes(api.discovery, rest[2], rest[3])
             else:
                 doc = None
             if doc is not None:
@@ -266,6 +273,8 @@ class Handler(BaseHTTPRequestHandler):
             raise _NOT_FOUND
         resource = rtype.group_resource + (f"/{sub}" if sub else "")
         watch = watch or params.get("watch", "").lower() in ("1", "true")
+        if not sub and _verb(method, name, watch) not in rtype.verbs:
+            raise method_not_allowed()  # as for create-only reviews, or deletecollection of namespaces
         count = self.server.log.count
         if method == "GET" and name is None:
             if watch:

@@ -12,6 +12,7 @@ import json
 import re
 from typing import Any
 
+from gitops.testing.kube import builtin_openapi
 from gitops.testing.kube.discovery import ResourceType
 from gitops.testing.kube.status import invalid
 
@@ -188,27 +189,6 @@ _META_FIELDS = frozenset({
     "ownerReferences", "finalizers", "managedFields",
 })
 _SPEC_STATUS = frozenset({"spec", "status"})
-#: top-level fields (besides apiVersion, kind, metadata) of built-in kinds, for strict validation
-_TOP_LEVEL: dict[str, frozenset[str]] = {
-    "ConfigMap": frozenset({"data", "binaryData", "immutable"}),
-    "Secret": frozenset({"data", "stringData", "type", "immutable"}),
-    "ServiceAccount": frozenset({"secrets", "imagePullSecrets", "automountServiceAccountToken"}),
-    "Endpoints": frozenset({"subsets"}),
-    "PodTemplate": frozenset({"template"}),
-    "Binding": frozenset({"target"}),
-    "ComponentStatus": frozenset({"conditions"}),
-    "Event": frozenset({"involvedObject", "reason", "message", "source", "firstTimestamp", "lastTimestamp", "count",
-                        "type", "eventTime", "series", "action", "related", "reportingComponent", "reportingInstance"}),
-    "Role": frozenset({"rules"}),
-    "ClusterRole": frozenset({"rules", "aggregationRule"}),
-    "RoleBinding": frozenset({"subjects", "roleRef"}),
-    "ClusterRoleBinding": frozenset({"subjects", "roleRef"}),
-    "ControllerRevision": frozenset({"data", "revision"}),
-    "StorageClass": frozenset({"provisioner", "parameters", "reclaimPolicy", "mountOptions", "allowVolumeExpansion",
-                               "volumeBindingMode", "allowedTopologies"}),
-    "CSIStorageCapacity": frozenset({"nodeTopology", "storageClassName", "capacity", "maximumVolumeSize"}),
-    "VolumeAttributesClass": frozenset({"driverName", "parameters"}),
-}
 
 
 def unknown_fields(rtype: ResourceType, obj: dict[str, Any]) -> list[str]:
@@ -224,7 +204,9 @@ def unknown_fields(rtype: ResourceType, obj: dict[str, Any]) -> list[str]:
         else:
             allowed = frozenset(schema["properties"])
     else:
-        allowed = _TOP_LEVEL.get(rtype.kind, _SPEC_STATUS)
+        # built-in kinds: the properties of the kind's schema in the recorded OpenAPI
+        version = str(obj.get("apiVersion", "")).rsplit("/", 1)[-1]
+        allowed = builtin_openapi.top_level_fields(rtype.group, version, rtype.kind) or _SPEC_STATUS
     out = []
     if allowed is not None:
         out += [key for key in obj if key not in allowed and key not in ("apiVersion", "kind", "metadata")]
