@@ -15,7 +15,8 @@
 renders into exactly ``manifests``. Optional: ``invalid_files`` (a tree the renderer must
 refuse, and the file its error must name; by default a broken YAML file), and
 ``reference_outside`` (``relpath -> files``: a tree whose renderer-specific reference,
-such as kustomize's ``resources: [../x.yaml]``, points at ``relpath`` outside the tree).
+such as kustomize's ``resources: [../../outside]``, points at the folder ``relpath``
+outside the tree).
 
 Covered: the output is the declared manifests, as declared (not placed: no default
 namespace) and valid for :func:`gitops.manifests.place`; rendering is pure (same tree and
@@ -51,7 +52,7 @@ from gitops.testing.conformance.common import (
     secret,
 )
 
-__all__ = ["ManifestFiles", "RendererConformance", "write_files"]
+__all__ = ["OUTSIDE_VALUE", "QUOTED_VALUE", "ManifestFiles", "RendererConformance", "write_files"]
 
 #: ``manifest_files(manifests) -> {relative path: text}``.
 ManifestFiles = Callable[[Sequence[Mapping[str, Any]]], dict[str, str]]
@@ -134,7 +135,8 @@ class RendererConformance:
 
     @pytest.fixture
     def reference_outside(self) -> ReferenceOutside:
-        """``relpath -> files`` referring to ``relpath`` (outside the tree) the renderer's way."""
+        """``relpath -> files`` that refer, the renderer's way, to the folder ``relpath``
+        (relative to the root, outside the tree; it holds ``manifest_files`` output)."""
         pytest.skip(f"{type(self).__name__} defines no `reference_outside` fixture")
 
     # -- helpers ---------------------------------------------------------------------------
@@ -147,13 +149,11 @@ class RendererConformance:
         return root
 
     @pytest.fixture
-    def outside(self, tmp_path: Path) -> Path:
-        """A folder beside the tree holding a manifest nobody may read through the tree."""
-        folder = tmp_path / "outside"
-        write_files(folder, {"secret.yaml": (
-            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: stolen\n"
-            f"data:\n  value: {OUTSIDE_VALUE}\n")})
-        return folder
+    def outside(self, tmp_path: Path, manifest_files: ManifestFiles) -> Path:
+        """A folder beside the tree, in the renderer's format, that nobody may read through
+        the tree: it renders to a ConfigMap ``stolen`` holding :data:`OUTSIDE_VALUE`."""
+        stolen = configmap("stolen", "team-a", {"value": OUTSIDE_VALUE})
+        return write_files(tmp_path / "outside", manifest_files([stolen]))
 
     @staticmethod
     def render(renderer: Renderer, root: Path, context: RenderContext | None = None
@@ -254,8 +254,11 @@ class RendererConformance:
     ) -> None:
         root = tree if where == "root is the tree" else tree / "app"
         write_files(root, manifest_files([configmap("inside", "team-a")]))
-        if link == "file":
-            (root / "linked.yaml").symlink_to(outside / "secret.yaml")
+        if link == "file":  # each file of the outside folder, linked from inside the root
+            for path in sorted(p for p in outside.rglob("*") if p.is_file()):
+                linked = root / "linked" / path.relative_to(outside)
+                linked.parent.mkdir(parents=True, exist_ok=True)
+                linked.symlink_to(path)
         else:
             (root / "linked").symlink_to(outside, target_is_directory=True)
         self._assert_outside_unread(renderer, root, tree)
@@ -265,8 +268,7 @@ class RendererConformance:
         outside: Path,
     ) -> None:
         root = tree / "app"
-        relpath = os.path.relpath(outside / "secret.yaml", root)
-        write_files(root, reference_outside(relpath))
+        write_files(root, reference_outside(os.path.relpath(outside, root)))
         self._assert_outside_unread(renderer, root, tree)
 
     def _assert_outside_unread(self, renderer: Renderer, root: Path, tree: Path) -> None:

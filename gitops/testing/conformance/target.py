@@ -70,7 +70,7 @@ Reopen = Callable[[], Target]
 #: How ``lock()`` on a second handle behaves while the first holds it.
 LockBehaviour = Literal["none", "conflict", "serialize"]
 
-#: Seconds a conflicting ``lock()`` may take to refuse, and a watch event to arrive.
+#: Default seconds a conflicting ``lock()`` may take to refuse, and a watch event to arrive.
 PATIENCE = 10.0
 
 #: Convergence cases: name -> manifest builder (namespace -> manifest).
@@ -153,6 +153,11 @@ class TargetConformance:
     def reports_owners(self, target: Target) -> bool:
         """Whether ``owners()`` reports other inventories' objects (it is overridden)."""
         return type(target).owners is not Target.owners
+
+    @pytest.fixture
+    def patience(self) -> float:
+        """Seconds a conflicting ``lock()`` may take to refuse and a watch event to arrive."""
+        return PATIENCE
 
     @pytest.fixture
     def default_differ(self) -> Differ:
@@ -648,7 +653,8 @@ class TargetConformance:
             pass
 
     def test_lock_held_by_one_handle_conflicts_or_serializes_on_another(
-        self, target: Target, second: Target, inventory_name: str, lock_behaviour: LockBehaviour
+        self, target: Target, second: Target, inventory_name: str, lock_behaviour: LockBehaviour,
+        patience: float,
     ) -> None:
         if lock_behaviour == "none":
             pytest.skip("target declares no lock (lock() is the base class's no-op)")
@@ -658,12 +664,12 @@ class TargetConformance:
                 with pytest.raises(ConflictError), second.lock(inventory_name):
                     pass
                 waited = time.monotonic() - started
-                assert waited < PATIENCE, f"a conflicting lock() took {waited:.1f} s to refuse"
+                assert waited < patience, f"a conflicting lock() took {waited:.1f} s to refuse"
             else:
                 entered = _enter_in_thread(second, inventory_name)
                 assert not entered.wait(0.5), "a second handle took a lock that is held"
         if lock_behaviour == "serialize":
-            assert entered.wait(PATIENCE), "a waiting lock() was not granted after release"
+            assert entered.wait(patience), "a waiting lock() was not granted after release"
         with second.lock(inventory_name):  # released: the other handle can take it now
             pass
 
@@ -704,7 +710,7 @@ class TargetConformance:
 
     def test_watch_reports_a_change_someone_else_makes(
         self, target: Target, second: Target, apply: Apply, namespace: str,
-        inventory_name: str, supports_watch: bool,
+        inventory_name: str, supports_watch: bool, patience: float,
     ) -> None:
         if not supports_watch:
             pytest.skip("target does not declare supports_watch")
@@ -718,9 +724,9 @@ class TargetConformance:
             _drain(events, settle=0.3)
             second.apply(_with_data(desired, {"v": "changed by someone else"}))
             try:
-                events.get(timeout=PATIENCE)
+                events.get(timeout=patience)
             except queue.Empty:
-                pytest.fail(f"no watch event within {PATIENCE} s of a change by someone else")
+                pytest.fail(f"no watch event within {patience} s of a change by someone else")
         finally:
             unsubscribe()
         _drain(events, settle=0.3)
