@@ -14,10 +14,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
+import pytest
 import yaml
 from hypothesis import HealthCheck
 
+from gitops.errors import InvalidURLError
 from gitops.model import Resource, ResourceKey
+from gitops.options import PluginOptions
 
 __all__ = [
     "MIXIN_HEALTH_CHECKS",
@@ -28,6 +31,7 @@ __all__ = [
     "assert_contains",
     "assert_no_credentials",
     "assert_no_secret_values",
+    "assert_unknown_option_refused",
     "cluster_role",
     "configmap",
     "deep_copy",
@@ -222,3 +226,15 @@ def assert_no_secret_values(text: str, what: str, values: Sequence[str] = SECRET
         encoded = base64.b64encode(value.encode()).decode()
         assert value not in text, f"{what} shows a Secret value in clear text"
         assert encoded not in text, f"{what} shows a Secret value as base64"
+
+
+def assert_unknown_option_refused(cls: Any, url: str) -> None:
+    """Assert ``cls.from_url(url, <unknown option>)`` is an InvalidURLError naming the option,
+    not its value; skips a plugin without an options model (transitional keywords)."""
+    if cls.Options is PluginOptions:
+        pytest.skip(f"{cls.__name__} declares no Options model (transitional keywords)")
+    with pytest.raises(InvalidURLError) as info:
+        cls.from_url(url, conformance_no_such_option="s3cret-option-value")
+    message = str(info.value)
+    assert "conformance_no_such_option" in message, f"the error names no option: {message}"
+    assert "s3cret-option-value" not in message, "an option value was quoted in an error"

@@ -34,11 +34,14 @@ from pathlib import Path
 
 import pytest
 
-from gitops.errors import GitopsError, InvalidURLError
+from gitops.errors import GitopsError
 from gitops.model import Artifact
-from gitops.options import PluginOptions
 from gitops.sources.base import Source
-from gitops.testing.conformance.common import UNICODE_TEXT, assert_no_credentials
+from gitops.testing.conformance.common import (
+    UNICODE_TEXT,
+    assert_no_credentials,
+    assert_unknown_option_refused,
+)
 
 __all__ = ["FILES", "REVISION_RE", "SourceConformance"]
 
@@ -199,15 +202,7 @@ class SourceConformance:
 
     def test_an_unknown_option_is_an_invalid_url_error(self, new_source: MakeSource) -> None:
         source = new_source(FILES)
-        cls = type(source)
-        if cls.Options is PluginOptions:
-            pytest.skip(f"{cls.__name__} declares no Options model (transitional keywords)")
-        with pytest.raises(InvalidURLError) as info:
-            cls.from_url(source.url, conformance_no_such_option="s3cret-option-value")
-        message = str(info.value)
-        assert "conformance_no_such_option" in message, f"the error names no option: {message}"
-        assert "s3cret-option-value" not in message, "an option value was quoted in an error"
-
+        assert_unknown_option_refused(type(source), source.url)
 
     # -- lifecycle -------------------------------------------------------------------------
 

@@ -40,9 +40,8 @@ from hypothesis import strategies as st
 
 from gitops.differs.base import Differ
 from gitops.differs.structural import StructuralDiffer
-from gitops.errors import ConflictError, InvalidURLError, ManifestError, NotSupportedError
+from gitops.errors import ConflictError, ManifestError, NotSupportedError
 from gitops.model import DriftMode, DriftPolicy, HealthStatus, Inventory, Resource, ResourceKey
-from gitops.options import PluginOptions
 from gitops.targets.base import Target
 from gitops.testing.conformance.common import (
     MIXIN_HEALTH_CHECKS,
@@ -51,6 +50,7 @@ from gitops.testing.conformance.common import (
     YAML_LOOKALIKES,
     assert_contains,
     assert_no_credentials,
+    assert_unknown_option_refused,
     cluster_role,
     configmap,
     deep_copy,
@@ -737,15 +737,7 @@ class TargetConformance:
     # -- options ---------------------------------------------------------------------------
 
     def test_an_unknown_option_is_an_invalid_url_error(self, target: Target) -> None:
-        cls = type(target)
-        if cls.Options is PluginOptions:
-            pytest.skip(f"{cls.__name__} declares no Options model (transitional keywords)")
-        with pytest.raises(InvalidURLError) as info:
-            cls.from_url(target.url, conformance_no_such_option="s3cret-option-value")
-        message = str(info.value)
-        assert "conformance_no_such_option" in message, f"the error names no option: {message}"
-        assert "s3cret-option-value" not in message, "an option value was quoted in an error"
-
+        assert_unknown_option_refused(type(target), target.url)
 
 
 def _with_data(resource: Resource, data: dict[str, str]) -> Resource:
