@@ -142,7 +142,9 @@ _KNOWN_MEMORY_DEFECTS = ("-k", "not test_inventory_round_trips_its_source")
 
 def test_the_mixins_are_not_collected_on_their_own(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
-        "from gitops.testing.conformance import SourceConformance, TargetConformance\n"
+        "from gitops.testing.conformance import (\n"
+        "    DifferConformance, RendererConformance, SourceConformance, TargetConformance,\n"
+        ")\n"
     )
     result = pytester.runpytest_inprocess("-p", "no:cacheprovider")
     result.assert_outcomes()  # nothing collected, nothing run
@@ -150,7 +152,8 @@ def test_the_mixins_are_not_collected_on_their_own(pytester: pytest.Pytester) ->
 
 @pytest.mark.parametrize(
     ("base", "fixture"),
-    [("TargetConformance", "target"), ("SourceConformance", "make_source")],
+    [("TargetConformance", "target"), ("SourceConformance", "make_source"),
+     ("DifferConformance", "differ"), ("RendererConformance", "renderer")],
 )
 def test_a_missing_fixture_fails_with_a_clear_message(
     pytester: pytest.Pytester, base: str, fixture: str
