@@ -14,8 +14,12 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e .
 	touch $@
 
-$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+# The worked third-party plugin (examples/plugins/) is installed like any plugin would be.
+EXAMPLE_PLUGIN := examples/plugins/gitops-plugin-example
+
+$(VENV)/.installed-test: pyproject.toml $(EXAMPLE_PLUGIN)/pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test,kubernetes]'
+	$(BIN)/pip install --quiet -e $(EXAMPLE_PLUGIN)
 	touch $@
 
 ## demo: reconcile the bundled example into a file tree, then heal drift made by hand
@@ -34,8 +38,8 @@ demo: $(VENV)/.installed
 ## test: install what the tests need, then lint, type-check and run the whole suite
 test: $(VENV)/.installed-test
 	$(BIN)/ruff check gitops tests bench examples
-	$(BIN)/mypy --strict gitops
-	$(BIN)/pytest -q
+	$(BIN)/mypy --strict gitops $(EXAMPLE_PLUGIN)/src
+	GITOPS_REQUIRE_EXAMPLE_PLUGIN=1 $(BIN)/pytest -q
 
 ## bench: run every benchmark at the scale its issue names; fails if any budget is over
 BENCHMARKS ?= plan_10k replan git_fetch oci_pull k8s_requests

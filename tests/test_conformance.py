@@ -1,4 +1,8 @@
-"""The conformance kits run against the built-in backends, and the kits' own behaviour."""
+"""The conformance kits run against the built-in backends, and the kits' own behaviour.
+
+The Kubernetes target runs the Target kit in tests/test_kubernetes_target_conformance.py,
+the Git and OCI sources run the Source kit in tests/git and tests/oci.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +13,22 @@ from pathlib import Path
 
 import pytest
 
+from gitops.differs.base import Differ
+from gitops.differs.structural import StructuralDiffer
+from gitops.model import DriftPolicy
+from gitops.renderers.base import Renderer
+from gitops.renderers.yaml import YamlRenderer
 from gitops.sources.base import Source
 from gitops.targets.base import Target
 from gitops.testing import KUBERNETES_SCOPES, MemoryTarget
-from gitops.testing.conformance import SourceConformance, TargetConformance
+from gitops.testing.conformance import (
+    DifferConformance,
+    RendererConformance,
+    SourceConformance,
+    TargetConformance,
+    plain_yaml_files,
+)
+from gitops.testing.conformance.renderer import ManifestFiles
 
 pytest_plugins = ["pytester"]
 
@@ -22,8 +38,20 @@ class TestMemoryTargetConformance(TargetConformance):
     def target(self) -> Target:
         return MemoryTarget()
 
+    @pytest.fixture
+    def reopen(self, target: MemoryTarget) -> Callable[[], Target]:
+        return target.with_faults
 
-class TestScopedMemoryTargetConformance(TargetConformance):
+    @pytest.mark.xfail(
+        strict=True,
+        reason="defect: MemoryTarget stores inventories through _copy_inventory(), which "
+        "drops Inventory.source (gitops/targets/memory.py)",
+    )
+    def test_inventory_round_trips_its_source(self, target: Target) -> None:
+        super().test_inventory_round_trips_its_source(target)
+
+
+class TestScopedMemoryTargetConformance(TestMemoryTargetConformance):
     """With scopes, the mock also rejects namespaced kinds without a namespace (and back)."""
 
     @pytest.fixture
@@ -37,6 +65,35 @@ class TestFileTreeTargetConformance(TargetConformance):
         filetree = pytest.importorskip("gitops.targets.filetree")
         target: Target = filetree.FileTreeTarget.from_url(f"dir:{tmp_path / 'live'}")
         return target
+
+    @pytest.fixture
+    def reopen(self, target: Target) -> Callable[[], Target]:
+        return lambda: type(target).from_url(target.url)
+
+
+class TestStructuralDifferConformance(DifferConformance):
+    @pytest.fixture
+    def differ(self) -> Differ:
+        return StructuralDiffer()
+
+    @pytest.mark.xfail(
+        strict=True,
+        reason="defect: StructuralDiffer.diff never reads DriftPolicy.ignore, so an "
+        "IgnoreDifference rule (jsonPointers) still counts the field as drift and the patch "
+        "overwrites it (issue 9, ignore rules)",
+    )
+    def test_ignore_rules_are_honoured(self, differ: Differ, policy: DriftPolicy) -> None:
+        super().test_ignore_rules_are_honoured(differ, policy)
+
+
+class TestYamlRendererConformance(RendererConformance):
+    @pytest.fixture
+    def renderer(self) -> Renderer:
+        return YamlRenderer()
+
+    @pytest.fixture
+    def manifest_files(self) -> ManifestFiles:
+        return plain_yaml_files
 
 
 def _write_tree(root: Path, files: dict[str, str]) -> None:
@@ -79,10 +136,15 @@ class TestDirectorySourceConformance(SourceConformance):
 
 # -- the kit itself ----------------------------------------------------------------------
 
+# The raw MemoryTarget fails what TestMemoryTargetConformance marks xfail above.
+_KNOWN_MEMORY_DEFECTS = ("-k", "not test_inventory_round_trips_its_source")
+
 
 def test_the_mixins_are_not_collected_on_their_own(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
-        "from gitops.testing.conformance import SourceConformance, TargetConformance\n"
+        "from gitops.testing.conformance import (\n"
+        "    DifferConformance, RendererConformance, SourceConformance, TargetConformance,\n"
+        ")\n"
     )
     result = pytester.runpytest_inprocess("-p", "no:cacheprovider")
     result.assert_outcomes()  # nothing collected, nothing run
@@ -90,7 +152,8 @@ def test_the_mixins_are_not_collected_on_their_own(pytester: pytest.Pytester) ->
 
 @pytest.mark.parametrize(
     ("base", "fixture"),
-    [("TargetConformance", "target"), ("SourceConformance", "make_source")],
+    [("TargetConformance", "target"), ("SourceConformance", "make_source"),
+     ("DifferConformance", "differ"), ("RendererConformance", "renderer")],
 )
 def test_a_missing_fixture_fails_with_a_clear_message(
     pytester: pytest.Pytester, base: str, fixture: str
@@ -114,7 +177,7 @@ def test_a_subclass_providing_the_fixture_passes(pytester: pytest.Pytester) -> N
         "    def target(self):\n"
         "        return MemoryTarget()\n"
     )
-    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "-q")
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", *_KNOWN_MEMORY_DEFECTS, "-q")
     assert result.ret == 0
     assert result.parseoutcomes()["passed"] >= 20
 
@@ -134,10 +197,14 @@ def test_capability_fixtures_skip_what_a_target_does_not_declare(
         "    def target(self):\n"
         "        return Plain()\n"
     )
-    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "-q", "-rs")
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", *_KNOWN_MEMORY_DEFECTS, "-q", "-rs")
     assert result.ret == 0
-    assert result.parseoutcomes()["skipped"] == 3
-    result.stdout.fnmatch_lines(["*does not declare supports_dry_run*"])
+    result.stdout.fnmatch_lines([
+        "SKIPPED [[]1] *: target does not declare supports_dry_run",
+        "SKIPPED [[]1] *: target does not declare supports_dry_run",
+        "SKIPPED [[]1] *: target does not declare supports_health",
+    ])
+    assert result.stdout.str().count("does not declare supports_") == 3
 
 
 def test_the_suite_leaves_nothing_behind_on_a_shared_target(pytester: pytest.Pytester) -> None:
@@ -152,7 +219,7 @@ def test_the_suite_leaves_nothing_behind_on_a_shared_target(pytester: pytest.Pyt
         "        return MemoryTarget.shared('conformance-probe')\n"
     )
     try:
-        result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "-q")
+        result = pytester.runpytest_inprocess("-p", "no:cacheprovider", *_KNOWN_MEMORY_DEFECTS, "-q")
         assert result.ret == 0
         assert MemoryTarget.shared("conformance-probe").objects() == {}
     finally:

@@ -12,6 +12,7 @@ inventories it writes live in ConfigMaps ``gitops-inventory-conformance-*`` in t
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -27,13 +28,41 @@ from gitops.targets.kubernetes import KubernetesTarget
 REAL_CLUSTER = os.environ.get("GITOPS_TEST_KUBECONFIG")
 
 
-class TestKubernetesTargetOnTheEmulator(TargetConformance):
+class KubernetesTargetConformance(TargetConformance):
+    """The kit, with the defects it found in the Kubernetes target marked (strict xfail)."""
+
+    @pytest.mark.xfail(
+        strict=True,
+        reason="defect: the ApplySet parent stores only format, revision and entries "
+        "(gitops/targets/kubernetes/applyset.py), so Inventory.source is lost on write",
+    )
+    def test_inventory_round_trips_its_source(self, target: Target) -> None:
+        super().test_inventory_round_trips_its_source(target)
+
+    @pytest.mark.xfail(
+        strict=True,
+        reason="defect: KubernetesTarget.check() raises ManifestError(res.origin, ...), so "
+        "the error's path is 'file#N', not the file (use gitops.manifests.origin_error)",
+    )
+    def test_check_refuses_only_with_a_manifest_error_naming_the_file(
+        self, target: Target
+    ) -> None:
+        super().test_check_refuses_only_with_a_manifest_error_naming_the_file(target)
+
+
+class TestKubernetesTargetOnTheEmulator(KubernetesTargetConformance):
     @pytest.fixture
     def target(self, kube_emulator_session: Any) -> Target:
         return KubernetesTarget("k8s:", kubeconfig=str(kube_emulator_session.kubeconfig_path))
 
+    @pytest.fixture
+    def reopen(self, kube_emulator_session: Any) -> Callable[[], Target]:
+        return lambda: KubernetesTarget(
+            "k8s:", kubeconfig=str(kube_emulator_session.kubeconfig_path)
+        )
 
-class TestWatchingKubernetesTargetOnTheEmulator(TargetConformance):
+
+class TestWatchingKubernetesTargetOnTheEmulator(KubernetesTargetConformance):
     """The same contract with the watch cache on (reads of owned objects come from it)."""
 
     @pytest.fixture
@@ -41,11 +70,23 @@ class TestWatchingKubernetesTargetOnTheEmulator(TargetConformance):
         return KubernetesTarget("k8s:?watch=true",
                                 kubeconfig=str(kube_emulator_session.kubeconfig_path))
 
+    @pytest.fixture
+    def reopen(self, kube_emulator_session: Any) -> Callable[[], Target]:
+        return lambda: KubernetesTarget(
+            "k8s:?watch=true", kubeconfig=str(kube_emulator_session.kubeconfig_path)
+        )
+
 
 @pytest.mark.skipif(not REAL_CLUSTER, reason="set GITOPS_TEST_KUBECONFIG to run on a real cluster")
-class TestKubernetesTargetOnARealCluster(TargetConformance):
+class TestKubernetesTargetOnARealCluster(KubernetesTargetConformance):
     @pytest.fixture
     def target(self) -> Target:
         context = os.environ.get("GITOPS_TEST_CONTEXT")
         url = f"k8s://{context}" if context else "k8s:"
         return KubernetesTarget(url, kubeconfig=os.path.expanduser(REAL_CLUSTER or ""))
+
+    @pytest.fixture
+    def reopen(self, target: KubernetesTarget) -> Callable[[], Target]:
+        return lambda: KubernetesTarget(
+            target.url, kubeconfig=os.path.expanduser(REAL_CLUSTER or "")
+        )
