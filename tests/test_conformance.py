@@ -42,14 +42,6 @@ class TestMemoryTargetConformance(TargetConformance):
     def reopen(self, target: MemoryTarget) -> Callable[[], Target]:
         return target.with_faults
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="defect: MemoryTarget stores inventories through _copy_inventory(), which "
-        "drops Inventory.source (gitops/targets/memory.py)",
-    )
-    def test_inventory_round_trips_its_source(self, target: Target) -> None:
-        super().test_inventory_round_trips_its_source(target)
-
 
 class TestScopedMemoryTargetConformance(TestMemoryTargetConformance):
     """With scopes, the mock also rejects namespaced kinds without a namespace (and back)."""
@@ -136,8 +128,8 @@ class TestDirectorySourceConformance(SourceConformance):
 
 # -- the kit itself ----------------------------------------------------------------------
 
-# The raw MemoryTarget fails what TestMemoryTargetConformance marks xfail above.
-_KNOWN_MEMORY_DEFECTS = ("-k", "not test_inventory_round_trips_its_source")
+# The raw MemoryTarget has no known defect left for the kit to skip.
+_KNOWN_MEMORY_DEFECTS: tuple[str, ...] = ()
 
 
 def test_the_mixins_are_not_collected_on_their_own(pytester: pytest.Pytester) -> None:

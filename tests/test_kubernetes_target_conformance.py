@@ -29,25 +29,7 @@ REAL_CLUSTER = os.environ.get("GITOPS_TEST_KUBECONFIG")
 
 
 class KubernetesTargetConformance(TargetConformance):
-    """The kit, with the defects it found in the Kubernetes target marked (strict xfail)."""
-
-    @pytest.mark.xfail(
-        strict=True,
-        reason="defect: the ApplySet parent stores only format, revision and entries "
-        "(gitops/targets/kubernetes/applyset.py), so Inventory.source is lost on write",
-    )
-    def test_inventory_round_trips_its_source(self, target: Target) -> None:
-        super().test_inventory_round_trips_its_source(target)
-
-    @pytest.mark.xfail(
-        strict=True,
-        reason="defect: KubernetesTarget.check() raises ManifestError(res.origin, ...), so "
-        "the error's path is 'file#N', not the file (use gitops.manifests.origin_error)",
-    )
-    def test_check_refuses_only_with_a_manifest_error_naming_the_file(
-        self, target: Target
-    ) -> None:
-        super().test_check_refuses_only_with_a_manifest_error_naming_the_file(target)
+    """The kit, for the Kubernetes target."""
 
 
 class TestKubernetesTargetOnTheEmulator(KubernetesTargetConformance):

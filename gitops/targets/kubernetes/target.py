@@ -29,9 +29,9 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, ClassVar, NamedTuple
 
-from gitops.errors import ApplyError, ConflictError, ManifestError, TargetError
+from gitops.errors import ApplyError, ConflictError, TargetError
 from gitops.health import assess
-from gitops.manifests import CRD, crd_kind, crd_kinds
+from gitops.manifests import CRD, crd_kind, crd_kinds, origin_error
 from gitops.model import (
     DriftMode,
     DriftPolicy,
@@ -391,7 +391,7 @@ class KubernetesTarget(Target):
             except (StatusError, ConnectionFailed) as exc:
                 raise object_error(exc, res.key) from exc
             if served is None:
-                raise ManifestError(
+                raise origin_error(
                     res.origin or str(res.key),
                     f"unknown kind {res.kind} in {res.api_version}: {self.url} does not serve "
                     "it (is its CustomResourceDefinition installed, or in the source?)",
