@@ -1,15 +1,14 @@
 """Public test kits: the in-memory target with fault injection, and conformance suites.
 
-``MemoryTarget`` and the fault rules are importable from here. The pytest suites for
-plugin authors live in :mod:`gitops.testing.conformance` and are not imported here, so
-that ``gitops.testing`` never requires pytest at run time (``mock:`` is also a CLI target).
+``MemoryTarget`` and the fault rules (both product code, in :mod:`gitops.targets`) are
+importable from here. The pytest suites for plugin authors live in
+:mod:`gitops.testing.conformance` and are not imported here, so that ``gitops.testing``
+never requires pytest at run time (``mock:`` is also a CLI target).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
-from gitops.testing.faults import (
+from gitops.targets.faults import (
     METHODS,
     Call,
     FailNth,
@@ -21,9 +20,7 @@ from gitops.testing.faults import (
     InjectedTransientError,
     Latency,
 )
-
-if TYPE_CHECKING:
-    from gitops.targets.memory import KUBERNETES_SCOPES, MemoryTarget
+from gitops.targets.memory import KUBERNETES_SCOPES, MemoryTarget
 
 __all__ = [
     "KUBERNETES_SCOPES",
@@ -39,15 +36,3 @@ __all__ = [
     "Latency",
     "MemoryTarget",
 ]
-
-_LAZY = {"MemoryTarget", "KUBERNETES_SCOPES"}
-
-
-def __getattr__(name: str) -> Any:
-    # gitops.targets.memory imports gitops.testing.faults, which runs this module first:
-    # import it lazily to keep that cycle harmless.
-    if name in _LAZY:
-        from gitops.targets import memory
-
-        return getattr(memory, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
