@@ -24,7 +24,6 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any, ClassVar, Self
-from urllib.parse import parse_qsl
 
 from pydantic import Field, ValidationInfo, field_validator
 
@@ -42,6 +41,7 @@ from gitops.model import (
 from gitops.options import PluginOptions
 from gitops.targets.base import Target
 from gitops.targets.faults import METHODS, Call, FailureRate, Fault, FaultInjector, Latency
+from gitops.targets.urlquery import strict_query_options
 
 __all__ = ["KUBERNETES_SCOPES", "MemoryOptions", "MemoryTarget", "StatusFactory"]
 
@@ -514,24 +514,7 @@ def parse_url(url: str) -> tuple[str, dict[str, str]]:
     name, _, query = rest.partition("?")
     if name and not _valid_name(name):
         raise InvalidURLError(url, f"invalid name {name!r}: use letters, digits, '.', '_', '-'")
-    return name, _query_options(url, query)
-
-
-def _query_options(url: str, query: str) -> dict[str, str]:
-    try:
-        pairs = parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query))
-    except ValueError as exc:
-        raise InvalidURLError(url, f"malformed query: {exc}") from exc
-    options: dict[str, str] = {}
-    for option, value in pairs:
-        if option not in _URL_OPTIONS:
-            raise InvalidURLError(
-                url, f"unknown option {option!r}; known: {', '.join(_URL_OPTIONS)}"
-            )
-        if option in options:
-            raise InvalidURLError(url, f"option {option!r} given twice")
-        options[option] = value
-    return options
+    return name, strict_query_options(url, query, _URL_OPTIONS)
 
 
 def _valid_name(name: str) -> bool:
