@@ -113,12 +113,13 @@ class Folders:
     """
 
     def __init__(self, root_fd: int) -> None:
-        self._fds: dict[str, int | None] = {"": root_fd}
+        #: folder -> fd, for the folders opened so far (a missing one maps to None)
+        self.fds: dict[str, int | None] = {"": root_fd}
         self._opened: list[int] = []
 
     def fd(self, rel: str) -> int | None:
-        if rel in self._fds:
-            return self._fds[rel]
+        if rel in self.fds:
+            return self.fds[rel]
         parent, _, name = rel.rpartition("/")
         parent_fd = self.fd(parent)
         fd = None
@@ -130,7 +131,7 @@ class Folders:
                     raise
             if fd is not None:
                 self._opened.append(fd)
-        self._fds[rel] = fd
+        self.fds[rel] = fd
         return fd
 
     def __enter__(self) -> Self:

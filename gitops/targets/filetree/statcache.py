@@ -87,6 +87,20 @@ class Batch(Generic[T]):
         self.reads = 0
         self.parses = 0
 
+    def hit(self, key: Hashable, info: os.stat_result) -> T | None:
+        """The cached value of ``key`` if ``info`` (its ``lstat``) shows an unchanged,
+        trusted file; None when the file must be read (then call :meth:`get`)."""
+        entry = self._current.get(key) or self._previous.get(key)
+        if (
+            entry is None
+            or entry.racy
+            or entry.signature
+            != (info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+        ):
+            return None
+        self.entries[key] = entry
+        return entry.value
+
     def get(
         self,
         key: Hashable,
@@ -101,10 +115,10 @@ class Batch(Generic[T]):
         make the next lookup read again, never keep stale bytes. ``parse(bytes)`` makes
         the value; what either raises propagates (and nothing is cached for ``key``).
         """
+        value = self.hit(key, info)
+        if value is not None:
+            return value
         entry = self.entries.get(key) or self._current.get(key) or self._previous.get(key)
-        if entry is not None and not entry.racy and entry.signature == signature(info):
-            self.entries[key] = entry
-            return entry.value
         opened, data = read()
         self.reads += 1
         digest = _digest(data)

@@ -32,7 +32,7 @@ from gitops.targets.filetree import fs, locking
 from gitops.targets.filetree.fs import Folders, Refused
 from gitops.targets.filetree.options import FileTreeOptions, parse_url
 from gitops.targets.filetree.paths import inventory_file, inventory_name, path_for_key
-from gitops.targets.filetree.statcache import Signature, StatCache, signature
+from gitops.targets.filetree.statcache import Batch, Signature, StatCache, signature
 
 __all__ = ["FileTreeTarget"]
 
@@ -153,28 +153,51 @@ class FileTreeTarget(Target):
             if root_fd is None:
                 return found
             with Folders(root_fd) as folders, self._live.batch() as batch:
-                for key in dict.fromkeys(keys):
-                    try:
-                        rel = path_for_key(key)
-                    except ValueError:
+                hit, lstat = batch.hit, os.stat  # the loop runs once per object: keep it lean
+                for key in keys:
+                    where = _location(key)
+                    if where is None:
                         continue  # a key that names no file cannot be stored here
-                    folder, _, name = rel.rpartition("/")
+                    folder, name, rel = where
                     dir_fd = self._folder(folders, folder)
-                    info = None if dir_fd is None else self._lstat(dir_fd, name, rel)
-                    if dir_fd is None or info is None:
+                    if dir_fd is None:
                         continue
-                    read = functools.partial(self._read_file, dir_fd, name, rel)
-                    parse = functools.partial(self._parse_resource, key, rel)
                     try:
-                        found[key] = batch.get(key, info, read, parse)
-                    except _Vanished:
+                        info = lstat(name, dir_fd=dir_fd, follow_symlinks=False)
+                    except FileNotFoundError:
                         continue
+                    except OSError as exc:
+                        raise self._read_error(rel, exc) from exc
+                    value = hit(key, info)
+                    if value is None:
+                        value = self._read_resource(batch, key, dir_fd, name, rel, info)
+                    if value is not None:
+                        found[key] = value
         return found
+
+    def _read_resource(
+        self,
+        batch: Batch[Resource],
+        key: ResourceKey,
+        dir_fd: int,
+        name: str,
+        rel: str,
+        info: os.stat_result,
+    ) -> Resource | None:
+        """Read (and, unless only touched, parse) a file the cache cannot vouch for."""
+        if not stat.S_ISREG(info.st_mode):
+            raise self._not_a_file(rel, info.st_mode)
+        read = functools.partial(self._read_file, dir_fd, name, rel)
+        parse = functools.partial(self._parse_resource, key, rel)
+        try:
+            return batch.get(key, info, read, parse)
+        except _Vanished:
+            return None
 
     def _folder(self, folders: Folders, rel: str) -> int | None:
         """The fd of folder ``rel``; None if missing; TargetError for a link on the way."""
         try:
-            return folders.fd(rel)
+            return folders.fds.get(rel) or folders.fd(rel)
         except Refused as exc:
             raise self._failure(exc.rel, exc.reason) from exc
         except OSError as exc:
@@ -653,6 +676,17 @@ class FileTreeTarget(Target):
         if issubclass(error, ApplyError):
             return error(key, message, url=self.url)
         return error(message, url=self.url)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _location(key: ResourceKey) -> tuple[str, str, str] | None:
+    """``(folder, file name, relative path)`` of ``key``'s file; None if it names none."""
+    try:
+        rel = path_for_key(key)
+    except ValueError:
+        return None
+    folder, _, name = rel.rpartition("/")
+    return folder, name, rel
 
 
 def _dump(manifest: dict[str, Any]) -> bytes:
