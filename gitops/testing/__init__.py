@@ -8,31 +8,9 @@ never requires pytest at run time (``mock:`` is also a CLI target).
 
 from __future__ import annotations
 
-from gitops.targets.faults import (
-    METHODS,
-    Call,
-    FailNth,
-    FailureRate,
-    FailWhen,
-    Fault,
-    FaultInjector,
-    InjectedError,
-    InjectedTransientError,
-    Latency,
-)
+from gitops.targets import faults
+from gitops.targets.faults import *  # noqa: F403
 from gitops.targets.memory import KUBERNETES_SCOPES, MemoryTarget
 
-__all__ = [
-    "KUBERNETES_SCOPES",
-    "METHODS",
-    "Call",
-    "FailNth",
-    "FailWhen",
-    "FailureRate",
-    "Fault",
-    "FaultInjector",
-    "InjectedError",
-    "InjectedTransientError",
-    "Latency",
-    "MemoryTarget",
-]
+__all__ = ["KUBERNETES_SCOPES", "MemoryTarget"]
+__all__ += faults.__all__

@@ -7,28 +7,5 @@ imports working.
 
 from __future__ import annotations
 
-from gitops.targets.faults import (
-    METHODS,
-    Call,
-    FailNth,
-    FailureRate,
-    FailWhen,
-    Fault,
-    FaultInjector,
-    InjectedError,
-    InjectedTransientError,
-    Latency,
-)
-
-__all__ = [
-    "METHODS",
-    "Call",
-    "FailNth",
-    "FailWhen",
-    "FailureRate",
-    "Fault",
-    "FaultInjector",
-    "InjectedError",
-    "InjectedTransientError",
-    "Latency",
-]
+from gitops.targets.faults import *  # noqa: F403
+from gitops.targets.faults import __all__ as __all__

@@ -464,15 +464,19 @@ class FileTreeTarget(Target):
         Inventory object is returned; do not mutate it).
         """
         file_name = inventory_file(name)
+        with self._inventory_folder() as dir_fd:
+            found = {} if dir_fd is None else self._inventories_in(dir_fd, [file_name])
+        return found.get(file_name)
+
+    @contextlib.contextmanager
+    def _inventory_folder(self) -> Iterator[int | None]:
+        """The fd of ``.gitops/inventory``; None if it (or the root) is missing."""
         with self._open_root(write=False) as root_fd:
             if root_fd is None:
-                return None
+                yield None
+                return
             with Folders(root_fd) as folders:
-                dir_fd = self._folder(folders, "/".join(_INVENTORY_DIR))
-                if dir_fd is None:
-                    return None
-                found = self._inventories_in(dir_fd, [file_name])
-        return found.get(file_name)
+                yield self._folder(folders, "/".join(_INVENTORY_DIR))
 
     def _inventories_in(self, dir_fd: int, file_names: list[str]) -> dict[str, Inventory]:
         """The inventories stored as ``file_names`` in folder ``dir_fd`` (absent: left out)."""
@@ -526,15 +530,11 @@ class FileTreeTarget(Target):
         found: dict[ResourceKey, str] = {}
         if not wanted:
             return found
-        with self._open_root(write=False) as root_fd:
-            if root_fd is None:
+        with self._inventory_folder() as dir_fd:
+            if dir_fd is None:
                 return found
-            with Folders(root_fd) as folders:
-                dir_fd = self._folder(folders, "/".join(_INVENTORY_DIR))
-                if dir_fd is None:
-                    return found
-                others = self._inventory_files(dir_fd, own)
-                inventories = self._inventories_in(dir_fd, sorted(others))
+            others = self._inventory_files(dir_fd, own)
+            inventories = self._inventories_in(dir_fd, sorted(others))
         for file_name in sorted(inventories, key=others.__getitem__):
             for key in wanted.intersection(inventories[file_name].entries):
                 found.setdefault(key, others[file_name])
