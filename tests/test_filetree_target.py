@@ -66,6 +66,7 @@ READER = ResourceKey("rbac.authorization.k8s.io", "ClusterRole", "", "system:rea
 
 @pytest.fixture
 def target(tmp_path: Path) -> FileTreeTarget:
+    (tmp_path / "tree").mkdir()
     return FileTreeTarget(tmp_path / "tree")
 
 
@@ -489,16 +490,18 @@ def test_open_target_by_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     target = gitops.open_target("dir:out")
     assert isinstance(target, FileTreeTarget)
     assert target.url == f"dir:{tmp_path / 'out'}"
-    assert (tmp_path / "out").is_dir()
+    assert not (tmp_path / "out").exists()  # opening creates nothing; the first write does
     for url, path in [
-        (f"dir://{tmp_path}/a%20b?#", tmp_path / "a%20b?#"),  # literal, as for sources
-        (f"dir:{tmp_path}/d", tmp_path / "d"),
+        (f"dir://{tmp_path}/a%20b#c", tmp_path / "a%20b#c"),  # literal, as for sources
+        (f"dir:{tmp_path}/d?", tmp_path / "d"),  # an empty query
         ("DIR:e", tmp_path / "e"),
         ("plain", tmp_path / "plain"),
+        ("plain?fsync=1", tmp_path / "plain?fsync=1"),  # a bare path is taken literally
     ]:
         opened = gitops.open_target(url)
         assert isinstance(opened, FileTreeTarget)
         assert opened.root == path
+        assert opened.options.fsync is False
 
 
 @pytest.mark.parametrize("url", ["", "dir:", "dir://", "dir://host/srv", "mock:x"])
@@ -538,11 +541,20 @@ def test_unwritable_root_for_real(tmp_path: Path) -> None:
         tmp_path.chmod(0o755)
 
 
-def test_vanished_root_is_unreachable(tmp_path: Path) -> None:
+def test_vanished_root_reads_as_empty_unless_it_must_exist(tmp_path: Path) -> None:
+    (tmp_path / "gone").mkdir()
     target = FileTreeTarget(tmp_path / "gone")
+    strict = FileTreeTarget(tmp_path / "gone", create=False)
     (tmp_path / "gone").rmdir()
+    assert target.live([CONFIG]) == {}
+    assert target.read_inventory("default") is None
     with pytest.raises(UnreachableError, match="gone"):
-        target.live([CONFIG])
+        strict.live([CONFIG])
+    with pytest.raises(UnreachableError, match="gone"):
+        strict.apply(resource(CONFIG))
+    assert not (tmp_path / "gone").exists()
+    target.apply(resource(CONFIG))  # a write makes it again
+    assert (tmp_path / "gone" / "web/ConfigMap/settings.yaml").is_file()
 
 
 def test_capabilities(target: FileTreeTarget) -> None:

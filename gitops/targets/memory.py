@@ -3,12 +3,12 @@
 It behaves like a small Kubernetes API server: writes get a ``uid``, a
 ``creationTimestamp``, a ``generation`` that moves only when the spec changes and a new
 ``resourceVersion`` each time; ``status`` survives applies; reads return copies. It
-records every call and can inject faults (see :mod:`gitops.testing.faults`) so engine
+records every call and can inject faults (see :mod:`gitops.targets.faults`) so engine
 tests can prove retries, partial failures and "a failed apply changes nothing".
 
 URLs: ``mock:`` is a new empty target; ``mock:NAME`` a process-wide shared one (two
 reconcilers, or a CLI run and its test, see the same state); query options inject
-faults: ``mock:NAME?failure_rate=0.1&seed=7&latency=0.01``.
+faults: ``mock:NAME?failure_rate=0.1&seed=7&latency=0.01`` (see :class:`MemoryOptions`).
 
 This module must never touch the disk or the network, and a failed call must never
 change state.
@@ -16,16 +16,18 @@ change state.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from types import MappingProxyType
-from typing import Any, ClassVar
-from urllib.parse import parse_qsl
+from typing import Any, ClassVar, Self
 
-from gitops.errors import ApplyError, InvalidURLError
+from pydantic import Field, ValidationInfo, field_validator
+
+from gitops.errors import ApplyError, ConflictError, InvalidURLError
 from gitops.health import assess
 from gitops.model import (
     DriftMode,
@@ -36,10 +38,12 @@ from gitops.model import (
     ResourceKey,
     split_api_version,
 )
+from gitops.options import PluginOptions
 from gitops.targets.base import Target
-from gitops.testing.faults import Call, FailureRate, Fault, FaultInjector, Latency
+from gitops.targets.faults import METHODS, Call, FailureRate, Fault, FaultInjector, Latency
+from gitops.targets.urlquery import strict_query_options
 
-__all__ = ["KUBERNETES_SCOPES", "MemoryTarget", "StatusFactory"]
+__all__ = ["KUBERNETES_SCOPES", "MemoryOptions", "MemoryTarget", "StatusFactory"]
 
 #: Computes the ``status`` of an object on write (simulating controllers); None keeps it.
 StatusFactory = Callable[[dict[str, Any]], dict[str, Any] | None]
@@ -87,7 +91,73 @@ KUBERNETES_SCOPES: Mapping[str, bool] = MappingProxyType(
 )
 
 _SERVER_FIELDS = ("uid", "creationTimestamp", "generation", "resourceVersion")
-_URL_OPTIONS = ("failure_rate", "seed", "transient", "methods", "latency", "latency_max")
+_URL_OPTIONS = (
+    "failure_rate", "seed", "transient", "methods", "latency", "latency_max", "lock_timeout"
+)
+#: Seconds :meth:`MemoryTarget.lock` waits for another sync of the same state to end.
+DEFAULT_LOCK_TIMEOUT = 2.0
+
+
+class MemoryOptions(PluginOptions):
+    """Options of the ``mock:`` target: from the URL query (the fault options) or keywords.
+
+    ``failure_rate`` adds a :class:`~gitops.targets.faults.FailureRate` rule and
+    ``latency``/``latency_max`` a :class:`~gitops.targets.faults.Latency` rule, both drawn
+    from ``seed`` and limited to ``methods``; ``transient`` says whether injected failures
+    are retried. ``faults``, ``scopes`` and ``status_factory`` are Python objects, given as
+    keywords only (see :class:`MemoryTarget`).
+    """
+
+    failure_rate: float | None = Field(default=None, ge=0, le=1)
+    seed: int = 0
+    transient: bool = True
+    methods: tuple[str, ...] | None = None
+    latency: float | None = Field(default=None, ge=0)
+    latency_max: float | None = Field(default=None, ge=0)
+    lock_timeout: float = Field(default=DEFAULT_LOCK_TIMEOUT, ge=0)
+    faults: FaultInjector | tuple[Fault, ...] = ()
+    scopes: Mapping[str, bool] | None = None
+    status_factory: StatusFactory | None = None
+
+    @field_validator("methods", mode="before")
+    @classmethod
+    def _split_methods(cls, value: Any) -> Any:
+        return value.split(",") if isinstance(value, str) else value
+
+    @field_validator("methods")
+    @classmethod
+    def _known_methods(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        unknown = sorted(set(value or ()) - set(METHODS))
+        if unknown or value == ():
+            raise ValueError(f"unknown method(s) {unknown}; expected some of {list(METHODS)}")
+        return value
+
+    @field_validator("latency_max")
+    @classmethod
+    def _latency_range(cls, value: float | None, info: ValidationInfo) -> float | None:
+        if value is not None and value < (info.data.get("latency") or 0.0):
+            raise ValueError("must not be below latency")
+        return value
+
+    def fault_rules(self) -> list[Fault]:
+        """The rules these options describe: the query's, then ``faults``."""
+        rules: list[Fault] = []
+        if self.failure_rate is not None:
+            rules.append(
+                FailureRate(
+                    self.failure_rate, seed=self.seed, method=self.methods,
+                    transient=self.transient,
+                )
+            )
+        if self.latency is not None or self.latency_max is not None:
+            rules.append(
+                Latency(
+                    self.latency or 0.0, max_seconds=self.latency_max, seed=self.seed,
+                    method=self.methods,
+                )
+            )
+        given = self.faults.faults if isinstance(self.faults, FaultInjector) else self.faults
+        return [*rules, *given]
 
 _shared: dict[str, MemoryTarget] = {}
 _shared_lock = threading.Lock()
@@ -104,6 +174,25 @@ class _Server:
         self.scopes = dict(scopes or {})
         self.status_factory = status_factory
         self.version = 0
+        self.sync_lock = threading.Lock()  # held by one sync at a time (MemoryTarget.lock)
+        self.sync_holder = ""  # the inventory whose sync holds it
+
+    @contextlib.contextmanager
+    def hold(self, inventory: str, url: str, timeout: float) -> Iterator[None]:
+        """Hold the sync lock for ``inventory``; ConflictError after ``timeout`` seconds."""
+        if not self.sync_lock.acquire(timeout=timeout):
+            raise ConflictError(
+                url,
+                f"another sync of {url} is running (inventory {self.sync_holder!r}); "
+                "try again when it ends",
+                url=url,
+            )
+        try:
+            self.sync_holder = inventory
+            yield
+        finally:
+            self.sync_holder = ""
+            self.sync_lock.release()
 
     def write(
         self, key: ResourceKey, manifest: dict[str, Any], *, dry_run: bool, keep_status: bool
@@ -158,11 +247,14 @@ class _Server:
 class MemoryTarget(Target):
     """An in-memory, API-server-like target with call recording and fault injection.
 
-    ``faults`` are rules from :mod:`gitops.testing.faults` checked before every call;
+    ``faults`` are rules from :mod:`gitops.targets.faults` checked before every call;
     ``scopes`` maps ``group_kind`` (``"Deployment.apps"``, ``"Namespace"``) to
     namespaced-or-not (see :data:`KUBERNETES_SCOPES`); ``status_factory`` computes an
-    object's ``status`` on every write, like a controller would.
+    object's ``status`` on every write, like a controller would; ``lock_timeout`` is how
+    long :meth:`lock` waits for another sync of the same state.
     """
+
+    Options: ClassVar[type[PluginOptions]] = MemoryOptions
 
     scheme: ClassVar[str] = "mock"
     supports_dry_run: ClassVar[bool] = True
@@ -175,29 +267,45 @@ class MemoryTarget(Target):
         faults: FaultInjector | Iterable[Fault] | None = None,
         scopes: Mapping[str, bool] | None = None,
         status_factory: StatusFactory | None = None,
+        lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
     ) -> None:
         self.url = url
         self.faults = faults if isinstance(faults, FaultInjector) else FaultInjector(faults or ())
+        self.lock_timeout = lock_timeout
         self._server = _Server(scopes, status_factory)
 
     # -- opening -----------------------------------------------------------------------
 
     @classmethod
-    def from_url(cls, url: str, **options: Any) -> MemoryTarget:
-        """Open ``mock:``, ``mock:NAME`` (shared) or either with fault options.
+    def url_options(cls, url: str) -> dict[str, Any]:
+        """The fault options in the query of ``mock:``, ``mock:NAME`` or ``mock://NAME``.
 
-        Keyword options: ``faults``, ``scopes``, ``status_factory`` (for a shared name,
-        ``scopes``/``status_factory`` only when it is first created). A shared name with
-        faults gives a new handle on the shared state, with its own faults. Raises
-        InvalidURLError for a malformed URL or an unknown or invalid query option.
+        Raises InvalidURLError for another scheme, a fragment, a bad name, or an unknown,
+        repeated or malformed query option.
         """
-        name, url_faults = parse_url(url)
-        extra = options.pop("faults", None)
-        faults = [*url_faults, *(extra.faults if isinstance(extra, FaultInjector) else extra or ())]
+        return parse_url(url)[1]
+
+    @classmethod
+    def from_options(cls, url: str, options: PluginOptions) -> Self:
+        """Open ``mock:`` (a new target) or ``mock:NAME`` (the shared one) with ``options``.
+
+        For a shared name, ``scopes``/``status_factory`` apply only when it is first
+        created, and fault options give a new handle on the shared state with its own
+        faults. Raises ValueError when ``scopes``/``status_factory`` are given for a shared
+        name that exists.
+        """
+        assert isinstance(options, MemoryOptions)
+        name = parse_url(url)[0]
+        faults = options.fault_rules()
         if not name:
-            return cls(url, faults=faults, **options)
-        base = cls.shared(name, **options)
-        return base.with_faults(*faults, url=url) if faults else base
+            return cls(
+                url, faults=faults, scopes=options.scopes,
+                status_factory=options.status_factory, lock_timeout=options.lock_timeout,
+            )
+        base = cls.shared(name, scopes=options.scopes, status_factory=options.status_factory)
+        if not faults and options.lock_timeout == base.lock_timeout:
+            return base
+        return base.with_faults(*faults, url=url, lock_timeout=options.lock_timeout)
 
     @classmethod
     def shared(
@@ -206,7 +314,7 @@ class MemoryTarget(Target):
         *,
         scopes: Mapping[str, bool] | None = None,
         status_factory: StatusFactory | None = None,
-    ) -> MemoryTarget:
+    ) -> Self:
         """The process-wide target called ``name`` (``mock:NAME``), created on first use.
 
         Raises ValueError for an invalid name, or when options are given for a name that
@@ -221,6 +329,8 @@ class MemoryTarget(Target):
                 _shared[name] = target
             elif scopes is not None or status_factory is not None:
                 raise ValueError(f"shared target mock:{name} exists; options apply on creation")
+            if not isinstance(target, cls):
+                raise ValueError(f"shared target mock:{name} is a {type(target).__name__}")
             return target
 
     @staticmethod
@@ -229,11 +339,15 @@ class MemoryTarget(Target):
         with _shared_lock:
             _shared.clear()
 
-    def with_faults(self, *faults: Fault, url: str | None = None) -> MemoryTarget:
-        """A new handle on this target's state (objects, inventories, calls) with its own faults."""
+    def with_faults(
+        self, *faults: Fault, url: str | None = None, lock_timeout: float | None = None
+    ) -> Self:
+        """A new handle on this target's state (objects, inventories, calls, sync lock)
+        with its own faults (and ``lock_timeout``, by default this handle's)."""
         handle = type(self).__new__(type(self))
         handle.url = url or self.url
         handle.faults = FaultInjector(faults)
+        handle.lock_timeout = self.lock_timeout if lock_timeout is None else lock_timeout
         handle._server = self._server
         return handle
 
@@ -280,6 +394,30 @@ class MemoryTarget(Target):
     def is_namespaced(self, group: str, kind: str) -> bool | None:
         key = f"{kind}.{group}" if group else kind
         return self._server.scopes.get(key)
+
+    def lock(self, inventory: str) -> contextlib.AbstractContextManager[None]:
+        """Hold this state (shared by every handle on ``mock:NAME``) for one sync.
+
+        One sync at a time per state, whatever its inventory: another one waits up to
+        ``lock_timeout`` seconds, then gets ConflictError ("another sync of mock:NAME is
+        running (inventory 'a')"). Not re-entrant; records no call and injects no fault.
+        """
+        return self._server.hold(inventory, self.url, self.lock_timeout)
+
+    def owners(self, keys: Iterable[ResourceKey], inventory: str) -> Mapping[ResourceKey, str]:
+        """The keys among ``keys`` that stored inventories other than ``inventory`` list:
+        key -> that inventory's name (the first by name when several do). Records no call."""
+        with self._server.lock:
+            others = sorted(
+                (name, inv.entries) for name, inv in self._server.inventories.items()
+                if name != inventory
+            )
+        wanted = set(keys)
+        found: dict[ResourceKey, str] = {}
+        for name, entries in others:
+            for key in wanted.intersection(entries):
+                found.setdefault(key, name)
+        return found
 
     def drift_policy(self) -> DriftPolicy:
         """Exact comparison: an apply replaces the whole object (keeping server fields and
@@ -361,8 +499,9 @@ class MemoryTarget(Target):
 # -- URL parsing -----------------------------------------------------------------------
 
 
-def parse_url(url: str) -> tuple[str, list[Fault]]:
-    """Split a ``mock:`` URL into the shared name ("" for none) and its fault rules.
+def parse_url(url: str) -> tuple[str, dict[str, str]]:
+    """Split a ``mock:`` URL into the shared name ("" for none) and its query options
+    (strings, validated by :class:`MemoryOptions`).
 
     Raises InvalidURLError naming the URL and the problem.
     """
@@ -375,64 +514,7 @@ def parse_url(url: str) -> tuple[str, list[Fault]]:
     name, _, query = rest.partition("?")
     if name and not _valid_name(name):
         raise InvalidURLError(url, f"invalid name {name!r}: use letters, digits, '.', '_', '-'")
-    return name, _faults_from_query(url, _query_options(url, query))
-
-
-def _query_options(url: str, query: str) -> dict[str, str]:
-    try:
-        pairs = parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query))
-    except ValueError as exc:
-        raise InvalidURLError(url, f"malformed query: {exc}") from exc
-    options: dict[str, str] = {}
-    for option, value in pairs:
-        if option not in _URL_OPTIONS:
-            raise InvalidURLError(
-                url, f"unknown option {option!r}; known: {', '.join(_URL_OPTIONS)}"
-            )
-        if option in options:
-            raise InvalidURLError(url, f"option {option!r} given twice")
-        options[option] = value
-    return options
-
-
-def _faults_from_query(url: str, options: dict[str, str]) -> list[Fault]:
-    seed = _number(url, options, "seed", int, 0)
-    methods = options["methods"].split(",") if "methods" in options else None
-    transient = _boolean(url, options.get("transient", "true"))
-    faults: list[Fault] = []
-    try:
-        if "failure_rate" in options:
-            rate = _number(url, options, "failure_rate", float, 0.0)
-            faults.append(FailureRate(rate, seed=seed, method=methods, transient=transient))
-        if "latency" in options or "latency_max" in options:
-            low = _number(url, options, "latency", float, 0.0)
-            high = _number(url, options, "latency_max", float, None)
-            faults.append(Latency(low, max_seconds=high, seed=seed, method=methods))
-    except ValueError as exc:
-        raise InvalidURLError(url, str(exc)) from exc
-    return faults
-
-
-def _number(
-    url: str, options: dict[str, str], option: str, kind: type[int] | type[float], default: Any
-) -> Any:
-    if option not in options:
-        return default
-    try:
-        return kind(options[option])
-    except ValueError:
-        raise InvalidURLError(
-            url, f"option {option}={options[option]!r} is not a valid {kind.__name__}"
-        ) from None
-
-
-def _boolean(url: str, value: str) -> bool:
-    lowered = value.lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise InvalidURLError(url, f"option transient={value!r} is not a boolean")
+    return name, strict_query_options(url, query, _URL_OPTIONS)
 
 
 def _valid_name(name: str) -> bool:
