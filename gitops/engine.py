@@ -204,8 +204,7 @@ class Reconciler:
     @property
     def source_identity(self) -> str:
         """What identifies the source across revisions (its URL without the ref)."""
-        identity = getattr(self.source, "identity", None)
-        return str(identity()) if callable(identity) else self.source.url
+        return self.source.identity()
 
     def close(self) -> None:
         """Close the source and target this reconciler opened from URLs."""

@@ -63,6 +63,15 @@ class Source(ABC):
         """Whether the plugin can run on this machine, and if not, why."""
         return True, ""
 
+    def identity(self) -> str:
+        """What names this source across revisions: its URL without the ref.
+
+        Two reconcilers of the same repository and path at different refs (``@main``,
+        ``@v2``) are the same application; the engine derives the default inventory name
+        from this. Default: :attr:`url`. Must be credential-free.
+        """
+        return self.url
+
     @abstractmethod
     def resolve(self) -> str:
         """Return the current revision, cheaply (no content download where avoidable)."""

@@ -173,6 +173,11 @@ class GitSource(Source):
 
     # -- the Source contract -------------------------------------------------------
 
+    def identity(self) -> str:
+        """The remote and ``#path=``, without ``@REF`` or ``semver``: the same app at any ref."""
+        subpath = str(self._spec.subpath)
+        return self._spec.remote + (f"#path={subpath}" if subpath not in ("", ".") else "")
+
     def resolve(self) -> str:
         """The current revision: one ls-refs round trip, no objects (a pin: no network)."""
         if self._spec.commit is not None:

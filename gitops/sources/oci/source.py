@@ -60,6 +60,12 @@ class OCISource(Source):
         # manifest digest -> (selected layer, manifest annotations); manifests are immutable
         self._layers: dict[str, tuple[Descriptor, dict[str, str]]] = {}
 
+    def identity(self) -> str:
+        """The repository and ``#path=``, without tag, digest or ``semver``."""
+        ref = self.ref
+        path = f"#path={ref.path}" if str(ref.path) != "." else ""
+        return f"oci://{ref.registry}/{ref.repository}{path}"
+
     def resolve(self) -> str:
         """``<tag>@sha256:<manifest digest>`` (``sha256:<digest>`` for a pinned digest).
 
