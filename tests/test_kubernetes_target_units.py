@@ -27,6 +27,7 @@ from gitops.model import Inventory, Resource, ResourceKey
 pytest.importorskip("kubernetes")
 
 from gitops.manifests import crd_kind
+from gitops.options import validate_options
 from gitops.targets.kubernetes.apply import (
     apply_body,
     apply_query,
@@ -46,6 +47,7 @@ from gitops.targets.kubernetes.cache import matches
 from gitops.targets.kubernetes.discovery import APIResource, Discovery
 from gitops.targets.kubernetes.errors import (
     ConnectionFailed,
+    NoAnswer,
     StatusError,
     TransientApplyError,
     object_error,
@@ -54,7 +56,7 @@ from gitops.targets.kubernetes.errors import (
     status_error,
 )
 from gitops.targets.kubernetes.http import RateLimiter
-from gitops.targets.kubernetes.options import KubernetesOptions, parse_url, validate
+from gitops.targets.kubernetes.options import KubernetesOptions, parse_url
 
 KEY = ResourceKey("apps", "Deployment", "shop", "web")
 
@@ -94,6 +96,10 @@ def test_urls_parse(url: str, shown: str, options: dict[str, Any]) -> None:
 def test_bad_urls_are_refused(url: str, message: str) -> None:
     with pytest.raises(InvalidURLError, match=message):
         parse_url(url)
+
+
+def validate(url: str, options: dict[str, Any]) -> KubernetesOptions:
+    return validate_options(KubernetesOptions, url, options)
 
 
 def test_options_are_validated_with_their_names() -> None:
@@ -250,9 +256,13 @@ def test_status_bodies_become_typed_errors() -> None:
         403, "Forbidden", 'deployments.apps "web" is forbidden: User "u" cannot patch'), None), KEY)
     assert type(forbidden) is ApplyError and "403 Forbidden" in str(forbidden)
 
-    down = object_error(ConnectionFailed("https://k: API server unreachable"), KEY)
-    assert isinstance(down, TransientError) and isinstance(down, ApplyError)
-    assert isinstance(ConnectionFailed("x"), UnreachableError)
+    down = object_error(ConnectionFailed("https://k: API server unreachable", url="k8s:"), KEY)
+    assert isinstance(down, UnreachableError) and isinstance(down, ApplyError)
+    assert not isinstance(down, TransientError)  # the client already retried the connection
+    assert down.url == "k8s:" and str(down).startswith("Deployment.apps/shop/web: https://k")
+    slow = object_error(NoAnswer("https://k: GET /x: no answer in time"), KEY, url="k8s://c")
+    assert isinstance(slow, TransientApplyError) and not isinstance(slow, UnreachableError)
+    assert slow.url == "k8s://c"
 
 
 def test_secret_values_never_reach_an_error() -> None:
