@@ -271,6 +271,7 @@ class KubeClient:
         with a uid precondition; not of a POST). Raises StatusError (TransientStatusError
         for 429/5xx), NoAnswer (read timeout) or ConnectionFailed (unreachable).
         """
+        self._check_down()
         delay = 0.2
         attempt = 0
         deadline = self._clock() + self.unreachable_timeout
@@ -301,6 +302,7 @@ class KubeClient:
         """Open a watch (``watch=true``); the server ends it after ``timeout_seconds``."""
         query = [*query, ("watch", "true"), ("timeoutSeconds", str(timeout_seconds))]
         where = f"{self.server}: GET {path}"
+        self._check_down()
         response = self._open("GET", path, query, None, JSON, "watch",
                               read_timeout=timeout_seconds + self.timeout, stream=True,
                               deadline=None)
@@ -342,7 +344,6 @@ class KubeClient:
         deadline: float | None,
     ) -> Any:
         """Send the request; return the urllib3 response of a 2xx, raise otherwise."""
-        self._check_down()
         if self._limiter is not None:
             self._limiter.acquire()
         with self._counts_lock:
@@ -408,9 +409,10 @@ class KubeClient:
         down = self._down
         if down is not None:
             until, why = down
-            if self._clock() < until:
-                raise ConnectionFailed(f"{why}; not retried for "
-                                       f"{self.unreachable_timeout:g}s", url=self.url)
+            now = self._clock()
+            if now < until:
+                raise ConnectionFailed(f"{why}; not retried for another {until - now:.1f}s",
+                                       url=self.url)
             self._down = None
 
     def _mark_down(self, now: float, why: str) -> None:

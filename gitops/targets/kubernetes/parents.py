@@ -25,13 +25,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from gitops.errors import ConflictError, TargetError
+from gitops.errors import ConflictError, TargetAuthenticationError, TargetError
 from gitops.model import Inventory, ResourceKey
 from gitops.targets.kubernetes.apply import missing_namespace
 from gitops.targets.kubernetes.applyset import ApplySet, doubtful, merge
 from gitops.targets.kubernetes.cache import WatchCache
 from gitops.targets.kubernetes.discovery import APIResource
-from gitops.targets.kubernetes.errors import StatusError
+from gitops.targets.kubernetes.errors import StatusError, Unauthorized
 from gitops.targets.kubernetes.http import KubeClient
 
 __all__ = ["CONFIGMAPS", "Parents"]
@@ -85,8 +85,7 @@ class Parents:
             else:
                 parent = self._get(applyset)
         except StatusError as exc:
-            raise TargetError(f"cannot read inventory {applyset.inventory!r}: {exc}",
-                              url=self._url) from exc
+            raise self._error(f"cannot read inventory {applyset.inventory!r}", exc) from exc
         inventory = self._parse(applyset, parent)
         self._seen[applyset.inventory] = _Seen(parent, inventory or _EMPTY)
         return inventory
@@ -116,8 +115,8 @@ class Parents:
                         seen.live = None
                         continue
                     if exc.code != 409:
-                        raise TargetError(f"cannot write inventory {applyset.inventory!r}: {exc}",
-                                          url=self._url) from exc
+                        raise self._error(f"cannot write inventory {applyset.inventory!r}",
+                                          exc) from exc
                     if seen.live is None and not members_applied:
                         raise ConflictError(
                             applyset.key, f"inventory {applyset.inventory!r} was just created by "
@@ -150,8 +149,7 @@ class Parents:
         try:
             parent = self._get(applyset)
         except StatusError as exc:
-            raise TargetError(f"cannot read inventory {applyset.inventory!r}: {exc}",
-                              url=self._url) from exc
+            raise self._error(f"cannot read inventory {applyset.inventory!r}", exc) from exc
         current = self._parse(applyset, parent)
         seen = _Seen(parent, base if base is not None else current or _EMPTY)
         self._seen[applyset.inventory] = seen
@@ -186,6 +184,11 @@ class Parents:
             body=applyset.replacement(live, inventory), verb="update",
         )
         return obj if isinstance(obj, dict) else {}
+
+    def _error(self, doing: str, exc: StatusError) -> TargetError:
+        if isinstance(exc, Unauthorized):
+            return TargetAuthenticationError(self._url, f"{doing}: {exc}")
+        return TargetError(f"{doing}: {exc}", url=self._url)
 
     def _parse(self, applyset: ApplySet, parent: dict[str, Any] | None) -> Inventory | None:
         if parent is None:
