@@ -272,25 +272,25 @@ class KubeClient:
         for 429/5xx), NoAnswer (read timeout) or ConnectionFailed (unreachable).
         """
         self._check_down()
-        delay = 0.2
-        attempt = 0
+        delay, retried = 0.2, 0
+        reconnect, reconnects = 0.1, 0
         deadline = self._clock() + self.unreachable_timeout
-        reconnect = 0.1
         while True:
-            attempt += 1
             try:
                 return self._send(method, path, query, body, content_type, verb,
-                                  deadline if attempt > 1 else None)
+                                  deadline if reconnects else None)
             except ConnectionFailed as exc:
                 now = self._clock()
-                if (exc.sent and not resend) or now >= deadline or attempt > _MAX_RECONNECTS:
+                reconnects += 1
+                if (exc.sent and not resend) or now >= deadline or reconnects > _MAX_RECONNECTS:
                     if not exc.sent:
                         self._mark_down(now, str(exc))
                     raise
                 self._sleep(min(reconnect, deadline - now))
                 reconnect = min(reconnect * 2, 1.0)
             except (NoAnswer, StatusError) as exc:
-                if not retry or not isinstance(exc, TransientError) or attempt > self.retries:
+                retried += 1
+                if not retry or not isinstance(exc, TransientError) or retried > self.retries:
                     raise
                 retry_after = exc.retry_after
                 self._sleep(min(retry_after if retry_after is not None else delay, _MAX_BACKOFF))
