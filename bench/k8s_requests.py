@@ -229,8 +229,7 @@ class _ProxyHandler(BaseHTTPRequestHandler):
             self.wfile.write(b"0\r\n\r\n")
         except OSError:  # the client went away (a watch it closed)
             self.close_connection = True
-            self._upstream.close()
-            self._upstream = None
+            response.close()
 
     def _exchange(self, body: bytes | None, headers: dict[str, str]) -> http.client.HTTPResponse:
         """Send upstream on this connection's upstream connection (a new one if the
@@ -245,7 +244,8 @@ class _ProxyHandler(BaseHTTPRequestHandler):
                 self._upstream.request(self.command, self.path, body=body, headers=headers)
                 return self._upstream.getresponse()
             except (http.client.RemoteDisconnected, ConnectionError):
-                self._upstream.close()
+                with contextlib.suppress(OSError):
+                    self._upstream.close()
                 self._upstream = None
                 if not reused:
                     raise

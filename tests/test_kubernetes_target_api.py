@@ -3,7 +3,6 @@ what it describes to a plan header, ``live`` without earlier calls, and ``owners
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,14 +17,13 @@ from gitops.model import Resource, ResourceKey
 pytest.importorskip("kubernetes")
 pytest.importorskip("gitops.testing.kube")
 
+from kube_targets import suffix as _suffix
+from kube_targets import targets_on
+
 from gitops.targets.kubernetes import KubernetesOptions, KubernetesTarget
 from gitops.targets.kubernetes.applyset import ApplySet
 from gitops.targets.kubernetes.http import server_url
 from gitops.testing.kube.kubeconfig import CONTEXT
-
-
-def _suffix() -> str:
-    return uuid.uuid4().hex[:8]
 
 
 @pytest.fixture
@@ -39,17 +37,9 @@ def kubeconfig(emulator: Any) -> str:
 
 
 @pytest.fixture
-def targets(kubeconfig: str) -> Iterator[Callable[..., KubernetesTarget]]:
-    opened: list[KubernetesTarget] = []
-
-    def make(url: str = "k8s:", **options: Any) -> KubernetesTarget:
-        target = KubernetesTarget(url, kubeconfig=kubeconfig, **options)
-        opened.append(target)
-        return target
-
-    yield make
-    for target in opened:
-        target.close()
+def targets(emulator: Any) -> Iterator[Callable[..., KubernetesTarget]]:
+    with targets_on(emulator) as make:
+        yield make
 
 
 # -- options: one model, validated once --------------------------------------------------

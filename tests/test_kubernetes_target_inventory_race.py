@@ -4,7 +4,6 @@ compare-and-swaps, so no object a sync created ends up outside every inventory."
 from __future__ import annotations
 
 import threading
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,9 @@ from gitops.model import Inventory, Resource, ResourceKey
 pytest.importorskip("kubernetes")
 pytest.importorskip("gitops.testing.kube")
 
+from kube_targets import suffix as _suffix
+from kube_targets import targets_on
+
 from gitops.targets.kubernetes import KubernetesTarget
 from gitops.targets.kubernetes.applyset import PART_OF_LABEL, ApplySet
 
@@ -30,20 +32,8 @@ def emulator(kube_emulator_session: Any) -> Any:
 
 @pytest.fixture
 def open_target(emulator: Any) -> Iterator[Callable[..., KubernetesTarget]]:
-    opened: list[KubernetesTarget] = []
-
-    def open_target(**options: Any) -> KubernetesTarget:
-        target = KubernetesTarget("k8s:", kubeconfig=str(emulator.kubeconfig_path), **options)
-        opened.append(target)
-        return target
-
-    yield open_target
-    for target in opened:
-        target.close()
-
-
-def _suffix() -> str:
-    return uuid.uuid4().hex[:8]
+    with targets_on(emulator) as make:
+        yield make
 
 
 def _source(root: Path, ns: str, names: list[str]) -> str:
