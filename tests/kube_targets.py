@@ -1,15 +1,22 @@
-"""Helpers the Kubernetes target tests share: fresh names and targets on the emulator."""
+"""Fixtures the Kubernetes target tests share (a pytest plugin, see conftest.py).
+
+``emulator`` is the session's API emulator; ``open_target(url="k8s:", **options)`` opens
+targets on it, all closed after the test; ``suffix()`` gives tests sharing one emulator
+names of their own. Needs the ``kubernetes`` extra only when a fixture is used.
+"""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from gitops.targets.kubernetes import KubernetesTarget
+import pytest
 
-__all__ = ["suffix", "targets_on"]
+if TYPE_CHECKING:
+    from gitops.targets.kubernetes import KubernetesTarget
+
+__all__ = ["emulator", "open_target", "suffix"]
 
 
 def suffix() -> str:
@@ -17,9 +24,17 @@ def suffix() -> str:
     return uuid.uuid4().hex[:8]
 
 
-@contextmanager
-def targets_on(emulator: Any) -> Iterator[Callable[..., KubernetesTarget]]:
-    """``make(url="k8s:", **options)`` opens targets on ``emulator``; all closed at the end."""
+@pytest.fixture
+def emulator(kube_emulator_session: Any) -> Any:
+    """The emulator the session shares."""
+    return kube_emulator_session
+
+
+@pytest.fixture
+def open_target(emulator: Any) -> Iterator[Callable[..., KubernetesTarget]]:
+    """``open_target(url="k8s:", **options)``: a target on ``emulator``, closed afterwards."""
+    from gitops.targets.kubernetes import KubernetesTarget
+
     opened: list[KubernetesTarget] = []
 
     def make(url: str = "k8s:", **options: Any) -> KubernetesTarget:
@@ -27,8 +42,6 @@ def targets_on(emulator: Any) -> Iterator[Callable[..., KubernetesTarget]]:
         opened.append(target)
         return target
 
-    try:
-        yield make
-    finally:
-        for target in opened:
-            target.close()
+    yield make
+    for target in opened:
+        target.close()

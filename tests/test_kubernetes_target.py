@@ -13,7 +13,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ from gitops.model import HealthStatus, Outcome, Resource, ResourceKey
 pytest.importorskip("kubernetes")
 kube = pytest.importorskip("gitops.testing.kube")
 
-from kube_targets import suffix, targets_on  # noqa: E402
+from kube_targets import suffix  # noqa: E402
 
 from gitops.targets.kubernetes import DriftEvent, KubernetesTarget  # noqa: E402
 from gitops.targets.kubernetes.applyset import (  # noqa: E402
@@ -49,17 +49,6 @@ kubectl_missing = pytest.mark.skipif(shutil.which("kubectl") is None, reason="ne
 
 
 _suffix = suffix
-
-
-@pytest.fixture
-def emulator(kube_emulator_session: Any) -> Any:
-    return kube_emulator_session
-
-
-@pytest.fixture
-def open_target(emulator: Any) -> Iterator[Callable[..., KubernetesTarget]]:
-    with targets_on(emulator) as make:
-        yield make
 
 
 def write_tree(root: Path, manifests: list[dict[str, Any]]) -> Path:

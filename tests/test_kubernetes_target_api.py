@@ -3,14 +3,15 @@ what it describes to a plan header, ``live`` without earlier calls, and ``owners
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from gitops import Reconciler, open_target
+import gitops
+from gitops import Reconciler
 from gitops.errors import InvalidURLError
 from gitops.model import Resource, ResourceKey
 
@@ -18,7 +19,6 @@ pytest.importorskip("kubernetes")
 pytest.importorskip("gitops.testing.kube")
 
 from kube_targets import suffix as _suffix
-from kube_targets import targets_on
 
 from gitops.targets.kubernetes import KubernetesOptions, KubernetesTarget
 from gitops.targets.kubernetes.applyset import ApplySet
@@ -27,34 +27,23 @@ from gitops.testing.kube.kubeconfig import CONTEXT
 
 
 @pytest.fixture
-def emulator(kube_emulator_session: Any) -> Any:
-    return kube_emulator_session
-
-
-@pytest.fixture
 def kubeconfig(emulator: Any) -> str:
     return str(emulator.kubeconfig_path)
-
-
-@pytest.fixture
-def targets(emulator: Any) -> Iterator[Callable[..., KubernetesTarget]]:
-    with targets_on(emulator) as make:
-        yield make
 
 
 # -- options: one model, validated once --------------------------------------------------
 
 
 def test_options_from_the_query_and_keywords_are_one_model(kubeconfig: str) -> None:
-    with open_target("k8s:", kubeconfig=kubeconfig, timeout=5) as by_keyword:
+    with gitops.open_target("k8s:", kubeconfig=kubeconfig, timeout=5) as by_keyword:
         assert isinstance(by_keyword, KubernetesTarget)
         assert isinstance(by_keyword.options, KubernetesOptions)
         assert by_keyword.options.timeout == 5.0 and by_keyword.client.timeout == 5.0
-    with open_target("k8s:?timeout=5&force=false", kubeconfig=kubeconfig) as by_query:
+    with gitops.open_target("k8s:?timeout=5&force=false", kubeconfig=kubeconfig) as by_query:
         assert isinstance(by_query, KubernetesTarget)
         assert (by_query.options.timeout, by_query.options.force) == (5.0, False)
         assert by_query.url == "k8s:?timeout=5&force=false"
-    with open_target("k8s:?timeout=5", kubeconfig=kubeconfig, timeout=7) as both:
+    with gitops.open_target("k8s:?timeout=5", kubeconfig=kubeconfig, timeout=7) as both:
         assert isinstance(both, KubernetesTarget) and both.options.timeout == 7.0  # keywords win
     assert KubernetesTarget.url_options(f"k8s://{CONTEXT}?qps=3") == {"context": CONTEXT,
                                                                        "qps": "3"}
@@ -74,7 +63,7 @@ def test_a_bad_option_names_the_url(
     kubeconfig: str, url: str, options: dict[str, Any], message: str
 ) -> None:
     with pytest.raises(InvalidURLError, match=message) as caught:
-        open_target(url, kubeconfig=kubeconfig, **options)
+        gitops.open_target(url, kubeconfig=kubeconfig, **options)
     assert caught.value.url.startswith("k8s:")
 
 
@@ -90,13 +79,13 @@ def test_from_options_takes_the_validated_model(kubeconfig: str) -> None:
 
 
 def test_context_and_server_are_described_without_a_request(
-    emulator: Any, targets: Callable[..., KubernetesTarget]
+    emulator: Any, open_target: Callable[..., KubernetesTarget]
 ) -> None:
-    current = targets()
+    current = open_target()
     assert current.context == CONTEXT  # the current context, resolved
     assert current.server == emulator.url
     assert current.describe() == {"context": CONTEXT, "server": emulator.url}
-    named = targets(f"k8s://{CONTEXT}")
+    named = open_target(f"k8s://{CONTEXT}")
     assert named.context == CONTEXT and named.url == f"k8s://{CONTEXT}"
     assert sum(current.stats().values()) + sum(named.stats().values()) == 0
     embedded = KubernetesTarget(api_client=current.client.api_client)
@@ -129,7 +118,7 @@ def _crd(group: str) -> dict[str, Any]:
 
 
 def test_live_on_a_fresh_target_reads_each_object_at_its_applied_version(
-    targets: Callable[..., KubernetesTarget], tmp_path: Path
+    open_target: Callable[..., KubernetesTarget], tmp_path: Path
 ) -> None:
     """Objects declared at a non-preferred version are read back at it, by a target that
     never saw ``own()``, ``read_inventory()`` or the source."""
@@ -145,10 +134,10 @@ def test_live_on_a_fresh_target_reads_each_object_at_its_applied_version(
     (root / "all.yaml").write_text(yaml.safe_dump_all(
         [_crd(group), {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}},
          old, new, cm]))
-    with Reconciler(str(root), targets(), name=name) as rec:
+    with Reconciler(str(root), open_target(), name=name) as rec:
         assert rec.sync().succeeded
 
-    fresh = targets()
+    fresh = open_target()
     keys = [Resource.from_manifest(m).key for m in (old, new, cm)]
     live = fresh.live(keys)
     assert {k.name: r.api_version for k, r in live.items()} == {
@@ -156,19 +145,19 @@ def test_live_on_a_fresh_target_reads_each_object_at_its_applied_version(
     assert live[keys[0]].manifest["spec"] == {"size": 1}
     # one LIST per kind and namespace, plus one for the other version in use
     assert fresh.stats()["list"] == 3
-    with Reconciler(str(root), targets(), name=name) as again:
+    with Reconciler(str(root), open_target(), name=name) as again:
         assert again.plan().in_sync  # and the engine's plan agrees, read this way
 
 
-def test_live_needs_no_inventory_and_no_own(targets: Callable[..., KubernetesTarget]) -> None:
+def test_live_needs_no_inventory_and_no_own(open_target: Callable[..., KubernetesTarget]) -> None:
     ns = f"fresh-{_suffix()}"
-    writer = targets(create_namespaces=True)
+    writer = open_target(create_namespaces=True)
     made = Resource.from_manifest({"apiVersion": "v1", "kind": "ConfigMap",
                                    "metadata": {"name": "a", "namespace": ns}, "data": {"x": "1"}})
     writer.apply(made)
     absent = ResourceKey("", "ConfigMap", ns, "absent")
     unknown = ResourceKey("example.invalid", "Nothing", ns, "x")
-    live = targets().live([made.key, absent, unknown])
+    live = open_target().live([made.key, absent, unknown])
     assert set(live) == {made.key} and live[made.key].manifest["data"] == {"x": "1"}
 
 
@@ -176,7 +165,7 @@ def test_live_needs_no_inventory_and_no_own(targets: Callable[..., KubernetesTar
 
 
 def test_owners_names_other_inventories_from_what_live_read(
-    targets: Callable[..., KubernetesTarget], tmp_path: Path
+    open_target: Callable[..., KubernetesTarget], tmp_path: Path
 ) -> None:
     ns, first, second = f"own-{_suffix()}", f"a-{_suffix()}", f"b-{_suffix()}"
     root = tmp_path / "src"
@@ -185,13 +174,13 @@ def test_owners_names_other_inventories_from_what_live_read(
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}},
         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "taken", "namespace": ns}},
     ]))
-    owner = targets()
+    owner = open_target()
     with Reconciler(str(root), owner, name=first) as rec:
         assert rec.sync().succeeded
     taken = ResourceKey("", "ConfigMap", ns, "taken")
     free = ResourceKey("", "ConfigMap", ns, "free")
 
-    other = targets()
+    other = open_target()
     assert other.read_inventory(second) is None
     other.live([taken, free])
     before = sum(other.stats().values())
@@ -201,6 +190,6 @@ def test_owners_names_other_inventories_from_what_live_read(
 
     # a target that knows the other inventory's name says it; unread keys are read
     assert owner.owners([taken], second) == {taken: first}
-    lonely = targets()
+    lonely = open_target()
     assert lonely.owners([taken], second) == {taken: ApplySet(first, "gitops-system").id}
     assert lonely.stats()["list"] == 1

@@ -4,7 +4,7 @@ compare-and-swaps, so no object a sync created ends up outside every inventory."
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,21 +19,9 @@ pytest.importorskip("kubernetes")
 pytest.importorskip("gitops.testing.kube")
 
 from kube_targets import suffix as _suffix
-from kube_targets import targets_on
 
 from gitops.targets.kubernetes import KubernetesTarget
 from gitops.targets.kubernetes.applyset import PART_OF_LABEL, ApplySet
-
-
-@pytest.fixture
-def emulator(kube_emulator_session: Any) -> Any:
-    return kube_emulator_session
-
-
-@pytest.fixture
-def open_target(emulator: Any) -> Iterator[Callable[..., KubernetesTarget]]:
-    with targets_on(emulator) as make:
-        yield make
 
 
 def _source(root: Path, ns: str, names: list[str]) -> str:
