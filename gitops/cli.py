@@ -159,13 +159,10 @@ def _change_text(reconciler: Reconciler, change: Change) -> str:
 
 def _describe_target(reconciler: Reconciler) -> str:
     """The target URL, with what else the target says about itself (context, server)."""
-    describe = getattr(reconciler.target, "describe", None)
-    details: dict[str, str] = {}
-    if callable(describe):
-        try:
-            details = {str(k): str(v) for k, v in dict(describe()).items() if v}
-        except Exception:  # a header detail is never worth failing the command
-            details = {}
+    try:
+        details = {k: v for k, v in reconciler.target.describe().items() if v}
+    except Exception:  # a header detail is never worth failing the command
+        details = {}
     if not details:
         return reconciler.target.url
     return f"{reconciler.target.url} ({', '.join(f'{k} {v}' for k, v in details.items())})"

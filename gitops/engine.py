@@ -37,6 +37,7 @@ from pydantic import ValidationError
 from gitops import inventory as inv
 from gitops.differs.base import Differ
 from gitops.errors import (
+    AuthenticationError,
     ConflictError,
     EmptySourceError,
     GitopsError,
@@ -79,6 +80,7 @@ log = logging.getLogger("gitops.engine")
 EventHandler = Callable[[Event], None]
 
 _UNREACHABLE = "not attempted: the target is unreachable"
+_REFUSED = "not attempted: the target refused the credentials"
 _INTERRUPTED = "not attempted: the sync was interrupted"
 
 
@@ -103,7 +105,8 @@ _NOISE = frozenset({"path", "ref", "semver", "tag"})
 class _Run:
     """The state of one sync in progress."""
 
-    unreachable: bool = False
+    #: why nothing more can be attempted (unreachable, credentials refused), or ""
+    stopped: str = ""
     results: list[ResourceResult] = field(default_factory=list)
     #: the change being applied right now (for Ctrl-C)
     in_flight: Change | None = None
@@ -275,10 +278,11 @@ class Reconciler:
                        revision=revision, warning=True)
         desired = self._owned_as(placed)
         desired_keys = {r.key for r in desired}
-        keys = desired_keys | current.keys
-        claimed = self.target.owners(sorted(keys), self.name) if keys else {}
+        keys = sorted(desired_keys | current.keys)
+        live = self.target.live(keys)
+        # After live(): a target may answer owners() from what that read saw.
+        claimed = self.target.owners(keys, self.name) if keys else {}
         self._refuse_claimed(desired, claimed)
-        live = self.target.live(sorted(keys))
 
         changes: list[Change] = []
         unchanged = diffed = 0
@@ -468,9 +472,7 @@ class Reconciler:
                 "interrupted while being applied: it may or may not have been applied",
             ))
         done = {id(r.change) for r in run.results}
-        why = _INTERRUPTED if interrupted else _UNREACHABLE if run.unreachable else (
-            "not attempted"
-        )
+        why = _INTERRUPTED if interrupted else run.stopped or "not attempted"
         results = list(run.results) + [
             ResourceResult(c, Outcome.SKIPPED, why) for c in plan.changes if id(c) not in done
         ]
@@ -485,7 +487,7 @@ class Reconciler:
         waits = self._waits_for_prerequisite(plan)
         later = "dry run: validated when applied, after the Namespace or CRD this sync creates"
         for c in plan.changes:
-            if run.unreachable:
+            if run.stopped:
                 break
             run.results.append(
                 ResourceResult(c, Outcome.SKIPPED, later) if waits(c)
@@ -513,17 +515,17 @@ class Reconciler:
                 continue
             first = len(run.results)
             for change in wave:  # recorded one by one: a Ctrl-C keeps what was done
-                if run.unreachable:
-                    run.results.append(ResourceResult(change, Outcome.SKIPPED, _UNREACHABLE))
+                if run.stopped:
+                    run.results.append(ResourceResult(change, Outcome.SKIPPED, run.stopped))
                 else:
                     run.results.append(self._attempt(change, run))
             outcomes = run.results[first:]
-            if self.options.wait and self.target.supports_health and not run.unreachable:
+            if self.options.wait and self.target.supports_health and not run.stopped:
                 outcomes = self._wait_healthy(outcomes)
                 run.results[first:] = outcomes
             failed = [r for r in outcomes if r.outcome is not Outcome.SUCCEEDED]
-            if run.unreachable:
-                blocked = _UNREACHABLE
+            if run.stopped:
+                blocked = run.stopped
             elif failed:
                 blocked = f"not attempted: {failed[0].change.key} failed in an earlier wave"
 
@@ -531,9 +533,9 @@ class Reconciler:
         self, plan: Plan, run: _Run, old: Inventory, widened: Inventory, identity: str
     ) -> None:
         """Narrow the inventory to what the target now holds; always attempted."""
-        complete = len(run.results) == len(plan.changes)
+        complete = len(run.results) == len(plan.changes) and not run.stopped
         succeeded = complete and all(r.outcome is Outcome.SUCCEEDED for r in run.results)
-        if not complete:  # interrupted or unreachable: keep owning all that may exist
+        if not complete:  # interrupted or target gone: keep owning all that may exist
             final = widened
         else:
             kept = {
@@ -568,7 +570,7 @@ class Reconciler:
             if change.action is Action.DELETE or waits(change):
                 continue
             result = self._attempt(change, run, dry_run=True)
-            if run.unreachable:
+            if run.stopped:
                 run.results.append(result)
                 return True
             if result.outcome is Outcome.FAILED:
@@ -630,8 +632,11 @@ class Reconciler:
                     assert change.desired is not None
                     self.target.apply(change.desired, dry_run=dry_run)
             except UnreachableError as exc:
-                run.unreachable = True
+                run.stopped = _UNREACHABLE
                 self._emit("TargetUnreachable", str(exc), key=change.key, warning=True)
+                return self._failed(change, self._message(exc), attempts)
+            except AuthenticationError as exc:
+                run.stopped = _REFUSED
                 return self._failed(change, self._message(exc), attempts)
             except TransientError as exc:
                 if attempts > self.options.retries:

@@ -11,7 +11,7 @@ import os
 
 from hypothesis import HealthCheck, settings
 
-pytest_plugins = ["gitops.testing.kube.fixtures"]
+pytest_plugins = ["gitops.testing.kube.fixtures", "kube_targets"]
 
 settings.register_profile(
     "ci",

@@ -13,8 +13,7 @@ import socket
 import subprocess
 import threading
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +27,8 @@ from gitops.model import HealthStatus, Outcome, Resource, ResourceKey
 
 pytest.importorskip("kubernetes")
 kube = pytest.importorskip("gitops.testing.kube")
+
+from kube_targets import suffix  # noqa: E402
 
 from gitops.targets.kubernetes import DriftEvent, KubernetesTarget  # noqa: E402
 from gitops.targets.kubernetes.applyset import (  # noqa: E402
@@ -47,27 +48,7 @@ kubectl_missing = pytest.mark.skipif(shutil.which("kubectl") is None, reason="ne
 # -- helpers -------------------------------------------------------------------------------
 
 
-def _suffix() -> str:
-    return uuid.uuid4().hex[:8]
-
-
-@pytest.fixture
-def emulator(kube_emulator_session: Any) -> Any:
-    return kube_emulator_session
-
-
-@pytest.fixture
-def open_target(emulator: Any) -> Iterator[Callable[..., KubernetesTarget]]:
-    opened: list[KubernetesTarget] = []
-
-    def open_target(**options: Any) -> KubernetesTarget:
-        target = KubernetesTarget("k8s:", kubeconfig=str(emulator.kubeconfig_path), **options)
-        opened.append(target)
-        return target
-
-    yield open_target
-    for target in opened:
-        target.close()
+_suffix = suffix
 
 
 def write_tree(root: Path, manifests: list[dict[str, Any]]) -> Path:

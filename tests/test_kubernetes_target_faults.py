@@ -17,13 +17,23 @@ import pytest
 import yaml
 
 from gitops import Reconciler
-from gitops.errors import ApplyError, TargetError, TransientError, UnreachableError
-from gitops.model import Outcome, Resource
+from gitops.errors import (
+    ApplyError,
+    AuthenticationError,
+    ConflictError,
+    TargetAuthenticationError,
+    TargetError,
+    TransientError,
+    UnreachableError,
+)
+from gitops.model import Inventory, Outcome, Resource, ResourceKey
 
 pytest.importorskip("kubernetes")
 pytest.importorskip("gitops.testing.kube")
 
 from gitops.targets.kubernetes import KubernetesTarget
+
+TOKEN = "kube-t0ken-abc123"
 
 
 @dataclass
@@ -36,6 +46,8 @@ class Fault:
     times: int = 1
     retry_after: str | None = None
     delay: float = 0.0
+    message: str = ""
+    body: bytes | None = None  # instead of a Status
 
 
 class FaultProxy(ThreadingHTTPServer):
@@ -77,8 +89,9 @@ class _Handler(BaseHTTPRequestHandler):
             time.sleep(fault.delay)
             status = {"kind": "Status", "apiVersion": "v1", "status": "Failure",
                       "code": fault.status, "reason": http.client.responses[fault.status],
-                      "message": f"injected {fault.status}"}
-            self._reply(fault.status, json.dumps(status).encode(),
+                      "message": fault.message or f"injected {fault.status}"}
+            body = fault.body if fault.body is not None else json.dumps(status).encode()
+            self._reply(fault.status, body,
                         {"Retry-After": fault.retry_after} if fault.retry_after else {})
             return
         upstream = http.client.HTTPConnection(self.server.upstream.hostname or "",
@@ -117,7 +130,7 @@ def kubeconfig(proxy: FaultProxy, tmp_path: Path) -> str:
     path.write_text(yaml.safe_dump({
         "apiVersion": "v1", "kind": "Config", "current-context": "proxy",
         "clusters": [{"name": "proxy", "cluster": {"server": proxy.url}}],
-        "users": [{"name": "u", "user": {"token": "t"}}],
+        "users": [{"name": "u", "user": {"token": TOKEN}}],
         "contexts": [{"name": "proxy", "context": {"cluster": "proxy", "user": "u"}}],
     }))
     return str(path)
@@ -188,9 +201,12 @@ def test_every_request_has_a_timeout(proxy: FaultProxy, kubeconfig: str) -> None
     target = KubernetesTarget("k8s:", kubeconfig=kubeconfig, timeout=0.3, retries=0)
     proxy.faults = [Fault("GET", "/api/v1", 200, delay=1.5)]
     started = time.monotonic()
-    with pytest.raises(UnreachableError, match="no answer in time"):
+    with pytest.raises(TransientError, match="no answer in time") as caught:
         target.is_namespaced("", "ConfigMap")
     assert time.monotonic() - started < 1.2
+    # connected, but slow: worth retrying, not a reason to give up on the server
+    assert not isinstance(caught.value, UnreachableError)
+    assert isinstance(caught.value, TargetError) and caught.value.url == "k8s:"
 
 
 def test_a_failed_sync_is_reported_without_half_applying(
@@ -204,3 +220,81 @@ def test_a_failed_sync_is_reported_without_half_applying(
     assert not result.succeeded
     assert {r.outcome for r in result.results} == {Outcome.FAILED, Outcome.SKIPPED}
     assert not [p for m, p in proxy.seen if m == "PATCH" and "dryRun" not in p]
+
+
+def _role(name: str) -> Resource:
+    return Resource.from_manifest({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+        "metadata": {"name": name}, "rules": []})
+
+
+def test_refused_credentials_are_one_authentication_error(
+    proxy: FaultProxy, kubeconfig: str
+) -> None:
+    target = KubernetesTarget("k8s:", kubeconfig=kubeconfig)
+    proxy.faults = [Fault("GET", "/configmaps", 401, message="Unauthorized")]
+    with pytest.raises(TargetAuthenticationError) as read:
+        target.read_inventory("auth")
+    proxy.faults = [Fault("PATCH", "/clusterroles/", 401, message="Unauthorized")]
+    with pytest.raises(AuthenticationError) as applied:
+        target.apply(_role("auth-role"))
+    anonymous = 'clusterroles "x" is forbidden: User "system:anonymous" cannot patch resource'
+    proxy.faults = [Fault("PATCH", "/clusterroles/", 403, message=anonymous)]
+    with pytest.raises(TargetAuthenticationError) as nobody:
+        target.apply(_role("auth-role"))
+    for caught in (read, applied, nobody):
+        assert caught.value.url == "k8s:" and isinstance(caught.value, TargetError)
+        assert TOKEN not in str(caught.value)
+    assert "ClusterRole.rbac.authorization.k8s.io/auth-role" in str(applied.value)
+    assert not isinstance(applied.value, TransientError)
+
+
+def test_every_error_carries_the_target_url(
+    proxy: FaultProxy, kubeconfig: str, tmp_path: Path
+) -> None:
+    url = "k8s://proxy"
+    target = KubernetesTarget(url, kubeconfig=kubeconfig, retries=0)
+    cm = Resource.from_manifest({"apiVersion": "v1", "kind": "ConfigMap",
+                                 "metadata": {"name": "c", "namespace": "default"}})
+    errors: list[TargetError] = []
+
+    def expect(call: Any, error: type[Exception], *faults: Fault) -> None:
+        proxy.faults = list(faults)
+        with pytest.raises(error) as caught:
+            call()
+        assert isinstance(caught.value, TargetError)
+        errors.append(caught.value)
+
+    expect(lambda: target.live([cm.key]), TransientError, Fault("GET", "/api/v1", 503))
+    expect(lambda: target.apply(cm), ApplyError,
+           Fault("PATCH", "/configmaps/c", 422, message="invalid"))
+    expect(lambda: target.apply(cm), ConflictError,
+           Fault("PATCH", "/configmaps/c", 409, message="precondition failed"))
+    expect(lambda: target.apply(cm), TransientError, Fault("PATCH", "/configmaps/c", 429))
+    expect(lambda: target.delete(cm.key), ApplyError, Fault("DELETE", "/configmaps/c", 500))
+    expect(lambda: target.read_inventory("u"), TargetError, Fault("GET", "/configmaps", 403))
+    expect(lambda: target.write_inventory("u", Inventory({}, "r")), TargetError,
+           Fault("POST", "/configmaps", 422), Fault("GET", "/configmaps", 404))
+    expect(lambda: target.check([Resource.from_manifest({
+        "apiVersion": "x.example.com/v1", "kind": "X", "metadata": {"name": "x"}})]),
+        TargetError, Fault("GET", "/apis", 500))
+    assert [e.url for e in errors] == [url] * len(errors)
+    bad = KubernetesTarget(url, kubeconfig=kubeconfig, retries=0)
+    proxy.faults = [Fault("GET", "/configmaps/gitops-inventory-bad", 200,
+                          body=b'{"kind": "ConfigMap", "metadata": {"name": "x"}}')]
+    with pytest.raises(TargetError, match="not a usable gitops inventory") as corrupt:
+        bad.read_inventory("bad")
+    assert corrupt.value.url == url
+    assert ResourceKey("", "ConfigMap", "default", "c") == cm.key
+
+
+def test_credentials_echoed_in_a_response_body_are_never_shown(
+    proxy: FaultProxy, kubeconfig: str
+) -> None:
+    target = KubernetesTarget("k8s:", kubeconfig=kubeconfig, retries=0)
+    page = (f"<html>bad gateway for request with Authorization: Bearer {TOKEN} and "
+            f"token={TOKEN} and Basic dXNlcjpodW50ZXIy</html>").encode()
+    proxy.faults = [Fault("GET", "/api/v1", 502, body=page)]
+    with pytest.raises(TargetError, match="bad gateway") as caught:
+        target.is_namespaced("", "ConfigMap")
+    assert TOKEN not in str(caught.value) and "dXNlcjpodW50ZXIy" not in str(caught.value)

@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from gitops.errors import (
     ApplyError,
@@ -27,6 +29,7 @@ from gitops.model import Inventory, Resource, ResourceKey
 pytest.importorskip("kubernetes")
 
 from gitops.manifests import crd_kind
+from gitops.options import validate_options
 from gitops.targets.kubernetes.apply import (
     apply_body,
     apply_query,
@@ -41,11 +44,14 @@ from gitops.targets.kubernetes.applyset import (
     TOOLING_ANNOTATION,
     ApplySet,
     applyset_id,
+    doubtful,
+    merge,
 )
 from gitops.targets.kubernetes.cache import matches
 from gitops.targets.kubernetes.discovery import APIResource, Discovery
 from gitops.targets.kubernetes.errors import (
     ConnectionFailed,
+    NoAnswer,
     StatusError,
     TransientApplyError,
     object_error,
@@ -54,7 +60,7 @@ from gitops.targets.kubernetes.errors import (
     status_error,
 )
 from gitops.targets.kubernetes.http import RateLimiter
-from gitops.targets.kubernetes.options import KubernetesOptions, parse_url, validate
+from gitops.targets.kubernetes.options import KubernetesOptions, parse_url
 
 KEY = ResourceKey("apps", "Deployment", "shop", "web")
 
@@ -94,6 +100,10 @@ def test_urls_parse(url: str, shown: str, options: dict[str, Any]) -> None:
 def test_bad_urls_are_refused(url: str, message: str) -> None:
     with pytest.raises(InvalidURLError, match=message):
         parse_url(url)
+
+
+def validate(url: str, options: dict[str, Any]) -> KubernetesOptions:
+    return validate_options(KubernetesOptions, url, options)
 
 
 def test_options_are_validated_with_their_names() -> None:
@@ -250,9 +260,13 @@ def test_status_bodies_become_typed_errors() -> None:
         403, "Forbidden", 'deployments.apps "web" is forbidden: User "u" cannot patch'), None), KEY)
     assert type(forbidden) is ApplyError and "403 Forbidden" in str(forbidden)
 
-    down = object_error(ConnectionFailed("https://k: API server unreachable"), KEY)
-    assert isinstance(down, TransientError) and isinstance(down, ApplyError)
-    assert isinstance(ConnectionFailed("x"), UnreachableError)
+    down = object_error(ConnectionFailed("https://k: API server unreachable", url="k8s:"), KEY)
+    assert isinstance(down, UnreachableError) and isinstance(down, ApplyError)
+    assert not isinstance(down, TransientError)  # the client already retried the connection
+    assert down.url == "k8s:" and str(down).startswith("Deployment.apps/shop/web: https://k")
+    slow = object_error(NoAnswer("https://k: GET /x: no answer in time"), KEY, url="k8s://c")
+    assert isinstance(slow, TransientApplyError) and not isinstance(slow, UnreachableError)
+    assert slow.url == "k8s://c"
 
 
 def test_secret_values_never_reach_an_error() -> None:
@@ -330,8 +344,10 @@ def test_discovery_is_lazy_cached_and_refreshed_on_a_miss() -> None:
     cm = discovery.resolve("", "ConfigMap")
     assert cm == APIResource("", "v1", "ConfigMap", "configmaps", True)
     assert cm.item("n", "a:b") == "/api/v1/namespaces/n/configmaps/a:b"
-    assert discovery.resolve("apps", "Deployment").collection() == "/apis/apps/v1/deployments"
-    assert discovery.resolve("", "Namespace").namespaced is False
+    deployments = discovery.resolve("apps", "Deployment")
+    assert deployments is not None and deployments.collection() == "/apis/apps/v1/deployments"
+    namespaces = discovery.resolve("", "Namespace")
+    assert namespaces is not None and namespaces.namespaced is False
     assert client.paths == ["/api/v1", "/apis", "/apis/apps/v1"]
 
     assert discovery.resolve("example.com", "Widget") is None  # unknown group
@@ -341,7 +357,8 @@ def test_discovery_is_lazy_cached_and_refreshed_on_a_miss() -> None:
         {"name": "example.com", "versions": [{"version": "v1"}]})
     client.documents["/apis/example.com/v1"] = _resources(("Widget", "widgets", True))
     discovery.invalidate("example.com")  # a CRD of the group was applied
-    assert discovery.resolve("example.com", "Widget", "v1").plural == "widgets"
+    widgets = discovery.resolve("example.com", "Widget", "v1")
+    assert widgets is not None and widgets.plural == "widgets"
 
 
 # -- the optional dependency -----------------------------------------------------------------
@@ -372,3 +389,37 @@ def test_gitops_works_without_the_kubernetes_package(tmp_path: Path) -> None:
                           text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
     assert done.stdout.count("pip install 'gitops-sdk[kubernetes]'") == 2, done.stdout
+
+
+# -- merging a lost compare-and-swap ---------------------------------------------------------
+
+_keys = st.builds(ResourceKey, st.just(""), st.just("ConfigMap"), st.just("ns"),
+                  st.sampled_from("abcdefgh"))
+_inventories = st.builds(Inventory, st.dictionaries(_keys, st.sampled_from(["v1", "v2"])),
+                         st.sampled_from(["r1", "r2"]))
+
+
+@given(wanted=_inventories, base=_inventories, current=_inventories, alive=st.sets(_keys))
+def test_a_merge_keeps_everything_that_may_exist(
+    wanted: Inventory, base: Inventory, current: Inventory, alive: set[ResourceKey]
+) -> None:
+    merged = merge(wanted, base, current, alive)
+    assert dict(merged.entries).items() >= dict(wanted.entries).items()  # wanted wins
+    assert merged.keys >= current.keys - base.keys  # the other writer's additions stay
+    assert merged.keys >= doubtful(wanted, base, current) & alive  # made again: kept
+    assert merged.keys <= wanted.keys | current.keys  # nothing invented
+    assert not (merged.keys - wanted.keys) & (base.keys - alive)  # dropped only if gone
+    assert merged.revision == wanted.revision
+
+
+def test_a_parent_replacement_keeps_what_others_added() -> None:
+    applyset = ApplySet("web", "gitops-system")
+    live = {"metadata": {"name": applyset.name, "resourceVersion": "42",
+                         "labels": {"team": "blue", ID_LABEL: "forged"},
+                         "annotations": {"note": "x"}, "finalizers": ["keep"]}}
+    body = applyset.replacement(live, Inventory({}, "r", "git+https://example.com/repo.git"))
+    meta = body["metadata"]
+    assert meta["resourceVersion"] == "42" and meta["finalizers"] == ["keep"]
+    assert meta["labels"]["team"] == "blue" and meta["labels"][ID_LABEL] == applyset.id
+    assert meta["annotations"]["note"] == "x"
+    assert applyset.read(body).source == "git+https://example.com/repo.git"

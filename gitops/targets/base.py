@@ -150,6 +150,14 @@ class Target(ABC):
         """
         return {}
 
+    def describe(self) -> dict[str, str]:
+        """What a user should see about this target beside its URL, without a request.
+
+        The CLI's plan header prints it (Kubernetes: ``{"context": ..., "server": ...}``).
+        Never credentials. Default: ``{}``.
+        """
+        return {}
+
     def health(self, resource: Resource) -> HealthStatus:
         """Assess the health of a live object (only when ``supports_health``)."""
         raise NotSupportedError(f"{self.url}: target does not report health")

@@ -7,8 +7,9 @@ reconcile free and reports drift, kstatus-like health. See ``docs/kubernetes.md`
 Modules, one job each: :mod:`.options` (URL grammar and options), :mod:`.http` (the seam
 to the API server: kubeconfig, timeouts, QPS, retries), :mod:`.errors` (API failures as
 gitops errors), :mod:`.discovery` (kind -> resource), :mod:`.apply` (server-side apply
-requests), :mod:`.applyset` (the inventory's format), :mod:`.cache` (watches), and
-:mod:`.target` (the Target contract over them).
+requests), :mod:`.applyset` (the inventory's format), :mod:`.parents` (the inventory's
+compare-and-swap writes), :mod:`.cache` (watches), and :mod:`.target` (the Target
+contract over them).
 
 Needs the ``kubernetes`` extra; importing this package without it raises ImportError
 saying what to install, and nothing else in gitops imports it.

@@ -8,6 +8,7 @@ functions: the target sends the requests.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from gitops.model import Resource
@@ -15,6 +16,7 @@ from gitops.targets.kubernetes.errors import StatusError
 from gitops.targets.kubernetes.options import KubernetesOptions
 
 __all__ = [
+    "applied_version",
     "apply_body",
     "apply_query",
     "delete_body",
@@ -84,3 +86,20 @@ def namespace_manifest(name: str) -> dict[str, Any]:
         "kind": "Namespace",
         "metadata": {"name": name, "labels": {"app.kubernetes.io/managed-by": "gitops"}},
     }
+
+
+def applied_version(obj: Mapping[str, Any], manager: str) -> str | None:
+    """The version ``manager`` last server-side applied ``obj`` at (its ``Apply`` entry).
+
+    None when it never applied the object's main resource (an object made by someone
+    else, or only by non-apply writes). Reading the object back at this version compares
+    like with like: desired was written at it, and the entry's field paths are its own.
+    """
+    entries = (obj.get("metadata") or {}).get("managedFields")
+    for entry in entries if isinstance(entries, list) else ():
+        if (isinstance(entry, dict) and entry.get("manager") == manager
+                and entry.get("operation") == "Apply" and not entry.get("subresource")):
+            api_version = entry.get("apiVersion")
+            if isinstance(api_version, str) and api_version:
+                return api_version.rpartition("/")[2]
+    return None

@@ -12,9 +12,13 @@ inventory namespace (``gitops-system`` by default). As the ApplySet KEP asks:
   so live reads LIST by that label and another tool sees who owns an object.
 
 The parent's ``data`` holds what the KEP leaves to the tool and gitops needs exactly:
-``revision`` and ``entries``, one JSON array ``[group, kind, namespace, name,
-apiVersion]`` per line, sorted (gzip-compressed into ``binaryData`` past 256 KiB, so
-10,000 entries fit the 1 MiB object limit). Pure functions: no I/O.
+``revision``, ``source`` (when known) and ``entries``, one JSON array ``[group, kind,
+namespace, name, apiVersion]`` per line, sorted (gzip-compressed into ``binaryData`` past
+256 KiB, so 10,000 entries fit the 1 MiB object limit).
+
+Two processes may write one parent at once; :func:`merge` is how a writer that lost a
+compare-and-swap folds the winner's entries into its own, so that no object either of
+them created is left out. Pure functions: no I/O.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import gzip
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +46,8 @@ __all__ = [
     "TOOLING_ANNOTATION",
     "ApplySet",
     "applyset_id",
+    "doubtful",
+    "merge",
 ]
 
 PART_OF_LABEL = "applyset.kubernetes.io/part-of"
@@ -138,6 +144,22 @@ class ApplySet:
             manifest["binaryData"] = binary
         return manifest
 
+    def replacement(self, live: Mapping[str, Any], inventory: Inventory) -> dict[str, Any]:
+        """The parent holding ``inventory``, to replace ``live`` (PUT) only if unchanged.
+
+        Carries ``live``'s resourceVersion (the compare-and-swap) and keeps what others
+        put on it: their labels and annotations, finalizers, owner references.
+        """
+        body = self.parent(inventory)
+        have = live.get("metadata") or {}
+        meta = body["metadata"]
+        meta["labels"] = {**(have.get("labels") or {}), **meta["labels"]}
+        meta["annotations"] = {**(have.get("annotations") or {}), **meta["annotations"]}
+        for name in ("resourceVersion", "finalizers", "ownerReferences"):
+            if have.get(name):
+                meta[name] = have[name]
+        return body
+
     def read(self, parent: Mapping[str, Any]) -> Inventory:
         """The inventory a parent ConfigMap holds; ValueError if it is not one of ours."""
         metadata = parent.get("metadata") or {}
@@ -162,3 +184,29 @@ class ApplySet:
                 raise ValueError(f"entry {number} is not [group, kind, namespace, name, apiVersion]")
             entries[ResourceKey(item[0], item[1], item[2], item[3])] = item[4]
         return Inventory(entries, str(data.get("revision") or ""), str(data.get("source") or ""))
+
+
+def doubtful(wanted: Inventory, base: Inventory, current: Inventory) -> set[ResourceKey]:
+    """Entries a writer means to drop that are still listed: were they created again?
+
+    ``base`` is the inventory the writer planned from, ``current`` the parent as it is
+    now (someone else wrote it since), ``wanted`` what the writer meant to store. An
+    entry of ``base`` the writer drops (it pruned the object, or the object was gone)
+    may have been re-created by the other writer meanwhile: only a read can tell.
+    """
+    return set((current.keys & base.keys) - wanted.keys)
+
+
+def merge(
+    wanted: Inventory, base: Inventory, current: Inventory, alive: Collection[ResourceKey]
+) -> Inventory:
+    """What a writer that lost a compare-and-swap stores instead of ``wanted``.
+
+    Everything ``wanted`` lists, plus what another writer added since ``base`` (it may be
+    creating those objects right now), plus the :func:`doubtful` entries whose objects
+    exist (``alive``): no object either writer created is left out of the inventory.
+    ``wanted``'s apiVersions, revision and source win.
+    """
+    entries = {k: v for k, v in current.entries.items() if k not in base.entries or k in alive}
+    entries.update(wanted.entries)
+    return Inventory(entries, wanted.revision, wanted.source)

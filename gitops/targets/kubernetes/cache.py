@@ -26,7 +26,7 @@ from typing import Any, Literal
 from gitops.differs.normalize import strip_ignored
 from gitops.model import ResourceKey
 from gitops.targets.kubernetes.discovery import APIResource
-from gitops.targets.kubernetes.errors import ConnectionFailed, StatusError
+from gitops.targets.kubernetes.errors import ConnectionFailed, StatusError, TransportError
 from gitops.targets.kubernetes.http import KubeClient, WatchStream
 
 __all__ = ["DriftEvent", "DriftHandler", "WatchCache", "list_objects", "matches"]
@@ -288,7 +288,7 @@ class WatchCache:
                 backoff = 0.5
             except _Expired:
                 store.synced = False
-            except (StatusError, ConnectionFailed) as exc:
+            except (StatusError, TransportError) as exc:
                 if self._closed.is_set():
                     return
                 store.synced = False
@@ -323,7 +323,8 @@ class WatchCache:
         metadata = obj.get("metadata") or {}
         if kind == "ERROR":
             raise _Expired() if obj.get("code") == 410 else ConnectionFailed(
-                f"watch of {store.resource.group_resource}: {obj.get('message', obj)}"
+                f"watch of {store.resource.group_resource}: {obj.get('message', obj)}",
+                sent=True, url=self._client.url,
             )
         version = str(metadata.get("resourceVersion") or "")
         if kind == "BOOKMARK":

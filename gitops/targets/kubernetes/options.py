@@ -2,7 +2,9 @@
 
 ``k8s:`` is the current kubeconfig context, ``k8s://CONTEXT`` a named one (percent-encode
 ``?``, ``#`` and ``%`` in a context name); options go in the query, with the same names as
-the keyword options: ``k8s://kind-dev?force=false&qps=20&watch=true``. Pure parsing and
+the keyword options: ``k8s://kind-dev?force=false&qps=20&watch=true``. The target's
+``url_options`` is :func:`parse_url`; the registry validates URL and keyword options
+together, once, into :class:`KubernetesOptions` (``gitops.options``). Pure parsing and
 validation: this module must never read a kubeconfig or touch the network.
 """
 
@@ -12,11 +14,18 @@ import re
 from typing import Any, Literal
 from urllib.parse import parse_qsl, quote, unquote
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, field_validator
 
 from gitops.errors import InvalidURLError
+from gitops.options import PluginOptions
 
-__all__ = ["DEFAULT_FIELD_MANAGER", "DEFAULT_INVENTORY_NAMESPACE", "KubernetesOptions", "parse_url"]
+__all__ = [
+    "DEFAULT_FIELD_MANAGER",
+    "DEFAULT_INVENTORY_NAMESPACE",
+    "URL_OPTIONS",
+    "KubernetesOptions",
+    "parse_url",
+]
 
 DEFAULT_FIELD_MANAGER = "gitops"
 DEFAULT_INVENTORY_NAMESPACE = "gitops-system"
@@ -24,10 +33,8 @@ DEFAULT_INVENTORY_NAMESPACE = "gitops-system"
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 
-class KubernetesOptions(BaseModel):
+class KubernetesOptions(PluginOptions):
     """Validated options of :class:`~gitops.targets.kubernetes.KubernetesTarget`."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     context: str | None = Field(default=None, description="kubeconfig context; None: current")
     kubeconfig: str | None = Field(default=None, description="kubeconfig path(s); $KUBECONFIG")
@@ -39,7 +46,10 @@ class KubernetesOptions(BaseModel):
     propagation_policy: Literal["Background", "Foreground", "Orphan"] = "Background"
     field_validation: Literal["Strict", "Warn", "Ignore"] = "Strict"
     timeout: float = Field(default=30.0, gt=0, description="read timeout of a request (s)")
-    connect_timeout: float = Field(default=10.0, gt=0)
+    connect_timeout: float = Field(default=5.0, gt=0, description="to connect, per attempt (s)")
+    unreachable_timeout: float = Field(
+        default=5.0, ge=0, description="retry failed connections this long, then give up (s)"
+    )
     qps: float | None = Field(default=None, gt=0, description="client-side request limit")
     burst: int | None = Field(default=None, ge=1)
     retries: int = Field(default=3, ge=0, le=20, description="retries of reads, inventory writes")
@@ -69,7 +79,8 @@ def parse_url(url: str) -> tuple[str, dict[str, Any]]:
     """Split a ``k8s:`` URL into a credential-free display URL and its options.
 
     Returns ``(url, options)`` where options hold ``context`` and the query options as
-    strings (validated by :func:`validate`). Raises
+    strings (validated by the registry, with keyword options, into
+    :class:`KubernetesOptions`). Raises
     InvalidURLError for another scheme, a fragment, or an unknown or repeated option.
     """
     scheme, colon, rest = url.partition(":")
@@ -99,13 +110,3 @@ def parse_url(url: str) -> tuple[str, dict[str, Any]]:
     shown = "k8s:" if "context" not in options else "k8s://" + quote(options["context"], safe=":/")
     return shown + (f"?{query}" if query else ""), options
 
-
-def validate(url: str, options: dict[str, Any]) -> KubernetesOptions:
-    """Validate options; raises InvalidURLError naming the URL and every problem."""
-    try:
-        return KubernetesOptions(**options)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
-        )
-        raise InvalidURLError(url, f"invalid option: {problems}") from exc

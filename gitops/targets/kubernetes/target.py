@@ -9,15 +9,21 @@ How the engine's calls map to requests:
 * ``live(keys)``: one LIST per kind and namespace, label-filtered to the inventory's
   members when every key asked for in that scope is one (else unfiltered, to see
   objects to adopt), never one GET per object. With the watch cache, none at all.
+  Objects are read at the version this field manager last applied them at (from
+  ``managedFields``; one more LIST per other version in use), else the preferred one:
+  ``live`` needs nothing from an earlier call, and works on a fresh target.
+* ``owners(keys, name)``: no request after ``live``; from the ``part-of`` labels it saw.
 * ``apply(resource, dry_run)``: one server-side apply PATCH (``dryRun=All`` for
   validation); ``delete(key)``: one DELETE with a propagation policy and the uid the
   plan saw as precondition.
-* ``write_inventory(name, inventory)``: one apply of the parent.
+* ``write_inventory(name, inventory)``: one POST (create) or PUT (with the
+  resourceVersion read) of the parent: a compare-and-swap (see :mod:`.parents`).
 
 Objects labelled as members of another ApplySet are refused (ConflictError) unless
 ``adopt=True``; unlabelled objects are adopted. This module orchestrates; requests,
 discovery, apply bodies, the inventory format and the cache live in sibling modules.
 It keeps no state a restart would need: everything it must remember is in the cluster.
+Every error it raises carries ``url`` (the target's).
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, ClassVar, NamedTuple, Self
 
 from gitops.errors import ApplyError, ConflictError, TargetError
 from gitops.health import assess
@@ -41,9 +47,11 @@ from gitops.model import (
     ResourceKey,
     split_api_version,
 )
+from gitops.options import PluginOptions, validate_options
 from gitops.targets.base import Target
 from gitops.targets.kubernetes import http
 from gitops.targets.kubernetes.apply import (
+    applied_version,
     apply_body,
     apply_query,
     delete_body,
@@ -54,13 +62,14 @@ from gitops.targets.kubernetes.applyset import PART_OF_LABEL, ApplySet
 from gitops.targets.kubernetes.cache import DriftEvent, DriftHandler, WatchCache, list_objects
 from gitops.targets.kubernetes.discovery import APIResource, Discovery
 from gitops.targets.kubernetes.errors import (
-    ConnectionFailed,
     StatusError,
     TransientApplyError,
+    TransportError,
     object_error,
     secret_values,
 )
-from gitops.targets.kubernetes.options import KubernetesOptions, parse_url, validate
+from gitops.targets.kubernetes.options import KubernetesOptions, parse_url
+from gitops.targets.kubernetes.parents import Parents
 
 __all__ = ["KubernetesTarget"]
 
@@ -83,9 +92,12 @@ class KubernetesTarget(Target):
     ``KubernetesTarget("k8s://kind-dev?force=false")``, or
     ``KubernetesTarget(api_client=client, inventory_namespace="ops")`` for an embedder
     holding a configured ``kubernetes.client.ApiClient``. Options are described by
-    :class:`~gitops.targets.kubernetes.options.KubernetesOptions`; keyword options win
-    over the URL's. Raises InvalidURLError for a bad URL, option or context, TargetError
-    for an unusable kubeconfig. Nothing is sent to the server until the first call.
+    :class:`~gitops.targets.kubernetes.options.KubernetesOptions` and validated once,
+    from the URL's query and keyword options together (keywords win), or given whole as
+    ``options=``. ``api_client`` and ``sleep`` are runtime objects, not options: only the
+    constructor takes them. Raises InvalidURLError for a bad URL, option or context,
+    TargetError for an unusable kubeconfig. Nothing is sent to the server until the
+    first call.
     """
 
     scheme: ClassVar[str] = "k8s"
@@ -93,79 +105,143 @@ class KubernetesTarget(Target):
     dry_run_needs_prerequisites: ClassVar[bool] = True
     supports_health: ClassVar[bool] = True
     supports_watch: ClassVar[bool] = True
+    Options: ClassVar[type[PluginOptions]] = KubernetesOptions
 
     def __init__(
         self,
         url: str = "k8s:",
         *,
+        options: KubernetesOptions | None = None,
         api_client: Any = None,
         sleep: Callable[[float], None] = time.sleep,
-        **options: Any,
+        **keywords: Any,
     ) -> None:
         self.url, from_url = parse_url(url)
-        self.options: KubernetesOptions = validate(self.url, {**from_url, **options})
+        if options is None:
+            options = validate_options(KubernetesOptions, self.url, {**from_url, **keywords})
+        elif keywords:
+            raise TypeError("pass either options= or keyword options, not both")
+        self.options: KubernetesOptions = options
         self._owns_client = api_client is None
+        self._context: str | None = None
         if api_client is None:
-            api_client = http.load_api_client(
-                self.url, self.options.kubeconfig, self.options.context
+            api_client, self._context = http.load_api_client(
+                self.url, options.kubeconfig, options.context
             )
-        opts = self.options
         self.client = http.KubeClient(
-            api_client, timeout=opts.timeout, connect_timeout=opts.connect_timeout,
-            qps=opts.qps, burst=opts.burst, retries=opts.retries, sleep=sleep,
+            api_client, url=self.url, timeout=options.timeout,
+            connect_timeout=options.connect_timeout,
+            unreachable_timeout=options.unreachable_timeout, qps=options.qps,
+            burst=options.burst, retries=options.retries, sleep=sleep,
         )
         self.discovery = Discovery(self.client)
         self._sleep = sleep
         self._applyset: ApplySet | None = None  # the inventory this target is bound to
-        self._applysets: dict[str, ApplySet] = {}
+        self._applysets: dict[str, ApplySet] = {}  # inventory name -> its ApplySet
+        self._names: dict[str, str] = {}  # ApplySet id -> inventory name, as far as known
         self._owned: frozenset[ResourceKey] = frozenset()
-        self._api_versions: dict[ResourceKey, str] = {}
-        self._parent_versions: dict[str, str] = {}  # inventory name -> resourceVersion
+        self._members: set[str] = set()  # ApplySet ids this target applied members of
         self._seen: dict[ResourceKey, _Seen] = {}
         self._pending_kinds: set[tuple[str, str]] = set()  # defined by CRDs applied here
         self._namespaces: set[str] = set()  # known to exist
         self._handlers: list[DriftHandler] = []
         self._handlers_lock = threading.Lock()
         self._cache: WatchCache | None = (
-            WatchCache(self.client, self._drifted) if opts.watch else None
+            WatchCache(self.client, self._drifted) if options.watch else None
+        )
+        self._parents = Parents(
+            self.client, self.url, options.field_manager, cache=lambda: self._cache,
+            ensure_namespace=self._ensure_namespace, alive=self._alive,
         )
 
     @classmethod
-    def from_url(cls, url: str, **options: Any) -> KubernetesTarget:
-        """Open ``k8s:`` (current context) or ``k8s://CONTEXT``, with query options."""
-        return cls(url, **options)
+    def url_options(cls, url: str) -> dict[str, Any]:
+        """``context`` (from ``k8s://CONTEXT``) and the query's options, as strings."""
+        return parse_url(url)[1]
+
+    @classmethod
+    def from_options(cls, url: str, options: PluginOptions) -> Self:
+        """The target for ``url`` with options the registry validated."""
+        if not isinstance(options, KubernetesOptions):
+            raise TypeError(f"expected KubernetesOptions, not {type(options).__name__}")
+        return cls(url, options=options)
+
+    # -- what it is connected to -----------------------------------------------------------
+
+    @property
+    def context(self) -> str | None:
+        """The kubeconfig context in use (the current one resolved); None for an injected
+        ``ApiClient`` or the in-cluster service account."""
+        return self._context
+
+    @property
+    def server(self) -> str:
+        """The API server's URL, credential-free (``https://127.0.0.1:6443``)."""
+        return self.client.server
+
+    def describe(self) -> dict[str, str]:
+        """What a plan header shows: ``{"context": ..., "server": ...}`` (no context when
+        there is none). Reads nothing from the server."""
+        about = {"context": self._context} if self._context else {}
+        return {**about, "server": self.server}
 
     # -- reads -------------------------------------------------------------------------------
 
     def live(self, keys: Iterable[ResourceKey]) -> dict[ResourceKey, Resource]:
-        """The live objects among ``keys``: one LIST per kind and namespace scope."""
-        scopes: dict[tuple[str, str | None, str, str], list[ResourceKey]] = {}
+        """The live objects among ``keys``: one LIST per kind and namespace scope.
+
+        Each object is read at the version this target's field manager last applied it
+        at, else the server's preferred one; nothing earlier calls left behind is needed.
+        """
+        found, self._seen = self._read(keys, filtered=True)
+        return found
+
+    def _read(
+        self, keys: Iterable[ResourceKey], *, filtered: bool
+    ) -> tuple[dict[ResourceKey, Resource], dict[ResourceKey, _Seen]]:
+        scopes: dict[tuple[str, str, str], list[ResourceKey]] = {}
         for key in dict.fromkeys(keys):
-            version = split_api_version(self._api_versions.get(key, "/"))[1] or None
-            scopes.setdefault((key.group, version, key.kind, key.namespace), []).append(key)
+            scopes.setdefault((key.group, key.kind, key.namespace), []).append(key)
         found: dict[ResourceKey, Resource] = {}
         seen: dict[ResourceKey, _Seen] = {}
-        for (group, version, kind, namespace), scope_keys in sorted(
-            scopes.items(), key=lambda item: tuple(p or "" for p in item[0])
-        ):
-            resource = self._discover(group, kind, version)
-            if resource is None or resource.namespaced != bool(namespace):
+        for (group, kind, namespace), scope_keys in sorted(scopes.items()):
+            api = self._discover(group, kind, None)
+            if api is None or api.namespaced != bool(namespace):
                 continue  # a kind the server does not serve, or a key in no possible scope
             selector = None
-            if self._applyset is not None and all(k in self._owned for k in scope_keys):
+            if filtered and self._applyset is not None and self._owned.issuperset(scope_keys):
                 selector = self._applyset.member_selector
-            items = self._list(resource, namespace, selector)
-            by_name = {str((o.get("metadata") or {}).get("name")): o for o in items}
+            objects = self._read_scope(api, namespace, selector, {k.name for k in scope_keys})
             for key in scope_keys:
-                obj = by_name.get(key.name)
+                obj = objects.get(key.name)
                 if obj is None:
                     if selector is None:
                         seen[key] = _ABSENT  # an unfiltered list proves absence
                     continue
                 seen[key] = _seen(obj)
-                found[key] = Resource(key, str(obj.get("apiVersion") or resource.api_version), obj)
-        self._seen = seen
-        return found
+                found[key] = Resource(key, str(obj.get("apiVersion") or api.api_version), obj)
+        return found, seen
+
+    def _read_scope(
+        self, api: APIResource, namespace: str, selector: str | None, names: set[str]
+    ) -> dict[str, dict[str, Any]]:
+        """The objects named ``names`` in one scope, each at the version it was applied at."""
+        objects = {name: obj for obj in self._list(api, namespace, selector)
+                   if (name := str((obj.get("metadata") or {}).get("name"))) in names}
+        moved: dict[str, set[str]] = {}
+        for name, obj in objects.items():
+            version = applied_version(obj, self.options.field_manager)
+            if version and version != api.version:
+                moved.setdefault(version, set()).add(name)
+        for version, moved_names in sorted(moved.items()):
+            other = self.discovery.resolve(api.group, api.kind, version)
+            if other is None:
+                continue  # no longer served: compare at the preferred version
+            for obj in self._list(other, namespace, selector):
+                name = str((obj.get("metadata") or {}).get("name"))
+                if name in moved_names:
+                    objects[name] = obj
+        return objects
 
     def _list(
         self, resource: APIResource, namespace: str, selector: str | None
@@ -187,20 +263,45 @@ class KubernetesTarget(Target):
             raise
         return obj if isinstance(obj, dict) else None
 
+    def owners(self, keys: Iterable[ResourceKey], inventory: str) -> dict[ResourceKey, str]:
+        """Which of ``keys`` another inventory owns (``part-of`` another ApplySet).
+
+        Answered from what the last ``live`` read, without a request; keys it did not
+        cover are read (one unfiltered LIST per kind and namespace). The owner is named
+        by its inventory name when this target knows it, else by its ApplySet ID.
+        """
+        mine = self._applyset_of(inventory).id
+        keys = list(dict.fromkeys(keys))
+        unseen = [k for k in keys if k not in self._seen]
+        if unseen:
+            self._seen.update(self._read(unseen, filtered=False)[1])
+        out: dict[ResourceKey, str] = {}
+        for key in keys:
+            owner = self._seen.get(key, _ABSENT).owner
+            if owner and owner != mine:
+                out[key] = self._names.get(owner, owner)
+        return out
+
+    def lock(self, inventory: str) -> contextlib.AbstractContextManager[None]:
+        """No lock is taken: every write of the inventory is a compare-and-swap.
+
+        Two syncs of one inventory may overlap. If both find no inventory, the second to
+        write it gets a ConflictError before applying anything; otherwise the loser of a
+        write merges the winner's entries into its own (:mod:`.parents`), so every object
+        either created stays listed. A lock object in the cluster would cost two writes
+        per sync, even a no-op one.
+        """
+        return contextlib.nullcontext()
+
     def own(self, resource: Resource, inventory: str) -> Resource:
         """``resource`` labelled as a member of the inventory's ApplySet.
 
         The engine diffs what this returns, so an object that is not yet a member (made
         by hand, or owned by another inventory) shows the label as a change; applying it
         adopts the object, or fails with ConflictError if another inventory owns it. The
-        apiVersion is remembered, so that ``live`` reads the object at that version.
+        target remembers nothing of it.
         """
-        self._api_versions[resource.key] = resource.api_version
-        applyset = self._applysets.get(inventory)
-        if applyset is None:
-            applyset = self._applysets[inventory] = ApplySet(
-                inventory, self.options.inventory_namespace
-            )
+        applyset = self._applyset_of(inventory)
         if resource.labels.get(PART_OF_LABEL) == applyset.id:
             return resource
         manifest = dict(resource.manifest)
@@ -228,7 +329,7 @@ class KubernetesTarget(Target):
             if api is None:
                 return HealthStatus.MISSING
             return assess(self._get(api, key.namespace, key.name))
-        except (StatusError, ConnectionFailed) as exc:
+        except (StatusError, TransportError) as exc:
             log.warning("health of %s unknown: %s", key, exc)
             return HealthStatus.UNKNOWN
 
@@ -239,7 +340,9 @@ class KubernetesTarget(Target):
 
         Raises ApplyError naming the resource (with the server's message for a 422),
         ConflictError for a field-manager conflict (``force=false``) or an object owned
-        by another inventory, TransientApplyError for throttling, 5xx and timeouts.
+        by another inventory, TransientApplyError for throttling, 5xx and read timeouts,
+        UnreachableApplyError (an UnreachableError) when the API server cannot be
+        reached, TargetAuthenticationError when it refuses the credentials.
         """
         key = resource.key
         secrets = secret_values(resource)
@@ -253,10 +356,10 @@ class KubernetesTarget(Target):
                 obj = self._patch(api, key, body, dry_run=dry_run)
                 if obj is not None and not dry_run:
                     self._applied(resource, api, obj)
-        except (StatusError, ConnectionFailed) as exc:
-            raise object_error(exc, key, secrets) from exc
+        except (StatusError, TransportError) as exc:
+            raise object_error(exc, key, secrets, url=self.url) from exc
         except (TypeError, ValueError) as exc:  # not JSON-serializable
-            raise ApplyError(key, f"manifest cannot be sent as JSON: {exc}") from exc
+            raise ApplyError(key, f"manifest cannot be sent as JSON: {exc}", url=self.url) from exc
         if obj is None:  # dry run in a namespace that will be created: nothing to validate
             return resource
         return Resource(key, str(obj.get("apiVersion") or resource.api_version), obj,
@@ -275,7 +378,7 @@ class KubernetesTarget(Target):
                 if not self.options.create_namespaces:
                     raise ApplyError(
                         key, f"namespace {key.namespace!r} does not exist (add it to the source, "
-                        "or open the target with create_namespaces=true)"
+                        "or open the target with create_namespaces=true)", url=self.url,
                     ) from exc
                 if dry_run:
                     return None
@@ -283,7 +386,8 @@ class KubernetesTarget(Target):
                 return self._send_apply(path, query, body, verb)
             if exc.code == 404 and (key.group, key.kind) in self._pending_kinds:
                 raise TransientApplyError(  # established, but not served everywhere yet
-                    key, f"{key.group_kind} is not served yet after its CRD was applied"
+                    key, f"{key.group_kind} is not served yet after its CRD was applied",
+                    url=self.url,
                 ) from exc
             raise
 
@@ -293,14 +397,17 @@ class KubernetesTarget(Target):
         obj = self.client.request("PATCH", path, query=query, body=body,
                                   content_type=http.APPLY_PATCH, retry=False, verb=verb)
         if not isinstance(obj, dict):
-            raise TargetError(f"{self.client.server}: PATCH {path}: the answer is not an object")
+            raise TargetError(f"{self.client.server}: PATCH {path}: the answer is not an object",
+                              url=self.url)
         return obj
 
     def _applied(self, resource: Resource, api: APIResource, obj: dict[str, Any]) -> None:
         """Bookkeeping after a real apply: what was seen, versions, cache, new kinds."""
         key = resource.key
         self._seen[key] = _seen(obj)
-        self._api_versions[key] = resource.api_version
+        part_of = resource.labels.get(PART_OF_LABEL)
+        if part_of:
+            self._members.add(str(part_of))
         if self._cache is not None:
             self._cache.record(api, obj)
         if (key.group, key.kind) == CRD:
@@ -318,18 +425,17 @@ class KubernetesTarget(Target):
         Refuses (ConflictError) an object the last read showed in another ApplySet, and
         one replaced since it was read (uid precondition).
         """
-        version = split_api_version(self._api_versions.get(key, "/"))[1] or None
         try:
-            api = self._discover(key.group, key.kind, version)
-        except (StatusError, ConnectionFailed) as exc:
-            raise object_error(exc, key) from exc
+            api = self._discover(key.group, key.kind, None)  # any served version deletes it
+        except (StatusError, TransportError) as exc:
+            raise object_error(exc, key, url=self.url) from exc
         if api is None:
             return False  # the kind is not served: no such object can exist
         seen = self._seen.get(key)
         bound = self._applyset
         if bound is not None and seen is not None and seen.owner not in ("", bound.id):
             raise ConflictError(key, f"not deleted: it is now a member of another ApplySet "
-                                f"({PART_OF_LABEL}={seen.owner})")
+                                f"({PART_OF_LABEL}={seen.owner})", url=self.url)
         query = [("dryRun", "All")] if dry_run else []
         body = delete_body(self.options, seen.uid if seen is not None else None)
         try:
@@ -344,9 +450,9 @@ class KubernetesTarget(Target):
         except StatusError as exc:
             if exc.code == 404:
                 return False
-            raise object_error(exc, key) from exc
-        except ConnectionFailed as exc:
-            raise object_error(exc, key) from exc
+            raise object_error(exc, key, url=self.url) from exc
+        except TransportError as exc:
+            raise object_error(exc, key, url=self.url) from exc
         return True
 
     def _writing(
@@ -370,7 +476,7 @@ class KubernetesTarget(Target):
             raise ConflictError(
                 key, f"owned by another inventory ({PART_OF_LABEL}={seen.owner}; find it with "
                 f"`kubectl get configmaps -A -l applyset.kubernetes.io/id={seen.owner}`); "
-                "not adopted (open the target with adopt=true to take it over)"
+                "not adopted (open the target with adopt=true to take it over)", url=self.url,
             )
 
     def check(self, resources: Sequence[Resource]) -> None:
@@ -388,8 +494,8 @@ class KubernetesTarget(Target):
             seen.add((res.api_version, res.kind))
             try:
                 served = self._discover(group, res.kind, split_api_version(res.api_version)[1])
-            except (StatusError, ConnectionFailed) as exc:
-                raise object_error(exc, res.key) from exc
+            except (StatusError, TransportError) as exc:
+                raise object_error(exc, res.key, url=self.url) from exc
             if served is None:
                 raise origin_error(
                     res.origin or str(res.key),
@@ -419,17 +525,19 @@ class KubernetesTarget(Target):
                 other = self.discovery.resolve(group, key.kind, None)
                 if other is not None:
                     raise ApplyError(key, f"apiVersion {resource.api_version} is not served for "
-                                     f"{key.kind}; the server serves {other.api_version}")
+                                     f"{key.kind}; the server serves {other.api_version}",
+                                     url=self.url)
                 raise ApplyError(key, f"unknown kind {key.kind} in {resource.api_version}: the "
                                  "API server does not serve it (is its CustomResourceDefinition "
-                                 "installed, or in the source?)")
-        except (StatusError, ConnectionFailed) as exc:
-            raise object_error(exc, key) from exc
+                                 "installed, or in the source?)", url=self.url)
+        except (StatusError, TransportError) as exc:
+            raise object_error(exc, key, url=self.url) from exc
         if api.namespaced and not key.namespace:
-            raise ApplyError(key, f"{key.group_kind} is namespaced: metadata.namespace is required")
+            raise ApplyError(key, f"{key.group_kind} is namespaced: metadata.namespace is "
+                             "required", url=self.url)
         if not api.namespaced and key.namespace:
             raise ApplyError(key, f"{key.group_kind} is cluster-scoped: metadata.namespace must "
-                             "be empty")
+                             "be empty", url=self.url)
         return api
 
     def _wait_for_kind(self, group: str, kind: str, version: str) -> APIResource | None:
@@ -464,99 +572,68 @@ class KubernetesTarget(Target):
     def read_inventory(self, name: str) -> Inventory | None:
         """The inventory in the ApplySet parent ``gitops-inventory-NAME``; binds the target.
 
+        It is also the basis the next ``write_inventory`` compares and swaps against.
         Raises TargetError for a parent that is not a gitops inventory or is corrupt.
         """
-        applyset = ApplySet(name, self.options.inventory_namespace)
-        parent = self._read_parent(applyset)
-        inventory = None
-        if parent is not None:
-            try:
-                inventory = applyset.read(parent)
-            except (ValueError, OSError, EOFError) as exc:  # JSON, base64, gzip
-                raise TargetError(
-                    f"{self.client.server}: ConfigMap {applyset.namespace}/{applyset.name} is not a "
-                    f"usable gitops inventory: {exc}"
-                ) from exc
-            metadata = parent.get("metadata") or {}
-            self._parent_versions[name] = str(metadata.get("resourceVersion") or "")
-        else:
-            self._parent_versions.pop(name, None)
+        applyset = self._applyset_of(name)
+        inventory = self._parents.read(applyset)
         self._bind(applyset, inventory)
         return inventory
 
-    def _read_parent(self, applyset: ApplySet) -> dict[str, Any] | None:
-        configmaps = _CONFIGMAPS
-        try:
-            if self._cache is not None:
-                for obj in self._cache.read(configmaps, applyset.namespace,
-                                            applyset.parent_selector, cluster_wide=False):
-                    if (obj.get("metadata") or {}).get("name") == applyset.name:
-                        return obj
-                return None
-            return self._get(configmaps, applyset.namespace, applyset.name)
-        except StatusError as exc:
-            raise TargetError(f"cannot read inventory {applyset.inventory!r}: {exc}") from exc
-
     def write_inventory(self, name: str, inventory: Inventory) -> None:
-        """Apply the ApplySet parent holding ``inventory``; binds the target.
+        """Store ``inventory`` in the ApplySet parent, as a compare-and-swap; binds the target.
 
-        Refuses (ConflictError) when the parent changed since this target read it.
+        Creates an absent parent (POST) or replaces the one last read (PUT with its
+        resourceVersion). Losing to another sync: ConflictError if that sync created the
+        parent and this target applied nothing yet; else the other sync's entries are
+        merged in and the write retried, so nothing either applied is left out.
         """
-        applyset = ApplySet(name, self.options.inventory_namespace)
-        body = applyset.parent(inventory)
-        version = self._parent_versions.get(name)
-        if version:
-            body["metadata"]["resourceVersion"] = version  # optimistic concurrency
-        query = [("fieldManager", self.options.field_manager), ("force", "true")]
-        path = _CONFIGMAPS.item(applyset.namespace, applyset.name)
-        try:
-            with self._writing(_CONFIGMAPS, applyset.key, False):
-                try:
-                    obj = self._apply_parent(path, query, body)
-                except StatusError as exc:
-                    if not missing_namespace(exc, applyset.namespace):
-                        raise
-                    self._ensure_namespace(applyset.namespace)
-                    obj = self._apply_parent(path, query, body)
-                if self._cache is not None:
-                    self._cache.record(_CONFIGMAPS, obj)
-        except StatusError as exc:
-            if exc.code == 409:
-                raise ConflictError(
-                    applyset.key, f"inventory {name!r} was changed by someone else since it was "
-                    "read; plan again"
-                ) from exc
-            raise TargetError(f"cannot write inventory {name!r}: {exc}") from exc
-        self._parent_versions[name] = str((obj.get("metadata") or {}).get("resourceVersion") or "")
+        applyset = self._applyset_of(name)
+        self._parents.write(applyset, inventory, members_applied=applyset.id in self._members)
         self._bind(applyset, inventory)
         if self._cache is not None:
             self._watch_members(applyset, inventory)
 
+    def _alive(self, applyset: ApplySet, keys: Iterable[ResourceKey]) -> set[ResourceKey]:
+        """Which of ``keys`` exist as members of ``applyset`` now (LISTs past the cache)."""
+        scopes: dict[tuple[str, str, str], set[str]] = {}
+        for key in keys:
+            scopes.setdefault((key.group, key.kind, key.namespace), set()).add(key.name)
+        alive: set[ResourceKey] = set()
+        for (group, kind, namespace), names in sorted(scopes.items()):
+            api = self._discover(group, kind, None)
+            if api is None or api.namespaced != bool(namespace):
+                continue
+            items = list_objects(self.client, api, namespace, applyset.member_selector)[0]
+            alive.update(ResourceKey(group, kind, namespace, str(obj["metadata"]["name"]))
+                         for obj in items if (obj.get("metadata") or {}).get("name") in names)
+        return alive
+
     def _watch_members(self, applyset: ApplySet, inventory: Inventory) -> None:
         """Start watching every kind the inventory owns, so drift is seen before a read."""
         assert self._cache is not None
-        scopes = {(k.group, v, k.kind, k.namespace) for k, v in inventory.entries.items()}
-        for group, api_version, kind, namespace in sorted(scopes):
+        scopes = {(k.group, k.kind, k.namespace) for k in inventory.entries}
+        for group, kind, namespace in sorted(scopes):
             try:
-                api = self._discover(group, kind, split_api_version(api_version)[1])
+                api = self._discover(group, kind, None)
                 if api is not None and api.namespaced == bool(namespace):
                     self._cache.read(api, namespace, applyset.member_selector)
-            except (StatusError, ConnectionFailed) as exc:  # the next read will retry
+            except (StatusError, TransportError) as exc:  # the next read will retry
                 log.info("cannot watch %s yet: %s", kind, exc)
 
-    def _apply_parent(
-        self, path: str, query: list[tuple[str, str]], body: dict[str, Any]
-    ) -> dict[str, Any]:
-        obj = self.client.request("PATCH", path, query=query, body=body,
-                                  content_type=http.APPLY_PATCH, verb="patch")
-        return obj if isinstance(obj, dict) else {}
+    def _applyset_of(self, inventory: str) -> ApplySet:
+        applyset = self._applysets.get(inventory)
+        if applyset is None:
+            applyset = self._applysets[inventory] = ApplySet(
+                inventory, self.options.inventory_namespace
+            )
+            self._names[applyset.id] = inventory
+        return applyset
 
     def _bind(self, applyset: ApplySet, inventory: Inventory | None) -> None:
         """Make ``applyset`` the inventory whose members ``live`` lists by their label."""
         self._applyset = applyset
         self._owned = frozenset(inventory.entries) if inventory is not None else frozenset()
-        if inventory is not None:
-            self._api_versions.update(inventory.entries)
 
     # -- drift events and lifecycle --------------------------------------------------------------
 
@@ -602,5 +679,3 @@ def _seen(obj: dict[str, Any]) -> _Seen:
     labels = metadata.get("labels") or {}
     return _Seen(str(labels.get(PART_OF_LABEL) or ""), str(metadata.get("uid") or ""))
 
-
-_CONFIGMAPS = APIResource("", "v1", "ConfigMap", "configmaps", True)
