@@ -68,7 +68,14 @@ from gitops.model import (
     SyncResult,
 )
 from gitops.ordering import group_waves, sort_changes, wave_of
-from gitops.plugins import open_differ, open_renderer, open_source, open_target
+from gitops.plugins import (
+    get_plugin,
+    open_differ,
+    open_renderer,
+    open_source,
+    open_target,
+    split_scheme,
+)
 from gitops.renderers.base import Renderer
 from gitops.sources.base import Source
 from gitops.targets.base import Target
@@ -175,7 +182,9 @@ class Reconciler:
         self._owned: list[Source | Target] = []
         self.source = self._own(open_source(source)) if isinstance(source, str) else source
         try:
-            self.target = self._own(open_target(target)) if isinstance(target, str) else target
+            self.target = (
+                self._own(_open_target(target, adopt=adopt)) if isinstance(target, str) else target
+            )
             self.options = _options(
                 name=name if name is not None else default_name(self.source_identity),
                 prune=prune, allow_empty=allow_empty, adopt=adopt, dry_run=dry_run,
@@ -392,7 +401,7 @@ class Reconciler:
 
     def _refuse_claimed(self, desired: Iterable[Resource], claimed: Mapping[ResourceKey, str]) -> None:
         """ConflictError for desired objects another inventory owns, unless adopting."""
-        if self.options.adopt or not claimed:
+        if self.options.adopt or self.target.adopts or not claimed:
             return
         taken = [(r.key, claimed[r.key]) for r in desired if r.key in claimed]
         if not taken:
@@ -788,6 +797,14 @@ class Reconciler:
             if drift.wait(min(remaining, 0.1)):
                 return True
         return False
+
+
+def _open_target(url: str, *, adopt: bool) -> Target:
+    """Open a target URL; adopting, open it adopting too where it enforces ownership itself."""
+    options = getattr(get_plugin("target", split_scheme(url)), "Options", None)
+    if adopt and options is not None and "adopt" in options.model_fields:
+        return open_target(url, adopt=True)
+    return open_target(url)
 
 
 def _options(**values: Any) -> ReconcilerOptions:

@@ -150,6 +150,15 @@ class Target(ABC):
         """
         return {}
 
+    @property
+    def adopts(self) -> bool:
+        """Whether the target was opened to take over objects other inventories own.
+
+        Its ``adopt`` option, where it has one (``k8s:?adopt=true``, ``dir:out?adopt=true``):
+        the engine then does not refuse such objects (it never prunes them either).
+        """
+        return bool(getattr(getattr(self, "options", None), "adopt", False))
+
     def describe(self) -> dict[str, str]:
         """What a user should see about this target beside its URL, without a request.
 
