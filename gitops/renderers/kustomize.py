@@ -1,0 +1,159 @@
+"""The kustomize renderer: ``kustomize build`` (or ``kubectl kustomize``) of one folder.
+
+The folder to build (``root``) and the folder the build may read (``context.tree``, the
+whole fetched tree) differ: an overlay ``overlays/prod`` uses ``../../base``. Before
+kustomize runs, :mod:`gitops.renderers.kustomize_graph` checks every kustomization it
+will read, so nothing outside the tree is read and no remote base is fetched unless
+``allow_remote`` says so. kustomize runs with ``--load-restrictor
+LoadRestrictionsRootOnly``, a timeout, no plugins and no Helm, in a scratch working
+folder (it never writes into the artifact). Its output goes through the same
+validation as plain YAML; the result is what ``kubectl kustomize DIR`` prints.
+
+A build is a pure function of the files below the kustomizations it reaches, so it is
+cached by their content digest: an unchanged tree does not run kustomize again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+from collections import OrderedDict
+from pathlib import Path
+from typing import ClassVar
+
+from pydantic import AliasChoices, Field
+
+from gitops.errors import ManifestError, NotSupportedError
+from gitops.manifests import DEFAULT_LIMITS, Limits, check_documents, parse_documents
+from gitops.model import RenderContext, Resource
+from gitops.options import PluginOptions
+from gitops.renderers._options import context_options, validate
+from gitops.renderers._paths import Tree
+from gitops.renderers.base import Renderer
+from gitops.renderers.kustomize_errors import build_error
+from gitops.renderers.kustomize_graph import KustomizeGraph, walk_kustomization
+
+__all__ = ["KustomizeOptions", "KustomizeRenderer", "kustomize_command"]
+
+_log = logging.getLogger(__name__)
+_CACHE_SIZE = 16
+
+
+class KustomizeOptions(PluginOptions):
+    """Options of the kustomize renderer (constructor keywords or ``options["kustomize"]``)."""
+
+    timeout: float = Field(default=120.0, gt=0, description="seconds one build may take")
+    allow_remote: bool = Field(
+        default=False,
+        validation_alias=AliasChoices("allow_remote", "allowRemote", "allow-remote"),
+        description="let kustomize fetch remote bases (Git URLs, HTTP files)",
+    )
+
+
+def kustomize_command() -> list[str] | None:
+    """``[kustomize, "build"]`` when on PATH, else ``[kubectl, "kustomize"]``, else None."""
+    kustomize = shutil.which("kustomize")
+    if kustomize is not None:
+        return [kustomize, "build"]
+    kubectl = shutil.which("kubectl")
+    if kubectl is not None:
+        return [kubectl, "kustomize"]
+    return None
+
+
+class KustomizeRenderer(Renderer):
+    """Build the kustomization in ``root`` with kustomize; resources as kustomize prints them.
+
+    Keywords are :class:`KustomizeOptions` defaults; ``context.options["kustomize"]``
+    overrides them per render. ``limits`` bounds the output as a whole (bytes,
+    documents, resources). Errors name the kustomization file, relative to the tree.
+    """
+
+    name: ClassVar[str] = "kustomize"
+    Options: ClassVar[type[KustomizeOptions]] = KustomizeOptions
+
+    def __init__(self, limits: Limits | None = None, **options: object) -> None:
+        self.limits = limits if limits is not None else DEFAULT_LIMITS
+        self.options = validate(KustomizeOptions, self.name, options)
+        self._cache: OrderedDict[tuple[object, ...], tuple[Resource, ...]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @classmethod
+    def viable(cls) -> tuple[bool, str]:
+        if kustomize_command() is None:
+            return False, "neither kustomize nor kubectl is on PATH"
+        return True, ""
+
+    def render(self, root: Path, context: RenderContext | None = None) -> list[Resource]:
+        """The resources the kustomization in ``root`` builds, validated, as declared.
+
+        Raises ManifestError naming the kustomization file (bad reference, remote base,
+        build failure, timeout, invalid output); NotSupportedError without kustomize.
+        """
+        tree = Tree(root, context)
+        options = context_options(KustomizeOptions, self.name, self.options, context)
+        graph = walk_kustomization(tree, allow_remote=options.allow_remote)
+        command = kustomize_command()
+        if command is None:
+            raise NotSupportedError(
+                f"{graph.root_file}: building a kustomization needs kustomize or kubectl on PATH"
+            )
+        # Remote content can change under the same tree: only local builds are cached.
+        key = None if graph.remote else (
+            tree.rel(tree.root_real), tree.digest(graph.folders), tuple(command),
+        )
+        if key is not None:
+            with self._lock:
+                cached = self._cache.get(key)
+                if cached is not None:
+                    self._cache.move_to_end(key)
+                    return list(cached)
+        resources = self._build(command, tree, graph, options)
+        if key is not None:
+            with self._lock:
+                self._cache[key] = tuple(resources)
+                while len(self._cache) > _CACHE_SIZE:
+                    self._cache.popitem(last=False)
+        return resources
+
+    def _build(
+        self, command: list[str], tree: Tree, graph: KustomizeGraph, options: KustomizeOptions
+    ) -> list[Resource]:
+        args = [*command, tree.root_real, "--load-restrictor", "LoadRestrictionsRootOnly"]
+        env = dict(os.environ, GIT_TERMINAL_PROMPT="0")
+        with tempfile.TemporaryDirectory(prefix="gitops-kustomize-") as scratch:
+            try:
+                done = subprocess.run(
+                    args, cwd=scratch, env=env, stdin=subprocess.DEVNULL,
+                    capture_output=True, timeout=options.timeout, check=False,
+                )
+            except subprocess.TimeoutExpired:
+                raise ManifestError(
+                    graph.root_file, f"kustomize build timed out after {options.timeout:g} s"
+                ) from None
+            except OSError as exc:
+                raise NotSupportedError(
+                    f"{graph.root_file}: cannot run {command[0]}: {exc.strerror or exc}"
+                ) from exc
+        if done.returncode != 0:
+            raise build_error(done.stderr, graph.root_file, tree, graph)
+        if done.stderr.strip():
+            _log.debug("kustomize warnings for %s: %s", graph.root_file,
+                       tree.scrub(done.stderr.decode("utf-8", "replace")).strip())
+        # One output stream: it is bounded by the total limits, not the per-file ones.
+        output_limits = dataclasses.replace(
+            self.limits,
+            max_file_bytes=self.limits.max_total_bytes,
+            max_documents_per_file=self.limits.max_resources,
+        )
+        documents = parse_documents(done.stdout, graph.root_file, limits=output_limits)
+        return check_documents(documents, limits=self.limits)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(timeout={self.options.timeout:g}, " \
+               f"allow_remote={self.options.allow_remote})"
