@@ -16,8 +16,11 @@ cached by their content digest: an unchanged tree does not run kustomize again.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import json
 import logging
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -38,10 +41,13 @@ from gitops.renderers.base import Renderer
 from gitops.renderers.kustomize_errors import build_error
 from gitops.renderers.kustomize_graph import KustomizeGraph, walk_kustomization
 
-__all__ = ["KustomizeOptions", "KustomizeRenderer", "kustomize_command"]
+__all__ = ["KustomizeOptions", "KustomizeRenderer", "kustomize_command", "kustomize_version"]
 
 _log = logging.getLogger(__name__)
 _CACHE_SIZE = 16
+#: The oldest kustomize this renderer drives (``--load-restrictor``, ``components``).
+MIN_VERSION = (4, 0)
+_VERSION = re.compile(r"v?(\d+)\.(\d+)(?:\.\d+)?")
 
 
 class KustomizeOptions(PluginOptions):
@@ -66,6 +72,46 @@ def kustomize_command() -> list[str] | None:
     return None
 
 
+@functools.lru_cache(maxsize=8)
+def kustomize_version(command: tuple[str, ...]) -> tuple[int, int] | None:
+    """``(major, minor)`` of the kustomize ``command`` runs (built into kubectl or not).
+
+    None when it cannot be told (a kubectl too old to report it, or one that fails).
+    """
+    if command[1:] == ("build",):
+        args = [command[0], "version"]
+    else:
+        args = [command[0], "version", "--client", "-o", "json"]
+    try:
+        done = subprocess.run(args, capture_output=True, timeout=60, check=False,
+                              stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    text = done.stdout.decode("utf-8", "replace")
+    if command[1:] != ("build",):
+        try:
+            text = str(json.loads(text).get("kustomizeVersion") or "")
+        except (ValueError, AttributeError):
+            return None
+    found = _VERSION.search(text)
+    return (int(found.group(1)), int(found.group(2))) if found else None
+
+
+def _usable_command() -> tuple[list[str] | None, str]:
+    """The kustomize command to run, or None and why there is none."""
+    command = kustomize_command()
+    if command is None:
+        return None, "neither kustomize nor kubectl is on PATH"
+    version = kustomize_version(tuple(command))
+    if version is None or version < MIN_VERSION:
+        shown = "an unknown version" if version is None else f"v{version[0]}.{version[1]}"
+        return None, (
+            f"{' '.join(command)} runs kustomize {shown}; kustomize v4 or later is needed "
+            "(kubectl 1.21+, or a kustomize binary on PATH)"
+        )
+    return command, ""
+
+
 class KustomizeRenderer(Renderer):
     """Build the kustomization in ``root`` with kustomize; resources as kustomize prints them.
 
@@ -85,9 +131,8 @@ class KustomizeRenderer(Renderer):
 
     @classmethod
     def viable(cls) -> tuple[bool, str]:
-        if kustomize_command() is None:
-            return False, "neither kustomize nor kubectl is on PATH"
-        return True, ""
+        command, why = _usable_command()
+        return command is not None, why
 
     def render(self, root: Path, context: RenderContext | None = None) -> list[Resource]:
         """The resources the kustomization in ``root`` builds, validated, as declared.
@@ -98,14 +143,13 @@ class KustomizeRenderer(Renderer):
         tree = Tree(root, context)
         options = context_options(KustomizeOptions, self.name, self.options, context)
         graph = walk_kustomization(tree, allow_remote=options.allow_remote)
-        command = kustomize_command()
+        command, why = _usable_command()
         if command is None:
-            raise NotSupportedError(
-                f"{graph.root_file}: building a kustomization needs kustomize or kubectl on PATH"
-            )
+            raise NotSupportedError(f"{graph.root_file}: cannot build a kustomization: {why}")
         # Remote content can change under the same tree: only local builds are cached.
         key = None if graph.remote else (
             tree.rel(tree.root_real), tree.digest(graph.folders), tuple(command),
+            kustomize_version(tuple(command)),
         )
         if key is not None:
             with self._lock:

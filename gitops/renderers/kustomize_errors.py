@@ -36,13 +36,16 @@ _SCAN_LIMIT = 1 << 20
 # kubectl logs through klog: E1207 01:54:26.381366  7130 run.go:72] "command failed" err="..."
 _KLOG_QUOTED = re.compile(r'err="((?:[^"\\]|\\.)*)"')
 _KLOG_BLOCK = re.compile(r"err=<\n(.*?)\n\s*>", re.S)
-_GO_ESCAPE = re.compile(r"\\(.)")
-_GO_ESCAPES = {"n": "\n", "t": "\t", '"': '"', "\\": "\\"}
+_GO_ESCAPE = re.compile(r"\\(x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8}|.)", re.S)
+_GO_ESCAPES = {"n": b"\n", "t": b"\t", "r": b"\r", '"': b'"', "\\": b"\\"}
+# Go prints a []byte as "[115 101 99 ...]": content, spelled in numbers
+_BYTE_LIST = re.compile(r"\[\d{1,3}(?: \d{1,3}){2,}\]")
 
 
 def build_error(stderr: bytes, where: str, tree: Tree, graph: KustomizeGraph) -> ManifestError:
     """The ManifestError for a build of ``where`` (a kustomization file) that failed."""
-    message = _first_line(_extract(stderr.decode("utf-8", "replace")))
+    message = _first_line(_extract(stderr.decode("utf-8", "backslashreplace")))
+    message = _BYTE_LIST.sub("[...]", message)
     message = redact(tree.scrub(message), _secrets(graph, tree))
     return ManifestError(where, f"kustomize build failed: {message or 'no message'}")
 
@@ -54,12 +57,30 @@ def _extract(text: str) -> str:
         return "\n".join(line.strip() for line in block.group(1).splitlines())
     quoted = _KLOG_QUOTED.search(text)
     if quoted is not None:
-        return _GO_ESCAPE.sub(lambda m: _GO_ESCAPES.get(m.group(1), m.group(1)), quoted.group(1))
+        return _go_unquote(quoted.group(1))
     lines = [line for line in text.splitlines() if line.strip() and not line.startswith("#")]
     for index, line in enumerate(lines):
         if line.startswith("Error: "):
             return "\n".join([line[len("Error: ") :], *lines[index + 1 :]])
     return "\n".join(lines)
+
+
+def _go_unquote(text: str) -> str:
+    """The string a Go ``%q`` wrote; invalid UTF-8 comes back as ``\\xff``, like Python's."""
+    out = bytearray()
+    position = 0
+    for match in _GO_ESCAPE.finditer(text):
+        out += text[position : match.start()].encode("utf-8")
+        code = match.group(1)
+        if code[0] == "x":
+            out.append(int(code[1:], 16))
+        elif code[0] in "uU" and len(code) > 1:
+            out += chr(int(code[1:], 16)).encode("utf-8", "backslashreplace")
+        else:
+            out += _GO_ESCAPES.get(code, code.encode("utf-8"))
+        position = match.end()
+    out += text[position:].encode("utf-8")
+    return out.decode("utf-8", "backslashreplace")
 
 
 def _first_line(message: str) -> str:
@@ -87,13 +108,15 @@ def _secrets(graph: KustomizeGraph, tree: Tree) -> list[str]:
 
 def _file_values(path: str, tree: Tree) -> Iterator[str]:
     try:
-        text = read_bounded(path, tree.rel(path), _SCAN_LIMIT).decode("utf-8", "replace")
+        data = read_bounded(path, tree.rel(path), _SCAN_LIMIT)
     except ManifestError:
         return
-    yield text.strip()
-    for line in text.splitlines():
-        yield line.strip()
-        yield line.partition("=")[2].strip()
+    # "backslashreplace" writes invalid bytes as Go's %q does (\xff)
+    for text in {data.decode("utf-8", "replace"), data.decode("utf-8", "backslashreplace")}:
+        yield text.strip()
+        for line in text.splitlines():
+            yield line.strip()
+            yield line.partition("=")[2].strip()
 
 
 def _yaml_files(folders: list[str]) -> Iterator[str]:

@@ -78,12 +78,15 @@ class KustomizeGraph:
     secret_files: list[str] = field(default_factory=list)
 
 
-def find_kustomization(folder: str | os.PathLike[str]) -> Path | None:
-    """The kustomization file of ``folder``, or None; ManifestError if there are several."""
+def find_kustomization(folder: str | os.PathLike[str], where: str = "") -> Path | None:
+    """The kustomization file of ``folder``, or None; ManifestError if there are several.
+
+    ``where`` names the folder in the error (default: ``folder`` as given).
+    """
     found = [name for name in KUSTOMIZATION_FILES if os.path.isfile(os.path.join(folder, name))]
     if len(found) > 1:
         raise ManifestError(
-            os.path.join(os.fspath(folder), found[0]),
+            _named(where or os.fspath(folder), found[0]),
             f"found several kustomization files in one folder ({', '.join(found)}); keep one",
         )
     return Path(folder, found[0]) if found else None
@@ -106,7 +109,7 @@ class _Walker:
 
     def run(self) -> KustomizeGraph:
         root = self.tree.root_real
-        first = find_kustomization(root)
+        first = find_kustomization(root, self.tree.rel(root))
         if first is None:
             raise ManifestError(self.tree.rel(root), "no kustomization file in this folder")
         self.graph = KustomizeGraph(root_file=_named(self.tree.rel(root), first.name))
@@ -121,7 +124,7 @@ class _Walker:
 
     def _visit(self, folder: str, referrer: str, entry: str) -> Iterator[tuple[str, str, str]]:
         """Check one kustomization; yield the folders it references."""
-        path = find_kustomization(folder)
+        path = find_kustomization(folder, self.tree.rel(folder))
         if path is None:
             raise ManifestError(
                 referrer, f"{entry!r}: the folder {self.tree.rel(folder)} has no kustomization file"
