@@ -14,7 +14,6 @@ import pytest
 from gitops.errors import ManifestError
 from gitops.manifests import parse_manifests
 from gitops.model import RenderContext
-from gitops.renderers import kustomize as kustomize_module
 from gitops.renderers._paths import Tree
 from gitops.renderers.kustomize import (
     MIN_VERSION,
@@ -355,7 +354,7 @@ def test_output_goes_through_manifest_validation(tmp_path: Path) -> None:
 
 def test_a_build_past_its_timeout_is_an_error(tmp_path: Path) -> None:
     base_and_overlay(tmp_path)
-    with pytest.raises(ManifestError, match="timed out after 0.001 s") as info:
+    with pytest.raises(ManifestError, match=r"timed out after 0\.001 s") as info:
         render(tmp_path / "overlays/prod", tmp_path, timeout=0.001)
     assert info.value.path == "overlays/prod/kustomization.yaml"
 
@@ -381,7 +380,7 @@ def _count_runs(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
         runs.append(list(args))
         return real(args, **kwargs)
 
-    monkeypatch.setattr(kustomize_module.subprocess, "run", counting)
+    monkeypatch.setattr(subprocess, "run", counting)
     return runs
 
 

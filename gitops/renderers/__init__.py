@@ -5,7 +5,13 @@ folder needs, see :func:`describe_folder`); :func:`substitute` applies Flux-styl
 ``${VAR}`` substitution to rendered resources.
 """
 
+from typing import TYPE_CHECKING
+
 from gitops.renderers.base import Renderer
+
+if TYPE_CHECKING:
+    from gitops.renderers.auto import describe_folder
+    from gitops.renderers.substitute import substitute
 
 __all__ = ["Renderer", "describe_folder", "substitute"]
 

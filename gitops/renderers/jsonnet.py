@@ -276,7 +276,7 @@ class _Imports:
 def _run(
     tree: Tree, rel: str, path: str, data: bytes, imports: _Imports, options: JsonnetOptions
 ) -> list[Any]:
-    """Evaluate one entry file: its objects (arrays flattened, nulls dropped)."""
+    """Evaluate one entry file: its value, an array's items one by one."""
     try:
         import _jsonnet
     except ImportError as exc:
@@ -304,8 +304,7 @@ def _run(
             raise ManifestError(rel, imports.refused) from None
         raise ManifestError(rel, _message(str(exc), tree, options)) from None
     result = json.loads(text)
-    items = result if isinstance(result, list) else [result]
-    return [item for item in items if item is not None]
+    return result if isinstance(result, list) else [result]
 
 
 def _message(text: str, tree: Tree, options: JsonnetOptions) -> str:
