@@ -94,6 +94,13 @@ def test_a_plain_folder_builds_subfolders_holding_a_kustomization_as_flux_does(t
     assert [(r.name, r.namespace) for r in resources] == [
         ("apps", ""), ("controller", "flux-system"), ("zz", "")]
     assert resources[1].origin == "clusters/prod/flux-system/kustomization.yaml#0"
+    # without a tree the folder is the tree: its subfolders may still use each other
+    write(tmp_path, {"clusters/prod/flux-system/kustomization.yaml": (
+        "resources: [components.yaml, ../shared]\n"),
+        "clusters/prod/shared/kustomization.yaml": "resources: [cm.yaml]\n",
+        "clusters/prod/shared/cm.yaml": CM.format(name="shared")})
+    names = [r.name for r in AutoRenderer().render(tmp_path / "clusters/prod", RenderContext())]
+    assert names == ["apps", "controller", "shared", "shared", "zz"]
 
 
 class _SubpathSource(Source):
@@ -134,3 +141,28 @@ def test_the_engine_syncs_an_overlay_whose_base_is_elsewhere_in_the_tree(tmp_pat
     printed = subprocess.run([*command, str(tmp_path / "overlays/prod")], capture_output=True,
                              check=True).stdout
     assert [r.manifest for r in result.plan.desired] == parse_manifests(printed, "ref.yaml")
+
+
+def test_variables_are_substituted_in_every_kind_of_folder(tmp_path: Path) -> None:
+    write(tmp_path, {
+        "plain/ns.yaml": "apiVersion: v1\nkind: Namespace\nmetadata: {name: '${NS}'}\n",
+        "plain/sub/cm.yaml": (
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cm, namespace: '${NS}'}\n"
+            "data: {replicas: '${N}', script: 'echo $${HOME}'}\n"),
+        "plain/opted-out.yaml": (
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: raw\n  annotations:\n"
+            "    kustomize.toolkit.fluxcd.io/substitute: disabled\ndata: {x: '${UNSET}'}\n"),
+        "jsonnet/main.jsonnet": (
+            "{ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'j', namespace: '${NS}' } }"),
+    })
+    context = RenderContext(variables={"NS": "team-a", "N": "2"})
+    plain = AutoRenderer().render(tmp_path / "plain", context)
+    assert [(r.kind, r.name, r.namespace) for r in plain] == [
+        ("Namespace", "team-a", ""), ("ConfigMap", "raw", ""), ("ConfigMap", "cm", "team-a")]
+    assert plain[2].manifest["data"] == {"replicas": 2, "script": "echo ${HOME}"}
+    assert plain[1].manifest["data"] == {"x": "${UNSET}"}
+    (evaluated,) = AutoRenderer().render(tmp_path / "jsonnet", context)
+    assert evaluated.namespace == "team-a"
+    with pytest.raises(ManifestError, match="variable N is not set") as info:
+        AutoRenderer().render(tmp_path / "plain", RenderContext(variables={"NS": "x"}))
+    assert info.value.path == "sub/cm.yaml"

@@ -424,3 +424,27 @@ def test_viable_names_what_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(shutil, "which", lambda name: None)
     ok, why = KustomizeRenderer.viable()
     assert not ok and "neither kustomize nor kubectl" in why
+
+
+def test_variables_are_substituted_before_validation_with_flux_types(tmp_path: Path) -> None:
+    write(tmp_path, {
+        "kustomization.yaml": "resources: [deploy.yaml]\nnamespace: ${NS:=apps}\n",
+        "deploy.yaml": DEPLOYMENT.replace("replicas: 1", 'replicas: "${REPLICAS}"').replace(
+            "  name: web\n", "  name: web\n  annotations: {id: '${quote}${ID}${quote}'}\n", 1),
+    })
+    renderer = KustomizeRenderer()
+    variables = {"REPLICAS": "3", "quote": '"', "ID": "42"}
+    (out,) = renderer.render(tmp_path, RenderContext(variables=variables))
+    # kustomize prints the quoted "${REPLICAS}" plain, so Flux's re-read makes it a number
+    assert "replicas: ${REPLICAS}\n" in subprocess.run(
+        [*(kustomize_command() or []), str(tmp_path)], capture_output=True, check=True
+    ).stdout.decode()
+    assert out.manifest["spec"]["replicas"] == 3
+    assert out.manifest["metadata"]["annotations"] == {"id": "42"}
+    assert out.namespace == "apps"
+    # the build is cached; variables apply per render, and strictly
+    with pytest.raises(ManifestError, match="variable REPLICAS is not set") as info:
+        renderer.render(tmp_path, RenderContext(variables={"quote": "'", "ID": "1"}))
+    assert info.value.path == "kustomization.yaml"
+    with pytest.raises(ManifestError, match="namespace"):  # no variables: no substitution
+        renderer.render(tmp_path, RenderContext())

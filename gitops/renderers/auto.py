@@ -14,19 +14,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
 from gitops.errors import ManifestError
-from gitops.manifests import DEFAULT_LIMITS, Limits, check_documents, parse_documents
+from gitops.manifests import DEFAULT_LIMITS, Limits, parse_documents
 from gitops.model import RenderContext, Resource
 from gitops.renderers._paths import Tree, read_bounded
 from gitops.renderers.base import Renderer
 from gitops.renderers.jsonnet import JsonnetRenderer, has_jsonnet_entry_points
 from gitops.renderers.kustomize import KustomizeRenderer
 from gitops.renderers.kustomize_graph import KUSTOMIZATION_FILES, find_kustomization
+from gitops.renderers.substitute import check_substituted
 from gitops.renderers.yaml import YamlRenderer
 from gitops.tree import is_manifest_path, walk
 
@@ -60,6 +62,8 @@ class AutoRenderer(Renderer):
     """
 
     name: ClassVar[str] = "auto"
+    #: applies ``context.variables`` itself, before validating (``namespace: ${NS}``)
+    substitutes: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -88,13 +92,19 @@ class AutoRenderer(Renderer):
                 "a Helm chart: Helm charts are not supported; render it to plain YAML "
                 "(helm template) or use a kustomization",
             )
-        if not _has_nested_kustomization(tree.root_real):
-            return self.yaml.render(root, context)
-        return self._with_kustomizations(tree, context)
+        variables = context.variables if context is not None else {}
+        if not variables and not _has_nested_kustomization(tree.root_real):
+            return self.yaml.render(root, context)  # the per-file cached path
+        return self._plain(tree, context)
 
-    def _with_kustomizations(self, tree: Tree, context: RenderContext | None) -> list[Resource]:
-        """Plain manifests, with each subfolder holding a kustomization built by kustomize."""
+    def _plain(self, tree: Tree, context: RenderContext | None) -> list[Resource]:
+        """Plain manifests (substituted, when there are variables), with each subfolder
+        holding a kustomization built by kustomize."""
         base = tree.rel(tree.root_real)
+        # the subfolders' builds may read the whole tree, not only their own folder
+        inner = dataclasses.replace(context or RenderContext(), tree=tree.path)
+        variables = context.variables if context is not None else {}
+        budget = self.limits.max_total_bytes
         built: set[str] = set()
         known: dict[str, bool] = {}
         resources: list[Resource] = []
@@ -104,15 +114,18 @@ class AutoRenderer(Renderer):
                 if folder not in built:
                     built.add(folder)
                     resources.extend(
-                        self.kustomize.render(Path(tree.root_real, folder), context)
+                        self.kustomize.render(Path(tree.root_real, folder), inner)
                     )
                 continue
             if not is_manifest_path(item.relpath):
                 continue
             rel = item.relpath if base == "." else f"{base}/{item.relpath}"
+            budget -= os.path.getsize(item.path)
+            if budget < 0:
+                raise ManifestError(rel, f"the files exceed {self.limits.max_total_bytes} bytes")
             data = read_bounded(item.path, rel, self.limits.max_file_bytes)
             documents = parse_documents(data, rel, limits=self.limits)
-            resources.extend(check_documents(documents, limits=self.limits))
+            resources.extend(check_substituted(documents, variables, limits=self.limits))
             if len(resources) > self.limits.max_resources:
                 raise ManifestError(rel, f"more than {self.limits.max_resources} resources")
         return resources

@@ -37,18 +37,13 @@ from typing import Any, ClassVar
 from pydantic import AliasChoices, Field, model_validator
 
 from gitops.errors import ManifestError, NotSupportedError
-from gitops.manifests import (
-    DEFAULT_LIMITS,
-    Limits,
-    check_documents,
-    parse_documents,
-    validate_manifests,
-)
+from gitops.manifests import DEFAULT_LIMITS, Document, Limits, manifest_documents, parse_documents
 from gitops.model import RenderContext, Resource
 from gitops.options import PluginOptions
 from gitops.renderers._options import context_options, validate
 from gitops.renderers._paths import Tree, read_bounded
 from gitops.renderers.base import Renderer
+from gitops.renderers.substitute import check_substituted
 from gitops.tree import is_manifest_path, walk
 from gitops.urls import redact
 
@@ -126,6 +121,8 @@ class JsonnetRenderer(Renderer):
 
     name: ClassVar[str] = "jsonnet"
     Options: ClassVar[type[JsonnetOptions]] = JsonnetOptions
+    #: applies ``context.variables`` itself, before validating
+    substitutes: ClassVar[bool] = True
 
     def __init__(self, limits: Limits | None = None, **options: object) -> None:
         self.limits = limits if limits is not None else DEFAULT_LIMITS
@@ -149,18 +146,19 @@ class JsonnetRenderer(Renderer):
         files = self._entry_files(tree, libs, options.recurse)
         key = (tree.rel(tree.root_real), options.model_dump_json(),
                tuple((rel, hashlib.sha256(data).digest()) for rel, _, data in files))
+        variables = context.variables if context is not None else {}
         with self._lock:
             cached = self._cache.get(key)
             if cached is not None and cached.still_valid():
                 self._cache.move_to_end(key)
-                return list(cached.resources)
+                return check_substituted(cached.documents, variables, limits=self.limits)
         imports = _Imports(tree, libs, self.limits.max_file_bytes)
-        resources = self._evaluate(tree, files, imports, options)
+        documents = self._evaluate(tree, files, imports, options)
         with self._lock:
-            self._cache[key] = _Cached(tuple(resources), dict(imports.probes))
+            self._cache[key] = _Cached(tuple(documents), dict(imports.probes))
             while len(self._cache) > _CACHE_SIZE:
                 self._cache.popitem(last=False)
-        return resources
+        return check_substituted(documents, variables, limits=self.limits)
 
     def _entry_files(
         self, tree: Tree, libs: list[str], recurse: bool
@@ -190,29 +188,26 @@ class JsonnetRenderer(Renderer):
         files: list[tuple[str, str, bytes]],
         imports: _Imports,
         options: JsonnetOptions,
-    ) -> list[Resource]:
-        resources: list[Resource] = []
+    ) -> list[Document]:
+        """Every file's documents, parsed or evaluated (not yet validated), in order."""
+        documents: list[Document] = []
         for rel, path, data in files:
             if rel.endswith(".jsonnet"):
-                manifests = _run(tree, rel, path, data, imports, options)
-                found = validate_manifests(
-                    manifests, path=rel, default_namespace=None, limits=self.limits
+                documents.extend(
+                    manifest_documents(_run(tree, rel, path, data, imports, options), rel)
                 )
             else:
-                found = check_documents(
-                    parse_documents(data, rel, limits=self.limits), limits=self.limits
-                )
-            resources.extend(found)
-            if len(resources) > self.limits.max_resources:
+                documents.extend(parse_documents(data, rel, limits=self.limits))
+            if len(documents) > self.limits.max_resources:
                 raise ManifestError(rel, f"more than {self.limits.max_resources} resources")
-        return resources
+        return documents
 
 
 class _Cached:
-    """A render's resources and what it probed: path -> content digest (None: absent)."""
+    """A render's documents and what it probed: path -> content digest (None: absent)."""
 
-    def __init__(self, resources: tuple[Resource, ...], probes: dict[str, bytes | None]) -> None:
-        self.resources = resources
+    def __init__(self, documents: tuple[Document, ...], probes: dict[str, bytes | None]) -> None:
+        self.documents = documents
         self.probes = probes
 
     def still_valid(self) -> bool:

@@ -32,7 +32,7 @@ from typing import ClassVar
 from pydantic import AliasChoices, Field
 
 from gitops.errors import ManifestError, NotSupportedError
-from gitops.manifests import DEFAULT_LIMITS, Limits, check_documents, parse_documents
+from gitops.manifests import DEFAULT_LIMITS, Document, Limits, parse_documents
 from gitops.model import RenderContext, Resource
 from gitops.options import PluginOptions
 from gitops.renderers._options import context_options, validate
@@ -40,6 +40,7 @@ from gitops.renderers._paths import Tree
 from gitops.renderers.base import Renderer
 from gitops.renderers.kustomize_errors import build_error
 from gitops.renderers.kustomize_graph import KustomizeGraph, walk_kustomization
+from gitops.renderers.substitute import check_substituted
 
 __all__ = ["KustomizeOptions", "KustomizeRenderer", "kustomize_command", "kustomize_version"]
 
@@ -122,11 +123,13 @@ class KustomizeRenderer(Renderer):
 
     name: ClassVar[str] = "kustomize"
     Options: ClassVar[type[KustomizeOptions]] = KustomizeOptions
+    #: applies ``context.variables`` itself, before validating (``namespace: ${NS}``)
+    substitutes: ClassVar[bool] = True
 
     def __init__(self, limits: Limits | None = None, **options: object) -> None:
         self.limits = limits if limits is not None else DEFAULT_LIMITS
         self.options = validate(KustomizeOptions, self.name, options)
-        self._cache: OrderedDict[tuple[object, ...], tuple[Resource, ...]] = OrderedDict()
+        self._cache: OrderedDict[tuple[object, ...], tuple[Document, ...]] = OrderedDict()
         self._lock = threading.Lock()
 
     @classmethod
@@ -137,8 +140,10 @@ class KustomizeRenderer(Renderer):
     def render(self, root: Path, context: RenderContext | None = None) -> list[Resource]:
         """The resources the kustomization in ``root`` builds, validated, as declared.
 
-        Raises ManifestError naming the kustomization file (bad reference, remote base,
-        build failure, timeout, invalid output); NotSupportedError without kustomize.
+        ``context.variables``, when given, are substituted into the build's output before
+        it is validated (:func:`~gitops.renderers.substitute.check_substituted`). Raises
+        ManifestError naming the kustomization file (bad reference, remote base, build
+        failure, timeout, invalid output); NotSupportedError without kustomize.
         """
         tree = Tree(root, context)
         options = context_options(KustomizeOptions, self.name, self.options, context)
@@ -151,23 +156,26 @@ class KustomizeRenderer(Renderer):
             tree.rel(tree.root_real), tree.digest(graph.folders), tuple(command),
             kustomize_version(tuple(command)),
         )
+        documents: tuple[Document, ...] | None = None
         if key is not None:
             with self._lock:
-                cached = self._cache.get(key)
-                if cached is not None:
+                documents = self._cache.get(key)
+                if documents is not None:
                     self._cache.move_to_end(key)
-                    return list(cached)
-        resources = self._build(command, tree, graph, options)
-        if key is not None:
-            with self._lock:
-                self._cache[key] = tuple(resources)
-                while len(self._cache) > _CACHE_SIZE:
-                    self._cache.popitem(last=False)
-        return resources
+        if documents is None:
+            documents = tuple(self._build(command, tree, graph, options))
+            if key is not None:
+                with self._lock:
+                    self._cache[key] = documents
+                    while len(self._cache) > _CACHE_SIZE:
+                        self._cache.popitem(last=False)
+        variables = context.variables if context is not None else {}
+        return check_substituted(documents, variables, limits=self.limits)
 
     def _build(
         self, command: list[str], tree: Tree, graph: KustomizeGraph, options: KustomizeOptions
-    ) -> list[Resource]:
+    ) -> list[Document]:
+        """Run kustomize; its output parsed (not yet validated)."""
         args = [*command, tree.root_real, "--load-restrictor", "LoadRestrictionsRootOnly"]
         env = dict(os.environ, GIT_TERMINAL_PROMPT="0")
         with tempfile.TemporaryDirectory(prefix="gitops-kustomize-") as scratch:
@@ -195,8 +203,7 @@ class KustomizeRenderer(Renderer):
             max_file_bytes=self.limits.max_total_bytes,
             max_documents_per_file=self.limits.max_resources,
         )
-        documents = parse_documents(done.stdout, graph.root_file, limits=output_limits)
-        return check_documents(documents, limits=self.limits)
+        return parse_documents(done.stdout, graph.root_file, limits=output_limits)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(timeout={self.options.timeout:g}, " \

@@ -40,11 +40,17 @@ from yaml.emitter import Emitter
 from yaml.resolver import Resolver
 
 from gitops.errors import InputError, ManifestError
-from gitops.manifests import Document, check_documents, parse_manifests
+from gitops.manifests import DEFAULT_LIMITS, Document, Limits, check_documents, parse_manifests
 from gitops.model import Resource
 from gitops.urls import redact
 
-__all__ = ["SUBSTITUTE_KEY", "substitute", "substitute_string"]
+__all__ = [
+    "SUBSTITUTE_KEY",
+    "check_substituted",
+    "substitute",
+    "substitute_documents",
+    "substitute_string",
+]
 
 #: Label or annotation that turns substitution off for one object (value ``disabled``).
 SUBSTITUTE_KEY = "kustomize.toolkit.fluxcd.io/substitute"
@@ -67,24 +73,53 @@ class _Failure(Exception):
 def substitute(resources: Iterable[Resource], variables: Mapping[str, str]) -> list[Resource]:
     """The resources with ``${VAR}`` expressions replaced from ``variables``, in order.
 
-    Unchanged resources are returned as the same objects. Raises InputError for an
-    invalid variable name or a non-string value (naming the variable, never its value)
-    and ManifestError (via the resource's origin) for an undefined variable without a
-    default, a malformed expression, or an object that is invalid once substituted.
+    For resources a renderer already validated (one that does not substitute itself,
+    see :func:`check_substituted`). Unchanged resources are returned as the same
+    objects. Raises InputError for an invalid variable name or a non-string value
+    (naming the variable, never its value) and ManifestError (via the resource's
+    origin) for an undefined variable without a default, a malformed expression, or an
+    object that is invalid once substituted.
     """
     values = _checked_variables(variables)
     out: list[Resource] = []
     for res in resources:
-        if _disabled(res):
+        document = _document_of(res)
+        changed = _substituted(document, values)
+        if changed is document:
             out.append(res)
             continue
-        try:
-            manifest = _walk(res.manifest, values)
-        except _Failure as failure:
-            field = ".".join(reversed(failure.path)) or "(object)"
-            raise _error(res, f"{res.key}: {field}: {failure.message}") from None
-        out.append(res if manifest is res.manifest else _revalidated(res, manifest, values))
+        (checked,) = _checked([changed], values, DEFAULT_LIMITS)
+        out.append(Resource(checked.key, checked.api_version, checked.manifest, res.origin))
     return out
+
+
+def substitute_documents(
+    documents: Iterable[Document], variables: Mapping[str, str]
+) -> list[Document]:
+    """Parsed, not yet validated documents with their expressions replaced, in order.
+
+    What a renderer runs between parsing and :func:`~gitops.manifests.check_documents`,
+    so that ``namespace: ${NS}`` validates once substituted. Errors as :func:`substitute`.
+    """
+    values = _checked_variables(variables)
+    return [_substituted(document, values) for document in documents]
+
+
+def check_substituted(
+    documents: Iterable[Document],
+    variables: Mapping[str, str],
+    *,
+    limits: Limits = DEFAULT_LIMITS,
+) -> list[Resource]:
+    """Substitute (when ``variables`` is not empty), then validate: Resources as declared.
+
+    A validation message never shows a variable's value (it may quote a name or a
+    namespace a value went into).
+    """
+    if not variables:
+        return check_documents(documents, limits=limits)
+    values = _checked_variables(variables)
+    return _checked([_substituted(d, values) for d in documents], values, limits)
 
 
 def substitute_string(text: str, variables: Mapping[str, str]) -> str:
@@ -110,33 +145,59 @@ def _checked_variables(variables: Mapping[str, str]) -> dict[str, str]:
     return values
 
 
-def _disabled(res: Resource) -> bool:
-    return res.labels.get(SUBSTITUTE_KEY) == "disabled" or (
-        res.annotations.get(SUBSTITUTE_KEY) == "disabled"
+def _document_of(res: Resource) -> Document:
+    """The Document a resource came from, as its origin names it."""
+    path, sep, rest = res.origin.rpartition("#")
+    if not sep:
+        return Document(res.manifest, res.origin or "<manifests>", 0)
+    index, _, item = rest.partition(".")
+    return Document(res.manifest, path, int(index) if index.isdigit() else 0, item)
+
+
+def _disabled(manifest: Any) -> bool:
+    metadata = manifest.get("metadata") if isinstance(manifest, dict) else None
+    if not isinstance(metadata, dict):
+        return False
+    return any(
+        isinstance(section, dict) and section.get(SUBSTITUTE_KEY) == "disabled"
+        for section in (metadata.get("labels"), metadata.get("annotations"))
     )
 
 
-def _error(res: Resource, message: str) -> ManifestError:
-    path, sep, rest = res.origin.rpartition("#")
-    if not sep:
-        return ManifestError(res.origin or "<manifests>", message)
-    index, _, item = rest.partition(".")
-    text = f"{item}: {message}" if item else message
-    return ManifestError(path, text, document=int(index) if index.isdigit() else None)
-
-
-def _revalidated(res: Resource, manifest: dict[str, Any], values: dict[str, str]) -> Resource:
-    """A Resource for the substituted manifest, checked as a rendered one is."""
-    path, _, rest = res.origin.rpartition("#")
-    index, _, item = rest.partition(".")
-    doc = Document(manifest, path or res.origin, int(index) if index.isdigit() else 0, item)
+def _substituted(document: Document, values: dict[str, str]) -> Document:
+    """``document`` substituted; the same object when nothing changed or it opted out."""
+    manifest = document.manifest
+    if _disabled(manifest):
+        return document
     try:
-        (checked,) = check_documents([doc])
+        changed = _walk(manifest, values)
+    except _Failure as failure:
+        field = ".".join(reversed(failure.path)) or "(object)"
+        raise document.error(f"{_what(manifest)}{field}: {failure.message}") from None
+    if changed is manifest:
+        return document
+    return Document(changed, document.path, document.index, document.item)
+
+
+def _what(manifest: Any) -> str:
+    """``Kind/name: `` for a message, from the manifest as written (no values inside)."""
+    if not isinstance(manifest, dict):
+        return ""
+    metadata = manifest.get("metadata")
+    name = metadata.get("name") if isinstance(metadata, dict) else None
+    kind = manifest.get("kind")
+    if isinstance(kind, str) and isinstance(name, str):
+        return f"{kind}/{name}: "
+    return ""
+
+
+def _checked(documents: list[Document], values: dict[str, str], limits: Limits) -> list[Resource]:
+    try:
+        return check_documents(documents, limits=limits)
     except ManifestError as exc:
-        # The check may quote a name or namespace, which may now hold a value.
+        # The check may quote a name or a namespace, which may now hold a value.
         hidden = redact(exc.reason, [v for v in values.values() if v])
-        raise _error(res, f"after substitution: {hidden}") from None
-    return Resource(checked.key, checked.api_version, manifest, res.origin)
+        raise ManifestError(exc.path, f"after substitution: {hidden}", exc.document) from None
 
 
 # ------------------------------------------------------------------------ the walk
