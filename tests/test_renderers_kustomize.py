@@ -373,14 +373,15 @@ def test_context_options_override_the_constructor(tmp_path: Path) -> None:
 
 
 def _count_runs(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """The kustomize builds started from now on (``subprocess.run`` is left alone)."""
     runs: list[list[str]] = []
-    real = subprocess.run
+    real = subprocess.Popen
 
     def counting(args: list[str], **kwargs: Any) -> Any:
         runs.append(list(args))
         return real(args, **kwargs)
 
-    monkeypatch.setattr(subprocess, "run", counting)
+    monkeypatch.setattr(subprocess, "Popen", counting)
     return runs
 
 
@@ -448,3 +449,15 @@ def test_variables_are_substituted_before_validation_with_flux_types(tmp_path: P
     assert info.value.path == "kustomization.yaml"
     with pytest.raises(ManifestError, match="namespace"):  # no variables: no substitution
         renderer.render(tmp_path, RenderContext())
+
+
+def test_a_timeout_kills_the_tools_children_too(tmp_path: Path) -> None:
+    # kubectl may be a dispatcher running the real binary as a child holding the pipes
+    import time
+
+    from gitops.renderers.kustomize import _run
+
+    started = time.monotonic()
+    with pytest.raises(ManifestError, match="timed out"):
+        _run(["sh", "-c", "sleep 30 & sleep 30"], str(tmp_path), 0.3, "kustomization.yaml")
+    assert time.monotonic() - started < 10

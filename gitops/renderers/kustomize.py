@@ -15,6 +15,7 @@ cached by their content digest: an unchanged tree does not run kustomize again.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
@@ -22,6 +23,7 @@ import logging
 import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
@@ -177,34 +179,43 @@ class KustomizeRenderer(Renderer):
     ) -> list[Document]:
         """Run kustomize; its output parsed (not yet validated)."""
         args = [*command, tree.root_real, "--load-restrictor", "LoadRestrictionsRootOnly"]
-        env = dict(os.environ, GIT_TERMINAL_PROMPT="0")
         with tempfile.TemporaryDirectory(prefix="gitops-kustomize-") as scratch:
-            try:
-                done = subprocess.run(
-                    args, cwd=scratch, env=env, stdin=subprocess.DEVNULL,
-                    capture_output=True, timeout=options.timeout, check=False,
-                )
-            except subprocess.TimeoutExpired:
-                raise ManifestError(
-                    graph.root_file, f"kustomize build timed out after {options.timeout:g} s"
-                ) from None
-            except OSError as exc:
-                raise NotSupportedError(
-                    f"{graph.root_file}: cannot run {command[0]}: {exc.strerror or exc}"
-                ) from exc
-        if done.returncode != 0:
-            raise build_error(done.stderr, graph.root_file, tree, graph)
-        if done.stderr.strip():
-            _log.debug("kustomize warnings for %s: %s", graph.root_file,
-                       tree.scrub(done.stderr.decode("utf-8", "replace")).strip())
+            returncode, stdout, stderr = _run(args, scratch, options.timeout, graph.root_file)
+        if returncode != 0:
+            raise build_error(stderr, graph.root_file, tree, graph)
+        for line in stderr.decode("utf-8", "replace").splitlines():
+            if line.startswith("# Warning:"):  # kustomize's deprecation notices
+                _log.debug("%s: kustomize: %s", graph.root_file, line[2:300])
         # One output stream: it is bounded by the total limits, not the per-file ones.
         output_limits = dataclasses.replace(
             self.limits,
             max_file_bytes=self.limits.max_total_bytes,
             max_documents_per_file=self.limits.max_resources,
         )
-        return parse_documents(done.stdout, graph.root_file, limits=output_limits)
+        return parse_documents(stdout, graph.root_file, limits=output_limits)
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(timeout={self.options.timeout:g}, " \
-               f"allow_remote={self.options.allow_remote})"
+        options = self.options
+        return f"{type(self).__name__}(timeout={options.timeout:g}, allow_remote={options.allow_remote})"
+
+
+def _run(args: list[str], cwd: str, timeout: float, where: str) -> tuple[int, bytes, bytes]:
+    """Run ``args`` in its own process group; on timeout the whole group is killed
+    (``kubectl`` may be a dispatcher whose child would otherwise hold the pipes)."""
+    env = dict(os.environ, GIT_TERMINAL_PROMPT="0")
+    try:
+        process = subprocess.Popen(
+            args, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, start_new_session=True,
+        )
+    except OSError as exc:
+        raise NotSupportedError(f"{where}: cannot run {args[0]}: {exc.strerror or exc}") from exc
+    with process:
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+            raise ManifestError(where, f"kustomize build timed out after {timeout:g} s") from None
+    return process.returncode, stdout, stderr
