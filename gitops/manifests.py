@@ -69,6 +69,7 @@ __all__ = [
     "gc_paused",
     "is_cluster_scoped",
     "load_tree",
+    "manifest_documents",
     "origin_error",
     "origin_where",
     "parse_documents",
@@ -880,3 +881,18 @@ def render_tree(
         cache.clear()
         cache.update(fresh)
     return resources
+
+
+def manifest_documents(manifests: Iterable[dict[str, Any]], path: str) -> list[Document]:
+    """Plain manifests as Documents named ``path`` and their index, Lists flattened.
+
+    The first half of :func:`validate_manifests`, for a renderer that transforms
+    documents (substitution) before :func:`check_documents` validates them.
+    """
+    documents: list[Document] = []
+    for index, manifest in enumerate(manifests):
+        if isinstance(manifest, dict) and _is_list(manifest):
+            _flatten(manifest, path, index, "", documents)
+        else:
+            documents.append(Document(manifest, path, index))
+    return documents
