@@ -23,6 +23,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+import yaml
+
 from gitops import __version__
 from gitops.engine import Reconciler
 from gitops.errors import GitopsError, InputError, InvalidURLError, PluginError, SyncInterrupted
@@ -58,6 +60,12 @@ def _parser() -> argparse.ArgumentParser:
                        help="allow an empty source to prune everything")
         p.add_argument("--adopt", action="store_true",
                        help="take over objects another inventory on the target owns")
+        p.add_argument("--var", action="append", default=[], metavar="NAME=VALUE",
+                       help="substitute ${NAME} in the rendered objects (repeatable; Flux's "
+                            "postBuild.substitute)")
+        p.add_argument("--vars-file", action="append", default=[], metavar="FILE",
+                       help="variables for substitution from a YAML mapping or NAME=VALUE "
+                            "lines (repeatable; --var wins)")
         p.add_argument("-o", "--output", choices=("text", "json"), default="text")
         p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
                        help=argparse.SUPPRESS)
@@ -287,7 +295,52 @@ def _reconciler(args: argparse.Namespace, *, dry_run: bool = False) -> Reconcile
     if hint and not Path(args.source).exists():
         raise InputError(f"SOURCE {args.source!r} is not a gitops source URL{hint}")
     return Reconciler(args.source, args.target, name=args.name, prune=args.prune,
-                      allow_empty=args.allow_empty, adopt=args.adopt, dry_run=dry_run)
+                      allow_empty=args.allow_empty, adopt=args.adopt, dry_run=dry_run,
+                      substitute=_variables(args.vars_file, args.var))
+
+
+def _variables(files: Sequence[str], pairs: Sequence[str]) -> dict[str, str]:
+    """``--vars-file`` then ``--var`` values; errors name the file or flag, never a value."""
+    variables: dict[str, str] = {}
+    for name in files:
+        variables.update(_vars_file(Path(name)))
+    for item in pairs:
+        key, sep, _ = item.partition("=")
+        if not sep or not key:
+            raise InputError("--var: expected NAME=VALUE")
+        variables[key] = item[len(key) + 1:]
+    return variables
+
+
+_DOTENV_LINE = re.compile(r"^\s*(export\s+)?[A-Za-z_][A-Za-z0-9_]*=")
+
+
+def _vars_file(path: Path) -> dict[str, str]:
+    """A YAML/JSON mapping of names to scalars, or ``NAME=VALUE`` lines (a .env file)."""
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise InputError(f"--vars-file {path}: cannot read: {reason}") from None
+    lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    if lines and all(_DOTENV_LINE.match(ln) for ln in lines):
+        pairs = (re.sub(r"^\s*(export\s+)?", "", ln).partition("=") for ln in lines)
+        return {k: v.strip().strip("'\"") for k, _, v in pairs}
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        raise InputError(
+            f"--vars-file {path}: not a YAML mapping or NAME=VALUE lines{where}"
+        ) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict) or not all(
+        isinstance(v, str | int | float | bool) for v in data.values()
+    ):
+        raise InputError(f"--vars-file {path}: expected a mapping of names to scalar values")
+    return {str(k): (str(v).lower() if isinstance(v, bool) else str(v)) for k, v in data.items()}
 
 
 def _cmd_diff(args: argparse.Namespace, out: _Output) -> int:

@@ -77,6 +77,7 @@ from gitops.plugins import (
     split_scheme,
 )
 from gitops.renderers.base import Renderer
+from gitops.renderers.substitute import substitute
 from gitops.sources.base import Source
 from gitops.targets.base import Target
 
@@ -197,7 +198,7 @@ class Reconciler:
             self.close()
             raise
         self.differ = differ if differ is not None else open_differ("structural")
-        self.renderer = renderer if renderer is not None else open_renderer("yaml")
+        self.renderer = renderer if renderer is not None else open_renderer("auto")
         self._handlers: list[EventHandler] = [on_event] if on_event else []
         self._sleep = sleep
         self._memo = _Memo()
@@ -380,6 +381,8 @@ class Reconciler:
             options=self.options.render_options,
         )
         rendered = tuple(self.renderer.render(artifact.path, context))
+        if self.options.substitute and not self.renderer.substitutes:
+            rendered = tuple(substitute(rendered, self.options.substitute))
         for res in rendered:
             wave_of(res)  # validate sync-wave annotations before anything is planned
         memo.revision, memo.artifact, memo.rendered = revision, artifact, rendered

@@ -118,3 +118,24 @@ def test_ctrl_c_finishes_cleanly_and_exits_130(tmp_path: Path) -> None:
     assert proc.returncode == 130, stderr
     assert "Sync interrupted" in stdout and "not applied (" in stdout
     assert "Traceback" not in stderr
+
+
+def test_variables_from_flags_and_files_are_substituted(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "cm.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: app, namespace: '${NS}'}\n"
+        "data: {color: '${COLOR:=blue}', size: '${SIZE}'}\n")
+    env = tmp_path / "vars.env"
+    env.write_text("# a .env file\nNS=team-a\nSIZE=large\n")
+    out = tmp_path / "out"
+    synced = run("sync", str(src), f"dir:{out}", "--vars-file", str(env), "--var", "SIZE=small")
+    assert synced.returncode == 0, synced.stderr
+    stored = yaml.safe_load((out / "team-a" / "ConfigMap" / "app.yaml").read_text())
+    assert stored["data"] == {"color": "blue", "size": "small"}
+    missing = run("diff", str(src), f"dir:{out}", "--var", "NS=team-a")
+    assert missing.returncode == 2 and "SIZE" in missing.stderr and "cm.yaml" in missing.stderr
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("- not\n- a mapping\n")
+    refused = run("diff", str(src), f"dir:{out}", "--vars-file", str(bad))
+    assert refused.returncode == 2 and "bad.yaml" in refused.stderr

@@ -21,6 +21,9 @@ class Renderer(ABC):
 
     #: Registry name (the entry-point name).
     name: ClassVar[str] = ""
+    #: applies ``context.variables`` itself (before validating); otherwise the engine
+    #: substitutes the rendered resources (:func:`gitops.renderers.substitute.substitute`)
+    substitutes: ClassVar[bool] = False
 
     @classmethod
     def viable(cls) -> tuple[bool, str]:
