@@ -13,12 +13,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gitops.cache import ArtifactStore
+from gitops.cache import ArtifactStore, sweep_temp, temp_name
 
 __all__ = ["ArtifactRecord", "load_last", "load_record", "records_root", "save_last",
            "save_record"]
@@ -70,9 +69,10 @@ def load_last(store: ArtifactStore, source_key: str) -> str | None:
 def _write(path: Path, data: dict[str, Any]) -> None:
     with contextlib.suppress(OSError):
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        sweep_temp(path.parent)  # records a killed process left half-written
+        tmp = path.parent / temp_name(f".{path.name}")
         try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            with open(tmp, "x", encoding="utf-8") as handle:
                 # dumps, not dump: only the one-shot encoder is C (a record lists every file)
                 handle.write(json.dumps(data, separators=(",", ":")))
             os.replace(tmp, path)
