@@ -31,7 +31,7 @@ from pathlib import Path
 
 from filelock import FileLock
 
-__all__ = ["ArtifactStore", "cache_root", "pid_alive", "sweep_temp", "temp_name"]
+__all__ = ["ArtifactStore", "cache_root", "pid_alive", "still_cached", "sweep_temp", "temp_name"]
 
 _KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$")
 _TEMP_MARK = ".gitops-tmp-"
@@ -114,6 +114,18 @@ def _make_writable(root: Path) -> None:
             path = os.path.join(dirpath, name)
             if not os.path.islink(path):
                 os.chmod(path, 0o755)
+
+
+def still_cached(tree: Path) -> bool:
+    """Whether an artifact tree handed out earlier is still in the cache, marking it used
+    (for least-recently-used pruning): one system call."""
+    try:
+        os.utime(tree, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    except OSError:  # a read-only cache: cannot mark it, can still use it
+        return tree.is_dir()
+    return True
 
 
 def remove_tree(root: Path) -> None:

@@ -363,5 +363,5 @@ def test_unknown_or_mistyped_options_are_one_invalid_url_error() -> None:
         GitSource("git+https://h/r.git", timeout=0)
     with pytest.raises(InvalidURLError, match="option timeout: Input should be a valid number"):
         GitSource("git+https://h/r.git", timeout="soon")  # type: ignore[arg-type]
-    with pytest.raises(InvalidURLError, match="option protocol_version: .*must be 0, 1 or 2"):
+    with pytest.raises(InvalidURLError, match=r"option protocol_version: .*must be 0, 1 or 2"):
         GitSource("git+https://h/r.git", protocol_version=3)

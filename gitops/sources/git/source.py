@@ -26,7 +26,7 @@ from dulwich.object_store import BaseObjectStore, tree_lookup_path
 from dulwich.objects import S_ISGITLINK, Commit, ObjectID, Tag, Tree
 from dulwich.repo import Repo
 
-from gitops.cache import ArtifactStore
+from gitops.cache import ArtifactStore, still_cached
 from gitops.errors import (
     InputError,
     ManifestError,
@@ -54,7 +54,7 @@ from gitops.sources.git.records import (
 from gitops.sources.git.refs import Resolved
 from gitops.sources.git.ssh import ssh_available
 from gitops.sources.git.submodules import resolve_submodule_url, submodule_url
-from gitops.sources.git.transport import Remote
+from gitops.sources.git.transport import Remote, RemoteRefs
 from gitops.sources.git.url import GitURL, parse_git_url, with_selection
 from gitops.sources.git.verify import (
     ENV_PUBLIC_KEYS,
@@ -156,6 +156,7 @@ class GitSource(Source):
         self._verified: dict[tuple[str, str | None], str] = {}
         self._previous: tuple[str, Previous] | None = None
         self._fetched: dict[str, Artifact] = {}
+        self._last_resolve: tuple[RemoteRefs, Resolved] | None = None
         # the artifact is the whole tree (path= only moves Artifact.path), so every source
         # of one remote shares the checkouts; submodules make a different tree
         self._source_key = f"{self._mirror.key}{'-sm' if self._recurse else ''}"
@@ -173,12 +174,18 @@ class GitSource(Source):
     # -- the Source contract -------------------------------------------------------
 
     def resolve(self) -> str:
-        """The current revision: one ls-refs round trip, no objects (a pin: no network)."""
+        """The current revision: one ls-refs round trip, no objects (a pin: no network;
+        ``git+file://``: the ref files read directly). Refs advertised exactly as last
+        time give the last answer without choosing again (a semver range over many tags)."""
         if self._spec.commit is not None:
             return refspec.pin(self._spec.commit).revision
         advertised = self._remote.ls_refs(refspec.prefixes_for(self._spec))
+        last = self._last_resolve
+        if last is not None and last[0] == advertised:
+            return last[1].revision
         resolved = refspec.select(self._spec, advertised)
         self._remember(resolved)
+        self._last_resolve = (advertised, resolved)
         return resolved.revision
 
     def fetch(self, revision: str) -> Artifact:
@@ -192,7 +199,7 @@ class GitSource(Source):
         left in the artifact cache.
         """
         known = self._fetched.get(revision)
-        if known is not None and _still_cached(known.tree):
+        if known is not None and still_cached(known.tree):
             return known
         name, commit = refspec.parse_revision(self.url, revision)
         resolved = self._resolved.get(revision) or Resolved(name, None, commit)
@@ -471,17 +478,6 @@ class _MirrorObjects:
 def _fragment(url: str) -> str:
     """The options part of a Git URL (after the first ``#``)."""
     return url.partition("#")[2]
-
-
-def _still_cached(tree: Path) -> bool:
-    """Whether an artifact tree is still in the cache, marking it used (for LRU pruning)."""
-    try:
-        os.utime(tree, follow_symlinks=False)
-    except FileNotFoundError:
-        return False
-    except OSError:  # a read-only cache: cannot mark it, can still use it
-        return tree.is_dir()
-    return True
 
 
 def _digest_of(shown: str, path: Path) -> str:
