@@ -14,7 +14,7 @@ from typing import Any, ClassVar, Self
 
 from gitops.model import Artifact
 from gitops.options import PluginOptions, validate_options
-from gitops.urls import scrub
+from gitops.sources.fragment import location
 
 __all__ = ["Source"]
 
@@ -52,7 +52,7 @@ class Source(ABC):
         options.
         """
         merged = {**cls.url_options(url), **options}
-        return cls.from_options(url, validate_options(cls.Options, scrub(url), merged))
+        return cls.from_options(url, validate_options(cls.Options, location(url), merged))
 
     @classmethod
     def from_options(cls, url: str, options: PluginOptions) -> Self:

@@ -194,8 +194,8 @@ class DirectorySource(Source):
         try:
             copy = folder / name
             copy.write_bytes(data)
-            copy.chmod(0o444)
-            folder.chmod(0o555)
+            copy.chmod(0o400)
+            folder.chmod(0o500)
         except BaseException:
             _remove(folder)
             raise

@@ -16,8 +16,15 @@ from pathlib import PurePosixPath
 from urllib.parse import parse_qsl
 
 from gitops.errors import InvalidURLError
+from gitops.urls import scrub
 
-__all__ = ["fragment_options", "subpath"]
+__all__ = ["fragment_options", "location", "subpath"]
+
+
+def location(url: str) -> str:
+    """``url`` as option errors name it: credential-free and without its fragment (whose
+    values an error must not repeat)."""
+    return scrub(url).partition("#")[0]
 
 
 def fragment_options(shown: str, fragment: str, *, secret: Collection[str] = ()) -> dict[str, str]:

@@ -37,7 +37,7 @@ from gitops.errors import (
 from gitops.model import Artifact
 from gitops.options import PluginOptions, validate_options
 from gitops.sources.base import Source
-from gitops.sources.fragment import fragment_options
+from gitops.sources.fragment import fragment_options, location
 from gitops.sources.git import refs as refspec
 from gitops.sources.git.bounds import PRUNE_INTERVAL, prune_cache
 from gitops.sources.git.checkout import Checkout, Objects, Previous, artifact_digest
@@ -65,7 +65,6 @@ from gitops.sources.git.verify import (
     parse_mode,
 )
 from gitops.tree import tree_digest
-from gitops.urls import scrub
 
 __all__ = ["GitSource"]
 
@@ -90,7 +89,7 @@ class GitSource(Source):
         """Open ``url`` with ``options`` (see :class:`GitOptions`); the same as
         :meth:`from_url`. Raises InvalidURLError naming the option at fault."""
         merged = {**self.url_options(url), **options}
-        self._open(url, validate_options(GitOptions, scrub(url), merged))
+        self._open(url, validate_options(GitOptions, location(url), merged))
 
     @classmethod
     def url_options(cls, url: str) -> dict[str, Any]:
@@ -98,7 +97,7 @@ class GitSource(Source):
 
         Secret options (passwords, tokens, keys) are refused in a URL.
         """
-        return fragment_options(scrub(url), _fragment(url), secret=SECRET)
+        return fragment_options(location(url), _fragment(url), secret=SECRET)
 
     @classmethod
     def from_options(cls, url: str, options: PluginOptions) -> Self:

@@ -25,7 +25,7 @@ from gitops.errors import RevisionNotFoundError
 from gitops.model import Artifact
 from gitops.options import PluginOptions, validate_options
 from gitops.sources.base import Source
-from gitops.sources.fragment import fragment_options
+from gitops.sources.fragment import fragment_options, location
 from gitops.sources.oci.auth import find_credentials
 from gitops.sources.oci.client import RegistryClient
 from gitops.sources.oci.extract import extract_layer
@@ -33,7 +33,6 @@ from gitops.sources.oci.manifest import Descriptor, parse_manifest, select_layer
 from gitops.sources.oci.options import SECRET, OCISourceOptions, with_environment
 from gitops.sources.oci.reference import OCIReference, parse_oci_url
 from gitops.sources.oci.verify import ExtractLimits
-from gitops.urls import scrub
 from gitops.versions import parse_range, select_highest
 
 __all__ = ["OCISource"]
@@ -62,7 +61,7 @@ class OCISource(Source):
     def __init__(self, url: str, /, **options: Any) -> None:
         """Open ``url`` with ``options``; the same as :meth:`from_url`."""
         merged = {**self.url_options(url), **options}
-        self._open(url, validate_options(OCISourceOptions, scrub(url), merged))
+        self._open(url, validate_options(OCISourceOptions, location(url), merged))
 
     @classmethod
     def url_options(cls, url: str) -> dict[str, Any]:
@@ -71,7 +70,7 @@ class OCISource(Source):
         The password is refused in a fragment: give it in the userinfo (scrubbed), as a
         keyword argument or in the environment.
         """
-        return fragment_options(scrub(url), url.partition("#")[2], secret=SECRET)
+        return fragment_options(location(url), url.partition("#")[2], secret=SECRET)
 
     @classmethod
     def from_options(cls, url: str, options: PluginOptions) -> Self:
