@@ -183,12 +183,14 @@ class ArtifactStore:
         with FileLock(str(self.locks / f"{self._check_key(name)}.lock"), timeout=timeout):
             yield
 
-    def materialize(self, key: str, fill: Callable[[Path], None], *,
+    def materialize(self, key: str, fill: Callable[[Path], int | None], *,
                     fill_makes_read_only: bool = False) -> Path:
         """Return the artifact ``key``, calling ``fill(tmpdir)`` to create it if missing.
 
-        ``fill`` writes the tree into an empty folder; on success the folder is made
-        read-only and renamed into place atomically; on failure it is removed. With
+        ``fill`` writes the tree into an empty folder and may return its size in bytes
+        (regular files, as :func:`tree_size` counts; else it is measured when first
+        needed); on success the folder is made read-only and renamed into place
+        atomically; on failure it is removed. With
         ``fill_makes_read_only``, ``fill`` promises to leave every file (``0444``) and
         directory (``0555``, the folder itself included) read-only, and the pass over
         the tree that would do it is skipped.
@@ -207,7 +209,7 @@ class ArtifactStore:
             tmp.mkdir(0o700)
             final = self.path(key)
             try:
-                fill(tmp)
+                size = fill(tmp)
                 if not fill_makes_read_only:
                     _make_read_only(tmp)
                 # moving a directory to another parent rewrites its "..": the kernel wants
@@ -218,6 +220,8 @@ class ArtifactStore:
                 remove_tree(tmp)
                 raise
             os.chmod(final, 0o555)
+            if size is not None:
+                self._remember_size(key, size)
             return final
 
     def size(self, key: str) -> int:
@@ -228,13 +232,16 @@ class ArtifactStore:
         except (OSError, ValueError):
             pass
         size = tree_size(self.path(key))
+        self._remember_size(key, size)
+        return size
+
+    def _remember_size(self, key: str, size: int) -> None:
         with contextlib.suppress(OSError):
             self._sizes.mkdir(parents=True, exist_ok=True)
             sweep_temp(self._sizes)
             tmp = self._sizes / temp_name(key[:40])
             tmp.write_text(str(size), encoding="ascii")
-            os.replace(tmp, record)
-        return size
+            os.replace(tmp, self._sizes / key)
 
     def remove(self, key: str) -> bool:
         """Delete the artifact ``key``; False if it was not there (another process won).

@@ -121,3 +121,27 @@ def test_after_many_revisions_the_cache_holds_at_most_the_bound(
                 f"revision {i}: {held} + {grown} > {bound}")
     assert len(list((cache / "artifacts").iterdir())) <= 3
 
+
+
+def test_new_artifacts_are_sized_without_walking_them(
+    make_repo: MakeRepo, daemon: GitDaemon, cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gitops import cache as cache_module
+
+    real = cache_module.tree_size
+    walked: list[Path] = []
+
+    def counting(root: Path) -> int:
+        walked.append(root)
+        return real(root)
+
+    monkeypatch.setattr(cache_module, "tree_size", counting)
+    repo = make_repo({f"f{i}.yaml": f"n: {i}\n" * (i + 1) for i in range(20)})
+    with GitSource(daemon.url(repo.name), cache_dir=cache) as source:
+        first = source.fetch(source.resolve())
+        repo.commit({"f3.yaml": "changed: true\n"})
+        second = source.fetch(source.resolve())  # 19 files linked, 1 written
+    assert walked == [], "the checkout reported the sizes"
+    store = cache_module.ArtifactStore(cache)
+    for artifact in (first, second):
+        assert store.size(artifact.path.name) == real(artifact.path)

@@ -25,11 +25,12 @@ __all__ = ["ArtifactRecord", "load_last", "load_record", "records_root", "save_l
 
 @dataclass(frozen=True)
 class ArtifactRecord:
-    """An artifact's digest, and each file's blob id and content hash."""
+    """An artifact's digest, and each file's blob id, content hash and size."""
 
     digest: str
     files: dict[str, str] = field(default_factory=dict)
     sha256: dict[str, str] = field(default_factory=dict)
+    sizes: dict[str, int] = field(default_factory=dict)
 
 
 def records_root(store: ArtifactStore) -> Path:
@@ -40,7 +41,8 @@ def records_root(store: ArtifactStore) -> Path:
 def save_record(store: ArtifactStore, key: str, record: ArtifactRecord) -> None:
     """Store ``record`` for the artifact ``key`` (best effort: the cache may be read-only)."""
     _write(records_root(store) / f"{key}.json",
-           {"digest": record.digest, "files": record.files, "sha256": record.sha256})
+           {"digest": record.digest, "files": record.files, "sha256": record.sha256,
+            "sizes": record.sizes})
 
 
 def load_record(store: ArtifactStore, key: str) -> ArtifactRecord | None:
@@ -49,9 +51,11 @@ def load_record(store: ArtifactStore, key: str) -> ArtifactRecord | None:
     if data is None:
         return None
     digest, files, hashes = data.get("digest"), data.get("files"), data.get("sha256")
-    if not (isinstance(digest, str) and isinstance(files, dict) and isinstance(hashes, dict)):
+    sizes = data.get("sizes", {})  # records written before sizes were kept have none
+    if not (isinstance(digest, str) and isinstance(files, dict) and isinstance(hashes, dict)
+            and isinstance(sizes, dict)):
         return None
-    return ArtifactRecord(digest, files, hashes)
+    return ArtifactRecord(digest, files, hashes, sizes)
 
 
 def save_last(store: ArtifactStore, source_key: str, artifact_key: str) -> None:

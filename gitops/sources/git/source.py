@@ -352,15 +352,16 @@ class GitSource(Source):
         checkout = Checkout(self.url, revision, recurse_submodules=self._recurse)
         made: list[ArtifactRecord] = []
 
-        def fill(tmp: Path) -> None:
+        def fill(tmp: Path) -> int | None:
             result = checkout.run(objects, tree, tmp, previous=previous)
             try:
                 digest = artifact_digest(tmp, result)
             except ManifestError as exc:
                 raise SourceError(self.url, f"{exc} (at {revision})") from exc
-            made.append(ArtifactRecord(digest, result.files, result.sha256))
+            made.append(ArtifactRecord(digest, result.files, result.sha256, result.sizes))
             log.info("%s: materialized %s (%d files written, %d linked)", self.url, revision,
                      result.written, result.linked)
+            return result.total_bytes()  # the cache need not walk the tree to size it
 
         path = self._store.materialize(key, fill, fill_makes_read_only=True)
         record = made[0] if made else (load_record(self._store, key)
@@ -372,7 +373,7 @@ class GitSource(Source):
 
     def _keep_previous(self, key: str, path: Path, record: ArtifactRecord) -> None:
         if record.files:
-            self._previous = (key, Previous(path, record.files, record.sha256))
+            self._previous = (key, Previous(path, record.files, record.sha256, record.sizes))
 
     def _previous_checkout(self) -> Previous | None:
         if self._previous is not None and self._previous[1].root.is_dir():
@@ -386,7 +387,7 @@ class GitSource(Source):
         record = load_record(self._store, key)
         if record is None or not record.files:
             return None
-        return Previous(self._store.path(key), record.files, record.sha256)
+        return Previous(self._store.path(key), record.files, record.sha256, record.sizes)
 
     def _prune(self, key: str, *, grew: bool) -> None:
         """Apply the cache bounds: now when the cache grew, else at most hourly (for age)."""
