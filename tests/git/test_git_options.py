@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -77,22 +75,14 @@ def test_unknown_fragment_option_names_the_url_and_the_option_only() -> None:
 
 
 def test_a_kustomize_overlay_with_path_reaches_its_base(
-    make_repo: MakeRepo, daemon: GitDaemon, cache: Path
+    make_repo: MakeRepo, daemon: GitDaemon, cache: Path, overlay_files: dict[str, str],
+    kustomize_build: Callable[[Path], str],
 ) -> None:
-    repo = make_repo({
-        "base/kustomization.yaml": "resources:\n- cm.yaml\n",
-        "base/cm.yaml": CM.format(name="base"),
-        "overlays/prod/kustomization.yaml": "resources:\n- ../../base\nnamePrefix: prod-\n",
-    })
+    repo = make_repo(overlay_files)
     with GitSource(daemon.url(repo.name) + "#path=overlays/prod", cache_dir=cache) as source:
         artifact = source.fetch(source.resolve())
     assert artifact.root is not None and (artifact.root / "base" / "cm.yaml").is_file()
-    kubectl = shutil.which("kubectl")
-    if kubectl is None:
-        pytest.skip("kubectl (kustomize) is not installed")
-    built = subprocess.run([kubectl, "kustomize", os.fspath(artifact.path)], check=True,
-                           capture_output=True, text=True).stdout
-    assert "name: prod-base" in built
+    assert "name: prod-base" in kustomize_build(artifact.path)
 
 
 # -- the cache bound holds after every fetch ------------------------------------------------

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -73,18 +72,11 @@ def test_environment_defaults_still_apply(monkeypatch: pytest.MonkeyPatch) -> No
 # -- #path=: the whole artifact stays readable -----------------------------------------------
 
 
-def overlay(root: Path) -> Path:
-    return write_tree(root, {
-        "base/kustomization.yaml": "resources:\n- cm.yaml\n",
-        "base/cm.yaml": CM.format(name="base"),
-        "overlays/prod/kustomization.yaml": "resources:\n- ../../base\nnamePrefix: prod-\n",
-    })
-
-
 def test_path_points_inside_the_whole_artifact_so_overlays_reach_their_base(
-    anon_registry: LocalRegistry, repo: str, tmp_path: Path, cache_dir: Path
+    anon_registry: LocalRegistry, repo: str, tmp_path: Path, cache_dir: Path,
+    overlay_files: dict[str, str], kustomize_build: Callable[[Path], str],
 ) -> None:
-    pushed = push(overlay(tmp_path / "content"), anon_registry.url(repo, "v1"))
+    pushed = push(write_tree(tmp_path / "content", overlay_files), anon_registry.url(repo, "v1"))
     with OCISource(anon_registry.url(repo, "v1") + "#path=overlays/prod",
                    cache_dir=cache_dir) as source:
         revision = source.resolve()
@@ -92,12 +84,7 @@ def test_path_points_inside_the_whole_artifact_so_overlays_reach_their_base(
         assert source.fetch(revision) is artifact, "same revision, same Artifact"
     assert artifact.root is not None and artifact.path == artifact.root / "overlays" / "prod"
     assert artifact.tree == artifact.root and artifact.digest == pushed.layer_digest
-    kubectl = shutil.which("kubectl")
-    if kubectl is None:
-        pytest.skip("kubectl (kustomize) is not installed")
-    built = subprocess.run([kubectl, "kustomize", os.fspath(artifact.path)], check=True,
-                           capture_output=True, text=True).stdout
-    assert "name: prod-base" in built
+    assert "name: prod-base" in kustomize_build(artifact.path)
 
 
 # -- the cache stays within its bounds --------------------------------------------------------
