@@ -2,8 +2,10 @@
 
 ``resolve()`` asks the remote for its refs and nothing else (a commit pin does not even
 ask); ``fetch(revision)`` brings the commit into the local mirror of the remote, verifies
-its signatures when asked to, and materializes the requested subpath at that commit
-into a read-only, content-addressed artifact without ``.git``. Revisions read
+its signatures when asked to, and materializes the commit's whole tree into a read-only,
+content-addressed artifact without ``.git`` (``Artifact.root``; ``#path=`` only moves
+``Artifact.path``). Options come from the URL fragment and keywords, validated once
+(:class:`~gitops.sources.git.options.GitOptions`). Revisions read
 ``main@sha1:<40 hex>``, ``v1.2.0@sha1:<40 hex>`` (the commit a tag points to) or
 ``sha1:<40 hex>`` for a pin. This module glues the pieces of :mod:`gitops.sources.git`
 together; it never renders, never shows a credential (``url`` is scrubbed), and never
@@ -85,7 +87,7 @@ class GitSource(Source):
     scheme = "git"
     Options = GitOptions
 
-    def __init__(self, url: str, /, **options: Any) -> None:
+    def __init__(self, url: str, **options: Any) -> None:
         """Open ``url`` with ``options`` (see :class:`GitOptions`); the same as
         :meth:`from_url`. Raises InvalidURLError naming the option at fault."""
         merged = {**self.url_options(url), **options}

@@ -58,7 +58,7 @@ class OCISource(Source):
     scheme = "oci"
     Options = OCISourceOptions
 
-    def __init__(self, url: str, /, **options: Any) -> None:
+    def __init__(self, url: str, **options: Any) -> None:
         """Open ``url`` with ``options``; the same as :meth:`from_url`."""
         merged = {**self.url_options(url), **options}
         self._open(url, validate_options(OCISourceOptions, location(url), merged))
