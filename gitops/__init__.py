@@ -8,6 +8,7 @@ Import what you need from here; submodules are importable but not promised::
         result = gitops.Reconciler(src, dst, prune=True).sync()
 """
 
+from gitops.differs.base import Differ
 from gitops.engine import Reconciler
 from gitops.errors import (
     ApplyError,
@@ -21,7 +22,9 @@ from gitops.errors import (
     NotSupportedError,
     PluginError,
     RevisionNotFoundError,
+    SourceAuthenticationError,
     SourceError,
+    TargetAuthenticationError,
     TargetError,
     TransientError,
     UnreachableError,
@@ -44,6 +47,7 @@ from gitops.model import (
     SyncResult,
 )
 from gitops.plugins import (
+    PluginInfo,
     list_plugins,
     open_differ,
     open_renderer,
@@ -51,6 +55,9 @@ from gitops.plugins import (
     open_target,
     register,
 )
+from gitops.renderers.base import Renderer
+from gitops.sources.base import Source
+from gitops.targets.base import Target
 
 __version__ = "0.1.0"
 
@@ -62,6 +69,7 @@ __all__ = [
     "Change",
     "ConflictError",
     "Diff",
+    "Differ",
     "EmptySourceError",
     "Event",
     "GitopsError",
@@ -74,14 +82,20 @@ __all__ = [
     "Outcome",
     "Plan",
     "PluginError",
+    "PluginInfo",
     "Reconciler",
     "ReconcilerOptions",
+    "Renderer",
     "Resource",
     "ResourceKey",
     "ResourceResult",
     "RevisionNotFoundError",
+    "Source",
+    "SourceAuthenticationError",
     "SourceError",
     "SyncResult",
+    "Target",
+    "TargetAuthenticationError",
     "TargetError",
     "TransientError",
     "UnreachableError",

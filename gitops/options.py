@@ -47,6 +47,8 @@ def validate_options(model: type[OptionsT], url: str, values: Mapping[str, Any])
         problems = "; ".join(
             f"option {'.'.join(str(p) for p in e['loc']) or '?'}: {e['msg']}" for e in exc.errors()
         )
+        if any(e["type"] == "extra_forbidden" for e in exc.errors()):
+            problems += f" (known options: {', '.join(model.model_fields) or 'none'})"
         raise InvalidURLError(url, problems) from None
 
 

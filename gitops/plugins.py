@@ -229,17 +229,23 @@ def list_plugins() -> list[PluginInfo]:
 
 
 def open_source(url: str, **options: Any) -> Source:
-    """Open the source a URL names: ``dir:PATH`` or a bare path, ``git+...://``, ``oci://``."""
-    cls = _registry.get("source", split_scheme(url))
-    source: Source = cls.from_url(url, **options)  # type: ignore[attr-defined]
-    return source
+    """Open the source a URL names: ``dir:PATH`` or a bare path, ``git+...://``, ``oci://``.
+
+    ``options`` and the options the URL carries are validated once, together, into the
+    plugin's options model (:meth:`Source.from_url`); an unknown or invalid option is
+    one :class:`~gitops.errors.InvalidURLError` naming the URL and the option.
+    """
+    cls: type[Source] = _registry.get("source", split_scheme(url))
+    return cls.from_url(url, **options)
 
 
 def open_target(url: str, **options: Any) -> Target:
-    """Open the target a URL names: ``dir:PATH``, ``mock:``, ``k8s:``, ``k8s://CONTEXT``."""
-    cls = _registry.get("target", split_scheme(url))
-    target: Target = cls.from_url(url, **options)  # type: ignore[attr-defined]
-    return target
+    """Open the target a URL names: ``dir:PATH``, ``mock:``, ``k8s:``, ``k8s://CONTEXT``.
+
+    Options are validated like :func:`open_source`'s (:meth:`Target.from_url`).
+    """
+    cls: type[Target] = _registry.get("target", split_scheme(url))
+    return cls.from_url(url, **options)
 
 
 def open_differ(name: str = "structural", **options: Any) -> Differ:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from gitops.cache import ArtifactStore, cache_root
+from gitops.cache import ArtifactStore, cache_root, sweep_temp, temp_name
 
 
 def fill_with(content: str):  # type: ignore[no-untyped-def]
@@ -140,3 +143,79 @@ def test_read_only_trees_are_moved_into_place_without_root_powers(
     for path in (plain, ready):
         assert os.stat(path).st_mode & 0o777 == 0o555
         assert os.stat(path / "sub").st_mode & 0o777 == 0o555
+
+
+# -- temporaries of dead processes -------------------------------------------------------
+
+
+def dead_pid() -> int:
+    """The pid of a process that has exited (and was reaped)."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_temp_names_name_this_process_and_host() -> None:
+    name = temp_name("k.")
+    assert name.startswith(f"k..gitops-tmp-{os.getpid()}-") and temp_name("k.") != name
+
+
+def test_sweep_removes_only_what_dead_processes_of_this_host_left(tmp_path: Path) -> None:
+    mine = tmp_path / temp_name("mine")
+    mine.mkdir()
+    dead = temp_name("dead").replace(f"-{os.getpid()}-", f"-{dead_pid()}-")
+    (tmp_path / dead).mkdir()
+    (tmp_path / dead / "half.yaml").write_text("x")
+    (tmp_path / dead / "half.yaml").chmod(0o444)
+    (tmp_path / dead).chmod(0o555)  # read-only, as a half-made artifact is
+    dead_file = temp_name("file").replace(f"-{os.getpid()}-", f"-{dead_pid()}-")
+    (tmp_path / dead_file).write_text("x")
+    other_host = f"x.gitops-tmp-{dead_pid()}-00000000-abcdef"
+    (tmp_path / other_host).write_text("x")
+    (tmp_path / "artifact").mkdir()
+    assert sorted(sweep_temp(tmp_path)) == sorted([dead, dead_file])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [mine.name, other_host, "artifact"])
+
+
+KILLED_FILL = """
+import sys, time
+from pathlib import Path
+from gitops.cache import ArtifactStore
+
+def fill(tmp: Path) -> None:
+    (tmp / "half.yaml").write_text("x")
+    print("filling", flush=True)
+    time.sleep(60)
+
+ArtifactStore(sys.argv[1]).materialize("killed", fill)
+"""
+
+
+def test_a_write_after_kill_9_sweeps_the_half_made_artifact(tmp_path: Path) -> None:
+    child = subprocess.Popen([sys.executable, "-c", KILLED_FILL, str(tmp_path)],
+                             stdout=subprocess.PIPE, text=True,
+                             env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    try:
+        assert child.stdout is not None and child.stdout.readline() == "filling\n"
+        left = list((tmp_path / "tmp").iterdir())
+        assert len(left) == 1 and str(child.pid) in left[0].name
+        store = ArtifactStore(tmp_path)
+        store.materialize("other", fill_with("y"))  # the child is alive: its work stays
+        assert (tmp_path / "tmp" / left[0].name).exists()
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    assert (tmp_path / "tmp" / left[0].name).exists(), "kill -9 leaves it behind"
+    ArtifactStore(tmp_path).materialize("next", fill_with("z"))
+    assert list((tmp_path / "tmp").iterdir()) == []
+    assert ArtifactStore(tmp_path).get("killed") is None
+
+
+def test_remove_is_one_rename_and_reports_who_won(tmp_path: Path) -> None:
+    store = ArtifactStore(tmp_path)
+    store.materialize("k", fill_with("x"))
+    assert store.size("k") == 1
+    assert store.remove("k") is True and store.get("k") is None
+    assert store.remove("k") is False
+    assert list((tmp_path / "tmp").iterdir()) == []

@@ -5,12 +5,16 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import gitops
 from gitops import plugins
-from gitops.errors import PluginError
+from gitops.errors import InvalidURLError, PluginError
+from gitops.model import Artifact
+from gitops.options import PluginOptions, query_options
+from gitops.sources.base import Source
 from gitops.sources.directory import DirectorySource
 from gitops.targets.filetree import FileTreeTarget
 from gitops.targets.memory import MemoryTarget
@@ -141,3 +145,66 @@ def test_runtime_registration_wins_and_accepts_strings() -> None:
         gitops.open_target("scratch:")
     with pytest.raises(PluginError, match="unknown plugin kind"):
         plugins.register("widget", "x", MemoryTarget)  # type: ignore[arg-type]
+
+
+# -- options and the public surface ------------------------------------------------------------
+
+
+class Plain(Source):
+    """A third-party source that declares no options model."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def resolve(self) -> str:
+        return "sha256:" + "0" * 64
+
+    def fetch(self, revision: str) -> Artifact:
+        raise NotImplementedError
+
+
+class TunedOptions(PluginOptions):
+    depth: int = 1
+
+
+class Tuned(Plain):
+    Options = TunedOptions
+    options: PluginOptions = TunedOptions()
+
+    @classmethod
+    def url_options(cls, url: str) -> dict[str, Any]:
+        return query_options(url.partition("?")[2])
+
+    @classmethod
+    def from_options(cls, url: str, options: PluginOptions) -> Tuned:
+        source = cls(url.partition("?")[0])
+        source.options = options
+        return source
+
+
+def test_open_source_validates_url_and_keyword_options_once_keywords_winning() -> None:
+    plugins.register("source", "plain", Plain)
+    plugins.register("source", "tuned", Tuned)
+    try:
+        assert isinstance(gitops.open_source("plain:x"), Plain)
+        with pytest.raises(InvalidURLError, match=r"plain:x: option depth: Extra inputs"):
+            gitops.open_source("plain:x", depth=2)
+        tuned = gitops.open_source("tuned:x?depth=3")
+        assert isinstance(tuned, Tuned) and tuned.options == TunedOptions(depth=3)
+        again = gitops.open_source("tuned:x?depth=3", depth=4)
+        assert isinstance(again, Tuned) and again.options == TunedOptions(depth=4)
+        with pytest.raises(InvalidURLError, match=r"option depth: Input should be a valid int"):
+            gitops.open_source("tuned:x?depth=deep")
+    finally:
+        plugins.unregister("source", "plain")
+        plugins.unregister("source", "tuned")
+
+
+def test_contracts_and_the_whole_error_tree_are_exported() -> None:
+    from gitops import errors
+
+    for name in ("Source", "Target", "Differ", "Renderer", "PluginInfo", *errors.__all__):
+        assert name in gitops.__all__, name
+        assert getattr(gitops, name) is (getattr(errors, name, None) or getattr(gitops, name))
+    assert gitops.Source is Source and gitops.PluginInfo is plugins.PluginInfo
+    assert gitops.__all__ == sorted(gitops.__all__)

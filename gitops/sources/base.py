@@ -14,6 +14,7 @@ from typing import Any, ClassVar, Self
 
 from gitops.model import Artifact
 from gitops.options import PluginOptions, validate_options
+from gitops.sources.fragment import location
 
 __all__ = ["Source"]
 
@@ -46,12 +47,12 @@ class Source(ABC):
         """Open the source named by ``url``, with options from its query and ``options``.
 
         Validates both together, once, into :attr:`Options` (keywords win); raises
-        InvalidURLError for a URL or option that is wrong.
+        InvalidURLError naming the credential-free URL and the option (never its value)
+        for a URL or option that is wrong. A plugin without an options model accepts no
+        options.
         """
-        if cls.Options is PluginOptions:  # no options model (yet): keywords go to the class
-            return cls(url, **options)  # type: ignore[call-arg]
         merged = {**cls.url_options(url), **options}
-        return cls.from_options(url, validate_options(cls.Options, url, merged))
+        return cls.from_options(url, validate_options(cls.Options, location(url), merged))
 
     @classmethod
     def from_options(cls, url: str, options: PluginOptions) -> Self:

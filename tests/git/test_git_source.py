@@ -101,7 +101,7 @@ def test_the_remote_head_need_not_be_main(make_repo: MakeRepo, daemon: GitDaemon
 # -- fetch -------------------------------------------------------------------------------
 
 
-def test_fetch_materializes_the_subpath_read_only_without_git(
+def test_fetch_materializes_the_whole_tree_read_only_without_git_and_points_at_the_path(
     fixture_url: str, fixture_repo: Fixture, cache: Path
 ) -> None:
     with GitSource(f"{fixture_url}@main#path=apps", cache_dir=cache) as source:
@@ -110,10 +110,13 @@ def test_fetch_materializes_the_subpath_read_only_without_git(
         "config.yaml": APPS["apps/config.yaml"].replace("blue", "green"),
         "namespace.yaml": APPS["apps/namespace.yaml"],
     }
-    assert not (artifact.path / ".git").exists()
+    assert artifact.root is not None and artifact.path == artifact.root / "apps"
+    assert artifact.tree == artifact.root and (artifact.root / "docs" / "README.md").is_file()
+    assert not (artifact.root / ".git").exists()
     assert not os.access(artifact.path / "config.yaml", os.W_OK) or os.geteuid() == 0
     assert (artifact.path.stat().st_mode & 0o222) == 0
-    assert artifact.digest == tree_digest(artifact.path)
+    assert (artifact.root.stat().st_mode & 0o222) == 0
+    assert artifact.digest == tree_digest(artifact.tree)
     assert artifact.url == f"{fixture_url}@main#path=apps"
     meta = artifact.metadata
     assert meta["message"] == "second: green"
@@ -131,15 +134,20 @@ def test_fetching_twice_reuses_the_artifact(fixture_url: str, cache: Path) -> No
     assert (first.path, first.digest) == (second.path, second.digest)
 
 
-def test_identical_subtrees_share_one_artifact(make_repo: MakeRepo, daemon: GitDaemon,
-                                               cache: Path) -> None:
-    repo = make_repo({"apps/a.yaml": "a: 1\n", "other.txt": "1\n"})
-    with GitSource(daemon.url(repo.name) + "#path=apps", cache_dir=cache) as source:
-        first = source.fetch(source.resolve())
+def test_sources_of_one_repository_share_one_artifact(make_repo: MakeRepo, daemon: GitDaemon,
+                                                      cache: Path) -> None:
+    repo = make_repo({"apps/a.yaml": "a: 1\n", "base/b.yaml": "b: 1\n", "other.txt": "1\n"})
+    with GitSource(daemon.url(repo.name) + "#path=apps", cache_dir=cache) as apps, \
+            GitSource(daemon.url(repo.name) + "#path=base", cache_dir=cache) as base:
+        first = apps.fetch(apps.resolve())
+        assert base.fetch(base.resolve()).root == first.root
         repo.commit({"other.txt": "2\n"})
-        revision = source.resolve()
-        second = source.fetch(revision)
-    assert revision != first.revision and second.path == first.path
+        revision = apps.resolve()
+        second = apps.fetch(revision)
+    assert revision != first.revision and second.root != first.root
+    assert first.root is not None and second.root is not None
+    # the unchanged file is shared with the earlier checkout, not written again
+    assert (second.path / "a.yaml").stat().st_ino == (first.path / "a.yaml").stat().st_ino
 
 
 def test_an_incremental_fetch_writes_only_what_changed(make_repo: MakeRepo, daemon: GitDaemon,
@@ -262,15 +270,15 @@ def test_symlinks_inside_the_tree_are_kept(make_repo: MakeRepo, daemon: GitDaemo
     with GitSource(daemon.url(repo.name) + "#path=apps", cache_dir=cache) as source:
         artifact = source.fetch(source.resolve())
     assert os.readlink(artifact.path / "link.yaml") == "real.yaml"
-    assert artifact.digest == tree_digest(artifact.path)
+    assert artifact.digest == tree_digest(artifact.tree)
 
 
 @pytest.mark.parametrize(
     ("links", "bad"),
     [({"apps/evil.yaml": "/etc/passwd"}, "apps/evil.yaml"),
      ({"apps/evil.yaml": "../../../etc/passwd"}, "apps/evil.yaml"),
-     ({"apps/up.yaml": "../docs/readme.md"}, "apps/up.yaml"),
-     ({"apps/x/d": "..", "apps/chain": "x/d/.."}, "chain")],
+     ({"apps/up.yaml": "../../docs/readme.md"}, "apps/up.yaml"),
+     ({"apps/x/d": "../..", "apps/chain": "x/d/.."}, "chain")],
 )
 def test_symlinks_leading_outside_are_refused(make_repo: MakeRepo, daemon: GitDaemon,
                                               cache: Path, links: dict[str, str],
@@ -380,8 +388,10 @@ def test_unknown_refs_commits_and_paths(fixture_url: str, cache: Path, suffix: s
 
 
 def test_a_path_leaving_the_repository_is_refused_at_once(fixture_url: str) -> None:
-    with pytest.raises(InvalidURLError, match="leaves the artifact root"):
+    with pytest.raises(InvalidURLError, match=r"option path: .*must stay inside"):
         GitSource(fixture_url + "#path=apps/../../etc")
+    with pytest.raises(InvalidURLError, match=r"option path: .*must be a relative path"):
+        GitSource(fixture_url, path="/etc")
 
 
 def test_a_malformed_revision_is_refused(fixture_url: str, cache: Path) -> None:
@@ -436,9 +446,10 @@ def test_the_cache_is_bounded_by_age_and_size(make_repo: MakeRepo, daemon: GitDa
         os.utime(used, (past, past))
     with GitSource(daemon.url(current.name), cache_dir=cache,
                    cache_max_age=7 * 24 * 3600) as source:
-        kept = source.fetch(source.resolve())
-        mirrors, artifacts = source.prune_cache()
-        assert stale.path.name in artifacts and len(mirrors) == 1
+        kept = source.fetch(source.resolve())  # the fetch grew the cache: bounds applied
+        assert not stale.path.exists(), "the stale artifact outlived the fetch"
+        assert len(list((cache / "git" / "repos").iterdir())) == 1, "the stale mirror stays"
+        assert source.prune_cache() == ([], [])
         assert kept.path.is_dir(), "the artifact in use is never pruned"
         assert source.fetch(source.resolve()).path == kept.path
     with GitSource(daemon.url(current.name), cache_dir=cache, cache_max_bytes=1) as source:

@@ -351,13 +351,17 @@ def test_unknown_verify_mode() -> None:
         parse_mode("u", "always")
 
 
-def test_unknown_or_mistyped_options_are_input_errors() -> None:
+def test_unknown_or_mistyped_options_are_one_invalid_url_error() -> None:
     from gitops import open_source
     from gitops.sources.git import GitSource
 
-    with pytest.raises(InputError, match=r"unknown Git source option\(s\) pasword; expected: "):
+    with pytest.raises(InvalidURLError, match=r"option pasword: .*known options: path, semver, "
+                                              r"username, password") as info:
         open_source("git+https://u:hunter2@h/r.git", pasword="x")
-    with pytest.raises(InputError, match="timeout must be"):
-        GitSource("git+https://h/r.git", timeout="10")  # type: ignore[arg-type]
-    with pytest.raises(InputError, match="protocol_version"):
+    assert "hunter2" not in str(info.value) and info.value.url == "git+https://u:***@h/r.git"
+    with pytest.raises(InvalidURLError, match="option timeout: Input should be greater than 0"):
+        GitSource("git+https://h/r.git", timeout=0)
+    with pytest.raises(InvalidURLError, match="option timeout: Input should be a valid number"):
+        GitSource("git+https://h/r.git", timeout="soon")  # type: ignore[arg-type]
+    with pytest.raises(InvalidURLError, match=r"option protocol_version: .*must be 0, 1 or 2"):
         GitSource("git+https://h/r.git", protocol_version=3)

@@ -1,10 +1,12 @@
 """Keep the Git cache bounded in size and age: mirrors, artifacts and their records.
 
-At most once per ``interval`` per cache root (a stamp file decides, so many processes
-do not all prune; a new cache only starts the clock), :func:`prune_cache` removes mirrors and artifacts unused for
-``max_age`` seconds, then the least recently used until mirrors plus artifacts fit in
-``max_bytes``. What the caller is using right now (``keep_*``) is never removed, nor a
-mirror another process holds locked. Nothing here ever fetches.
+:func:`prune_cache` removes mirrors and artifacts unused for ``max_age`` seconds, then
+the least recently used until mirrors plus artifacts fit in ``max_bytes``. The source
+calls it with ``interval=0`` after every fetch that grew the cache (a new artifact or
+new objects), so the bounds hold after each fetch; otherwise at most once per
+``interval`` per cache root (a stamp file decides; a new cache only starts the clock),
+for the age bound. What the caller is using right now (``keep_*``) is never removed,
+nor a mirror another process holds locked. Nothing here ever fetches.
 """
 
 from __future__ import annotations

@@ -76,6 +76,8 @@ class Previous:
     files: Mapping[str, str] = field(default_factory=dict)
     #: blob id -> SHA-256 of its content
     sha256: Mapping[str, str] = field(default_factory=dict)
+    #: blob id -> its size in bytes
+    sizes: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -84,9 +86,18 @@ class CheckoutResult:
 
     files: dict[str, str] = field(default_factory=dict)
     sha256: dict[str, str] = field(default_factory=dict)
+    sizes: dict[str, int] = field(default_factory=dict)
     symlinks: list[str] = field(default_factory=list)
     linked: int = 0
     written: int = 0
+
+    def total_bytes(self) -> int | None:
+        """Bytes of the regular files (each path counted), or None if a size is unknown."""
+        sizes = self.sizes
+        try:
+            return sum(sizes[blob] for blob in self.files.values())
+        except KeyError:
+            return None
 
 
 class Checkout:
@@ -168,6 +179,9 @@ class Checkout:
                         known = previous.sha256.get(blob) if previous is not None else None
                         if known is not None:
                             result.sha256[blob] = known
+                        size = previous.sizes.get(blob) if previous is not None else None
+                        if size is not None:
+                            result.sizes[blob] = size
                         result.linked += 1
                         continue
                 data = fetched.get(entry.sha)
@@ -230,6 +244,7 @@ class Checkout:
             result.written += 1
         if blob not in result.sha256:
             result.sha256[blob] = hashlib.sha256(data).hexdigest()
+        result.sizes[blob] = len(data)
 
     def _symlink(self, objects: Objects, sha: ObjectID, target: str, rel: str) -> None:
         _, data = objects.store.get_raw(sha)

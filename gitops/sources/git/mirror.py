@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -27,7 +26,7 @@ from dulwich.objects import ObjectID
 from dulwich.refs import Ref
 from dulwich.repo import Repo
 
-from gitops.cache import ArtifactStore
+from gitops.cache import ArtifactStore, sweep_temp, temp_name
 from gitops.errors import AuthenticationError, RevisionNotFoundError, SourceError
 from gitops.sources.git.packs import ingest_pack
 from gitops.sources.git.transport import Remote
@@ -146,7 +145,8 @@ class Mirror:
         if self.path.exists():
             shutil.rmtree(self.path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.key}.{os.getpid()}.{time.monotonic_ns()}")
+        sweep_temp(self.path.parent)  # mirrors a killed process left half-created
+        tmp = self.path.with_name(temp_name(f".{self.key}"))
         Repo.init_bare(os.fspath(tmp), mkdir=True).close()
         os.rename(tmp, self.path)
         return Repo(os.fspath(self.path))

@@ -26,6 +26,7 @@ import tempfile
 import zlib
 from collections.abc import Callable, Iterable
 from contextlib import suppress
+from pathlib import Path
 from typing import Any
 
 from dulwich.errors import ApplyDeltaError, ObjectFormatException
@@ -39,6 +40,8 @@ from dulwich.pack import (
     iter_sha1,
     write_pack_index,
 )
+
+from gitops.cache import sweep_temp, temp_name
 
 __all__ = ["MAX_INFLATED_BYTES", "MAX_PACK_BYTES", "PackError", "index_v2", "ingest_pack"]
 
@@ -308,7 +311,10 @@ class _Resolver:
 def _install(store: DiskObjectStore, data: bytes, entries: list[tuple[bytes, int, int]],
              ext_refs: set[RawObjectID]) -> None:
     """Write the pack (completed with ``ext_refs``) and its index into ``store``."""
-    fd, tmp = tempfile.mkstemp(dir=store.path, prefix="tmp_pack_")
+    objects = Path(store.path)
+    sweep_temp(objects)  # packs a killed process left half-written
+    tmp = os.fspath(objects / temp_name("tmp_pack_"))
+    fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600)
     try:
         with os.fdopen(fd, "w+b") as f:
             f.write(data)

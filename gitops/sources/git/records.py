@@ -13,12 +13,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gitops.cache import ArtifactStore
+from gitops.cache import ArtifactStore, sweep_temp, temp_name
 
 __all__ = ["ArtifactRecord", "load_last", "load_record", "records_root", "save_last",
            "save_record"]
@@ -26,11 +25,12 @@ __all__ = ["ArtifactRecord", "load_last", "load_record", "records_root", "save_l
 
 @dataclass(frozen=True)
 class ArtifactRecord:
-    """An artifact's digest, and each file's blob id and content hash."""
+    """An artifact's digest, and each file's blob id, content hash and size."""
 
     digest: str
     files: dict[str, str] = field(default_factory=dict)
     sha256: dict[str, str] = field(default_factory=dict)
+    sizes: dict[str, int] = field(default_factory=dict)
 
 
 def records_root(store: ArtifactStore) -> Path:
@@ -41,7 +41,8 @@ def records_root(store: ArtifactStore) -> Path:
 def save_record(store: ArtifactStore, key: str, record: ArtifactRecord) -> None:
     """Store ``record`` for the artifact ``key`` (best effort: the cache may be read-only)."""
     _write(records_root(store) / f"{key}.json",
-           {"digest": record.digest, "files": record.files, "sha256": record.sha256})
+           {"digest": record.digest, "files": record.files, "sha256": record.sha256,
+            "sizes": record.sizes})
 
 
 def load_record(store: ArtifactStore, key: str) -> ArtifactRecord | None:
@@ -50,9 +51,11 @@ def load_record(store: ArtifactStore, key: str) -> ArtifactRecord | None:
     if data is None:
         return None
     digest, files, hashes = data.get("digest"), data.get("files"), data.get("sha256")
-    if not (isinstance(digest, str) and isinstance(files, dict) and isinstance(hashes, dict)):
+    sizes = data.get("sizes", {})  # records written before sizes were kept have none
+    if not (isinstance(digest, str) and isinstance(files, dict) and isinstance(hashes, dict)
+            and isinstance(sizes, dict)):
         return None
-    return ArtifactRecord(digest, files, hashes)
+    return ArtifactRecord(digest, files, hashes, sizes)
 
 
 def save_last(store: ArtifactStore, source_key: str, artifact_key: str) -> None:
@@ -70,9 +73,10 @@ def load_last(store: ArtifactStore, source_key: str) -> str | None:
 def _write(path: Path, data: dict[str, Any]) -> None:
     with contextlib.suppress(OSError):
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        sweep_temp(path.parent)  # records a killed process left half-written
+        tmp = path.parent / temp_name(f".{path.name}")
         try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            with open(tmp, "x", encoding="utf-8") as handle:
                 # dumps, not dump: only the one-shot encoder is C (a record lists every file)
                 handle.write(json.dumps(data, separators=(",", ":")))
             os.replace(tmp, path)

@@ -2,8 +2,10 @@
 
 ``resolve()`` asks the remote for its refs and nothing else (a commit pin does not even
 ask); ``fetch(revision)`` brings the commit into the local mirror of the remote, verifies
-its signatures when asked to, and materializes the requested subpath at that commit
-into a read-only, content-addressed artifact without ``.git``. Revisions read
+its signatures when asked to, and materializes the commit's whole tree into a read-only,
+content-addressed artifact without ``.git`` (``Artifact.root``; ``#path=`` only moves
+``Artifact.path``). Options come from the URL fragment and keywords, validated once
+(:class:`~gitops.sources.git.options.GitOptions`). Revisions read
 ``main@sha1:<40 hex>``, ``v1.2.0@sha1:<40 hex>`` (the commit a tag points to) or
 ``sha1:<40 hex>`` for a pin. This module glues the pieces of :mod:`gitops.sources.git`
 together; it never renders, never shows a credential (``url`` is scrubbed), and never
@@ -13,11 +15,9 @@ materializes a revision that failed verification.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import inspect
 import logging
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -28,7 +28,7 @@ from dulwich.object_store import BaseObjectStore, tree_lookup_path
 from dulwich.objects import S_ISGITLINK, Commit, ObjectID, Tag, Tree
 from dulwich.repo import Repo
 
-from gitops.cache import ArtifactStore
+from gitops.cache import ArtifactStore, still_cached
 from gitops.errors import (
     InputError,
     ManifestError,
@@ -37,12 +37,15 @@ from gitops.errors import (
     VerificationError,
 )
 from gitops.model import Artifact
+from gitops.options import PluginOptions, validate_options
 from gitops.sources.base import Source
+from gitops.sources.fragment import fragment_options, location
 from gitops.sources.git import refs as refspec
-from gitops.sources.git.bounds import DEFAULT_MAX_AGE, DEFAULT_MAX_BYTES, prune_cache
+from gitops.sources.git.bounds import PRUNE_INTERVAL, prune_cache
 from gitops.sources.git.checkout import Checkout, Objects, Previous, artifact_digest
 from gitops.sources.git.credentials import Credentials, resolve_credentials
 from gitops.sources.git.mirror import Mirror
+from gitops.sources.git.options import SECRET, GitOptions
 from gitops.sources.git.records import (
     ArtifactRecord,
     load_last,
@@ -53,8 +56,8 @@ from gitops.sources.git.records import (
 from gitops.sources.git.refs import Resolved
 from gitops.sources.git.ssh import ssh_available
 from gitops.sources.git.submodules import resolve_submodule_url, submodule_url
-from gitops.sources.git.transport import Remote
-from gitops.sources.git.url import GitURL, parse_git_url
+from gitops.sources.git.transport import Remote, RemoteRefs
+from gitops.sources.git.url import GitURL, parse_git_url, with_selection
 from gitops.sources.git.verify import (
     ENV_PUBLIC_KEYS,
     ENV_VERIFY,
@@ -64,7 +67,6 @@ from gitops.sources.git.verify import (
     parse_mode,
 )
 from gitops.tree import tree_digest
-from gitops.urls import scrub
 
 __all__ = ["GitSource"]
 
@@ -72,6 +74,7 @@ log = logging.getLogger("gitops.sources.git")
 
 _MAX_SUBMODULE_DEPTH = 8
 _REMEMBERED = 32  # resolved revisions kept for fetch(): tag objects, full ref names
+_REMEMBERED_ARTIFACTS = 4  # fetched artifacts answered from memory
 
 
 class GitSource(Source):
@@ -82,84 +85,82 @@ class GitSource(Source):
     """
 
     scheme = "git"
+    Options = GitOptions
 
-    def __init__(
-        self,
-        url: str,
-        *,
-        username: str | None = None,
-        password: str | None = None,
-        bearer_token: str | None = None,
-        ssh_key: str | os.PathLike[str] | None = None,
-        ssh_key_passphrase: str | None = None,
-        known_hosts: str | os.PathLike[str] | None = None,
-        insecure_ignore_host_key: bool = False,
-        ca_bundle: str | os.PathLike[str] | None = None,
-        insecure_skip_tls_verify: bool = False,
-        verify: str | None = None,
-        public_keys: Sequence[str | os.PathLike[str]] = (),
-        recurse_submodules: bool = False,
-        timeout: float = 30.0,
-        cache_dir: str | os.PathLike[str] | None = None,
-        cache_max_bytes: int = DEFAULT_MAX_BYTES,
-        cache_max_age: float = DEFAULT_MAX_AGE,
-        protocol_version: int | None = None,
-    ) -> None:
-        self._spec = parse_git_url(url)
+    def __init__(self, url: str, **options: Any) -> None:
+        """Open ``url`` with ``options`` (see :class:`GitOptions`); the same as
+        :meth:`from_url`. Raises InvalidURLError naming the option at fault."""
+        merged = {**self.url_options(url), **options}
+        self._open(url, validate_options(GitOptions, location(url), merged))
+
+    @classmethod
+    def url_options(cls, url: str) -> dict[str, Any]:
+        """The options in the URL's fragment: ``#path=apps&semver=^1&recurse-submodules=1``.
+
+        Secret options (passwords, tokens, keys) are refused in a URL.
+        """
+        return fragment_options(location(url), _fragment(url), secret=SECRET)
+
+    @classmethod
+    def from_options(cls, url: str, options: PluginOptions) -> Self:
+        """Open ``url`` with validated ``options`` (the URL's own included)."""
+        if not isinstance(options, GitOptions):
+            raise TypeError(f"{cls.__name__} takes GitOptions, not {type(options).__name__}")
+        source = cls.__new__(cls)
+        source._open(url, options)
+        return source
+
+    def _open(self, url: str, options: GitOptions) -> None:
+        fragment = _fragment(url)
+        spec = parse_git_url(url[: len(url) - len(fragment) - 1] if fragment else url)
+        others = "&".join(part for part in fragment.split("&")
+                          if part.partition("=")[0].strip().replace("-", "_")
+                          not in ("path", "semver", ""))
+        self._spec = with_selection(spec, options.path, options.semver, others)
         self.url = self._spec.display
-        if not isinstance(timeout, int | float) or not timeout > 0:
-            raise InputError(f"{self.url}: timeout must be a positive number of seconds")
-        if protocol_version not in (None, 0, 1, 2):
-            raise InputError(f"{self.url}: protocol_version must be 0, 1 or 2")
+        self.options = options
         self._creds: Credentials = resolve_credentials(
-            self._spec, username=username, password=password, bearer_token=bearer_token,
-            ssh_key=ssh_key, ssh_key_passphrase=ssh_key_passphrase, known_hosts=known_hosts,
-            insecure_ignore_host_key=insecure_ignore_host_key, ca_bundle=ca_bundle,
-            insecure_skip_tls_verify=insecure_skip_tls_verify,
+            self._spec, username=options.username, password=options.secret("password"),
+            bearer_token=options.secret("bearer_token"), ssh_key=options.secret("ssh_key"),
+            ssh_key_passphrase=options.secret("ssh_key_passphrase"),
+            known_hosts=options.known_hosts,
+            insecure_ignore_host_key=options.insecure_ignore_host_key,
+            ca_bundle=options.ca_bundle, insecure_skip_tls_verify=options.insecure_skip_tls_verify,
         )
-        if verify is None and os.environ.get(ENV_VERIFY):  # the CLI's way to ask for it
-            verify = os.environ[ENV_VERIFY]
+        mode, public_keys = options.verify, list(options.public_keys)
+        if mode is None and os.environ.get(ENV_VERIFY):  # the CLI's way to ask for it
+            mode = parse_mode(self.url, os.environ[ENV_VERIFY])
             if not public_keys:
                 listed = os.environ.get(ENV_PUBLIC_KEYS, "")
                 public_keys = [key for key in listed.split(os.pathsep) if key]
-        self._mode: VerifyMode | None = parse_mode(self.url, verify) if verify else None
+        self._mode: VerifyMode | None = mode
         self._verifier: SignatureVerifier | None = None
         if self._mode is not None:
             if self._mode.tag and self._spec.commit is not None:
                 raise InputError(f"{self.url}: verify={self._mode} needs a tag, and a commit "
                                  "pin has none")
-            self._verifier = SignatureVerifier(self.url, list(public_keys))
+            self._verifier = SignatureVerifier(self.url, public_keys)
         elif public_keys:
             raise InputError(f"{self.url}: public_keys given without verify= (head, tag or "
                              "tag_and_head)")
-        self._recurse = bool(recurse_submodules)
-        self._timeout = float(timeout)
-        self._protocol_version = protocol_version
-        self._max_bytes = int(cache_max_bytes)
-        self._max_age = float(cache_max_age)
-        self._store = ArtifactStore(os.fspath(cache_dir) if cache_dir is not None else None)
+        self._recurse = options.recurse_submodules
+        self._timeout = options.timeout
+        self._protocol_version = options.protocol_version
+        self._max_bytes = options.cache_max_bytes
+        self._max_age = options.cache_max_age
+        self._store = ArtifactStore(options.cache_dir)
         self._remote = Remote(self._spec, self._creds, timeout=self._timeout,
-                              protocol_version=protocol_version, shown=self.url)
+                              protocol_version=self._protocol_version, shown=self.url)
         self._mirror = Mirror(self._store, self._remote)
         self._others: list[Remote] = []
         self._resolved: dict[str, Resolved] = {}
         self._verified: dict[tuple[str, str | None], str] = {}
         self._previous: tuple[str, Previous] | None = None
-        flavour = f"{self._spec.subpath.as_posix()}|submodules={self._recurse}"
-        self._source_key = (
-            f"{self._mirror.key}-{hashlib.sha256(flavour.encode()).hexdigest()[:12]}"
-        )
-
-    @classmethod
-    def from_url(cls, url: str, **options: Any) -> Self:
-        """Open ``url``; an unknown option is an InputError naming the valid ones."""
-        valid = [name for name in inspect.signature(cls.__init__).parameters
-                 if name not in ("self", "url")]
-        unknown = sorted(set(options) - set(valid))
-        if unknown:
-            raise InputError(f"{scrub(url)}: unknown Git source option(s) {', '.join(unknown)}; "
-                             f"expected: {', '.join(valid)}")
-        return cls(url, **options)
+        self._fetched: dict[str, Artifact] = {}
+        self._last_resolve: tuple[RemoteRefs, Resolved] | None = None
+        # the artifact is the whole tree (path= only moves Artifact.path), so every source
+        # of one remote shares the checkouts; submodules make a different tree
+        self._source_key = f"{self._mirror.key}{'-sm' if self._recurse else ''}"
 
     @classmethod
     def viable(cls) -> tuple[bool, str]:
@@ -179,21 +180,33 @@ class GitSource(Source):
         return self._spec.remote + (f"#path={subpath}" if subpath not in ("", ".") else "")
 
     def resolve(self) -> str:
-        """The current revision: one ls-refs round trip, no objects (a pin: no network)."""
+        """The current revision: one ls-refs round trip, no objects (a pin: no network;
+        ``git+file://``: the ref files read directly). Refs advertised exactly as last
+        time give the last answer without choosing again (a semver range over many tags)."""
         if self._spec.commit is not None:
             return refspec.pin(self._spec.commit).revision
         advertised = self._remote.ls_refs(refspec.prefixes_for(self._spec))
+        last = self._last_resolve
+        if last is not None and last[0] == advertised:
+            return last[1].revision
         resolved = refspec.select(self._spec, advertised)
         self._remember(resolved)
+        self._last_resolve = (advertised, resolved)
         return resolved.revision
 
     def fetch(self, revision: str) -> Artifact:
-        """The subpath at ``revision`` as a read-only tree; verified first when asked.
+        """The whole tree at ``revision``, read-only, with ``path`` at the ``path=`` folder;
+        verified first when asked.
 
-        Raises RevisionNotFoundError (unknown commit, missing path), VerificationError
-        (unsigned or untrusted), AuthenticationError or SourceError; on any error nothing
-        new is left in the artifact cache.
+        A revision this source fetched before is answered from memory (the same
+        :class:`Artifact` object) while its tree is still in the cache. Raises
+        RevisionNotFoundError (unknown commit, missing path), VerificationError (unsigned
+        or untrusted), AuthenticationError or SourceError; on any error nothing new is
+        left in the artifact cache.
         """
+        known = self._fetched.get(revision)
+        if known is not None and still_cached(known.tree):
+            return known
         name, commit = refspec.parse_revision(self.url, revision)
         resolved = self._resolved.get(revision) or Resolved(name, None, commit)
         if self._mode is not None and self._mode.tag:
@@ -208,16 +221,24 @@ class GitSource(Source):
             fetched = self._mirror.ensure(repo, wants, record)
             commit_obj = self._commit(repo, commit)
             verified = self._verify(repo, resolved, commit_obj)
-            tree = self._subtree(repo, commit_obj, revision)
+            self._check_path(repo, commit_obj, revision)
+            tree = ObjectID(commit_obj.tree)
             key = f"git-{tree.decode()}{'-sm' if self._recurse else ''}"
             objects = _MirrorObjects(self.url, self._spec, repo, commit_obj.tree, stack,
                                      {self._mirror.key: (self._mirror, repo)},
                                      self._submodule_mirror, 0, fetched)
-            path, digest = self._artifact(key, objects, tree, revision)
-        self._prune(key)
-        metadata = _metadata(commit_obj, resolved, self._spec, verified)
-        return Artifact(url=self.url, revision=revision, digest=digest, path=path,
-                        metadata=metadata)
+            root, digest, made = self._artifact(key, objects, tree, revision)
+        self._prune(key, grew=made)
+        subpath = self._spec.subpath.as_posix()
+        artifact = Artifact(
+            url=self.url, revision=revision, digest=digest,
+            path=root if subpath == "." else root / subpath,
+            root=None if subpath == "." else root,
+            metadata=_metadata(commit_obj, resolved, self._spec, verified))
+        self._fetched[revision] = artifact
+        while len(self._fetched) > _REMEMBERED_ARTIFACTS:
+            self._fetched.pop(next(iter(self._fetched)))
+        return artifact
 
     def close(self) -> None:
         """Close connections and remove temporary key material. Idempotent."""
@@ -304,13 +325,14 @@ class GitSource(Source):
 
     # -- materializing -------------------------------------------------------------
 
-    def _subtree(self, repo: Repo, commit: Commit, revision: str) -> ObjectID:
+    def _check_path(self, repo: Repo, commit: Commit, revision: str) -> None:
+        """The ``path=`` folder must exist at ``revision`` (and not be a submodule)."""
         subpath = self._spec.subpath.as_posix()
         if subpath == ".":
-            return ObjectID(commit.tree)
+            return
         try:
-            mode, sha = tree_lookup_path(repo.object_store.__getitem__, commit.tree,
-                                         subpath.encode())
+            mode, _ = tree_lookup_path(repo.object_store.__getitem__, commit.tree,
+                                       subpath.encode())
         except (KeyError, NotTreeError) as exc:
             raise RevisionNotFoundError(
                 self.url, f"path {subpath!r} does not exist at {revision}") from exc
@@ -321,10 +343,10 @@ class GitSource(Source):
         if mode & 0o170000 != 0o040000:
             raise RevisionNotFoundError(self.url,
                                         f"path {subpath!r} is not a directory at {revision}")
-        return ObjectID(sha)
 
     def _artifact(self, key: str, objects: Objects, tree: ObjectID, revision: str
-                  ) -> tuple[Path, str]:
+                  ) -> tuple[Path, str, bool]:
+        """The artifact of the commit's whole ``tree``: (path, digest, newly written)."""
         existing = self._store.get(key)
         if existing is not None:
             record = load_record(self._store, key)
@@ -332,22 +354,21 @@ class GitSource(Source):
                 record = ArtifactRecord(_digest_of(self.url, existing))
                 save_record(self._store, key, record)
             self._keep_previous(key, existing, record)
-            return existing, record.digest
+            return existing, record.digest, False
         previous = self._previous_checkout()
         checkout = Checkout(self.url, revision, recurse_submodules=self._recurse)
         made: list[ArtifactRecord] = []
-        base = self._spec.subpath.as_posix()
 
-        def fill(tmp: Path) -> None:
-            result = checkout.run(objects, tree, tmp, base="" if base == "." else base,
-                                  previous=previous)
+        def fill(tmp: Path) -> int | None:
+            result = checkout.run(objects, tree, tmp, previous=previous)
             try:
                 digest = artifact_digest(tmp, result)
             except ManifestError as exc:
                 raise SourceError(self.url, f"{exc} (at {revision})") from exc
-            made.append(ArtifactRecord(digest, result.files, result.sha256))
+            made.append(ArtifactRecord(digest, result.files, result.sha256, result.sizes))
             log.info("%s: materialized %s (%d files written, %d linked)", self.url, revision,
                      result.written, result.linked)
+            return result.total_bytes()  # the cache need not walk the tree to size it
 
         path = self._store.materialize(key, fill, fill_makes_read_only=True)
         record = made[0] if made else (load_record(self._store, key)
@@ -355,11 +376,11 @@ class GitSource(Source):
         save_record(self._store, key, record)
         save_last(self._store, self._source_key, key)
         self._keep_previous(key, path, record)
-        return path, record.digest
+        return path, record.digest, bool(made)
 
     def _keep_previous(self, key: str, path: Path, record: ArtifactRecord) -> None:
         if record.files:
-            self._previous = (key, Previous(path, record.files, record.sha256))
+            self._previous = (key, Previous(path, record.files, record.sha256, record.sizes))
 
     def _previous_checkout(self) -> Previous | None:
         if self._previous is not None and self._previous[1].root.is_dir():
@@ -373,13 +394,15 @@ class GitSource(Source):
         record = load_record(self._store, key)
         if record is None or not record.files:
             return None
-        return Previous(self._store.path(key), record.files, record.sha256)
+        return Previous(self._store.path(key), record.files, record.sha256, record.sizes)
 
-    def _prune(self, key: str) -> None:
+    def _prune(self, key: str, *, grew: bool) -> None:
+        """Apply the cache bounds: now when the cache grew, else at most hourly (for age)."""
         try:
             removed = prune_cache(self._store, max_bytes=self._max_bytes, max_age=self._max_age,
                                   keep_mirrors=frozenset({self._mirror.key}),
-                                  keep_artifacts=frozenset({key}))
+                                  keep_artifacts=frozenset({key}),
+                                  interval=0 if grew else PRUNE_INTERVAL)
         except OSError as exc:  # a full or read-only disk must not fail a good fetch
             log.warning("%s: pruning the cache at %s failed: %s", self.url, self._store.root, exc)
             return
@@ -457,6 +480,11 @@ class _MirrorObjects:
             return None
         _, data = self._repo.object_store.get_raw(sha)
         return bytes(data)
+
+
+def _fragment(url: str) -> str:
+    """The options part of a Git URL (after the first ``#``)."""
+    return url.partition("#")[2]
 
 
 def _digest_of(shown: str, path: Path) -> str:

@@ -39,6 +39,7 @@ from urllib3.util.retry import Retry
 
 from gitops.errors import SourceError
 from gitops.sources.git.credentials import Credentials
+from gitops.sources.git.localrefs import read_local_refs
 from gitops.sources.git.ssh import OpenSSHVendor
 from gitops.sources.git.translate import translating
 from gitops.sources.git.url import GitURL
@@ -92,6 +93,9 @@ class Remote:
         server-side where protocol v2 allows (callers still match names exactly)."""
         with self._translating("listing refs"):
             if self.url.transport == "file":
+                local = read_local_refs(self.url.path, prefixes) if prefixes else None
+                if local is not None:  # a local repository serves any commit it has
+                    return RemoteRefs(*local, protocol_version=2)
                 return self._ls_local()
             prefix = [p.encode() for p in prefixes] if prefixes is not None else None
             client = self._get_client()

@@ -17,15 +17,16 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import PurePosixPath
 from typing import Literal
 from urllib.parse import quote, unquote, urlsplit
 
 from gitops.errors import InvalidURLError
 from gitops.urls import parse_fragment, safe_subpath, scrub
+from gitops.versions import parse_range
 
-__all__ = ["GitURL", "Transport", "parse_git_url", "valid_ref_name"]
+__all__ = ["GitURL", "Transport", "parse_git_url", "valid_ref_name", "with_selection"]
 
 Transport = Literal["file", "git", "http", "https", "ssh"]
 
@@ -155,6 +156,27 @@ def parse_git_url(url: str) -> GitURL:
         display=display,
         password=password,
     )
+
+
+def with_selection(url: GitURL, path: str, semver: str | None, extra: str = "") -> GitURL:
+    """``url`` with the subfolder ``path`` and ``semver`` range the options chose.
+
+    ``display`` shows them as the fragment (``#path=...&semver=...``), followed by
+    ``extra`` (other options as the URL wrote them). Raises InvalidURLError for a semver
+    range beside ``@REF``, or a range that does not parse.
+    """
+    shown = url.display
+    if semver is not None:
+        if url.ref is not None:
+            raise InvalidURLError(shown, "give either @REF or semver=RANGE, not both")
+        parse_range(shown, semver)
+    selection = [f"path={quote(path, safe='/')}"] if path else []
+    if semver is not None:
+        selection.append(f"semver={quote(semver, safe='^~<>=*., ')}")
+    fragment = "&".join(selection + ([extra] if extra else []))
+    display = url.display.partition("#")[0] + (f"#{fragment}" if fragment else "")
+    return replace(url, subpath=PurePosixPath(path) if path else PurePosixPath("."),
+                   semver=semver, display=display)
 
 
 def _split_netloc(

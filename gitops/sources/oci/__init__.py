@@ -9,7 +9,7 @@ safely, :mod:`.push` publishes, :mod:`.source` is the :class:`Source` plugin. No
 this package may log, raise or return a credential.
 """
 
-from gitops.sources.oci.options import FLUX_CONFIG, FLUX_CONTENT, OCIOptions
+from gitops.sources.oci.options import FLUX_CONFIG, FLUX_CONTENT, OCIOptions, OCISourceOptions
 from gitops.sources.oci.push import PushResult, build_layer, push
 from gitops.sources.oci.reference import OCIReference, parse_oci_url
 from gitops.sources.oci.session import RegistryUnavailableError
@@ -21,6 +21,7 @@ __all__ = [
     "OCIOptions",
     "OCIReference",
     "OCISource",
+    "OCISourceOptions",
     "PushResult",
     "RegistryUnavailableError",
     "build_layer",

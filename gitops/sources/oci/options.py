@@ -1,10 +1,12 @@
 """Options of the OCI source and push, validated once, with their environment defaults.
 
-Options come from ``gitops.open_source(url, **options)`` (or ``push(..., **options)``)
-and, where not given, from the environment: ``GITOPS_OCI_USERNAME``,
-``GITOPS_OCI_PASSWORD``, ``GITOPS_OCI_CA_BUNDLE``, ``GITOPS_OCI_INSECURE`` and Docker's
-``DOCKER_CONFIG``. The password is a ``SecretStr``: it never appears in a repr, an
-error or a log line. This module reads the environment and nothing else.
+Options come from ``gitops.open_source(url, **options)``, the URL's ``#fragment``
+(``#path=prod&layer-media-type=...``; the source's :class:`OCISourceOptions`) or
+``push(..., **options)`` (:class:`OCIOptions`) and, where not given, from the
+environment: ``GITOPS_OCI_USERNAME``, ``GITOPS_OCI_PASSWORD``, ``GITOPS_OCI_CA_BUNDLE``,
+``GITOPS_OCI_INSECURE`` and Docker's ``DOCKER_CONFIG``. The password is a ``SecretStr``:
+it never appears in a repr, an error or a log line, and never comes from a URL fragment
+(:data:`SECRET`). This module reads the environment and nothing else.
 """
 
 from __future__ import annotations
@@ -12,11 +14,12 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr, field_validator
 
-from gitops.errors import InputError
+from gitops.options import PluginOptions, validate_options
+from gitops.sources.fragment import subpath
 
 __all__ = [
     "DOCKER_MANIFEST",
@@ -25,8 +28,11 @@ __all__ = [
     "FLUX_CONTENT",
     "OCI_INDEX",
     "OCI_MANIFEST",
+    "SECRET",
     "OCIOptions",
+    "OCISourceOptions",
     "load_options",
+    "with_environment",
 ]
 
 #: Flux's media types (``flux push artifact``, OCIRepository).
@@ -39,12 +45,15 @@ DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+jso
 
 _MIB = 1 << 20
 _TRUE = ("1", "true", "yes", "on")
+#: The cache bounds the Git source has too: 2 GiB, 14 days.
+DEFAULT_MAX_BYTES = 2 * 1024**3
+DEFAULT_MAX_AGE = 14 * 24 * 3600.0
+#: Options that hold secrets: keyword arguments or the environment only, never a URL.
+SECRET = frozenset({"password"})
 
 
-class OCIOptions(BaseModel):
+class OCIOptions(PluginOptions):
     """What the OCI source and push accept as options (see docs/oci.md)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     username: str | None = None
     password: SecretStr | None = None
@@ -66,28 +75,46 @@ class OCIOptions(BaseModel):
     cache_dir: Path | None = None
 
 
-def load_options(
-    url: str, options: Mapping[str, Any], environ: Mapping[str, str] | None = None
-) -> OCIOptions:
-    """Validate ``options``, filling ``ca_bundle`` and ``insecure`` from the environment.
+class OCISourceOptions(OCIOptions):
+    """The OCI source's options: the transport's, plus what to select and the cache bounds."""
+
+    path: str = Field(default="", description="the folder to render within the artifact")
+    semver: str | None = Field(default=None, description="the highest tag in this range")
+    cache_max_bytes: int = Field(default=DEFAULT_MAX_BYTES, ge=0)
+    cache_max_age: float = Field(default=DEFAULT_MAX_AGE, ge=0)
+
+    @field_validator("path")
+    @classmethod
+    def _inside(cls, value: str) -> str:
+        return subpath(value)
+
+
+OptionsT = TypeVar("OptionsT", bound=OCIOptions)
+
+
+def with_environment(options: OptionsT, environ: Mapping[str, str] | None = None) -> OptionsT:
+    """``options`` with ``ca_bundle`` and ``insecure`` filled from the environment where
+    the caller did not give them (``GITOPS_OCI_CA_BUNDLE``, ``GITOPS_OCI_INSECURE``).
 
     Credentials from the environment are looked up later, in their order of precedence
     (:func:`gitops.sources.oci.auth.find_credentials`).
-
-    Raises :class:`~gitops.errors.InputError` naming ``url`` (credential-free) and the
-    offending option; the error never repeats an option's value.
     """
     env = os.environ if environ is None else environ
-    merged = dict(options)
-    if merged.get("ca_bundle") is None and env.get("GITOPS_OCI_CA_BUNDLE"):
-        merged["ca_bundle"] = env["GITOPS_OCI_CA_BUNDLE"]
-    if "insecure" not in merged and env.get("GITOPS_OCI_INSECURE", "").lower() in _TRUE:
-        merged["insecure"] = True
-    try:
-        return OCIOptions(**merged)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
-        )
-        # Not chained: pydantic's own message repeats input values, passwords included.
-        raise InputError(f"{url}: invalid OCI options: {problems}") from None
+    updates: dict[str, Any] = {}
+    if options.ca_bundle is None and env.get("GITOPS_OCI_CA_BUNDLE"):
+        updates["ca_bundle"] = Path(env["GITOPS_OCI_CA_BUNDLE"])
+    if "insecure" not in options.model_fields_set \
+            and env.get("GITOPS_OCI_INSECURE", "").lower() in _TRUE:
+        updates["insecure"] = True
+    return options.model_copy(update=updates) if updates else options
+
+
+def load_options(
+    url: str, options: Mapping[str, Any], environ: Mapping[str, str] | None = None
+) -> OCIOptions:
+    """Validate ``options`` (push's), then fill environment defaults (:func:`with_environment`).
+
+    Raises :class:`~gitops.errors.InvalidURLError` (an InputError) naming ``url``
+    (credential-free) and the offending option; never repeating an option's value.
+    """
+    return with_environment(validate_options(OCIOptions, url, options), environ)
