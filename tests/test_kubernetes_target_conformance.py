@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from gitops.targets.base import Target
-from gitops.testing.conformance import TargetConformance
+from gitops.testing.conformance import LockBehaviour, TargetConformance
 
 pytest.importorskip("kubernetes")
 pytest.importorskip("gitops.testing.kube")
@@ -30,6 +30,11 @@ REAL_CLUSTER = os.environ.get("GITOPS_TEST_KUBECONFIG")
 
 class KubernetesTargetConformance(TargetConformance):
     """The kit, for the Kubernetes target."""
+
+    @pytest.fixture
+    def lock_behaviour(self) -> LockBehaviour:
+        """lock() is a documented no-op: the ApplySet parent write is a compare-and-swap."""
+        return "none"
 
 
 class TestKubernetesTargetOnTheEmulator(KubernetesTargetConformance):

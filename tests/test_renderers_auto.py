@@ -107,6 +107,7 @@ class _SubpathSource(Source):
     """A source whose artifact is a folder of a larger tree, as a Git ``#path=`` gives."""
 
     name = "subpath"
+    url = "subpath:test"
 
     def __init__(self, tree: Path, path: str) -> None:
         self.tree, self.path = tree, path

@@ -61,8 +61,6 @@ class Target(ABC):
         Validates both together, once, into :attr:`Options` (keywords win); raises
         InvalidURLError for a URL or option that is wrong.
         """
-        if cls.Options is PluginOptions:  # no options model (yet): keywords go to the class
-            return cls(url, **options)  # type: ignore[call-arg]
         merged = {**cls.url_options(url), **options}
         return cls.from_options(url, validate_options(cls.Options, url, merged))
 
