@@ -128,7 +128,11 @@ class _Memo:
     artifact: Artifact | None = None
     rendered: tuple[Resource, ...] = ()
     placed: PlaceMemo = field(default_factory=dict)
+    #: the last placement as a whole: (rendered, group-kinds' scopes, placed, owned)
+    last_placed: tuple[tuple[Resource, ...], dict[tuple[str, str], bool | None],
+                       tuple[Resource, ...], tuple[Resource, ...]] | None = None
     owned: dict[int, tuple[Resource, Resource]] = field(default_factory=dict)
+    desired_keys: tuple[tuple[Resource, ...], frozenset[ResourceKey]] | None = None
     diffs: dict[ResourceKey, tuple[Resource, Resource, DriftPolicy, Diff]] = field(
         default_factory=dict
     )
@@ -277,7 +281,7 @@ class Reconciler:
             )
         self.target.check(rendered)
         memo = self._memo
-        placed = place(rendered, is_namespaced=self.target.is_namespaced, memo=memo.placed)
+        desired = self._placed_and_owned(rendered)
         policy = self._policy()
         owned = self.target.read_inventory(self.name)
         current = owned if owned is not None else inv.EMPTY
@@ -286,9 +290,8 @@ class Reconciler:
             self._emit("InventoryTakenOver", f"inventory {self.name!r} on {self.target.url} "
                        f"was written by source {current.source}; {identity} now owns it",
                        revision=revision, warning=True)
-        desired = self._owned_as(placed)
-        desired_keys = {r.key for r in desired}
-        keys = sorted(desired_keys | current.keys)
+        desired_keys = self._keys_of(desired)
+        keys = list(desired_keys | current.keys)
         live = self.target.live(keys)
         # After live(): a target may answer owners() from what that read saw.
         claimed = self.target.owners(keys, self.name) if keys else {}
@@ -387,6 +390,37 @@ class Reconciler:
             wave_of(res)  # validate sync-wave annotations before anything is planned
         memo.revision, memo.artifact, memo.rendered = revision, artifact, rendered
         return artifact, rendered
+
+    def _keys_of(self, desired: tuple[Resource, ...]) -> frozenset[ResourceKey]:
+        """The keys of the desired set (memoized with it)."""
+        known = self._memo.desired_keys
+        if known is not None and known[0] is desired:
+            return known[1]
+        keys = frozenset(r.key for r in desired)
+        self._memo.desired_keys = (desired, keys)
+        return keys
+
+    def _placed_and_owned(self, rendered: tuple[Resource, ...]) -> tuple[Resource, ...]:
+        """Place the rendered set on this target and own it; reused while nothing changed.
+
+        The target is asked for each kind's scope every time (it can learn a kind between
+        two plans); only when every answer and the rendered set are the same is the last
+        result reused as a whole.
+        """
+        memo = self._memo
+        last = memo.last_placed
+        same_render = last is not None and last[0] is rendered
+        kinds = last[1].keys() if last is not None and same_render else {
+            (r.key.group, r.key.kind) for r in rendered
+        }
+        scopes = {gk: self.target.is_namespaced(*gk) for gk in kinds}
+        if last is not None and same_render and last[1] == scopes:
+            return last[3]
+        placed = tuple(place(rendered, is_namespaced=self.target.is_namespaced,
+                             memo=memo.placed))
+        owned = self._owned_as(placed)
+        memo.last_placed = (rendered, scopes, placed, owned)
+        return owned
 
     def _owned_as(self, placed: Sequence[Resource]) -> tuple[Resource, ...]:
         """Each placed resource as this inventory stores it on the target (memoized)."""
@@ -511,9 +545,11 @@ class Reconciler:
             return
         old = plan.inventory if plan.inventory is not None else inv.EMPTY
         identity = self.source_identity
-        new = inv.from_resources(plan.desired, source=identity)
-        widened = inv.union(old, new)
-        self._write_inventory(plan.inventory, widened)
+        if plan.changes:
+            widened = inv.union(old, inv.from_resources(plan.desired, source=identity))
+            self._write_inventory(plan.inventory, widened)
+        else:  # nothing will be written: nothing to widen before
+            widened = old
         try:
             self._apply_waves(plan, run)
         finally:
