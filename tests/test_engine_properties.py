@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import functools
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -99,14 +100,25 @@ def drift(target: MemoryTarget, ops: list[tuple[str, int, str]]) -> set[Resource
         if op == "delete":
             target.delete(key)
         elif op == "mutate":
-            target.mutate(key, lambda o, v=value: o.setdefault("metadata", {}).setdefault(
-                "labels", {}).update(drift=v or "x") if o["kind"] == "Namespace"
-                else o.update(drifted={"v": v}) if o["kind"] == "ClusterRole"
-                else o.setdefault("data", {}).update(k1=v + "!"))
+            target.mutate(key, functools.partial(_mutate, value=value))
         else:
-            target.mutate(key, lambda o, v=value: o["metadata"].setdefault(
-                "annotations", {}).update({"someone.else/note": v}))
+            target.mutate(key, functools.partial(_annotate, value=value))
     return foreign
+
+
+def _mutate(obj: dict[str, Any], *, value: str) -> None:
+    """Drift in a field the source declares (or, for a Namespace, a label)."""
+    if obj["kind"] == "Namespace":
+        obj.setdefault("metadata", {}).setdefault("labels", {}).update(drift=value or "x")
+    elif obj["kind"] == "ClusterRole":
+        obj.update(drifted={"v": value})
+    else:
+        obj.setdefault("data", {}).update(k1=value + "!")
+
+
+def _annotate(obj: dict[str, Any], *, value: str) -> None:
+    """An annotation someone else adds."""
+    obj["metadata"].setdefault("annotations", {}).update({"someone.else/note": value})
 
 
 @given(states=st.lists(st.tuples(manifest_sets, st.integers(1, 3), drift_ops),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import urllib.parse
 import urllib.request
 from typing import Any
 
@@ -243,13 +244,13 @@ def test_label_selectors(emu: KubeEmulator, selector: str, expected: list[str]) 
     for name, labels in {"a": {"app": "web"}, "b": {"app": "web", "tier": "front", "size": "1"},
                          "c": {"app": "db", "tier": "back", "size": "3"}, "d": {"other": "x"}}.items():
         ok(emu, "POST", CM, configmap(name, labels=labels))
-    query = urllib.request.quote(selector)
+    query = urllib.parse.quote(selector)
     names = [i["metadata"]["name"] for i in ok(emu, "GET", f"{CM}?labelSelector={query}")["items"]]
     assert names == expected
 
 
 def test_bad_label_selector_is_400(emu: KubeEmulator) -> None:
-    code, body = call(emu, "GET", f"{CM}?labelSelector=" + urllib.request.quote("app in web"))
+    code, body = call(emu, "GET", f"{CM}?labelSelector=" + urllib.parse.quote("app in web"))
     assert code == 400 and body["reason"] == "BadRequest"
 
 

@@ -197,7 +197,8 @@ def test_kubernetes_client_typed_and_dynamic(kube_emulator: KubeEmulator) -> Non
         core.read_namespaced_config_map("nope", "py")
     assert missing.value.status == 404 and json.loads(missing.value.body)["reason"] == "NotFound"
 
-    deployments = DynamicClient(api).resources.get(api_version="apps/v1", kind="Deployment")
+    deployments = DynamicClient(api).resources.get(  # type: ignore[no-untyped-call]
+       api_version="apps/v1", kind="Deployment")
     body = yaml.safe_load(MANIFESTS.split("---")[1])
     body["metadata"]["namespace"] = "py"
     created = deployments.server_side_apply(body=body, namespace="py", field_manager="gitops", force_conflicts=True)

@@ -21,7 +21,7 @@ def assert_secret_free(text: str, *secrets: str) -> None:
 
 def resolve_error(url: str, cache: Path, **options: object) -> GitopsError:
     with pytest.raises(GitopsError) as info, GitSource(url, cache_dir=cache,
-                                                        **options) as source:  # type: ignore[arg-type]
+                                                        **options) as source:
         source.fetch(source.resolve())
     return info.value
 

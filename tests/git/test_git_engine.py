@@ -9,6 +9,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from gitrepos import Published
@@ -37,11 +38,11 @@ def app(make_repo: MakeRepo) -> Published:
                       "apps/api.yaml": configmap("api", "red"), "README.md": "# app\n"})
 
 
-def sync_json(capsys: pytest.CaptureFixture[str], *args: str) -> dict[str, object]:
+def sync_json(capsys: pytest.CaptureFixture[str], *args: str) -> dict[str, Any]:
     code = main(["sync", *args, "-o", "json"])
     out = capsys.readouterr()
     assert code == 0, out.err
-    data: dict[str, object] = json.loads(out.out)
+    data: dict[str, Any] = json.loads(out.out)
     return data
 
 
@@ -52,11 +53,11 @@ def test_cli_sync_picks_up_pushed_commits(app: Published, daemon: GitDaemon, cac
     out = f"dir:{tmp_path / 'out'}"
     first = sync_json(capsys, url, out)
     assert first["revision"] == f"main@sha1:{app.work.head()}"
-    assert sorted(c["name"] for c in first["changes"]) == ["api", "shop", "web"]  # type: ignore[attr-defined, index]
+    assert sorted(c["name"] for c in first["changes"]) == ["api", "shop", "web"]
     commit = app.commit({"apps/web.yaml": configmap("web", "green"), "README.md": "# v2\n"})
     second = sync_json(capsys, url, out)
     assert second["revision"] == f"main@sha1:{commit}"
-    assert [(c["action"], c["name"]) for c in second["changes"]] == [("update", "web")]  # type: ignore[attr-defined, index]
+    assert [(c["action"], c["name"]) for c in second["changes"]] == [("update", "web")]
     third = sync_json(capsys, url, out)
     assert third["changes"] == [] and third["in_sync"] is True
 
@@ -73,7 +74,7 @@ def test_cli_tags_and_commit_pins(app: Published, daemon: GitDaemon, cache: Path
     assert semver["revision"] == f"v1.0.0@sha1:{first}" and semver["changes"] == []
     pinned = sync_json(capsys, f"{daemon.url(app.name)}@{app.work.head()}#path=apps", out)
     assert pinned["revision"] == f"sha1:{app.work.head()}"
-    assert [c["name"] for c in pinned["changes"]] == ["web"]  # type: ignore[index]
+    assert [c["name"] for c in pinned["changes"]] == ["web"]
 
 
 def test_cli_errors_are_one_line_and_change_nothing(app: Published, daemon: GitDaemon,

@@ -362,6 +362,6 @@ def test_unknown_or_mistyped_options_are_one_invalid_url_error() -> None:
     with pytest.raises(InvalidURLError, match="option timeout: Input should be greater than 0"):
         GitSource("git+https://h/r.git", timeout=0)
     with pytest.raises(InvalidURLError, match="option timeout: Input should be a valid number"):
-        GitSource("git+https://h/r.git", timeout="soon")  # type: ignore[arg-type]
+        GitSource("git+https://h/r.git", timeout="soon")
     with pytest.raises(InvalidURLError, match=r"option protocol_version: .*must be 0, 1 or 2"):
         GitSource("git+https://h/r.git", protocol_version=3)

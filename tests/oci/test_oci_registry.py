@@ -260,7 +260,8 @@ def test_a_silent_registry_times_out_within_the_bound(silent_server: int, cache_
 
 def test_basic_auth(basic_registry: LocalRegistry, repo: str, content: Path,
                     cache_dir: Path) -> None:
-    creds = {"username": basic_registry.username, "password": basic_registry.password}
+    creds: dict[str, Any] = {"username": basic_registry.username,
+                             "password": basic_registry.password}
     url = basic_registry.url(repo, "v1")
     with pytest.raises(AuthenticationError, match="requires authentication"):
         push(content, url)
@@ -310,7 +311,8 @@ def test_bearer_token_flow(token_registry: LocalRegistry, repo: str, content: Pa
                            cache_dir: Path) -> None:
     assert token_registry.token_server is not None
     requests = token_registry.token_server.requests
-    creds = {"username": token_registry.username, "password": token_registry.password}
+    creds: dict[str, Any] = {"username": token_registry.username,
+                             "password": token_registry.password}
     url = token_registry.url(repo, "v1")
     with pytest.raises(AuthenticationError, match="refused anonymous access"):
         push(content, url)
@@ -354,7 +356,7 @@ def test_identity_token_from_docker_config(token_registry: LocalRegistry, repo: 
 def test_tls_with_a_ca_bundle(tls_registry: LocalRegistry, repo: str, content: Path,
                               cache_dir: Path, tmp_path: Path) -> None:
     assert tls_registry.ca is not None
-    tls = {"ca_bundle": tls_registry.ca.cert, "plain_http": False}
+    tls: dict[str, Any] = {"ca_bundle": tls_registry.ca.cert, "plain_http": False}
     url = tls_registry.url(repo, "v1")
     pushed = push(content, url, **tls)
     with OCISource(url, cache_dir=cache_dir, **tls) as source:
@@ -378,7 +380,7 @@ def test_credentials_never_leak(basic_registry: LocalRegistry, token_registry: L
     seen: list[str] = []
     for registry in (basic_registry, token_registry):
         secret = registry.password
-        good = {"username": registry.username, "password": secret}
+        good: dict[str, Any] = {"username": registry.username, "password": secret}
         url = registry.url(repo, "v1")
         pushed = push(content, url, **good)
         seen += [repr(pushed), json.dumps(pushed.to_dict())]

@@ -145,7 +145,7 @@ def test_credentials_precedence(tmp_path: Path) -> None:
     env_creds = {**env, "GITOPS_OCI_USERNAME": "envuser", "GITOPS_OCI_PASSWORD": "envpass"}
     assert find(opts, None, None, env_creds)[:2] == ("envuser", "envpass")  # type: ignore[index]
     assert find(opts, "urluser", "urlpass", env_creds)[:2] == ("urluser", "urlpass")  # type: ignore[index]
-    explicit = OCIOptions(username="optuser", password="optpass")  # type: ignore[arg-type]
+    explicit = OCIOptions(username="optuser", password="optpass")
     assert find(explicit, "urluser", "urlpass", env_creds)[:2] == ("optuser", "optpass")  # type: ignore[index]
     assert find(opts, None, None, {"DOCKER_CONFIG": str(tmp_path / "none")}) is None
 
