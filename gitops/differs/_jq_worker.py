@@ -1,4 +1,4 @@
-"""The jq worker process: evaluates ``path(EXPR)`` for :mod:`gitops.differs.jq`.
+"""The jq worker process: evaluates ``path(EXPR)`` for :mod:`gitops.differs.jqpaths`.
 
 Run as a script (``python _jq_worker.py``); it needs only the ``jq`` package. Reads one
 JSON request a line on stdin, ``{"exprs": [...], "docs": [JSON text, ...], "limit": N}``,

@@ -93,6 +93,11 @@ class Notes:
 
     def live_only(self, tokens: Sequence[str | int], value: Any) -> None:
         """Live has a field (or list item) desired does not declare, and it is not drift."""
+        if value is None:
+            return  # null is absent
+        if type(value) in (dict, list) and not value:
+            self.empty(tokens, ABSENT, value)
+            return
         ours = f"{self.manager} ("
         owners = [o for o in field_owners(self.live, tuple(tokens)) if not o.startswith(ours)]
         shown = "" if self.secret else f" ({self.value(value)})"

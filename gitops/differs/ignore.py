@@ -2,7 +2,7 @@
 
 A rule (:class:`~gitops.model.IgnoreDifference`) matches objects by group, kind and
 optionally name and namespace, and names fields three ways: ``jsonPointers`` (RFC 6901),
-``jqPathExpressions`` (jq, evaluated with bounds: :mod:`gitops.differs.jq`) and
+``jqPathExpressions`` (jq, evaluated with bounds: :mod:`gitops.differs.jqpaths`) and
 ``managedFieldsManagers`` (every field those managers own in live). Each is resolved
 against desired and against live separately, as Argo CD does.
 
@@ -28,7 +28,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from gitops.differs.jq import check_expression, runner
+from gitops.differs.jqpaths import check_expression, runner
 from gitops.differs.lists import item_key, member
 from gitops.differs.managed import manager_fields, owned_paths
 from gitops.differs.walk import Lists, copy_json
@@ -157,9 +157,13 @@ def respect(
                 keep += [(t, index, how) for t in owned_paths(fields, have)]
     if not drop and not keep:
         return want
-    if notes is not None:
-        for tokens, index, how in (*keep, *drop):
-            notes.ignored(tokens, index, how)
+    if notes is not None:  # a field equal on both sides needs no explanation
+        for tokens, index, how in keep:
+            if _at(want, tokens) != _at(have, tokens):
+                notes.ignored(tokens, index, how)
+        for tokens, index, how in drop:
+            if _at(want, tokens) != _at(have, tokens):
+                notes.ignored(tokens, index, how)
     result: dict[str, Any] = copy_json(want)
     removed: list[Tokens] = []
     for tokens, _index, _how in sorted(drop, key=lambda d: _order(d[0]), reverse=True):
@@ -215,6 +219,15 @@ def _exists(doc: Any, tokens: Tokens) -> bool:
             return False
         doc = doc[token]
     return bool(tokens)
+
+
+def _at(doc: Any, tokens: Tokens) -> Any:
+    """The value at ``tokens`` in ``doc``, or a fresh object (equal to nothing) if absent."""
+    if not _exists(doc, tokens):
+        return object()
+    for token in tokens:
+        doc = doc[token]
+    return doc
 
 
 def _order(tokens: Tokens) -> tuple[tuple[int, int | str], ...]:

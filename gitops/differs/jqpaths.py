@@ -136,7 +136,7 @@ class JqRunner:
         if self._process is None or self._process.poll() is not None:
             self._buffer = b""
             self._process = subprocess.Popen(  # our own script, no shell
-                [sys.executable, "-s", str(_WORKER)],
+                [sys.executable, "-P", str(_WORKER)],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL,
