@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from differ_support import NOW, server_apply
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -16,9 +17,8 @@ from gitops.differs.explain import Explanation, explanations_json, render_explan
 from gitops.differs.lists import builtin_list_types
 from gitops.differs.structural import StructuralDiffer, explain
 from gitops.masking import MASK, MASK_CHANGED, mask_patch, mask_secret, mask_secret_pair
-from gitops.model import DriftMode, DriftPolicy, IgnoreDifference, Resource, split_api_version
+from gitops.model import DriftMode, DriftPolicy, IgnoreDifference, Resource
 from gitops.testing.kube import apply as ssa
-from gitops.testing.kube.defaults import apply_defaults
 
 DATA = Path(__file__).parent / "data" / "differ"
 DIFFER = StructuralDiffer()
@@ -26,7 +26,6 @@ TABLE = builtin_list_types()
 SUBSET = DriftPolicy(list_types=TABLE)
 MANAGED = DriftPolicy(DriftMode.MANAGED, field_manager="gitops", list_types=TABLE)
 EXACT = DriftPolicy(DriftMode.EXACT)
-NOW = "2024-05-01T10:00:00Z"
 
 
 def res(manifest: dict[str, Any]) -> Resource:
@@ -104,16 +103,6 @@ def test_a_secret_emptied_shows_as_a_change_without_its_value() -> None:
 
 
 # -- explanations ---------------------------------------------------------------------------
-
-
-def server_apply(live: dict[str, Any] | None, config: dict[str, Any],
-                 manager: str = "gitops") -> dict[str, Any]:
-    obj = ssa.apply(copy.deepcopy(live), copy.deepcopy(config), manager=manager, force=True,
-                    api_version=config["apiVersion"], now=NOW, has_status=True)
-    obj["apiVersion"], obj["kind"] = config["apiVersion"], config["kind"]
-    apply_defaults(split_api_version(config["apiVersion"])[0], config["kind"], obj, False)
-    obj["metadata"].update(uid="u-1", resourceVersion="7", creationTimestamp=NOW)
-    return obj
 
 
 def deployment() -> dict[str, Any]:

@@ -9,19 +9,18 @@ from typing import Any
 
 import jsonpatch
 import pytest
+from differ_support import NOW, server_apply
 
 from gitops.differs.ignore import load_ignore_differences, respect_ignored, validate_rules
 from gitops.differs.jqpaths import JqRunner, check_expression
 from gitops.differs.lists import builtin_list_types
 from gitops.differs.structural import StructuralDiffer, explain
 from gitops.errors import InputError
-from gitops.model import DriftMode, DriftPolicy, IgnoreDifference, Resource, split_api_version
+from gitops.model import DriftMode, DriftPolicy, IgnoreDifference, Resource
 from gitops.testing.kube import apply as ssa
-from gitops.testing.kube.defaults import apply_defaults
 
 DIFFER = StructuralDiffer()
 TABLE = builtin_list_types()
-NOW = "2024-05-01T10:00:00Z"
 
 
 def res(manifest: dict[str, Any]) -> Resource:
@@ -211,15 +210,6 @@ def test_jq_is_bounded_in_time_and_size() -> None:
 
 
 # -- managed fields managers ----------------------------------------------------------------
-
-
-def server_apply(live: dict[str, Any] | None, config: dict[str, Any],
-                 manager: str = "gitops") -> dict[str, Any]:
-    obj = ssa.apply(copy.deepcopy(live), copy.deepcopy(config), manager=manager, force=True,
-                    api_version=config["apiVersion"], now=NOW, has_status=True)
-    obj["apiVersion"], obj["kind"] = config["apiVersion"], config["kind"]
-    apply_defaults(split_api_version(config["apiVersion"])[0], config["kind"], obj, False)
-    return obj
 
 
 def test_fields_owned_by_named_managers_are_ignored() -> None:

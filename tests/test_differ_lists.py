@@ -9,6 +9,7 @@ from typing import Any
 
 import jsonpatch
 import pytest
+from differ_support import server_apply, server_update
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -22,9 +23,7 @@ from gitops.differs.lists import (
     version_priority,
 )
 from gitops.differs.structural import StructuralDiffer
-from gitops.model import Diff, DriftMode, DriftPolicy, ListType, Resource, split_api_version
-from gitops.testing.kube import apply as ssa
-from gitops.testing.kube.defaults import apply_defaults
+from gitops.model import Diff, DriftMode, DriftPolicy, ListType, Resource
 
 DATA = Path(__file__).parent / "data" / "differ"
 DIFFER = StructuralDiffer()
@@ -32,7 +31,6 @@ TABLE = builtin_list_types()
 SUBSET = DriftPolicy(list_types=TABLE)
 MANAGED = DriftPolicy(DriftMode.MANAGED, field_manager="gitops", list_types=TABLE)
 EXACT = DriftPolicy(DriftMode.EXACT, list_types=TABLE)
-NOW = "2024-05-01T10:00:00Z"
 
 # -- the built-in table: Kubernetes 1.32's OpenAPI v3 extensions ---------------------------
 
@@ -318,58 +316,6 @@ def test_argo_cd_three_way_diff_example3_env_inserted_by_another_writer() -> Non
 
 
 # -- managed mode: live objects from the emulator's server-side apply --------------------
-
-
-def server_apply(live: dict[str, Any] | None, config: dict[str, Any],
-                 manager: str = "gitops") -> dict[str, Any]:
-    obj = ssa.apply(copy.deepcopy(live), copy.deepcopy(config), manager=manager, force=True,
-                    api_version=config["apiVersion"], now=NOW, has_status=True)
-    obj["apiVersion"], obj["kind"] = config["apiVersion"], config["kind"]
-    apply_defaults(split_api_version(config["apiVersion"])[0], config["kind"], obj, False)
-    obj["metadata"].update(uid="u-1", resourceVersion="7", creationTimestamp=NOW)
-    return obj
-
-
-def server_update(live: dict[str, Any], change: Any, manager: str) -> dict[str, Any]:
-    new = copy.deepcopy(live)
-    change(new)
-    ssa.track_update(live, new, manager=manager, api_version=live["apiVersion"], now=NOW,
-                     has_status=True)
-    return new
-
-
-def test_kubectl_set_env_and_a_sidecar_injector_are_not_drift() -> None:
-    desired = deployment()
-    live = server_apply(None, desired)
-    live = server_update(live, lambda o: pod(o)["containers"][0]["env"].append(
-        {"name": "DEBUG", "value": "1"}), "kubectl-set")
-    live = server_update(live, lambda o: pod(o)["containers"].insert(0, app(name="istio-proxy")),
-                         "istio-sidecar-injector")
-    assert [c["name"] for c in pod(live)["containers"]] == ["istio-proxy", "app"]
-    assert not diff(desired, live, MANAGED).changed
-    assert diff(desired, live, DriftPolicy(DriftMode.MANAGED, field_manager="gitops")).changed
-
-
-def test_removing_an_item_gitops_owns_is_drift_and_converges() -> None:
-    desired = deployment(app("A", "B", "C"), app(name="sidecar"))
-    live = server_apply(None, desired)
-    live = server_update(live, lambda o: pod(o)["containers"].insert(0, app(name="istio-proxy")),
-                         "istio-sidecar-injector")
-    del pod(desired)["containers"][1]  # the sidecar gitops applied
-    del pod(desired)["containers"][0]["env"][1]  # env B
-    result = diff(desired, live, MANAGED)
-    assert result.changed
-    assert sorted(op["path"] for op in result.patch) == [
-        "/spec/template/spec/containers/1/env/1", "/spec/template/spec/containers/2"]
-    assert {op["op"] for op in result.patch} == {"remove"}
-    assert "istio-proxy" not in result.text
-    changed = [line for line in result.text.splitlines()[2:] if line[:1] in "+-"]
-    assert "-      - name: sidecar" in changed and "-        - name: B" in changed
-    assert not any(line.startswith("+") for line in changed)
-    assert_converges(desired, live, MANAGED)
-    applied = server_apply(live, desired)
-    assert [c["name"] for c in pod(applied)["containers"]] == ["istio-proxy", "app"]
-    assert not diff(desired, applied, MANAGED).changed
 
 
 container_names = st.lists(st.sampled_from(["a", "b", "c", "d", "e"]), min_size=1, max_size=4,

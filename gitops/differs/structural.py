@@ -47,7 +47,7 @@ import yaml
 from gitops.differs.base import DEFAULT_POLICY, Differ
 from gitops.differs.explain import Explanation, Notes
 from gitops.differs.ignore import matching_rules, respect
-from gitops.differs.lists import item_key, member
+from gitops.differs.lists import KEY_DEFAULTS, item_key, member
 from gitops.differs.managed import Removal, applied_fields, removed_fields
 from gitops.differs.normalize import (
     CONFIG_MAP_SECTIONS,
@@ -334,7 +334,19 @@ def _keyed_equal(
     desired: list[dict[str, Any]], live: list[Any], keys: tuple[str, ...], lists: Lists,
     names: tuple[str, ...],
 ) -> bool:
-    """Every desired item has a live item with its key, and is a subset of it."""
+    """Every desired item has a live item with its key, and is a subset of it.
+
+    Live keys are unique (the API server validates them), so when the items line up, as
+    they usually do, each pair is compared in place without indexing live.
+    """
+    if len(desired) <= len(live):
+        for want, have in zip(desired, live, strict=False):
+            if type(have) is not dict or not _same_key(want, have, keys):
+                break
+            if not _map_equal(want, have, False, lists, names):
+                return False
+        else:
+            return True
     index: dict[Any, dict[str, Any]] = {}
     for item in live:
         if type(item) is dict:
@@ -342,6 +354,19 @@ def _keyed_equal(
     for want in desired:
         have = index.get(item_key(want, keys))
         if have is None or not _map_equal(want, have, False, lists, names):
+            return False
+    return True
+
+
+def _same_key(want: dict[str, Any], have: dict[str, Any], keys: tuple[str, ...]) -> bool:
+    """Whether two items have the same key (:func:`~gitops.differs.lists.item_key`'s rules)."""
+    for name in keys:
+        mine, theirs = want.get(name), have.get(name)
+        if mine is None:
+            mine = KEY_DEFAULTS.get(name)
+        if theirs is None:
+            theirs = KEY_DEFAULTS.get(name)
+        if mine != theirs or (type(mine) is bool) is not (type(theirs) is bool):
             return False
     return True
 
