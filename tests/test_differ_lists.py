@@ -19,6 +19,7 @@ from gitops.differs.lists import (
     builtin_list_types,
     item_key,
     member,
+    openapi_list_types,
     reduce_openapi,
     version_priority,
 )
@@ -153,8 +154,7 @@ def custom_document() -> dict[str, Any]:
 
 
 def test_custom_resource_list_types_from_a_document() -> None:
-    kinds, types = reduce_openapi(custom_document())
-    widgets = SchemaListTypes({(g, k): n for (g, _v, k), n in kinds.items()}, types)
+    widgets = openapi_list_types(custom_document())
 
     def at(*path: str) -> ListType | None:
         return widgets.list_type("example.com", "Widget", path)
@@ -169,9 +169,7 @@ def test_custom_resource_list_types_from_a_document() -> None:
 
 
 def test_chain_asks_the_first_source_that_knows_the_kind() -> None:
-    kinds, types = reduce_openapi(custom_document())
-    server = SchemaListTypes({(g, k): n for (g, _v, k), n in kinds.items()}, types)
-    chain = ChainListTypes(TABLE, server)
+    chain = ChainListTypes(TABLE, openapi_list_types(custom_document()))
     assert chain.list_type("example.com", "Widget", ("spec", "tags")) == ListType("set")
     assert chain.list_type("apps", "Deployment", ("spec", "template", "spec", "containers")) \
         == ListType("map", ("name",))
@@ -318,6 +316,40 @@ def test_argo_cd_three_way_diff_example3_env_inserted_by_another_writer() -> Non
 # -- managed mode: live objects from the emulator's server-side apply --------------------
 
 
+def test_kubectl_set_env_and_a_sidecar_injector_are_not_drift() -> None:
+    desired = deployment()
+    live = server_apply(None, desired)
+    live = server_update(live, lambda o: pod(o)["containers"][0]["env"].append(
+        {"name": "DEBUG", "value": "1"}), "kubectl-set")
+    live = server_update(live, lambda o: pod(o)["containers"].insert(0, app(name="istio-proxy")),
+                         "istio-sidecar-injector")
+    assert [c["name"] for c in pod(live)["containers"]] == ["istio-proxy", "app"]
+    assert not diff(desired, live, MANAGED).changed
+    assert diff(desired, live, DriftPolicy(DriftMode.MANAGED, field_manager="gitops")).changed
+
+
+def test_removing_an_item_gitops_owns_is_drift_and_converges() -> None:
+    desired = deployment(app("A", "B", "C"), app(name="sidecar"))
+    live = server_apply(None, desired)
+    live = server_update(live, lambda o: pod(o)["containers"].insert(0, app(name="istio-proxy")),
+                         "istio-sidecar-injector")
+    del pod(desired)["containers"][1]  # the sidecar gitops applied
+    del pod(desired)["containers"][0]["env"][1]  # env B
+    result = diff(desired, live, MANAGED)
+    assert result.changed
+    assert sorted(op["path"] for op in result.patch) == [
+        "/spec/template/spec/containers/1/env/1", "/spec/template/spec/containers/2"]
+    assert {op["op"] for op in result.patch} == {"remove"}
+    assert "istio-proxy" not in result.text
+    changed = [line for line in result.text.splitlines()[2:] if line[:1] in "+-"]
+    assert "-      - name: sidecar" in changed and "-        - name: B" in changed
+    assert not any(line.startswith("+") for line in changed)
+    assert_converges(desired, live, MANAGED)
+    applied = server_apply(live, desired)
+    assert [c["name"] for c in pod(applied)["containers"]] == ["istio-proxy", "app"]
+    assert not diff(desired, applied, MANAGED).changed
+
+
 container_names = st.lists(st.sampled_from(["a", "b", "c", "d", "e"]), min_size=1, max_size=4,
                            unique=True)
 env_names = st.lists(st.sampled_from(["A", "B", "C", "D"]), min_size=1, max_size=4, unique=True)
@@ -358,3 +390,50 @@ def test_property_others_items_never_drift_and_removing_ours_always_does(
     assert result.changed and {op["op"] for op in result.patch} == {"remove"}
     assert_converges(smaller, live, MANAGED)
     assert not diff(smaller, server_apply(live, smaller), MANAGED).changed
+
+
+@st.composite
+def edited_pairs(draw: st.DrawFn) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A desired Deployment and a live one that another writer and time have changed:
+    items reordered, added, removed, edited, at any depth of the keyed lists."""
+    names = draw(container_names)
+    desired = deployment(*(app(*draw(env_names), name=n) for n in names))
+    live = copy.deepcopy(desired)
+    containers = pod(live)["containers"]
+    for _ in range(draw(st.integers(0, 4))):
+        edit = draw(st.sampled_from(["shuffle", "add", "drop", "image", "env", "port"]))
+        target = containers[draw(st.integers(0, len(containers) - 1))] if containers else None
+        if edit == "shuffle":
+            containers[:] = draw(st.permutations(containers))
+            if target is not None:
+                target["env"][:] = draw(st.permutations(target["env"]))
+        elif edit == "add":
+            containers.insert(draw(st.integers(0, len(containers))), app(name="z"))
+        elif edit == "drop" and len(containers) > 1:
+            containers.remove(draw(st.sampled_from(containers)))
+        elif target is not None and edit == "image":
+            target["image"] = draw(st.sampled_from(["app:1", "app:2"]))
+        elif target is not None and edit == "env" and target["env"]:
+            target["env"][draw(st.integers(0, len(target["env"]) - 1))]["value"] = "edited"
+        elif target is not None and edit == "port":
+            target["ports"] = [{"containerPort": 8080, "protocol": draw(
+                st.sampled_from(["TCP", "UDP"]))}]
+    return desired, live
+
+
+@given(pair=edited_pairs())
+def test_property_keyed_diffs_are_consistent_and_patches_converge(
+    pair: tuple[dict[str, Any], dict[str, Any]],
+) -> None:
+    desired, live = pair
+    for policy in (SUBSET, EXACT, DriftPolicy()):
+        result = diff(desired, live, policy)
+        assert result.changed == bool(result.patch), (policy.mode, result)
+        if result.changed:
+            assert_converges(desired, live, policy)
+    ours = {c["name"]: c for c in pod(desired)["containers"]}
+    theirs = {c["name"]: c for c in pod(live)["containers"]}
+    same = all(name in theirs and diff(
+        deployment(c), deployment(theirs[name]), SUBSET).changed is False
+        for name, c in ours.items())
+    assert diff(desired, live, SUBSET).changed is not same

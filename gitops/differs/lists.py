@@ -38,6 +38,7 @@ __all__ = [
     "builtin_list_types",
     "item_key",
     "member",
+    "openapi_list_types",
     "reduce_openapi",
     "version_priority",
 ]
@@ -203,6 +204,16 @@ def from_json(data: Mapping[str, Any]) -> SchemaListTypes:
 
 
 # -- reducing an OpenAPI v3 document -----------------------------------------------------
+
+
+def openapi_list_types(document: Mapping[str, Any]) -> SchemaListTypes:
+    """The list types of every kind a served OpenAPI v3 document describes.
+
+    One document is one group-version, so each ``(group, kind)`` appears once.
+    """
+    kinds, types = reduce_openapi(document)
+    return SchemaListTypes({(group, kind): name for (group, _v, kind), name in kinds.items()},
+                           types)
 
 
 def reduce_openapi(

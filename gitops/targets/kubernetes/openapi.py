@@ -26,14 +26,13 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from gitops.differs.lists import (
     ChainListTypes,
     SchemaListTypes,
     builtin_list_types,
-    reduce_openapi,
+    openapi_list_types,
     version_priority,
 )
 from gitops.model import ListType
@@ -163,7 +162,7 @@ class ServerListTypes:
             log.warning("cannot read %s (lists of %s compare by position until the next "
                         "try): %s", parts.path, group or "core", exc)
             return None  # not cached: tried again after the kind's entry expires
-        types = _list_types(raw) if isinstance(raw, dict) else None
+        types = openapi_list_types(raw) if isinstance(raw, dict) else None
         self._documents[(group, version)] = _Document(url, types)
         return types
 
@@ -176,12 +175,6 @@ def _group_version(key: str) -> tuple[str, str] | None:
     if len(parts) == 3 and parts[0] == "apis":
         return parts[1], parts[2]
     return None
-
-
-def _list_types(document: dict[str, Any]) -> SchemaListTypes:
-    kinds, types = reduce_openapi(document)
-    return SchemaListTypes({(group, kind): name for (group, _v, kind), name in kinds.items()},
-                           types)
 
 
 def cluster_list_types(client: KubeClient, discovery: Discovery | None = None) -> ChainListTypes:
