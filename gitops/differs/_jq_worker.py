@@ -1,6 +1,7 @@
 """The jq worker process: evaluates ``path(EXPR)`` for :mod:`gitops.differs.jqpaths`.
 
-Run as a script (``python _jq_worker.py``); it needs only the ``jq`` package. Reads one
+Run as a script (``python _jq_worker.py``); it needs only the ``jq`` package. Says
+``{"ready": true}`` once started, then reads one
 JSON request a line on stdin, ``{"exprs": [...], "docs": [JSON text, ...], "limit": N}``,
 and writes one JSON line back: for each expression, for each document, the list of
 paths or ``{"error": message}``. Compiled programs are kept for the process's life.
@@ -18,6 +19,8 @@ def main() -> None:
     import jq  # imported here: the parent checks the import before starting us
 
     programs: dict[str, Any] = {}
+    sys.stdout.write('{"ready": true}\n')  # started: requests are timed from here on
+    sys.stdout.flush()
     for line in sys.stdin:
         request = json.loads(line)
         limit = int(request["limit"])

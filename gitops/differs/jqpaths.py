@@ -66,9 +66,15 @@ class JqRunner:
     """
 
     def __init__(
-        self, *, timeout: float = 1.0, max_paths: int = 10_000, max_bytes: int = 8 << 20
+        self,
+        *,
+        timeout: float = 1.0,
+        max_paths: int = 10_000,
+        max_bytes: int = 8 << 20,
+        startup_timeout: float = 30.0,
     ) -> None:
         self.timeout = timeout
+        self.startup_timeout = startup_timeout
         self.max_paths = max_paths
         self.max_bytes = max_bytes
         self._lock = threading.Lock()
@@ -117,7 +123,11 @@ class JqRunner:
 
     def _ask(self, request: bytes, rule: str) -> Any:
         with self._lock:
-            process = self._start()
+            try:
+                process = self._start()
+            except (OSError, TimeoutError) as exc:
+                self._kill()
+                raise InputError(f"{rule}: the jq worker did not start: {exc!r}") from exc
             assert process.stdin is not None and process.stdout is not None
             try:
                 process.stdin.write(request)
@@ -142,6 +152,12 @@ class JqRunner:
                 stderr=subprocess.DEVNULL,
                 env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
             )
+            assert self._process.stdout is not None
+            # a busy machine may take seconds to start Python: not the expression's time
+            ready = self._read_line(self._process.stdout.fileno(),
+                                    time.monotonic() + self.startup_timeout)
+            if json.loads(ready) != {"ready": True}:
+                raise OSError("the jq worker did not say it was ready")
         return self._process
 
     def _read_line(self, fd: int, deadline: float) -> bytes:
