@@ -350,6 +350,19 @@ def test_removing_an_item_gitops_owns_is_drift_and_converges() -> None:
     assert not diff(desired, applied, MANAGED).changed
 
 
+def test_a_field_desired_declares_null_shows_what_goes_inside_it() -> None:
+    desired = deployment()
+    desired["metadata"]["labels"] = {"app": "web", "tier": "1"}
+    live = server_apply(None, desired)
+    desired["metadata"]["labels"] = None  # a template's empty "labels:"
+    result = diff(desired, live, MANAGED)
+    assert sorted(op["path"] for op in result.patch) == [
+        "/metadata/labels/app", "/metadata/labels/tier"]
+    changed = [line for line in result.text.splitlines()[2:] if line[:1] in "+-"]
+    assert changed == ["-  labels:", "-    app: web", "-    tier: '1'", "+  labels: null"]
+    assert_converges(desired, live, MANAGED)
+
+
 container_names = st.lists(st.sampled_from(["a", "b", "c", "d", "e"]), min_size=1, max_size=4,
                            unique=True)
 env_names = st.lists(st.sampled_from(["A", "B", "C", "D"]), min_size=1, max_size=4, unique=True)

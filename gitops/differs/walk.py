@@ -121,9 +121,9 @@ class Walker:
             r = rm.get(key) if rm else None
             if w is None or r is WHOLE:  # declares nothing, or declares it gone
                 shown[key] = w
-                if r is WHOLE:
-                    projected[key] = h
-                elif w is None:
+                if r is not None:
+                    projected[key] = restrict(h, r)
+                else:
                     projected[key] = None
                     if h is not ABSENT and h is not None and self.notes is not None:
                         self.notes.live_only((*loc, key), h)
