@@ -3,7 +3,8 @@
 Every value under a Secret's ``data`` and ``stringData`` is replaced by a mask, and
 so is the ``kubectl.kubernetes.io/last-applied-configuration`` annotation (it holds the
 whole Secret in clear text). Masks follow Argo CD: a run of ``+``. A mask says only
-whether a value changed, never anything about the value: this module must never emit a
+whether a value is set and whether it changed, never anything about the value (``null``
+and ``""`` are shown as they are, so an empty value never looks like a set one): this module must never emit a
 value, its base64, its length or any hash of it (a short hash of a low-entropy secret is
 brute-forced in seconds), and never mutate its input.
 
@@ -80,7 +81,9 @@ def mask_secret_pair(
             masked_desired[section] = MASK_CHANGED
             continue
         masked_desired[section] = {
-            name: MASK_CHANGED if name in have and have[name] != value else MASK
+            name: _mask_tree(value, (section, str(name)))
+            if value is None or value == "" or name not in have or have[name] == value
+            else MASK_CHANGED
             for name, value in want.items()
         }
     return masked_desired, masked_live
@@ -109,7 +112,13 @@ def _pointer_tokens(pointer: str) -> tuple[str, ...]:
 
 
 def _mask_tree(value: Any, at: tuple[str, ...]) -> Any:
-    """Copy ``value`` (found at pointer tokens ``at``) with its secret parts masked."""
+    """Copy ``value`` (found at pointer tokens ``at``) with its secret parts masked.
+
+    ``null`` and ``""`` are shown as they are: whether a value is set is not secret,
+    and hiding it would make an empty value look like a set one.
+    """
+    if value is None or value == "":
+        return value
     if any(_covers(pattern, at) for pattern in _SECRET_POINTERS):
         return MASK
     if not any(_covers(at, pattern) for pattern in _SECRET_POINTERS):

@@ -7,6 +7,7 @@ from typing import Any
 
 import jsonpatch
 import pytest
+from differ_support import server_apply, server_update
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -14,11 +15,9 @@ from gitops.differs.managed import applied_fields, removed_fields
 from gitops.differs.normalize import QUANTITY_KEYS, QUANTITY_PARENT_KEYS, strip_ignored
 from gitops.differs.structural import StructuralDiffer
 from gitops.masking import LAST_APPLIED_ANNOTATION
-from gitops.model import Diff, DriftMode, DriftPolicy, Resource, split_api_version
+from gitops.model import Diff, DriftMode, DriftPolicy, Resource
 from gitops.plugins import open_differ
 from gitops.quantity import canonical_quantity
-from gitops.testing.kube import apply as ssa
-from gitops.testing.kube.defaults import apply_defaults
 
 DIFFER = StructuralDiffer()
 
@@ -791,33 +790,10 @@ def test_property_exact_live_only_fields_are_drift(
 # managedFields as a real API server records them, defaults filled in.
 
 FM = DriftPolicy(DriftMode.MANAGED, field_manager="gitops")
-NOW = "2024-05-01T10:00:00Z"
 
 
 def fm(desired: dict[str, Any], live: dict[str, Any]) -> Diff:
     return DIFFER.diff(res(desired), res(live), FM)
-
-
-def server_apply(
-    live: dict[str, Any] | None, config: dict[str, Any], manager: str = "gitops"
-) -> dict[str, Any]:
-    """What the API server holds after ``manager`` server-side applies ``config`` (forced)."""
-    obj = ssa.apply(copy.deepcopy(live), copy.deepcopy(config), manager=manager, force=True,
-                    api_version=config["apiVersion"], now=NOW,
-                    has_status=config["kind"] == "Deployment")
-    obj["apiVersion"], obj["kind"] = config["apiVersion"], config["kind"]
-    apply_defaults(split_api_version(config["apiVersion"])[0], config["kind"], obj, False)
-    obj["metadata"].update(uid="u-1", resourceVersion="7", creationTimestamp=NOW)
-    return obj
-
-
-def server_update(live: dict[str, Any], change: Any, manager: str) -> dict[str, Any]:
-    """What the API server holds after ``manager`` edits ``live`` (kubectl edit/label/patch)."""
-    new = copy.deepcopy(live)
-    change(new)
-    ssa.track_update(live, new, manager=manager, api_version=live["apiVersion"], now=NOW,
-                     has_status=live["kind"] == "Deployment")
-    return new
 
 
 def content(obj: dict[str, Any]) -> Any:
@@ -922,7 +898,7 @@ def test_fm_only_the_managers_apply_entry_counts() -> None:
     live = server_apply(None, desired)
     del desired["data"]["b"]
     entry = live["metadata"]["managedFields"][0]
-    for changed_entry, drift in [
+    cases: list[tuple[dict[str, Any], bool]] = [
         ({}, True),
         ({"operation": "Update"}, False),
         ({"manager": "gitops-other"}, False),
@@ -930,7 +906,8 @@ def test_fm_only_the_managers_apply_entry_counts() -> None:
         ({"apiVersion": "v2"}, False),  # recorded at another version: paths may differ
         ({"fieldsV1": None}, False),
         ({"fieldsV1": {"f:data": "nonsense", "k:notjson": {}, "v:[": {}, "i:x": {}}}, False),
-    ]:
+    ]
+    for changed_entry, drift in cases:
         other = copy.deepcopy(live)
         other["metadata"]["managedFields"] = [{**entry, **changed_entry}]
         assert fm(desired, other).changed is drift, changed_entry
@@ -941,7 +918,7 @@ def test_fm_only_the_managers_apply_entry_counts() -> None:
 
 
 def test_fm_secret_removals_are_masked() -> None:
-    secret = {
+    secret: dict[str, Any] = {
         "apiVersion": "v1",
         "kind": "Secret",
         "metadata": {"name": "db", "namespace": "prod"},
@@ -959,7 +936,7 @@ def test_fm_secret_removals_are_masked() -> None:
 
 def test_fm_a_key_removed_from_secret_string_data_is_not_drift() -> None:
     """Server-side apply cannot remove it (kubernetes/kubernetes#108008): use data."""
-    secret = {
+    secret: dict[str, Any] = {
         "apiVersion": "v1",
         "kind": "Secret",
         "metadata": {"name": "db", "namespace": "prod"},
@@ -1081,8 +1058,9 @@ def test_property_fm_in_sync_means_the_next_apply_changes_nothing(
 
 @pytest.mark.parametrize("policy", [DriftPolicy(), EXACT, FM], ids=lambda p: p.mode.value)
 def test_a_bool_is_no_quantity(policy: DriftPolicy) -> None:
-    desired = {"apiVersion": "v1", "kind": "LimitRange", "metadata": {"name": "l"},
-               "spec": {"limits": [{"max": {"cpu": True}}], "storage": "1"}}
+    desired: dict[str, Any] = {"apiVersion": "v1", "kind": "LimitRange",
+                               "metadata": {"name": "l"},
+                               "spec": {"limits": [{"max": {"cpu": True}}], "storage": "1"}}
     live = copy.deepcopy(desired)
     live["spec"]["limits"][0]["max"]["cpu"] = "1"
     assert DIFFER.diff(res(desired), res(live), policy).changed
@@ -1092,7 +1070,7 @@ def test_a_bool_is_no_quantity(policy: DriftPolicy) -> None:
 
 
 def test_removed_fields_reads_every_fields_v1_element() -> None:
-    live = {"spec": {
+    live: dict[str, Any] = {"spec": {
         "items": ["a", "b", "c"],
         "set": ["x", "y"],
         "ports": [{"containerPort": 80, "protocol": "TCP", "name": "http"}],

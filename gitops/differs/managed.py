@@ -24,7 +24,10 @@ Items are matched by their key fields; a key field desired leaves out is not com
 except ``protocol``, which the server defaults to ``TCP`` before keying ports. Inside a
 value the manager owns whole (an atomic list or struct: a leaf of ``fieldsV1``), only
 the structural differ's subset rule applies: the server may default fields there.
-Malformed entries are ignored, never an error; nothing here mutates its input.
+For explanations and ignore rules, :func:`field_owners` names the managers of a live
+node and :func:`owned_paths` resolves a manager's ``fieldsV1`` against any manifest
+(desired or live), list items found by key. Malformed entries are ignored, never an
+error; nothing here mutates its input.
 """
 
 from __future__ import annotations
@@ -35,7 +38,14 @@ from typing import Any, Final, TypeAlias
 
 from gitops.differs.normalize import IgnoreRules
 
-__all__ = ["Removal", "applied_fields", "removed_fields"]
+__all__ = [
+    "Removal",
+    "applied_fields",
+    "field_owners",
+    "manager_fields",
+    "owned_paths",
+    "removed_fields",
+]
 
 #: JSON-pointer tokens of a live field (list indices as ``int``) and its live value.
 Removal: TypeAlias = tuple[tuple[str | int, ...], Any]
@@ -216,3 +226,99 @@ def _keyed(item: Any, key: dict[str, Any]) -> bool:
 def _same(a: Any, b: Any) -> bool:
     """``a == b`` for JSON values, where ``True`` is not ``1``."""
     return bool(a == b) and (type(a) is bool) is (type(b) is bool)
+
+
+def _entries(live: dict[str, Any]) -> list[dict[str, Any]]:
+    metadata = live.get("metadata")
+    entries = metadata.get("managedFields") if type(metadata) is dict else None
+    return [e for e in entries if type(e) is dict] if type(entries) is list else []
+
+
+def manager_fields(live: dict[str, Any], managers: frozenset[str]) -> list[dict[str, Any]]:
+    """The ``fieldsV1`` trees of every entry of ``managers`` in ``live`` (any operation,
+    subresources included: an autoscaler sets ``replicas`` through ``scale``)."""
+    return [
+        entry["fieldsV1"]
+        for entry in _entries(live)
+        if entry.get("manager") in managers and type(entry.get("fieldsV1")) is dict
+    ]
+
+
+def field_owners(live: dict[str, Any], tokens: tuple[str | int, ...]) -> list[str]:
+    """Who owns the live node at ``tokens`` (JSON-pointer tokens, list items by index).
+
+    Each manager whose entry holds the node, a field inside it, or a value it sits in,
+    as ``manager (Operation)`` (``istio (Update)``, ``gitops (Apply)``), in the order of
+    ``managedFields``, each once.
+    """
+    owners: list[str] = []
+    for entry in _entries(live):
+        fields = entry.get("fieldsV1")
+        if type(fields) is dict and _holds(fields, live, tokens):
+            name = f"{entry.get('manager')} ({entry.get('operation')})"
+            if name not in owners:
+                owners.append(name)
+    return owners
+
+
+def _holds(tree: dict[str, Any], value: Any, tokens: tuple[str | int, ...]) -> bool:
+    node: Any = tree
+    for token in tokens:
+        if type(node) is not dict:
+            return False
+        if not node or (len(node) == 1 and "." in node):
+            return True  # owned whole above the node
+        if type(token) is str and type(value) is dict:
+            child = node.get(f"f:{token}")
+            value = value.get(token)
+        elif type(token) is int and type(value) is list and 0 <= token < len(value):
+            child = next(
+                (sub for element, sub in node.items()
+                 if element[:2] in ("k:", "v:", "i:") and _index(element, value) == token),
+                None,
+            )
+            value = value[token]
+        else:
+            return False
+        if child is None:
+            return False
+        node = child
+    return True
+
+
+def owned_paths(fields: dict[str, Any], manifest: Any) -> list[tuple[str | int, ...]]:
+    """The nodes of ``manifest`` that a ``fieldsV1`` tree owns, as JSON-pointer tokens.
+
+    A leaf, or a node marked ``.`` (a list item added whole), is one path; a node with
+    only children yields theirs. Items are found in ``manifest`` by key or value, so the
+    same tree resolves against desired and live alike; what ``manifest`` lacks is skipped.
+    """
+    out: list[tuple[str | int, ...]] = []
+    _owned(fields, manifest, (), out)
+    return out
+
+
+def _owned(tree: dict[str, Any], value: Any, at: tuple[str | int, ...], out: list[Any]) -> None:
+    for element, child in tree.items():
+        token: str | int
+        if element[:2] == "f:" and type(value) is dict:
+            token = element[2:]
+            if token not in value:
+                continue
+            found = value[token]
+        elif element[:2] in ("k:", "v:", "i:") and type(value) is list:
+            index = _index(element, value)
+            if index is None:
+                continue
+            token, found = index, value[index]
+        else:
+            continue
+        if type(child) is not dict or not child or "." in child or element[:2] == "v:":
+            out.append((*at, token))
+        else:
+            _owned(child, found, (*at, token), out)
+
+
+def _index(element: str, items: list[Any]) -> int | None:
+    found = _item(element, _ABSENT, items)
+    return None if found is None else found[0]

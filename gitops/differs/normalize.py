@@ -4,7 +4,7 @@ Fields the server owns (:data:`IGNORED_FIELDS`) are never drift, in any mode of 
 structural differ (whether other fields desired does not declare are is the differ's
 mode: see :mod:`gitops.differs.structural`); Kubernetes quantities compare by value at
 quantity positions only; a Secret's ``stringData`` is compared as the ``data`` the API
-server would store. The helpers here run on the hot
+server would store, and a ``null`` value of a Secret or ConfigMap equals ``""``. The helpers here run on the hot
 path of every reconcile: they must never copy a manifest that needs no change, and
 never mutate their input.
 """
@@ -20,12 +20,14 @@ from gitops.masking import LAST_APPLIED_ANNOTATION
 from gitops.quantity import quantities_equal
 
 __all__ = [
+    "CONFIG_MAP_SECTIONS",
     "IGNORED_FIELDS",
     "QUANTITY_KEYS",
     "QUANTITY_PARENT_KEYS",
     "IgnoreRules",
     "is_empty",
     "leaf_equal",
+    "normalize_config_map",
     "normalize_secret",
     "quantity_equal",
     "strip_ignored",
@@ -53,6 +55,9 @@ IGNORED_FIELDS: IgnoreRules = {
         "annotations": {LAST_APPLIED_ANNOTATION: None},
     },
 }
+
+#: The sections of a ConfigMap whose values are strings, where ``null`` means ``""``.
+CONFIG_MAP_SECTIONS = ("data", "binaryData")
 
 #: Mappings whose values are quantities (``resources.limits``, ``ResourceQuota.spec.hard``,
 #: ``LimitRange`` ``min``/``max``/``default``..., ``Node.status.capacity``, ``overhead``).
@@ -97,20 +102,42 @@ def normalize_secret(manifest: dict[str, Any]) -> dict[str, Any]:
 
     ``stringData`` values are base64-encoded into ``data`` (winning over ``data``, as on
     the server) and ``stringData`` is dropped; ``data`` values are re-encoded in canonical
-    base64 (no line breaks). Returns ``manifest`` itself when it is already normal.
+    base64 (no line breaks); a ``null`` value is the empty value ``""`` (a real server
+    returns ``null`` for an empty one: Argo CD's ``TestNullSecretData``). Returns
+    ``manifest`` itself when it is already normal.
     """
     data, string_data = manifest.get("data"), manifest.get("stringData")
     if data is not None and not isinstance(data, dict):
         return manifest  # malformed: compare as written
-    canonical = {key: _canonical_base64(value) for key, value in (data or {}).items()}
+    canonical = {
+        key: "" if value is None else _canonical_base64(value) for key, value in (data or {}).items()
+    }
     if not isinstance(string_data, dict) and canonical == (data or {}):
         return manifest
     normal = dict(manifest)
     if isinstance(string_data, dict):
         del normal["stringData"]
-        canonical.update({key: _encode(value) for key, value in string_data.items()})
+        canonical.update(
+            {key: "" if value is None else _encode(value) for key, value in string_data.items()}
+        )
     if canonical or "data" in manifest:
         normal["data"] = canonical
+    return normal
+
+
+def normalize_config_map(manifest: dict[str, Any]) -> dict[str, Any]:
+    """Return a ConfigMap with ``null`` values in ``data``/``binaryData`` read as ``""``.
+
+    A value ``""`` and a ``null`` are one value to the API server, which may return
+    either. Returns ``manifest`` itself when no value is ``null``.
+    """
+    normal = manifest
+    for section in CONFIG_MAP_SECTIONS:
+        values = manifest.get(section)
+        if type(values) is dict and None in values.values():
+            if normal is manifest:
+                normal = dict(manifest)
+            normal[section] = {key: "" if item is None else item for key, item in values.items()}
     return normal
 
 

@@ -68,6 +68,7 @@ from gitops.targets.kubernetes.errors import (
     object_error,
     secret_values,
 )
+from gitops.targets.kubernetes.openapi import cluster_list_types
 from gitops.targets.kubernetes.options import KubernetesOptions, parse_url
 from gitops.targets.kubernetes.parents import Parents
 
@@ -135,6 +136,7 @@ class KubernetesTarget(Target):
             burst=options.burst, retries=options.retries, sleep=sleep,
         )
         self.discovery = Discovery(self.client)
+        self._list_types = cluster_list_types(self.client, self.discovery)
         self._sleep = sleep
         self._applyset: ApplySet | None = None  # the inventory this target is bound to
         self._applysets: dict[str, ApplySet] = {}  # inventory name -> its ApplySet
@@ -313,8 +315,10 @@ class KubernetesTarget(Target):
     def drift_policy(self) -> DriftPolicy:
         """Compare under the target's field manager: a field its last server-side apply
         owns (``metadata.managedFields``) and the source no longer declares is drift (the
-        next apply removes it); defaults and other managers' fields are not."""
-        return DriftPolicy(DriftMode.MANAGED, field_manager=self.options.field_manager)
+        next apply removes it); defaults and other managers' fields are not. Lists merge
+        by key where the schema says so (built-in table, else the server's OpenAPI v3)."""
+        return DriftPolicy(DriftMode.MANAGED, field_manager=self.options.field_manager,
+                           list_types=self._list_types)
 
     def is_namespaced(self, group: str, kind: str) -> bool | None:
         """From discovery; None for a kind the server does not serve (yet)."""
