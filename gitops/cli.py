@@ -26,10 +26,17 @@ from typing import Any, TextIO
 import yaml
 
 from gitops import __version__
+from gitops.differs import (
+    Explanation,
+    explanations_json,
+    load_ignore_differences,
+    render_explanations,
+)
+from gitops.differs.base import DEFAULT_POLICY
 from gitops.engine import Reconciler
 from gitops.errors import GitopsError, InputError, InvalidURLError, PluginError, SyncInterrupted
 from gitops.manifests import origin_where
-from gitops.model import Action, Change, Outcome, Plan, ResourceResult, SyncResult
+from gitops.model import Action, Change, Outcome, Plan, Resource, ResourceResult, SyncResult
 from gitops.plugins import list_plugins
 
 __all__ = ["main"]
@@ -63,6 +70,9 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--var", action="append", default=[], metavar="NAME=VALUE",
                        help="substitute ${NAME} in the rendered objects (repeatable; Flux's "
                             "postBuild.substitute)")
+        p.add_argument("--ignore-differences", metavar="FILE",
+                       help="Argo CD ignoreDifferences rules (a YAML list): fields that are "
+                            "not drift and that a sync leaves as they are")
         p.add_argument("--vars-file", action="append", default=[], metavar="FILE",
                        help="variables for substitution from a YAML mapping or NAME=VALUE "
                             "lines (repeatable; --var wins)")
@@ -73,6 +83,8 @@ def _parser() -> argparse.ArgumentParser:
     diff = sub.add_parser("diff", help="show what sync would change (exit 1 if anything)")
     common(diff)
     diff.add_argument("--no-diff", action="store_true", help="list changes without diffs")
+    diff.add_argument("--explain", action="store_true",
+                      help="say, for every field that differs but is not drift, why not")
     sync = sub.add_parser("sync", help="make the target match the source")
     common(sync)
     sync.add_argument("--dry-run", action="store_true",
@@ -294,9 +306,11 @@ def _reconciler(args: argparse.Namespace, *, dry_run: bool = False) -> Reconcile
     hint = _source_hint(args.source)
     if hint and not Path(args.source).exists():
         raise InputError(f"SOURCE {args.source!r} is not a gitops source URL{hint}")
+    rules = load_ignore_differences(args.ignore_differences) if args.ignore_differences else ()
     return Reconciler(args.source, args.target, name=args.name, prune=args.prune,
                       allow_empty=args.allow_empty, adopt=args.adopt, dry_run=dry_run,
-                      substitute=_variables(args.vars_file, args.var))
+                      substitute=_variables(args.vars_file, args.var),
+                      ignore_differences=rules)
 
 
 def _variables(files: Sequence[str], pairs: Sequence[str]) -> dict[str, str]:
@@ -346,15 +360,47 @@ def _vars_file(path: Path) -> dict[str, str]:
 def _cmd_diff(args: argparse.Namespace, out: _Output) -> int:
     with _reconciler(args) as reconciler:
         plan = reconciler.plan()
+        explained = _explanations(reconciler, plan) if args.explain else []
         if args.output == "json":
             data = plan.to_dict()
             if not args.no_diff:
                 for item, change in zip(data["changes"], plan.changes, strict=True):
                     item["diff"] = _change_text(reconciler, change)
+            if args.explain:
+                data["explain"] = [
+                    {"apiVersion": res.api_version, "kind": res.key.kind,
+                     "namespace": res.key.namespace, "name": res.key.name,
+                     "fields": explanations_json(items)}
+                    for res, items in explained
+                ]
             _json(data, out)
         else:
             _print_plan(reconciler, plan, not args.no_diff, out)
+            if args.explain:
+                _print_explanations(explained, out)
     return EXIT_OK if plan.in_sync else EXIT_DIFF
+
+
+def _explanations(reconciler: Reconciler, plan: Plan) -> list[tuple[Resource, list[Explanation]]]:
+    """Why each field that differs is not drift, per desired object (those with any)."""
+    explain = getattr(reconciler.differ, "explain", None)
+    if not callable(explain):
+        raise InputError(f"--explain: the differ {reconciler.differ!r} cannot explain")
+    found: list[tuple[Resource, list[Explanation]]] = []
+    for res in plan.desired:
+        items = explain(res, plan.live.get(res.key), plan.policy or DEFAULT_POLICY)
+        if items:
+            found.append((res, list(items)))
+    return found
+
+
+def _print_explanations(explained: list[tuple[Resource, list[Explanation]]], out: _Output) -> None:
+    if not explained:
+        out.write("\nNothing differs that is not reported: no explanation needed.\n")
+        return
+    out.write("\nWhy these differences are not drift:\n")
+    for res, items in explained:
+        out.write("\n" + render_explanations(items, str(res.key)))
 
 
 def _cmd_sync(args: argparse.Namespace, out: _Output) -> int:

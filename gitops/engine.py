@@ -36,6 +36,7 @@ from pydantic import ValidationError
 
 from gitops import inventory as inv
 from gitops.differs.base import Differ
+from gitops.differs.ignore import respect_ignored, validate_rules
 from gitops.errors import (
     AuthenticationError,
     ConflictError,
@@ -201,6 +202,7 @@ class Reconciler:
         except BaseException:
             self.close()
             raise
+        validate_rules(self.options.ignore_differences)
         self.differ = differ if differ is not None else open_differ("structural")
         self.renderer = renderer if renderer is not None else open_renderer("auto")
         self._handlers: list[EventHandler] = [on_event] if on_event else []
@@ -314,8 +316,11 @@ class Reconciler:
                 diffed += 1
             diffs[res.key] = (res, was, policy, diff)
             if diff.changed:
-                changes.append(Change(Action.UPDATE, res.key, res.api_version, res, was, diff,
-                                      wave_of(res)))
+                # Fields the ignore rules name are applied as they are live (Argo CD's
+                # RespectIgnoreDifferences): an autoscaler may own spec.replicas.
+                applied = respect_ignored(res, was, policy) if policy.ignore else res
+                changes.append(Change(Action.UPDATE, res.key, res.api_version, applied, was,
+                                      diff, wave_of(res)))
             else:
                 unchanged += 1
         memo.diffs = diffs
@@ -348,6 +353,8 @@ class Reconciler:
             desired=desired,
             inventory=owned,
             diffed=diffed,
+            live=live,
+            policy=policy,
         )
         self._emit(
             "Planned",

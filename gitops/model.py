@@ -432,6 +432,10 @@ class Plan:
     inventory: Inventory | None = field(default=None, repr=False, compare=False)
     #: how many objects were compared afresh (the rest reused an earlier comparison)
     diffed: int = field(default=0, compare=False)
+    #: the live objects read while planning, by key (for explanations)
+    live: Mapping[ResourceKey, Resource] = field(default_factory=dict, repr=False, compare=False)
+    #: the drift policy the plan was computed under (the target's, plus ignore rules)
+    policy: DriftPolicy | None = field(default=None, repr=False, compare=False)
 
     @property
     def in_sync(self) -> bool:

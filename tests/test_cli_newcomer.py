@@ -139,3 +139,31 @@ def test_variables_from_flags_and_files_are_substituted(tmp_path: Path) -> None:
     bad.write_text("- not\n- a mapping\n")
     refused = run("diff", str(src), f"dir:{out}", "--vars-file", str(bad))
     assert refused.returncode == 2 and "bad.yaml" in refused.stderr
+
+
+def test_ignore_rules_and_explanations_from_the_command_line(app: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    assert run("sync", str(app), f"dir:{out}").returncode == 0
+    live = out / "shop" / "Deployment.apps" / "shop.yaml"
+    live.write_text(live.read_text().replace("replicas: 2", "replicas: 5"))  # an autoscaler
+    rules = tmp_path / "ignore.yaml"
+    rules.write_text("- group: apps\n  kind: Deployment\n  jsonPointers: [/spec/replicas]\n")
+    plain = run("diff", str(app), f"dir:{out}")
+    assert plain.returncode == 1, "without the rule, replicas is drift"
+    ignoring = run("diff", str(app), f"dir:{out}", "--ignore-differences", str(rules),
+                   "--explain")
+    assert ignoring.returncode == 0, ignoring.stdout + ignoring.stderr
+    assert "/spec/replicas" in ignoring.stdout and "rule 0" in ignoring.stdout
+    data = json.loads(run("diff", str(app), f"dir:{out}", "--ignore-differences", str(rules),
+                          "--explain", "-o", "json").stdout)
+    fields = [f for item in data["explain"] for f in item["fields"]]
+    assert any(f["path"] == "/spec/replicas" for f in fields)
+    (app / "deployment.yaml").write_text(
+        (app / "deployment.yaml").read_text().replace("image: ", "image: x", 1))
+    synced = run("sync", str(app), f"dir:{out}", "--ignore-differences", str(rules))
+    assert synced.returncode == 0, synced.stderr
+    assert "replicas: 5" in live.read_text(), "the sync left the ignored field as it is live"
+    bad = tmp_path / "bad-rules.yaml"
+    bad.write_text("- kind: Deployment\n  jqPathExpressions: ['.spec | bogus(']\n")
+    refused = run("diff", str(app), f"dir:{out}", "--ignore-differences", str(bad))
+    assert refused.returncode == 2 and "bad-rules.yaml" in refused.stderr

@@ -15,7 +15,6 @@ import pytest
 
 from gitops.differs.base import Differ
 from gitops.differs.structural import StructuralDiffer
-from gitops.model import DriftPolicy
 from gitops.renderers.base import Renderer
 from gitops.renderers.yaml import YamlRenderer
 from gitops.sources.base import Source
@@ -67,15 +66,6 @@ class TestStructuralDifferConformance(DifferConformance):
     @pytest.fixture
     def differ(self) -> Differ:
         return StructuralDiffer()
-
-    @pytest.mark.xfail(
-        strict=True,
-        reason="defect: StructuralDiffer.diff never reads DriftPolicy.ignore, so an "
-        "IgnoreDifference rule (jsonPointers) still counts the field as drift and the patch "
-        "overwrites it (issue 9, ignore rules)",
-    )
-    def test_ignore_rules_are_honoured(self, differ: Differ, policy: DriftPolicy) -> None:
-        super().test_ignore_rules_are_honoured(differ, policy)
 
 
 class TestYamlRendererConformance(RendererConformance):
