@@ -46,6 +46,7 @@ from typing import Any, NamedTuple
 import yaml
 
 from gitops.errors import ManifestError
+from gitops.masking import mask_secret
 from gitops.model import Resource, ResourceKey
 from gitops.tree import is_manifest_path, walk
 
@@ -187,6 +188,11 @@ class Document:
         """A ManifestError about this document."""
         text = f"{self.item}: {message}" if self.item else message
         return ManifestError(self.path, text, document=self.index)
+
+    def __repr__(self) -> str:
+        manifest = mask_secret(self.manifest) if isinstance(self.manifest, dict) else self.manifest
+        return (f"Document(manifest={manifest!r}, path={self.path!r}, index={self.index!r}, "
+                f"item={self.item!r})")
 
 
 # --------------------------------------------------------------------------- parsing

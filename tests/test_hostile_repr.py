@@ -14,10 +14,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
 from gitops.differs.structural import StructuralDiffer
+from gitops.manifests import parse_documents
 from gitops.masking import LAST_APPLIED_ANNOTATION, MASK
 from gitops.model import (
     Action,
@@ -103,6 +105,8 @@ def everything(values: dict[str, str]) -> dict[str, object]:
         "sync": result,
         "holder": Holder([desired, live], {"plan": plan}),
         "tuple": (desired, [live]),
+        "documents": parse_documents(
+            yaml.safe_dump_all([desired.manifest, live.manifest]).encode(), "db.yaml"),
     }
 
 
@@ -113,6 +117,7 @@ def test_no_repr_or_str_shows_a_secret_value(values: dict[str, str]) -> None:
         for text in (repr(obj), str(obj)):
             assert_hidden(text, all_values)
         assert MASK in repr(obj) or name == "diff", name
+        assert not isinstance(obj, list) or "Document(" in repr(obj)
 
 
 @given(VALUES, VALUES)
