@@ -394,30 +394,43 @@ def _check_aliases(root: yaml.Node, path: str, index: int, limits: Limits) -> No
     """Refuse a document whose aliases would add more than ``max_alias_nodes`` nodes,
     nest it deeper than ``max_depth`` levels once expanded, or recurse.
 
-    Linear in the composed graph: each distinct collection's expanded size and height
-    are computed once; every later visit of it is an alias occurrence and adds that
-    size. Scalars are skipped (an aliased scalar adds one node, as writing it out
-    would). Recursion follows YAML nesting and stops at ``max_depth`` levels.
+    Linear in the composed graph: each distinct collection's expanded size is computed
+    once; every later visit of it is an alias occurrence and adds that size, at the
+    level it is placed (its height is measured then, once). Scalars are skipped (an
+    aliased scalar adds one node, as writing it out would). Recursion follows YAML
+    nesting and stops at ``max_depth`` levels.
     """
-    # id(collection) -> (expanded size, height); (-1, 0) while being measured
-    measured: dict[int, tuple[int, int]] = {}
-    known = measured.get
+    sizes: dict[int, int] = {}  # id(collection) -> expanded size; -1 while being sized
+    heights: dict[int, int] = {}  # id(aliased collection) -> levels it spans, expanded
+    known_size = sizes.get
     mapping, scalar = _MappingNode, _ScalarNode  # closure cells: faster than globals
     limit, max_depth = limits.max_alias_nodes, limits.max_depth
     added = 0
 
-    def measure(node: yaml.Node, level: int) -> tuple[int, int]:
+    def too_deep(node: yaml.Node) -> ManifestError:
+        return ManifestError(path, _nested("YAML", limits, node.start_mark.line + 1), index)
+
+    def height(node: yaml.Node) -> int:
+        found = heights.get(id(node))
+        if found is None:
+            value = node.value
+            children = [n for pair in value for n in pair] if node.__class__ is mapping \
+                else value
+            found = 1 + max((height(n) for n in children if n.__class__ is not scalar),
+                            default=0)
+            heights[id(node)] = found
+        return found
+
+    def size(node: yaml.Node, level: int) -> int:
         nonlocal added
         key = id(node)
-        found = known(key)
-        if found is not None:
-            size, height = found
-            if size < 0:
+        known = known_size(key)
+        if known is not None:
+            if known < 0:
                 raise ManifestError(path, "a YAML alias refers to a node containing itself", index)
-            if level + height - 1 > max_depth:
-                raise ManifestError(path, _nested("YAML", limits, node.start_mark.line + 1),
-                                    document=index)
-            added += size
+            if level + height(node) - 1 > max_depth:
+                raise too_deep(node)
+            added += known
             if added > limit:
                 raise ManifestError(
                     path,
@@ -425,29 +438,29 @@ def _check_aliases(root: yaml.Node, path: str, index: int, limits: Limits) -> No
                     "refusing it as a possible alias bomb",
                     document=index,
                 )
-            return found
+            return known
         if level > max_depth:
-            raise ManifestError(path, _nested("YAML", limits, node.start_mark.line + 1),
-                                document=index)
-        measured[key] = (-1, 0)
+            raise too_deep(node)
+        sizes[key] = -1
         value = node.value
-        height = 0
+        below = level + 1
         if node.__class__ is mapping:
             total = 1 + 2 * len(value)
-            children = [n for pair in value for n in pair if n.__class__ is not scalar]
+            for item_key, item_value in value:
+                if item_value.__class__ is not scalar:
+                    total += size(item_value, below) - 1
+                if item_key.__class__ is not scalar:
+                    total += size(item_key, below) - 1
         else:
             total = 1 + len(value)
-            children = [n for n in value if n.__class__ is not scalar]
-        for child in children:
-            size, child_height = measure(child, level + 1)
-            total += size - 1
-            height = max(height, child_height)
-        result = (total, height + 1)
-        measured[key] = result
-        return result
+            for item in value:
+                if item.__class__ is not scalar:
+                    total += size(item, below) - 1
+        sizes[key] = total
+        return total
 
     if root.__class__ is not scalar:
-        measure(root, 1)
+        size(root, 1)
 
 
 #: What PyYAML's messages may quote besides the input: libyaml's indicators and PyYAML's
