@@ -242,7 +242,7 @@ def _print_result(result: SyncResult, out: _Output, *, interrupted: bool = False
     if result.failed or interrupted:
         out.write("\n")
     for r in result.failed:
-        out.write(f"failed: {r.change.key}{_origin(r)}: {r.message}\n")
+        out.write(f"failed: {r.change.key}{_origin(r)}: {r.shown_message}\n")
     if interrupted:
         not_done = [r for r in result.results if r.outcome is Outcome.SKIPPED]
         out.write(f"not applied ({len(not_done)}): "

@@ -49,6 +49,7 @@ from gitops.errors import (
     UnreachableError,
 )
 from gitops.manifests import PlaceMemo, crd_kinds, gc_paused, place
+from gitops.masking import redact_values, secret_values
 from gitops.model import (
     Action,
     Artifact,
@@ -688,7 +689,8 @@ class Reconciler:
                     self.target.apply(change.desired, dry_run=dry_run)
             except UnreachableError as exc:
                 run.stopped = _UNREACHABLE
-                self._emit("TargetUnreachable", str(exc), key=change.key, warning=True)
+                self._emit("TargetUnreachable", _masked(change, str(exc)), key=change.key,
+                           warning=True)
                 return self._failed(change, self._message(exc), attempts)
             except AuthenticationError as exc:
                 run.stopped = _REFUSED
@@ -704,8 +706,11 @@ class Reconciler:
             except GitopsError as exc:
                 return self._failed(change, self._message(exc), attempts)
             except Exception as exc:  # a plugin bug must not abort the other resources
-                log.exception("unexpected error from %s on %s", self.target.url, change.key)
-                return self._failed(change, f"{type(exc).__name__}: {exc}", attempts)
+                message = _masked(change, f"{type(exc).__name__}: {exc}")
+                # No traceback: its text may quote the object (a Secret's values).
+                log.error("unexpected error from %s on %s: %s", self.target.url, change.key,
+                          message)
+                return self._failed(change, message, attempts)
             if not dry_run:
                 verb = {"create": "Created", "update": "Updated", "delete": "Pruned"}
                 self._emit(verb[change.action.value], str(change.key), key=change.key)
@@ -717,6 +722,7 @@ class Reconciler:
         return str(exc)
 
     def _failed(self, change: Change, message: str, attempts: int) -> ResourceResult:
+        message = _masked(change, message)  # a target may quote the object it refused
         self._emit("ApplyFailed", message, key=change.key, warning=True)
         return ResourceResult(change, Outcome.FAILED, message, attempts)
 
@@ -725,9 +731,11 @@ class Reconciler:
         try:
             return self.target.health(resource)
         except Exception as exc:  # a health check's failure is a result, not a crash
+            message = redact_values(f"health check failed: {type(exc).__name__}: {exc}",
+                                    secret_values(resource.manifest))
             if not isinstance(exc, GitopsError):
-                log.exception("health check of %s on %s failed", resource.key, self.target.url)
-            return f"health check failed: {type(exc).__name__}: {exc}"
+                log.error("%s on %s: %s", resource.key, self.target.url, message)
+            return message
 
     def _wait_healthy(self, outcomes: list[ResourceResult]) -> list[ResourceResult]:
         """Poll the health of a wave's applied resources until Healthy, Degraded or timeout."""
@@ -851,6 +859,13 @@ def _open_target(url: str, *, adopt: bool) -> Target:
     if adopt and options is not None and "adopt" in options.model_fields:
         return open_target(url, adopt=True)
     return open_target(url)
+
+
+def _masked(change: Change, text: str) -> str:
+    """``text`` with the values of the change's Secret (desired or live) masked."""
+    values = [v for r in (change.desired, change.live) if r is not None
+              for v in secret_values(r.manifest)]
+    return redact_values(text, sorted(set(values), key=len, reverse=True)) if values else text
 
 
 def _options(**values: Any) -> ReconcilerOptions:

@@ -46,6 +46,7 @@ from typing import Any, NamedTuple
 import yaml
 
 from gitops.errors import ManifestError
+from gitops.masking import mask_secret
 from gitops.model import Resource, ResourceKey
 from gitops.tree import is_manifest_path, walk
 
@@ -88,7 +89,11 @@ class Limits:
 
     ``max_alias_nodes`` bounds how many nodes YAML aliases may *add* to one document
     when expanded (a "billion laughs" document adds billions); documents written out
-    in full are bounded by ``max_file_bytes`` alone.
+    in full are bounded by ``max_file_bytes`` alone. ``max_depth`` bounds how deeply
+    mappings and sequences nest in one manifest (the root mapping is level 1), aliases
+    expanded: every later stage (differ, masking, serializers) may then recurse safely.
+    Real objects are far shallower: a Deployment nests about 10 levels, the deepest
+    CustomResourceDefinition schemas about 40.
     """
 
     max_file_bytes: int = 8 * _MiB
@@ -96,6 +101,7 @@ class Limits:
     max_documents_per_file: int = 10_000
     max_resources: int = 100_000
     max_alias_nodes: int = 100_000
+    max_depth: int = 100
 
 
 DEFAULT_LIMITS = Limits()
@@ -185,12 +191,60 @@ class Document:
         text = f"{self.item}: {message}" if self.item else message
         return ManifestError(self.path, text, document=self.index)
 
+    def __repr__(self) -> str:
+        manifest = mask_secret(self.manifest) if isinstance(self.manifest, dict) else self.manifest
+        return (f"Document(manifest={manifest!r}, path={self.path!r}, index={self.index!r}, "
+                f"item={self.item!r})")
+
 
 # --------------------------------------------------------------------------- parsing
 
 
+class _TooDeep(Exception):
+    """A document nests deeper than the loader's ``max_depth``; ``line`` where, if known."""
+
+    def __init__(self, line: int | None) -> None:
+        super().__init__(line)
+        self.line = line
+
+
 class _Loader(_SafeLoader):
-    """The safe loader, kubectl-flavoured: no ``date``/``datetime``/``bytes`` values."""
+    """The safe loader, kubectl-flavoured (no ``date``/``datetime``/``bytes`` values),
+    with nesting capped at ``max_depth`` levels."""
+
+    max_depth = DEFAULT_LIMITS.max_depth
+
+    def construct_document(self, node: Any) -> Any:
+        """PyYAML's construction, counting levels as it goes.
+
+        PyYAML builds a document one nesting level per round: each round runs the
+        generators that fill the collections the previous round created. Counting the
+        rounds caps the depth for one addition per level, not a walk of the document
+        (aliases, which can nest deeper than the rounds show, are measured by
+        :func:`_check_aliases`).
+        """
+        data = self.construct_object(node)
+        depth = 0
+        while self.state_generators:
+            depth += 1
+            if depth > self.max_depth:
+                raise _TooDeep(_generator_line(self.state_generators[0]))
+            generators, self.state_generators = self.state_generators, []
+            for generator in generators:
+                for _ in generator:
+                    pass
+        self.constructed_objects = {}
+        self.recursive_objects = {}
+        self.deep_construct = False
+        return data
+
+
+def _generator_line(generator: object) -> int | None:
+    """The line of the collection a pending PyYAML construction generator fills."""
+    frame = getattr(generator, "gi_frame", None)
+    node = frame.f_locals.get("node") if frame is not None else None
+    mark = getattr(node, "start_mark", None)
+    return mark.line + 1 if mark is not None else None
 
 
 def _construct_text(loader: _Loader, node: yaml.ScalarNode) -> str:
@@ -222,7 +276,7 @@ def parse_documents(data: bytes, path: str, *, limits: Limits = DEFAULT_LIMITS) 
     """Like :func:`parse_manifests`, keeping each manifest's document and item index."""
     if len(data) > limits.max_file_bytes:
         raise ManifestError(path, _too_big(len(data), limits.max_file_bytes))
-    raw = _load_json(data, path) if path.endswith(".json") else _load_yaml(data, path, limits)
+    raw = _load_json(data, path, limits) if path.endswith(".json") else _load_yaml(data, path, limits)
     documents: list[Document] = []
     for index, obj in raw:
         if obj is None:
@@ -271,13 +325,23 @@ _MappingNode, _ScalarNode = yaml.MappingNode, yaml.ScalarNode
 
 
 def _load_yaml(data: bytes, path: str, limits: Limits) -> list[tuple[int, Any]]:
-    """Every document of a YAML stream, with its index; aliases checked when present."""
+    """Every document of a YAML stream, with its index; aliases checked when present.
+
+    Errors name the file, the document, the line and column and the kind of problem,
+    and never quote the input (see :func:`_yaml_problem`); nor does the exception they
+    are raised from (PyYAML's quotes the offending text), so it is not chained.
+    """
     # Expansion needs an anchor ("&") and an alias ("*"), bytes 0x26 and 0x2A in every
     # encoding PyYAML reads: without both, nothing can expand and this is load_all.
     check_aliases = b"&" in data and b"*" in data
-    loader = _Loader(data)
+    try:
+        loader = _Loader(data)  # the pure-Python reader checks the first bytes already
+    except yaml.YAMLError as exc:
+        raise ManifestError(path, _yaml_problem(exc, limits), document=0) from None
+    loader.max_depth = limits.max_depth
     documents: list[tuple[int, Any]] = []
     index = 0
+    problem: str | None = None
     try:
         while loader.check_node():
             if index >= limits.max_documents_per_file:
@@ -286,42 +350,88 @@ def _load_yaml(data: bytes, path: str, limits: Limits) -> list[tuple[int, Any]]:
                 )
             node = loader.get_node()
             if check_aliases and node is not None:
-                _check_alias_expansion(node, path, index, limits.max_alias_nodes)
+                _check_aliases(node, path, index, limits)
             documents.append((index, loader.construct_document(node)))
             # Drop the node graph now: kept alive while the next document is composed,
             # it is promoted to older GC generations and doubles collection time.
             del node
             index += 1
     except yaml.YAMLError as exc:
-        raise ManifestError(path, _yaml_problem(exc), document=index) from exc
-    except RecursionError as exc:
-        raise ManifestError(path, "YAML nested too deeply", document=index) from exc
+        problem = _yaml_problem(exc, limits)
+    except _TooDeep as exc:
+        problem = _nested("YAML", limits, exc.line)
+    except RecursionError:
+        problem = _nested("YAML", limits, None)
+    except (ValueError, KeyError, IndexError, OverflowError, TypeError) as exc:
+        # a scalar its tag cannot read (`!!int x`, `!!bool x`, a 5,000-digit integer):
+        # PyYAML lets the conversion's own error out, and that quotes the value
+        problem = f"invalid YAML{_failed_node_where(exc)}: a value does not match its type " \
+            "(!!int, !!float or !!bool)"
     finally:
         loader.dispose()
+    if problem is not None:
+        raise ManifestError(path, problem, document=index)
     return documents
 
 
-def _check_alias_expansion(root: yaml.Node, path: str, index: int, limit: int) -> None:
-    """Refuse a document whose aliases would add more than ``limit`` nodes, or recurse.
+def _nested(language: str, limits: Limits, line: int | None) -> str:
+    where = f" at line {line}" if line else ""
+    return f"{language} nested more than {limits.max_depth} levels deep{where} (limit)"
+
+
+def _failed_node_where(exc: BaseException) -> str:
+    """`` at line L, column C`` of the node whose construction raised ``exc``: the
+    innermost frame of the traceback that has one (a constructor's ``node`` argument)."""
+    where = ""
+    tb = exc.__traceback__
+    while tb is not None:
+        mark = getattr(tb.tb_frame.f_locals.get("node"), "start_mark", None)
+        if mark is not None:
+            where = f" at line {mark.line + 1}, column {mark.column + 1}"
+        tb = tb.tb_next
+    return where
+
+
+def _check_aliases(root: yaml.Node, path: str, index: int, limits: Limits) -> None:
+    """Refuse a document whose aliases would add more than ``max_alias_nodes`` nodes,
+    nest it deeper than ``max_depth`` levels once expanded, or recurse.
 
     Linear in the composed graph: each distinct collection's expanded size is computed
-    once; every later visit of it is an alias occurrence and adds that size. Scalars
-    are skipped (an aliased scalar adds one node, as writing it out would). Recursion
-    follows YAML nesting, which libyaml caps at 1,000 levels; deeper than Python's
-    stack allows is reported as nested too deeply.
+    once; every later visit of it is an alias occurrence and adds that size, at the
+    level it is placed (its height is measured then, once). Scalars are skipped (an
+    aliased scalar adds one node, as writing it out would). Recursion follows YAML
+    nesting and stops at ``max_depth`` levels.
     """
     sizes: dict[int, int] = {}  # id(collection) -> expanded size; -1 while being sized
+    heights: dict[int, int] = {}  # id(aliased collection) -> levels it spans, expanded
     known_size = sizes.get
     mapping, scalar = _MappingNode, _ScalarNode  # closure cells: faster than globals
+    limit, max_depth = limits.max_alias_nodes, limits.max_depth
     added = 0
 
-    def size(node: yaml.Node) -> int:
+    def too_deep(node: yaml.Node) -> ManifestError:
+        return ManifestError(path, _nested("YAML", limits, node.start_mark.line + 1), index)
+
+    def height(node: yaml.Node) -> int:
+        found = heights.get(id(node))
+        if found is None:
+            value = node.value
+            children = [n for pair in value for n in pair] if node.__class__ is mapping \
+                else value
+            found = 1 + max((height(n) for n in children if n.__class__ is not scalar),
+                            default=0)
+            heights[id(node)] = found
+        return found
+
+    def size(node: yaml.Node, level: int) -> int:
         nonlocal added
         key = id(node)
         known = known_size(key)
         if known is not None:
             if known < 0:
                 raise ManifestError(path, "a YAML alias refers to a node containing itself", index)
+            if level + height(node) - 1 > max_depth:
+                raise too_deep(node)
             added += known
             if added > limit:
                 raise ManifestError(
@@ -331,70 +441,134 @@ def _check_alias_expansion(root: yaml.Node, path: str, index: int, limit: int) -
                     document=index,
                 )
             return known
+        if level > max_depth:
+            raise too_deep(node)
         sizes[key] = -1
         value = node.value
+        below = level + 1
         if node.__class__ is mapping:
             total = 1 + 2 * len(value)
             for item_key, item_value in value:
                 if item_value.__class__ is not scalar:
-                    total += size(item_value) - 1
+                    total += size(item_value, below) - 1
                 if item_key.__class__ is not scalar:
-                    total += size(item_key) - 1
+                    total += size(item_key, below) - 1
         else:
             total = 1 + len(value)
             for item in value:
                 if item.__class__ is not scalar:
-                    total += size(item) - 1
+                    total += size(item, below) - 1
         sizes[key] = total
         return total
 
     if root.__class__ is not scalar:
-        size(root)
+        size(root, 1)
 
 
-def _yaml_problem(exc: yaml.YAMLError) -> str:
-    """A one-line description of a PyYAML error, without quoting the input."""
+#: What PyYAML's messages may quote besides the input: libyaml's indicators and PyYAML's
+#: token names (``expected '<document start>', but found '<scalar>'``).
+_SAFE_QUOTED = frozenset(
+    f"'{text}'"
+    for text in (":", ",", "]", "}", "[", "{", "!", "-", ">", ".", " ", "?", "<directive>",
+                 "<document start>", "<document end>", "<stream start>", "<stream end>",
+                 "<block sequence start>", "<block mapping start>", "<block end>",
+                 "<alias>", "<anchor>", "<tag>", "<scalar>")
+)
+# A Python repr of a string: what PyYAML and json interpolate the input as.
+_QUOTED = re.compile(r"'(?:[^'\\]|\\.)*'" r'|"(?:[^"\\]|\\.)*"', re.DOTALL)
+_UNKNOWN_TAG = (
+    "unknown tag (only YAML's standard tags are read; quote a value that starts with '!')"
+)
+
+
+def _unquoted(text: str) -> str:
+    """A parser's message with every piece of input it quotes replaced by ``(...)``."""
+    if text.startswith("could not determine a constructor for the tag"):
+        return _UNKNOWN_TAG
+    return _QUOTED.sub(lambda m: m.group() if m.group() in _SAFE_QUOTED else "(...)", text)
+
+
+def _yaml_problem(exc: yaml.YAMLError, limits: Limits) -> str:
+    """A one-line description of a PyYAML error, without quoting the input.
+
+    Names the line and column and the kind of problem. PyYAML's own messages quote
+    what they read (a tag, an anchor, a character): those quotes are replaced.
+    """
     if isinstance(exc, yaml.reader.ReaderError):
         if "characters are not allowed" in exc.reason:
             return f"contains a control character (offset {exc.position}); a manifest must be text"
-        return f"not valid UTF-8 text ({exc.reason} at offset {exc.position})"
+        return f"not valid UTF-8 text ({_unquoted(exc.reason)} at offset {exc.position})"
     if isinstance(exc, yaml.MarkedYAMLError):
         mark = exc.problem_mark or exc.context_mark
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        detail = exc.problem or type(exc).__name__
-        if exc.context:
-            started = exc.context_mark
-            since = (
-                f" started at line {started.line + 1}" if started and started is not mark else ""
-            )
-            detail = f"{detail} ({exc.context}{since})"
+        problem = _unquoted(exc.problem or type(exc).__name__)
+        context = _unquoted(exc.context) if exc.context else ""
+        started = exc.context_mark
+        since = f" started at line {started.line + 1}" if started and started is not mark else ""
+        if problem == "exceeded maximum nesting depth":  # libyaml's own cap
+            return _nested("YAML", limits, mark.line + 1 if mark else None)
+        if context.startswith("found duplicate anchor"):
+            first = f" (first defined at line {started.line + 1})" if started else ""
+            return f"invalid YAML{where}: duplicate anchor{first}"
+        detail = f"{problem} ({context}{since})" if context else problem
         return f"invalid YAML{where}: {detail}"
     return f"invalid YAML: {type(exc).__name__}"
 
 
-def _load_json(data: bytes, path: str) -> list[tuple[int, Any]]:
-    """A JSON file holds one object (a List to hold several); blank means none."""
+def _load_json(data: bytes, path: str, limits: Limits) -> list[tuple[int, Any]]:
+    """A JSON file holds one object (a List to hold several); blank means none.
+
+    Errors never quote the input, and are not chained to the decoder's.
+    """
     if data.startswith(codecs.BOM_UTF8):
         data = data[len(codecs.BOM_UTF8) :]
     if not data.strip():
         return []
+    problem = None
     try:
         obj = json.loads(data)
     except UnicodeDecodeError as exc:
-        raise ManifestError(
-            path, f"not valid UTF-8 text ({exc.reason} at offset {exc.start})"
-        ) from exc
+        problem = f"not valid UTF-8 text ({exc.reason} at offset {exc.start})"
     except json.JSONDecodeError as exc:
-        raise ManifestError(
-            path, f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
-        ) from exc
-    except RecursionError as exc:
-        raise ManifestError(path, "JSON nested too deeply") from exc
+        problem = f"invalid JSON at line {exc.lineno}, column {exc.colno}: {_unquoted(exc.msg)}"
+    except RecursionError:
+        problem = _nested("JSON", limits, None)
+    except ValueError:  # an integer too long to convert, say; its message quotes it
+        problem = "invalid JSON: a number cannot be read"
+    if problem is None and _json_too_deep(data, obj, limits.max_depth):
+        problem = _nested("JSON", limits, None)
+    if problem is not None:
+        raise ManifestError(path, problem, document=0)
     if isinstance(obj, list):
         raise ManifestError(
             path, "a JSON file must hold one object, not an array (use kind: List for several)"
         )
     return [(0, obj)]
+
+
+def _json_too_deep(data: bytes, obj: Any, max_depth: int) -> bool:
+    """Whether ``obj`` nests deeper than ``max_depth`` levels.
+
+    Every level opens a bracket, so a file with at most ``max_depth`` of them is
+    shallow enough without looking; otherwise the containers are walked level by level.
+    """
+    if data.count(b"{") + data.count(b"[") <= max_depth:
+        return False
+    level = [obj]
+    depth = 0
+    while level:
+        containers = [item for item in level if isinstance(item, dict | list)]
+        if not containers:
+            return False
+        depth += 1
+        if depth > max_depth:
+            return True
+        level = [
+            child
+            for container in containers
+            for child in (container.values() if isinstance(container, dict) else container)
+        ]
+    return False
 
 
 # ------------------------------------------------------------------------ validation

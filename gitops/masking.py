@@ -11,10 +11,18 @@ brute-forced in seconds), and never mutate its input.
 Paired masking (for diffs): a value equal on both sides gets :data:`MASK` on both; a
 desired value that differs from the live one gets :data:`MASK_CHANGED`, one ``+``
 longer, so a unified diff shows the line as changed.
+
+Free text (a server's error message, an exception from a plugin) cannot be masked by
+structure: :func:`secret_values` lists what to look for and :func:`redact_values`
+masks it. This module imports nothing from the rest of gitops.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -27,6 +35,8 @@ __all__ = [
     "mask_patch",
     "mask_secret",
     "mask_secret_pair",
+    "redact_values",
+    "secret_values",
 ]
 
 #: The mask of a live value, of an unchanged desired value, and of a value in a patch.
@@ -51,13 +61,14 @@ def is_secret(manifest: Mapping[str, Any]) -> bool:
     return manifest.get("kind") == "Secret"
 
 
-def mask_secret(manifest: dict[str, Any]) -> dict[str, Any]:
+def mask_secret(manifest: dict[str, Any], *, secret: bool | None = None) -> dict[str, Any]:
     """Return ``manifest`` with every secret value replaced by :data:`MASK`.
 
     For a Secret, a new dict (unmasked subtrees are shared with ``manifest``, not
     copied); any other manifest is returned itself, as there is nothing to mask.
+    ``secret`` overrides :func:`is_secret` (say, when the object's key names a Secret).
     """
-    if not is_secret(manifest):
+    if not (is_secret(manifest) if secret is None else secret):
         return manifest
     masked: dict[str, Any] = _mask_tree(manifest, ())
     return masked
@@ -133,3 +144,62 @@ def _covers(prefix: tuple[str, ...], tokens: tuple[str, ...]) -> bool:
     if len(prefix) > len(tokens):
         return False
     return all(p == "*" or t == "*" or p == t for p, t in zip(prefix, tokens, strict=False))
+
+
+def secret_values(manifest: Mapping[str, Any]) -> list[str]:
+    """Every value of a Secret as text may show it, longest first; [] for other kinds.
+
+    Each value of ``data`` and ``stringData``, with its base64 (for ``stringData``) or
+    decoded (for ``data``) form, and the last-applied annotation: what a server or a
+    plugin could echo in an error message.
+    """
+    if not isinstance(manifest, Mapping) or not is_secret(manifest):
+        return []
+    values: set[str] = set()
+    for section in SECRET_SECTIONS:
+        items = manifest.get(section)
+        if not isinstance(items, Mapping):
+            continue
+        for value in items.values():
+            if not isinstance(value, str) or not value:
+                continue
+            values.add(value)
+            if section == "stringData":
+                values.add(base64.b64encode(value.encode()).decode("ascii"))
+            else:
+                decoded = _b64decode(value)
+                if decoded:
+                    values.add(decoded)
+    metadata = manifest.get("metadata")
+    annotations = metadata.get("annotations") if isinstance(metadata, Mapping) else None
+    last_applied = annotations.get(LAST_APPLIED_ANNOTATION) if isinstance(
+        annotations, Mapping) else None
+    if isinstance(last_applied, str) and last_applied:
+        values.add(last_applied)
+    # as a JSON string quotes them (a server's error body, a JSON log line)
+    values.update(json.dumps(v, ensure_ascii=ascii)[1:-1] for v in list(values)
+                  for ascii in (True, False))
+    return sorted(values, key=len, reverse=True)
+
+
+def redact_values(text: str, values: Iterable[str]) -> str:
+    """``text`` with each of ``values`` replaced by :data:`MASK`.
+
+    A value of 4 characters or more is masked wherever it appears; a shorter one only
+    where it stands quoted (``"42"``), so that masking a PIN does not garble every
+    number in the message. Give ``values`` longest first (as :func:`secret_values`
+    does), so that a value containing another is masked whole.
+    """
+    for value in values:
+        if len(value) >= 4:
+            text = text.replace(value, MASK)
+        elif value:
+            text = re.sub(rf"""(["']){re.escape(value)}\1""", rf"\1{MASK}\1", text)
+    return text
+
+
+def _b64decode(value: str) -> str | None:
+    try:
+        return base64.b64decode(value, validate=True).decode("utf-8")
+    except (binascii.Error, ValueError):
+        return None

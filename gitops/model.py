@@ -4,7 +4,10 @@ Hot-path types (``ResourceKey``, ``Resource``, ``Diff``, ``Change``) are plain, 
 frozen dataclasses or tuples: a plan over 10,000 manifests must not pay for validation
 per object. Pydantic models sit at the boundaries, where input is validated
 (``ReconcilerOptions``, ``Artifact``). Manifests stay plain dicts. This module imports
-nothing from the rest of gitops but ``errors`` and must never import a backend.
+nothing from the rest of gitops but ``errors`` and ``masking`` and must never import a
+backend. No ``repr()`` here ever shows a Secret's values: a Resource shows its manifest
+masked, a Diff only which paths it touches, a ResourceResult its message with the
+Secret's values masked.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from pathlib import Path
 from typing import Any, Literal, NamedTuple, Protocol
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
+
+from gitops.masking import mask_secret, redact_values, secret_values
 
 __all__ = [
     "Action",
@@ -126,6 +131,20 @@ class Resource:
         labels: Mapping[str, str] = self.metadata.get("labels") or {}
         return labels
 
+    def __repr__(self) -> str:
+        return (
+            f"Resource(key={self.key!r}, api_version={self.api_version!r}, "
+            f"origin={self.origin!r}, manifest={_shown_manifest(self)!r})"
+        )
+
+
+def _shown_manifest(resource: Resource) -> object:
+    """The manifest as a repr may show it: a Secret's (by key or by kind) masked."""
+    manifest = resource.manifest
+    if not isinstance(manifest, dict):
+        return manifest
+    return mask_secret(manifest, secret=True if resource.key.kind == "Secret" else None)
+
 
 class Action(enum.StrEnum):
     """What a plan does to one resource."""
@@ -169,6 +188,12 @@ class Diff:
     changed: bool
     patch: tuple[dict[str, Any], ...] = ()
     text: str = ""
+
+    def __repr__(self) -> str:
+        # the operations' values may be a whole manifest: show only what they touch
+        ops = ", ".join(f"{op.get('op')} {op.get('path')}" for op in self.patch)
+        lines = self.text.count("\n") + (1 if self.text and not self.text.endswith("\n") else 0)
+        return f"Diff(changed={self.changed!r}, patch=[{ops}], text=<{lines} lines>)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -470,11 +495,28 @@ class ResourceResult:
     attempts: int = 0
     health: HealthStatus | None = None
 
+    def __repr__(self) -> str:
+        return (
+            f"ResourceResult(change={self.change!r}, outcome={self.outcome!r}, "
+            f"message={self.shown_message!r}, attempts={self.attempts!r}, "
+            f"health={self.health!r})"
+        )
+
+    @property
+    def shown_message(self) -> str:
+        """``message`` with the values of the Secret it concerns masked (a server or a
+        plugin may have quoted the object it refused)."""
+        values: list[str] = []
+        for res in (self.change.desired, self.change.live):
+            if res is not None:
+                values += secret_values(res.manifest)
+        return redact_values(self.message, sorted(values, key=len, reverse=True))
+
     def to_dict(self) -> dict[str, Any]:
         data = self.change.to_dict()
         data["outcome"] = self.outcome.value
         if self.message:
-            data["message"] = self.message
+            data["message"] = self.shown_message
         if self.health is not None:
             data["health"] = self.health.value
         return data

@@ -23,7 +23,7 @@ from typing import Literal
 from urllib.parse import quote, unquote, urlsplit
 
 from gitops.errors import InvalidURLError
-from gitops.urls import parse_fragment, safe_subpath, scrub
+from gitops.urls import parse_fragment, safe_subpath, scrub, split_authority, userinfo_credentials
 from gitops.versions import parse_range
 
 __all__ = ["GitURL", "Transport", "parse_git_url", "valid_ref_name", "with_selection"]
@@ -115,10 +115,10 @@ def parse_git_url(url: str) -> GitURL:
     if match is None or match.group(1).lower() not in _SCHEMES:
         raise InvalidURLError(shown, f"not a Git source URL; {_USAGE}")
     transport = _SCHEMES[match.group(1).lower()]
-    rest, _, fragment = url[match.end() :].partition("#")
-    netloc, slash, raw_path = rest.partition("/")
-    raw_path = slash + raw_path
-    options = parse_fragment(url, fragment, ("path", "semver"))
+    # the userinfo first: a password may hold '#', '@' or '/' (see split_authority)
+    userinfo, hostport, rest = split_authority(url[match.end() :])
+    raw_path, _, fragment = rest.partition("#")
+    options = parse_fragment(shown, fragment, ("path", "semver"))
 
     raw_path, at, raw_ref = raw_path.rpartition("@") if "@" in raw_path else (raw_path, "", "")
     ref = unquote(raw_ref) if at else None
@@ -133,17 +133,21 @@ def parse_git_url(url: str) -> GitURL:
         raise InvalidURLError(shown, "semver range is empty")
     subpath = safe_subpath(url, options.get("path", ""))
 
+    if raw_path.startswith("?"):
+        raise InvalidURLError(shown, "unexpected query string; options go in the #fragment")
     path = unquote(raw_path)
     if not path or path == "/":
         raise InvalidURLError(shown, f"no repository path; {_USAGE}")
-    host, port, username, password = _split_netloc(shown, transport, netloc)
+    host, port = _split_hostport(shown, transport, hostport)
+    username, password = userinfo_credentials(userinfo)
+    _check_userinfo(shown, transport, username, password)
     if transport == "file" and (host not in ("", "localhost") or username or port):
         raise InvalidURLError(shown, "git+file:// takes an absolute local path: git+file:///path")
     if transport != "file" and not host:
         raise InvalidURLError(shown, f"no host; {_USAGE}")
 
-    display = _display(match.group(1), transport, netloc, raw_path, raw_ref if at else None,
-                       fragment)
+    display = _display(match.group(1), transport, userinfo, hostport, raw_path,
+                       raw_ref if at else None, fragment)
     return GitURL(
         transport=transport,
         host="" if transport == "file" else host,
@@ -179,37 +183,38 @@ def with_selection(url: GitURL, path: str, semver: str | None, extra: str = "") 
                    semver=semver, display=display)
 
 
-def _split_netloc(
-    shown: str, transport: Transport, netloc: str
-) -> tuple[str, int | None, str | None, str | None]:
-    if not netloc:
-        return "", None, None, None
+def _split_hostport(shown: str, transport: Transport, hostport: str) -> tuple[str, int | None]:
+    if not hostport:
+        return "", None
     try:
-        parts = urlsplit(f"x://{netloc}/")
+        parts = urlsplit(f"x://{hostport}/")
         port = parts.port
-    except ValueError as exc:
+    except ValueError:
         hint = ""
         if transport == "ssh":
             hint = " (scp-like host:path is not a URL; write git+ssh://user@host/path)"
-        raise InvalidURLError(shown, f"invalid host or port{hint}") from exc
-    username = unquote(parts.username) if parts.username else None
-    password = unquote(parts.password) if parts.password else None
+        raise InvalidURLError(shown, f"invalid host or port{hint}") from None
+    return parts.hostname or "", port
+
+
+def _check_userinfo(
+    shown: str, transport: Transport, username: str | None, password: str | None
+) -> None:
     if transport in ("git", "file") and (username or password):
         raise InvalidURLError(shown, f"{transport}:// URLs take no user or password")
     if transport == "ssh" and password:
         raise InvalidURLError(
             shown, "SSH passwords are not supported; use an SSH key (ssh_key option)"
         )
-    return parts.hostname or "", port, username, password
 
 
 def _display(
-    scheme: str, transport: Transport, netloc: str, raw_path: str, raw_ref: str | None,
-    fragment: str,
+    scheme: str, transport: Transport, userinfo: str | None, hostport: str, raw_path: str,
+    raw_ref: str | None, fragment: str,
 ) -> str:
     """The URL as given, minus any password or token (an SSH user is kept: it is an address)."""
-    if "@" in netloc:
-        userinfo, _, hostport = netloc.rpartition("@")
+    netloc = hostport
+    if userinfo is not None:
         user = userinfo.partition(":")[0]
         netloc = f"{user}@{hostport}" if transport == "ssh" and user else hostport
     scheme = "git+git" if scheme.lower() == "git" else scheme.lower()

@@ -16,7 +16,13 @@ from pathlib import PurePosixPath
 from urllib.parse import unquote, urlsplit
 
 from gitops.errors import InvalidURLError
-from gitops.urls import parse_fragment, safe_subpath, scrub
+from gitops.urls import (
+    parse_fragment,
+    safe_subpath,
+    scrub,
+    split_authority,
+    userinfo_credentials,
+)
 from gitops.versions import parse_range
 
 __all__ = ["DIGEST_RE", "OCIReference", "is_loopback", "parse_oci_url"]
@@ -107,13 +113,14 @@ def parse_oci_url(url: str) -> tuple[OCIReference, str | None, str | None]:
     shown = scrub(url)
     if not url.lower().startswith("oci://"):
         raise InvalidURLError(shown, "an OCI URL starts with oci://")
+    # the userinfo first: a password may hold '#', '@' or '/' (see split_authority)
+    userinfo, hostport, rest = split_authority(url[len("oci://") :])
+    username, password = userinfo_credentials(userinfo)
     try:
-        parts = urlsplit(url)
+        parts = urlsplit(f"oci://{hostport}{rest}")
         port = parts.port
-        username = unquote(parts.username) if parts.username else None
-        password = unquote(parts.password) if parts.password else None
-    except ValueError as exc:
-        raise InvalidURLError(shown, f"invalid host or port: {exc}") from exc
+    except ValueError:  # its message quotes the port, which may be a mistyped password
+        raise InvalidURLError(shown, "invalid host or port") from None
     host = parts.hostname or ""
     if not host:
         raise InvalidURLError(shown, "missing registry host: oci://HOST[:PORT]/REPO[:TAG]")

@@ -9,11 +9,15 @@ naming the credential-free URL.
 
 This module never logs a header or a body, never puts a credential in a URL or a
 message, and never sends credentials over plain HTTP to a host that is not loopback
-(unless ``insecure`` says so).
+(unless ``insecure`` says so). A registry's or token service's answer is never quoted:
+errors keep the status and the Distribution error codes and messages parsed from a JSON
+body, with every credential, its base64, the bearer token and anything that looks like a
+token (a JWT, a long mixed-case base64 run) masked out.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import logging
@@ -46,7 +50,7 @@ from gitops.errors import (
 from gitops.sources.oci.auth import Challenge, Credentials, parse_challenge
 from gitops.sources.oci.options import OCIOptions
 from gitops.sources.oci.reference import OCIReference, is_loopback
-from gitops.urls import redact
+from gitops.urls import REDACTED, redact, scrub
 
 __all__ = ["RegistrySession", "RegistryUnavailableError", "discard"]
 
@@ -58,6 +62,11 @@ _LINK_RE = re.compile(r'<([^>]*)>\s*;\s*rel="?next"?')
 # "<...HTTPConnection object at 0x..>: " (urllib3 1.x) or "HTTPConnection(host=.., port=..): "
 _OBJECT_RE = re.compile(r"^(?:<[^>]*>|\w*Connection\([^)]*\)): (?:Failed to establish a new "
                         r"connection: )?")
+# What a token looks like when nobody said it was one: a JWT, or a long run of base64
+# with upper and lower case letters and digits (registry names, tags and sha256 digests
+# are lowercase or short).
+_JWT_RE = re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}(?:\.[A-Za-z0-9_-]*)?")
+_BASE64_RUN_RE = re.compile(r"[A-Za-z0-9+/_-]{20,}={0,2}")
 
 
 class RegistryUnavailableError(SourceError, TransientError):
@@ -190,8 +199,8 @@ class RegistrySession:
         realm = challenge.params.get("realm", "")
         parts = urlsplit(realm)
         if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise SourceError(self.display, f"bearer challenge has no usable realm {realm!r}")
-        realm_display = f"{parts.scheme}://{parts.netloc}{parts.path}"
+            raise SourceError(self.display, "bearer challenge has no usable realm")
+        realm_display = scrub(f"{parts.scheme}://{parts.netloc}{parts.path}")
         actions = "pull,push" if self._push else "pull"
         ours = f"repository:{self.ref.api_repository}:{actions}"
         scopes = [ours] + [
@@ -264,15 +273,30 @@ class RegistrySession:
         log.debug("%s: %s %s -> %s", self.display, method, _path_of(url), response.status)
         return response
 
-    def _secrets(self) -> tuple[str, ...]:
-        return self._credentials.secrets if self._credentials is not None else ()
+    def _secrets(self) -> list[str]:
+        """Every secret this session holds, in each form an answer could echo it."""
+        values: list[str] = []
+        creds = self._credentials
+        if creds is not None:
+            values += creds.secrets
+            basic = creds.basic().removeprefix("Basic ")
+            values += [basic, basic.rstrip("=")]
+            values += [base64.b64encode(s.encode()).decode("ascii") for s in creds.secrets]
+        if self._authorization and self._authorization.startswith("Bearer "):
+            values.append(self._authorization.removeprefix("Bearer "))
+        return sorted((v for v in values if v), key=len, reverse=True)
+
+    def _clean(self, text: str) -> str:
+        """``text`` from or about an answer, with secrets and token-like runs masked."""
+        text = _JWT_RE.sub(REDACTED, redact(text, self._secrets()))
+        return _BASE64_RUN_RE.sub(_mask_token_like, text)
 
     def translate(self, exc: Exception, what: str) -> SourceError:
         """A urllib3 (or socket) failure as a gitops error naming the registry."""
         reason: Exception = exc
         if isinstance(exc, MaxRetryError) and isinstance(exc.reason, Exception):
             reason = exc.reason
-        text = redact(_OBJECT_RE.sub("", str(reason)), self._secrets())
+        text = self._clean(_OBJECT_RE.sub("", str(reason)))
         registry = self.ref.registry
         timeout = self._options.timeout
         if isinstance(reason, SSLError):
@@ -309,8 +333,7 @@ class RegistrySession:
         finally:
             discard(response)
         codes, message = _error_codes(body)
-        detail = f"HTTP {status}" + (f" {message}" if message else "")
-        detail = redact(detail, self._secrets())
+        detail = self._clean(f"HTTP {status}" + (f" {message}" if message else ""))
         if status == 404:
             if "NAME_UNKNOWN" in codes or repository:
                 return RevisionNotFoundError(
@@ -320,7 +343,7 @@ class RegistrySession:
             return RevisionNotFoundError(self.display, f"{what} not found ({detail})")
         if status == 429 or status >= 500:
             return RegistryUnavailableError(self.display, f"{what}: registry answered {detail}")
-        if status == 400 and self.scheme == "http" and "HTTPS" in message:
+        if status == 400 and self.scheme == "http" and b"HTTPS" in body[:300]:
             detail += "; the registry speaks HTTPS: pass plain_http=False"
         return SourceError(self.display, f"{what}: registry answered {detail}")
 
@@ -363,14 +386,25 @@ def _path_of(url: str) -> str:
 
 
 def _error_codes(body: bytes) -> tuple[set[str], str]:
-    """The Distribution error codes and a short message from an error body."""
+    """The Distribution error codes and their messages from an error body.
+
+    Only the ``code`` and ``message`` fields of a Distribution ``errors`` list are
+    kept (never ``detail``, which may echo the request); any other body is not quoted.
+    """
     try:
         errors = json.loads(body).get("errors") or []
-        codes = {str(e.get("code", "")) for e in errors if isinstance(e, dict)}
-        message = "; ".join(
-            f"{e.get('code', '')}: {e.get('message', '')}" for e in errors if isinstance(e, dict)
-        )
-        return codes, message[:300]
-    except (ValueError, AttributeError):  # not the Distribution format: its first line
-        lines = body.decode("utf-8", "replace").strip().splitlines()
-        return set(), (lines[0][:200] if lines else "")
+        found = [e for e in errors if isinstance(e, dict)]
+    except (ValueError, AttributeError, TypeError):
+        return set(), ""
+    codes = {str(e.get("code", ""))[:64] for e in found}
+    message = "; ".join(
+        f"{str(e.get('code', ''))[:64]}: {str(e.get('message', ''))[:200]}" for e in found
+    )
+    return codes, message[:300]
+
+
+def _mask_token_like(match: re.Match[str]) -> str:
+    run = match.group()
+    mixed = any(c.isupper() for c in run) and any(c.islower() for c in run) \
+        and any(c.isdigit() for c in run)
+    return REDACTED if mixed else run

@@ -22,13 +22,12 @@ server might echo in a response body.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from gitops import masking
 from gitops.errors import (
     ApplyError,
     ConflictError,
@@ -233,35 +232,12 @@ def redact_credentials(text: str) -> str:
 
 def secret_values(resource: Resource | Mapping[str, Any]) -> list[str]:
     """Every value (and its base64/decoded form) of a Secret, longest first; [] otherwise."""
-    manifest = resource.manifest if isinstance(resource, Resource) else resource
-    if manifest.get("kind") != "Secret":
-        return []
-    values: set[str] = set()
-    for section in ("data", "stringData"):
-        items = manifest.get(section)
-        if not isinstance(items, Mapping):
-            continue
-        for value in items.values():
-            if not isinstance(value, str) or not value:
-                continue
-            values.add(value)
-            if section == "stringData":
-                values.add(base64.b64encode(value.encode()).decode("ascii"))
-            else:
-                decoded = _b64decode(value)
-                if decoded:
-                    values.add(decoded)
-    return sorted(values, key=len, reverse=True)
+    return masking.secret_values(resource.manifest if isinstance(resource, Resource) else resource)
 
 
 def scrub(message: str, secrets: Iterable[str]) -> str:
     """``message`` with each secret masked: anywhere if it is 4+ characters, else when quoted."""
-    for secret in secrets:
-        if len(secret) >= 4:
-            message = message.replace(secret, MASK)
-        else:
-            message = re.sub(rf"""(["']){re.escape(secret)}\1""", rf"\1{MASK}\1", message)
-    return message
+    return masking.redact_values(message, secrets)
 
 
 # -- helpers ------------------------------------------------------------------------------
@@ -284,10 +260,3 @@ def _retry_after(header: str | None, details: Mapping[str, Any]) -> float | None
     if isinstance(seconds, int | float) and not isinstance(seconds, bool):
         return max(0.0, float(seconds))
     return None
-
-
-def _b64decode(value: str) -> str | None:
-    try:
-        return base64.b64decode(value, validate=True).decode("utf-8")
-    except (binascii.Error, ValueError):
-        return None
