@@ -36,13 +36,20 @@ demo: $(VENV)/.installed
 	$(BIN)/gitops sync examples/app dir:$(DEMO_OUT) --prune
 
 ## test: install what the tests need, then lint, type-check and run the whole suite
-test: $(VENV)/.installed-test
+test: $(VENV)/.installed-test typecheck
 	$(BIN)/ruff check gitops tests bench examples
-	$(BIN)/mypy --strict gitops $(EXAMPLE_PLUGIN)/src
 	GITOPS_REQUIRE_EXAMPLE_PLUGIN=1 $(BIN)/pytest -q
 
+## typecheck: mypy --strict on the package, the tests and the benchmarks. One run per test
+## folder: each has its own conftest.py and helper modules imported by bare name.
+TYPED_FOLDERS := tests tests/git tests/oci bench $(EXAMPLE_PLUGIN)/tests
+typecheck: $(VENV)/.installed-test
+	$(BIN)/mypy --strict gitops $(EXAMPLE_PLUGIN)/src
+	@for d in $(TYPED_FOLDERS); do echo "mypy --strict $$d/*.py"; \
+	    $(BIN)/mypy --strict $$d/*.py || exit 1; done
+
 ## bench: run every benchmark at the scale its issue names; fails if any budget is over
-BENCHMARKS ?= plan_10k replan git_fetch oci_pull k8s_requests
+BENCHMARKS ?= plan_10k replan git_fetch oci_pull k8s_requests kustomize_render
 bench: $(VENV)/.installed-test
 	@status=0; for b in $(BENCHMARKS); do \
 	    echo "== bench/$$b.py"; \
