@@ -440,7 +440,7 @@ def _cmd_plugins(args: argparse.Namespace, out: _Output) -> int:
                      "from": info.distribution, "status": "ok" if ok else "unavailable",
                      "reason": why})
     if args.output == "json":
-        _json(rows, out)
+        _json({"plugins": rows}, out)  # one object, as every -o json output
         return EXIT_OK
     table = [["KIND", "NAME", "OBJECT", "FROM", "STATUS"]]
     for row in rows:

@@ -85,7 +85,7 @@ def test_dry_run_writes_nothing(app: Path, tmp_path: Path) -> None:
     result = run("sync", str(app), f"dir:{out}", "--dry-run", "-o", "json")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["dry_run"] is True
-    assert not out.exists() or snapshot(out) == {}
+    assert not out.exists(), "a dry run creates nothing, not even the target folder"
 
 
 def test_invalid_manifest_is_one_line_naming_the_file(app: Path, tmp_path: Path) -> None:
@@ -124,7 +124,7 @@ def test_empty_source_with_prune_is_refused(tmp_path: Path) -> None:
 def test_plugins_lists_the_builtins() -> None:
     result = run("plugins", "-o", "json")
     assert result.returncode == 0, result.stderr
-    rows = {(r["kind"], r["name"]): r for r in json.loads(result.stdout)}
+    rows = {(r["kind"], r["name"]): r for r in json.loads(result.stdout)["plugins"]}
     for key in [("source", "dir"), ("target", "dir"), ("target", "mock"),
                 ("differ", "structural"), ("renderer", "yaml")]:
         assert rows[key]["status"] == "ok" and rows[key]["from"].startswith("gitops-sdk")

@@ -167,3 +167,33 @@ def test_ignore_rules_and_explanations_from_the_command_line(app: Path, tmp_path
     bad.write_text("- kind: Deployment\n  jqPathExpressions: ['.spec | bogus(']\n")
     refused = run("diff", str(app), f"dir:{out}", "--ignore-differences", str(bad))
     assert refused.returncode == 2 and "bad-rules.yaml" in refused.stderr
+
+
+def test_two_syncs_at_once_into_one_folder_never_lose_ownership(tmp_path: Path) -> None:
+    """Issue 8: two `gitops sync` at once left half the objects in no inventory."""
+    sources = []
+    for team in ("a", "b"):
+        src = tmp_path / f"src-{team}"
+        src.mkdir()
+        docs = [{"apiVersion": "v1", "kind": "ConfigMap",
+                 "metadata": {"name": f"{team}-{i}", "namespace": "shared"}, "data": {"k": "v"}}
+                for i in range(1500)]
+        (src / "all.yaml").write_text(yaml.safe_dump_all(docs))
+        sources.append(src)
+    out = tmp_path / "out"
+    procs = [subprocess.Popen([GITOPS or "gitops", "sync", str(src), f"dir:{out}?lock_timeout=0",
+                               "--name", "same", "--no-diff", "-o", "json"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for src in sources]
+    finished = [p.communicate(timeout=300) for p in procs]
+    codes = [p.returncode for p in procs]
+    assert 0 in codes, finished
+    for code, (_, stderr) in zip(codes, finished, strict=True):
+        assert code == 0 or "another sync of" in stderr, stderr
+    stored = {p.stem for p in (out / "shared" / "ConfigMap").glob("*.yaml")}
+    inventory = json.loads(run("diff", str(sources[codes.index(0)]), f"dir:{out}",
+                               "--name", "same", "-o", "json").stdout)
+    assert inventory["in_sync"] is True
+    owned = json.loads((out / ".gitops" / "inventory" / "same.json").read_text())
+    listed = {e["name"] for e in owned["entries"]}
+    assert stored <= listed, f"{len(stored - listed)} objects are in no inventory"
