@@ -38,6 +38,7 @@ from gitops.errors import GitopsError, InputError, InvalidURLError, PluginError,
 from gitops.manifests import origin_where
 from gitops.model import Action, Change, Outcome, Plan, Resource, ResourceResult, SyncResult
 from gitops.plugins import list_plugins
+from gitops.urls import scrub
 
 __all__ = ["main"]
 
@@ -275,7 +276,7 @@ def _source_hint(source: str) -> str:
         or source.startswith(("ssh://", "git://"))
     ):
         scheme = source.split("://", 1)[0]
-        return f"; for a Git repository write git+{scheme}://{source.split('://', 1)[1]}"
+        return scrub(f"; for a Git repository write git+{scheme}://{source.split('://', 1)[1]}")
     if _SCP_LIKE.match(source):
         user_host, _, path = source.partition(":")
         return f"; for a Git repository over SSH write git+ssh://{user_host}/{path}"
@@ -305,7 +306,7 @@ def _reconciler(args: argparse.Namespace, *, dry_run: bool = False) -> Reconcile
     _check_target(args.target)
     hint = _source_hint(args.source)
     if hint and not Path(args.source).exists():
-        raise InputError(f"SOURCE {args.source!r} is not a gitops source URL{hint}")
+        raise InputError(f"SOURCE {scrub(args.source)!r} is not a gitops source URL{hint}")
     rules = load_ignore_differences(args.ignore_differences) if args.ignore_differences else ()
     return Reconciler(args.source, args.target, name=args.name, prune=args.prune,
                       allow_empty=args.allow_empty, adopt=args.adopt, dry_run=dry_run,

@@ -73,6 +73,15 @@ def test_git_urls_written_as_git_writes_them_get_a_hint(
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize(
+    "source", ["https://me:hunter2%40x@example.com/org/repo.git", "https://TOKENhunter2@example.com/r"]
+)
+def test_the_hint_for_a_git_url_never_repeats_its_credentials(source: str, tmp_path: Path) -> None:
+    result = run("diff", source, f"dir:{tmp_path / 'out'}", "-o", "json")
+    assert result.returncode == 2 and "git+https://" in result.stderr
+    assert "hunter2" not in result.stderr + result.stdout
+
+
 def test_a_bare_target_must_be_an_existing_folder(app: Path, tmp_path: Path) -> None:
     missing = tmp_path / "typo"
     result = run("sync", str(app), str(missing))
