@@ -21,7 +21,7 @@ import sys
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
 
 import yaml
 
@@ -45,8 +45,28 @@ __all__ = ["main"]
 EXIT_OK, EXIT_DIFF, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
+class _UsageError(Exception):
+    """A command line argparse refused (raised instead of exiting, so -o json can answer)."""
+
+    def __init__(self, parser: argparse.ArgumentParser, message: str) -> None:
+        super().__init__(message)
+        self.parser = parser
+
+
+class _ArgumentParser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise _UsageError(self, message)
+
+
+def _wants_json(argv: Sequence[str]) -> bool:
+    """Whether a command line (even one argparse refuses) asks for ``-o json``."""
+    pairs = zip(argv, [*argv[1:], ""], strict=True)
+    return any(a in ("-ojson", "--output=json") or (a in ("-o", "--output") and b == "json")
+               for a, b in pairs)
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _ArgumentParser(
         prog="gitops",
         description="Reconcile declarative configuration from a source into a target.",
     )
@@ -482,7 +502,12 @@ _COMMANDS: dict[str, Command] = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``gitops`` command; returns the exit code."""
-    args = _parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = _parser().parse_args(argv)
+    except _UsageError as exc:  # argparse's usage line and exit code 2, plus -o json's object
+        exc.parser.print_usage(sys.stderr)
+        return _fail(_Output(sys.stdout), _wants_json(argv), False, str(exc), EXIT_ERROR)
     verbose = bool(getattr(args, "verbose", False))
     # Without -v the result says what failed; the engine's warnings would say it again.
     logging.basicConfig(level=logging.INFO if verbose else logging.ERROR,
