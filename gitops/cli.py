@@ -21,7 +21,7 @@ import sys
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
 
 import yaml
 
@@ -38,14 +38,35 @@ from gitops.errors import GitopsError, InputError, InvalidURLError, PluginError,
 from gitops.manifests import origin_where
 from gitops.model import Action, Change, Outcome, Plan, Resource, ResourceResult, SyncResult
 from gitops.plugins import list_plugins
+from gitops.urls import scrub
 
 __all__ = ["main"]
 
 EXIT_OK, EXIT_DIFF, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
+class _UsageError(Exception):
+    """A command line argparse refused (raised instead of exiting, so -o json can answer)."""
+
+    def __init__(self, parser: argparse.ArgumentParser, message: str) -> None:
+        super().__init__(message)
+        self.parser = parser
+
+
+class _ArgumentParser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise _UsageError(self, message)
+
+
+def _wants_json(argv: Sequence[str]) -> bool:
+    """Whether a command line (even one argparse refuses) asks for ``-o json``."""
+    pairs = zip(argv, [*argv[1:], ""], strict=True)
+    return any(a in ("-ojson", "--output=json") or (a in ("-o", "--output") and b == "json")
+               for a, b in pairs)
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _ArgumentParser(
         prog="gitops",
         description="Reconcile declarative configuration from a source into a target.",
     )
@@ -275,7 +296,7 @@ def _source_hint(source: str) -> str:
         or source.startswith(("ssh://", "git://"))
     ):
         scheme = source.split("://", 1)[0]
-        return f"; for a Git repository write git+{scheme}://{source.split('://', 1)[1]}"
+        return scrub(f"; for a Git repository write git+{scheme}://{source.split('://', 1)[1]}")
     if _SCP_LIKE.match(source):
         user_host, _, path = source.partition(":")
         return f"; for a Git repository over SSH write git+ssh://{user_host}/{path}"
@@ -305,7 +326,7 @@ def _reconciler(args: argparse.Namespace, *, dry_run: bool = False) -> Reconcile
     _check_target(args.target)
     hint = _source_hint(args.source)
     if hint and not Path(args.source).exists():
-        raise InputError(f"SOURCE {args.source!r} is not a gitops source URL{hint}")
+        raise InputError(f"SOURCE {scrub(args.source)!r} is not a gitops source URL{hint}")
     rules = load_ignore_differences(args.ignore_differences) if args.ignore_differences else ()
     return Reconciler(args.source, args.target, name=args.name, prune=args.prune,
                       allow_empty=args.allow_empty, adopt=args.adopt, dry_run=dry_run,
@@ -481,7 +502,12 @@ _COMMANDS: dict[str, Command] = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``gitops`` command; returns the exit code."""
-    args = _parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = _parser().parse_args(argv)
+    except _UsageError as exc:  # argparse's usage line and exit code 2, plus -o json's object
+        exc.parser.print_usage(sys.stderr)
+        return _fail(_Output(sys.stdout), _wants_json(argv), False, str(exc), EXIT_ERROR)
     verbose = bool(getattr(args, "verbose", False))
     # Without -v the result says what failed; the engine's warnings would say it again.
     logging.basicConfig(level=logging.INFO if verbose else logging.ERROR,

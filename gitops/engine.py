@@ -515,6 +515,20 @@ class Reconciler:
                 plan.name, f"the inventory on {self.target.url} changed since this plan was "
                 "made (another sync ran); plan again", url=self.target.url,
             )
+        # Another inventory may have claimed objects since the plan (a sync under another
+        # name ran in between): never take them over, nor prune them, on a stale answer.
+        keys = [r.key for r in plan.desired] + [
+            c.key for c in plan.changes if c.action is Action.DELETE
+        ]
+        claimed = self.target.owners(keys, self.name) if keys else {}
+        self._refuse_claimed(plan.desired, claimed)
+        pruned = [c.key for c in plan.changes if c.action is Action.DELETE and c.key in claimed]
+        if pruned:
+            raise ConflictError(
+                pruned[0], f"now listed by inventory {claimed[pruned[0]]!r} on "
+                f"{self.target.url} since this plan was made; not pruned; plan again",
+                url=self.target.url,
+            )
 
     def _result(
         self, plan: Plan, run: _Run, started: datetime, *, interrupted: bool = False

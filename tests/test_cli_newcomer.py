@@ -73,6 +73,15 @@ def test_git_urls_written_as_git_writes_them_get_a_hint(
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize(
+    "source", ["https://me:hunter2%40x@example.com/org/repo.git", "https://TOKENhunter2@example.com/r"]
+)
+def test_the_hint_for_a_git_url_never_repeats_its_credentials(source: str, tmp_path: Path) -> None:
+    result = run("diff", source, f"dir:{tmp_path / 'out'}", "-o", "json")
+    assert result.returncode == 2 and "git+https://" in result.stderr
+    assert "hunter2" not in result.stderr + result.stdout
+
+
 def test_a_bare_target_must_be_an_existing_folder(app: Path, tmp_path: Path) -> None:
     missing = tmp_path / "typo"
     result = run("sync", str(app), str(missing))
@@ -197,3 +206,19 @@ def test_two_syncs_at_once_into_one_folder_never_lose_ownership(tmp_path: Path) 
     owned = json.loads((out / ".gitops" / "inventory" / "same.json").read_text())
     listed = {e["name"] for e in owned["entries"]}
     assert stored <= listed, f"{len(stored - listed)} objects are in no inventory"
+
+
+@pytest.mark.parametrize(
+    "argv", [("sync", "src", "dir:out", "--bogus", "-o", "json"), ("diff", "--output=json")]
+)
+def test_a_refused_command_line_with_o_json_prints_one_json_object(argv: tuple[str, ...]) -> None:
+    result = run(*argv)
+    assert result.returncode == 2
+    assert json.loads(result.stdout)["exit"] == 2
+    assert "usage: gitops" in result.stderr
+
+
+def test_a_refused_command_line_without_o_json_prints_only_usage() -> None:
+    result = run("sync", "src", "dir:out", "--bogus")
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.startswith("usage: gitops") and "unrecognized arguments" in result.stderr

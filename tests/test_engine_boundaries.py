@@ -260,6 +260,38 @@ def test_a_plan_made_before_another_sync_is_refused(src: Path) -> None:
         rec(src, target).sync(stale)
 
 
+def test_a_plan_made_before_another_inventory_claimed_its_objects_is_refused(
+    src: Path, tmp_path: Path
+) -> None:
+    """The CLI plans, prints, then syncs: a sync under another name in between must not
+    have its objects taken over (or pruned) on the stale plan's word."""
+    from gitops.targets.filetree import FileTreeTarget
+
+    for target in (MemoryTarget(), FileTreeTarget(tmp_path / "out")):
+        stale = rec(src, target, name="a").plan()
+        assert rec(src, target, name="b").sync().succeeded
+        before = dict(target.live(r.key for r in stale.desired))
+        with pytest.raises(ConflictError, match="inventory 'b'"):
+            rec(src, target, name="a").sync(stale)
+        assert target.read_inventory("a") is None, "the loser wrote nothing"
+        assert dict(target.live(r.key for r in stale.desired)) == before
+
+
+def test_a_stale_plan_never_prunes_what_another_inventory_now_lists(src: Path) -> None:
+    target = MemoryTarget()
+    assert rec(src, target, name="a").sync().succeeded
+    write(src, {"all.yaml": [ns("apps"), cm("one")]})  # web leaves a's source
+    stale = rec(src, target, name="a", prune=True).plan()
+    assert [c.key for c in stale.changes] == [DEPLOY_KEY]
+    other = src.parent / "other"
+    other.mkdir()
+    write(other, {"all.yaml": [deploy("web")]})
+    assert Reconciler(DirectorySource(other), target, name="b", adopt=True).sync().succeeded
+    with pytest.raises(ConflictError, match="not pruned"):
+        rec(src, target, name="a", prune=True).sync(stale)
+    assert DEPLOY_KEY in target.objects()
+
+
 # -- default inventory names ----------------------------------------------------------------
 
 
