@@ -122,6 +122,17 @@ def test_url_errors_never_show_any_part_of_the_password() -> None:
         assert "s3cr3t" not in str(info.value), str(info.value)
 
 
+def test_a_refused_query_string_is_never_echoed() -> None:
+    # A token in a query (?password=, ?access_token=) is a secret too.
+    for url in ("oci://reg.example/app?password=s3cr3t", "oci://reg.example/app:1?t=s3cr3t#path=a",
+                "git+https://host.example?token=s3cr3t", "git+https://host.example?t=s3cr3t#path=a"):
+        with pytest.raises(InvalidURLError, match="unexpected query string") as info:
+            parse_oci_url(url) if url.startswith("oci") else parse_git_url(url)
+        text = str(info.value)
+        assert "s3cr3t" not in text, text
+        assert "host.example" in text or "reg.example/app" in text, text  # the URL is named
+
+
 # Passwords of any characters but '/' (which RFC 3986 requires encoded, and which is
 # ambiguous after an '@') and whitespace; the "Pw" start keeps them apart from the rest.
 PASSWORDS = st.text(

@@ -165,6 +165,21 @@ def test_evaluation_errors_name_the_file_and_hide_option_values(tmp_path: Path) 
     assert "app/bad.jsonnet:1" in text
 
 
+@pytest.mark.parametrize("program", [
+    "error 'bad: ' + std.extVar('token')",                      # raw, newline split in lines
+    "error std.manifestJson({ t: std.extVar('token') })",     # JSON-escaped quote and newline
+    "error std.toString([std.extVar('token')])",
+])
+def test_option_values_with_quotes_or_newlines_never_leak(tmp_path: Path, program: str) -> None:
+    write(tmp_path, {"app/bad.jsonnet": program})
+    with pytest.raises(ManifestError) as info:
+        render(tmp_path / "app", tmp_path, ext_vars={"token": 'first-"half\nsecond-half'})
+    text = str(info.value)
+    assert "Jsonnet evaluation failed" in text
+    for piece in ("first-", "second-half"):
+        assert piece not in text, text
+
+
 def test_unchanged_files_are_not_evaluated_again_and_an_import_change_is_seen(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -147,6 +147,16 @@ def test_values_never_appear_in_errors() -> None:
     assert "NOT-A-NAME" in str(bad.value) and secret not in str(bad.value)
 
 
+def test_deeply_nested_defaults_are_an_error_naming_the_file_not_a_crash() -> None:
+    # A hostile manifest must not exhaust Python's stack (a RecursionError is no ManifestError).
+    deep = "${A:=" * 5000 + "x" + "}" * 5000
+    with pytest.raises(ManifestError, match="nest more than") as info:
+        substitute([resource(config_map({"a": deep}))], {"B": "1"})
+    assert info.value.path == "apps/web.yaml"
+    shallow = "${A:=" * 8 + "x" + "}" * 8
+    assert substitute_string(shallow, {}) == "x"
+
+
 def test_newlines_are_removed_from_values_as_flux_does() -> None:
     (out,) = substitute([resource(config_map({"a": "${A}"}))], {"A": "line1\nline2"})
     assert out.manifest["data"]["a"] == "line1line2"

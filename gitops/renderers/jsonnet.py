@@ -95,9 +95,15 @@ class JsonnetOptions(PluginOptions):
         return data
 
     def secrets(self) -> list[str]:
-        """Every value given, to keep out of messages."""
+        """Every value given, to keep out of messages: as given, as a JSON string shows it
+        (``std.manifestJson``, ``std.toString`` escape quotes and newlines), and each line
+        of a multi-line value; longest first, so a shorter form never splits a longer one."""
         maps = (self.ext_vars, self.ext_code, self.tlas, self.tla_code)
-        return [value for mapping in maps for value in mapping.values() if len(value) >= 4]
+        forms: set[str] = set()
+        for value in (value for mapping in maps for value in mapping.values()):
+            forms.update((value, json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1]))
+            forms.update(value.splitlines())
+        return sorted((form for form in forms if len(form.strip()) >= 4), key=len, reverse=True)
 
 
 def has_jsonnet_entry_points(folder: str | os.PathLike[str]) -> bool:
@@ -304,9 +310,9 @@ def _run(
 
 def _message(text: str, tree: Tree, options: JsonnetOptions) -> str:
     """Jsonnet's error and the top of its trace: relative paths, option values hidden."""
-    lines = [line.rstrip() for line in tree.scrub(text).splitlines() if line.strip()]
+    text = redact(tree.scrub(text), options.secrets())  # before a value's lines are joined
+    lines = [line.rstrip() for line in text.splitlines() if line.strip()]
     message = "; ".join(line.strip() for line in lines[:_MAX_MESSAGE_LINES])
-    message = redact(message, options.secrets())
     if len(message) > _MAX_MESSAGE:
         message = message[: _MAX_MESSAGE - 1] + "…"
     return f"Jsonnet evaluation failed: {message}"

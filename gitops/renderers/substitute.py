@@ -59,6 +59,8 @@ _NAME = re.compile(r"^[_A-Za-z][_A-Za-z0-9]*$")
 _ATOI = re.compile(r"^[+-]?[0-9]+$")
 _STR_TAG = "tag:yaml.org,2002:str"
 _DEFAULT_OPS = ("=", ":=", ":-")
+#: How deep ``${A:=${B:=...}}`` may nest (deeper would exhaust Python's stack).
+_MAX_NESTING = 32
 
 
 class _Failure(Exception):
@@ -302,10 +304,13 @@ def _is_ident(char: str) -> bool:
 class _Parser:
     """One ``${...}`` expression, from after ``${`` to its ``}``; evaluated as it is read."""
 
-    def __init__(self, text: str, position: int, lookup: Lookup) -> None:
+    def __init__(self, text: str, position: int, lookup: Lookup, depth: int = 0) -> None:
+        if depth > _MAX_NESTING:
+            raise _Failure(f"expressions nest more than {_MAX_NESTING} levels deep")
         self.text = text
         self.pos = position
         self.lookup = lookup
+        self.depth = depth
 
     def peek(self, ahead: int = 0) -> str:
         at = self.pos + ahead
@@ -366,7 +371,8 @@ class _Parser:
             if char in stop:
                 return "".join(out)
             if char == "$" and self.peek(1) == "{":
-                value, self.pos = _Parser(self.text, self.pos + 2, self.lookup).expression()
+                nested = _Parser(self.text, self.pos + 2, self.lookup, self.depth + 1)
+                value, self.pos = nested.expression()
                 out.append(value)
                 continue
             if escapes and (

@@ -134,7 +134,10 @@ def parse_git_url(url: str) -> GitURL:
     subpath = safe_subpath(url, options.get("path", ""))
 
     if raw_path.startswith("?"):
-        raise InvalidURLError(shown, "unexpected query string; options go in the #fragment")
+        # the query is not shown: it may hold a token (``?password=...``)
+        raise InvalidURLError(
+            shown.partition("?")[0], "unexpected query string; options go in the #fragment"
+        )
     path = unquote(raw_path)
     if not path or path == "/":
         raise InvalidURLError(shown, f"no repository path; {_USAGE}")

@@ -127,7 +127,10 @@ def parse_oci_url(url: str) -> tuple[OCIReference, str | None, str | None]:
     if not _valid_host(host):
         raise InvalidURLError(shown, f"invalid registry host {host!r}")
     if parts.query:
-        raise InvalidURLError(shown, "unexpected query string; options go in the #fragment")
+        # the query is not shown: it may hold a token (``?password=...``)
+        raise InvalidURLError(
+            shown.partition("?")[0], "unexpected query string; options go in the #fragment"
+        )
     name, tag, digest = _split_name(shown, unquote(parts.path.lstrip("/")))
     fragment = parse_fragment(shown, parts.fragment, ("path", "semver"))
     subpath = safe_subpath(shown, fragment["path"]) if "path" in fragment else PurePosixPath(".")
