@@ -139,20 +139,26 @@ def _entry_name(entry: os.DirEntry[str]) -> str:
     return entry.name
 
 
+#: Files some renderer reads: a link among them leading outside or nowhere is an error,
+#: never silently skipped (a skipped entry file renders nothing, and prune would follow).
+_RENDERED_SUFFIXES = (*MANIFEST_SUFFIXES, ".jsonnet", ".libsonnet")
+
+
 def _symlink_target(link: str, rel: str, inside: str) -> str | None:
     """The in-root regular file a symlink resolves to, or None to skip it.
 
-    Raises ManifestError for a manifest-named link that leads outside or nowhere.
+    Raises ManifestError for a link named as a file a renderer reads (a manifest, a
+    Jsonnet file) that leads outside or nowhere.
     """
     target = os.path.realpath(link)
     if not target.startswith(inside):
-        if is_manifest_path(rel):
+        if rel.endswith(_RENDERED_SUFFIXES):
             raise ManifestError(rel, "symlink leads outside the source root")
         return None
     try:
         mode = os.stat(target).st_mode
     except OSError as exc:  # dangling, or a loop of links
-        if is_manifest_path(rel):
+        if rel.endswith(_RENDERED_SUFFIXES):
             reason = "does not exist" if isinstance(exc, FileNotFoundError) else exc.strerror
             raise ManifestError(rel, f"symlink cannot be followed: its target {reason}") from exc
         return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -138,12 +139,15 @@ def test_an_import_that_escapes_the_tree_is_refused(tmp_path: Path) -> None:
         "repo/str/main.jsonnet": "importstr '../../outside.libsonnet'",
     })
     (tmp_path / "repo/lib/escape.libsonnet").symlink_to(tmp_path / "outside.libsonnet")
-    cases = {"app": "resolves outside", "lib": "resolves outside", "abs": "is absolute",
+    # The linked library is refused by the tree walk already (it is a Jsonnet file whose
+    # link leads outside), before any import could read it.
+    cases = {"app": "resolves outside", "lib": "symlink leads outside", "abs": "is absolute",
              "str": "resolves outside"}
     for folder, message in cases.items():
         with pytest.raises(ManifestError, match=message) as info:
             render(tmp_path / "repo" / folder, tmp_path / "repo")
-        assert info.value.path == f"{folder}/main.jsonnet" if folder != "lib" else "lib/link.jsonnet"
+        where = "escape.libsonnet" if folder == "lib" else f"{folder}/main.jsonnet"
+        assert info.value.path == where
         assert "leaked" not in str(info.value)
 
 
@@ -183,7 +187,7 @@ def test_option_values_with_quotes_or_newlines_never_leak(tmp_path: Path, progra
 def test_unchanged_files_are_not_evaluated_again_and_an_import_change_is_seen(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import _jsonnet
+    from gitops.renderers import jsonnet as module
 
     write(tmp_path, {"lib/k.libsonnet": LIB, "app/main.jsonnet": (
         "(import 'k.libsonnet').configMap('app', { v: importstr 'value.txt' })"),
@@ -191,13 +195,13 @@ def test_unchanged_files_are_not_evaluated_again_and_an_import_change_is_seen(
     renderer = JsonnetRenderer(libs=["lib"])
     context = RenderContext(tree=tmp_path)
     calls: list[str] = []
-    real = _jsonnet.evaluate_snippet
+    real = module._run
 
-    def counting(*args: Any, **kwargs: Any) -> str:
-        calls.append(args[0])
-        return str(real(*args, **kwargs))
+    def counting(*args: Any, **kwargs: Any) -> list[Any]:
+        calls.append(args[1])
+        return real(*args, **kwargs)
 
-    monkeypatch.setattr(_jsonnet, "evaluate_snippet", counting)
+    monkeypatch.setattr(module, "_run", counting)
     first = renderer.render(tmp_path / "app", context)
     assert renderer.render(tmp_path / "app", context) == first and len(calls) == 1
     (tmp_path / "app/value.txt").write_text("2")  # read through importstr
@@ -211,3 +215,32 @@ def test_unchanged_files_are_not_evaluated_again_and_an_import_change_is_seen(
 
 def test_viable() -> None:
     assert JsonnetRenderer.viable() == (True, "")
+
+
+def test_a_render_that_never_ends_is_stopped_by_the_timeout(tmp_path: Path) -> None:
+    """max_stack does not bound a tail-recursive loop: a timeout must, or a sync hangs."""
+    write(tmp_path, {"main.jsonnet": "local f(n) = if n < 0 then 0 else f(n + 1) tailstrict; f(0)"})
+    renderer = JsonnetRenderer(timeout=1.0)
+    started = time.monotonic()
+    with pytest.raises(ManifestError, match=r"main.jsonnet.*longer than 1 s \(timeout\)"):
+        renderer.render(tmp_path, RenderContext(tree=tmp_path))
+    assert time.monotonic() - started < 10
+
+
+def test_output_over_the_limit_is_refused(tmp_path: Path) -> None:
+    write(tmp_path, {"main.jsonnet": "{ apiVersion: 'v1', kind: 'ConfigMap', metadata: "
+                                     "{ name: 'big' }, data: { v: std.repeat('x', 100000) } }"})
+    with pytest.raises(ManifestError, match="over 1000 \\(limit\\)"):
+        JsonnetRenderer(max_output_bytes=1000).render(tmp_path, RenderContext(tree=tmp_path))
+
+
+def test_an_entry_file_linked_from_outside_the_tree_is_refused_not_skipped(
+    tmp_path: Path,
+) -> None:
+    outside = tmp_path / "outside.jsonnet"
+    outside.write_text("{ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'x' } }")
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "main.jsonnet").symlink_to(outside)
+    with pytest.raises(ManifestError, match=r"main\.jsonnet.*outside"):
+        JsonnetRenderer().render(tree, RenderContext(tree=tree))

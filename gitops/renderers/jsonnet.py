@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 import os
 import threading
 from collections import OrderedDict
@@ -70,6 +71,10 @@ class JsonnetOptions(PluginOptions):
     libs: tuple[str, ...] = ()
     recurse: bool = False
     max_stack: int = Field(default=500, ge=10, le=100_000)
+    #: seconds one entry file may evaluate (a tail-recursive loop never ends otherwise)
+    timeout: float = Field(default=60.0, gt=0, le=3600)
+    #: bytes of JSON one entry file may produce
+    max_output_bytes: int = Field(default=64 << 20, gt=0)
 
     @model_validator(mode="before")
     @classmethod
@@ -277,18 +282,67 @@ class _Imports:
 def _run(
     tree: Tree, rel: str, path: str, data: bytes, imports: _Imports, options: JsonnetOptions
 ) -> list[Any]:
-    """Evaluate one entry file: its value, an array's items one by one."""
+    """Evaluate one entry file: its value, an array's items one by one.
+
+    The evaluation runs in a child process, killed after ``options.timeout`` seconds:
+    ``max_stack`` does not bound a tail-recursive loop, and a render must never hang a
+    sync. The child reports the imports it read (for the cache key) with its answer.
+    """
     try:
-        import _jsonnet
+        import _jsonnet  # noqa: F401  (the child needs it; fail early and clearly here)
     except ImportError as exc:
         raise NotSupportedError(
             f"{rel}: rendering Jsonnet needs the jsonnet package (pip install jsonnet)"
         ) from exc
+    try:
+        source = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ManifestError(rel, "not UTF-8 text") from None
     imports.refused = ""
+    context = multiprocessing.get_context("fork")
+    receiver, sender = context.Pipe(duplex=False)
+    child = context.Process(
+        target=_evaluate_in_child, args=(sender, path, source, imports, options), daemon=True
+    )
+    child.start()
+    sender.close()
+    try:
+        if not receiver.poll(options.timeout):
+            raise ManifestError(
+                rel, f"Jsonnet evaluation took longer than {options.timeout:g} s (timeout)"
+            )
+        try:
+            outcome, payload, refused, probes = receiver.recv()
+        except EOFError:
+            raise ManifestError(rel, "Jsonnet evaluation crashed (out of memory?)") from None
+    finally:
+        receiver.close()
+        if child.is_alive():
+            child.kill()
+        child.join(5)
+    imports.probes.update(probes)
+    if outcome == "error":
+        if refused:
+            raise ManifestError(rel, refused)
+        raise ManifestError(rel, _message(payload, tree, options))
+    if len(payload) > options.max_output_bytes:
+        raise ManifestError(
+            rel, f"Jsonnet output is {len(payload)} bytes, over {options.max_output_bytes} (limit)"
+        )
+    result = json.loads(payload)
+    return result if isinstance(result, list) else [result]
+
+
+def _evaluate_in_child(
+    sender: Any, path: str, source: str, imports: _Imports, options: JsonnetOptions
+) -> None:
+    """The child process: evaluate, then send (outcome, text, refused, probes) and exit."""
+    import _jsonnet
+
     try:
         text = _jsonnet.evaluate_snippet(
             path,
-            data.decode("utf-8"),
+            source,
             max_stack=options.max_stack,
             ext_vars=options.ext_vars,
             ext_codes=options.ext_code,
@@ -296,16 +350,13 @@ def _run(
             tla_codes=options.tla_code,
             import_callback=imports,
         )
-    except UnicodeDecodeError:
-        raise ManifestError(rel, "not UTF-8 text") from None
-    except ManifestError:
-        raise
     except RuntimeError as exc:
-        if imports.refused:
-            raise ManifestError(rel, imports.refused) from None
-        raise ManifestError(rel, _message(str(exc), tree, options)) from None
-    result = json.loads(text)
-    return result if isinstance(result, list) else [result]
+        sender.send(("error", str(exc), imports.refused, imports.probes))
+    else:
+        if len(text) > options.max_output_bytes:  # do not ship what will be refused
+            text = text[: options.max_output_bytes + 1]
+        sender.send(("ok", text, "", imports.probes))
+    sender.close()
 
 
 def _message(text: str, tree: Tree, options: JsonnetOptions) -> str:
