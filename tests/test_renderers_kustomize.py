@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from gitops.errors import ManifestError
-from gitops.manifests import parse_manifests
+from gitops.manifests import Limits, parse_manifests
 from gitops.model import RenderContext
 from gitops.renderers._paths import Tree
 from gitops.renderers.kustomize import (
@@ -459,5 +459,20 @@ def test_a_timeout_kills_the_tools_children_too(tmp_path: Path) -> None:
 
     started = time.monotonic()
     with pytest.raises(ManifestError, match="timed out"):
-        _run(["sh", "-c", "sleep 30 & sleep 30"], str(tmp_path), 0.3, "kustomization.yaml")
+        _run(["sh", "-c", "sleep 30 & sleep 30"], str(tmp_path), 0.3, "kustomization.yaml",
+             1 << 20)
     assert time.monotonic() - started < 10
+    started = time.monotonic()
+    with pytest.raises(ManifestError, match="exceeds 100000 bytes"):  # never-ending output
+        _run(["sh", "-c", "yes"], str(tmp_path), 30, "kustomization.yaml", 100_000)
+    assert time.monotonic() - started < 10
+
+
+def test_output_over_the_limit_stops_the_build_without_reading_it(tmp_path: Path) -> None:
+    """A hostile overlay can multiply its objects: the build is cut at the byte limit."""
+    write(tmp_path, {"kustomization.yaml": "configMapGenerator:\n" + "".join(
+        f"- name: cm{i}\n  literals: [k={'v' * 200}]\n" for i in range(50))})
+    small = Limits(max_total_bytes=2_000)
+    with pytest.raises(ManifestError, match=r"kustomization\.yaml.*exceeds 2000 bytes"):
+        KustomizeRenderer(limits=small).render(tmp_path, RenderContext(tree=tmp_path))
+    assert len(KustomizeRenderer().render(tmp_path, RenderContext(tree=tmp_path))) == 50

@@ -27,6 +27,7 @@ import signal
 import subprocess
 import tempfile
 import threading
+import time
 from collections import OrderedDict
 from pathlib import Path
 from typing import ClassVar
@@ -180,7 +181,9 @@ class KustomizeRenderer(Renderer):
         """Run kustomize; its output parsed (not yet validated)."""
         args = [*command, tree.root_real, "--load-restrictor", "LoadRestrictionsRootOnly"]
         with tempfile.TemporaryDirectory(prefix="gitops-kustomize-") as scratch:
-            returncode, stdout, stderr = _run(args, scratch, options.timeout, graph.root_file)
+            returncode, stdout, stderr = _run(
+                args, scratch, options.timeout, graph.root_file, self.limits.max_total_bytes
+            )
         if returncode != 0:
             raise build_error(stderr, graph.root_file, tree, graph)
         for line in stderr.decode("utf-8", "replace").splitlines():
@@ -199,23 +202,48 @@ class KustomizeRenderer(Renderer):
         return f"{type(self).__name__}(timeout={options.timeout:g}, allow_remote={options.allow_remote})"
 
 
-def _run(args: list[str], cwd: str, timeout: float, where: str) -> tuple[int, bytes, bytes]:
-    """Run ``args`` in its own process group; on timeout the whole group is killed
-    (``kubectl`` may be a dispatcher whose child would otherwise hold the pipes)."""
+def _run(
+    args: list[str], cwd: str, timeout: float, where: str, max_output: int
+) -> tuple[int, bytes, bytes]:
+    """Run ``args`` in its own process group, its output into files in ``cwd``.
+
+    The whole group is killed (``kubectl`` may be a dispatcher whose child would
+    otherwise live on) on timeout, and as soon as the output grows past ``max_output``
+    bytes: a hostile overlay can multiply its objects, and nothing is read into memory
+    before it is known to be within the limit.
+    """
     env = dict(os.environ, GIT_TERMINAL_PROMPT="0")
-    try:
-        process = subprocess.Popen(
-            args, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, start_new_session=True,
-        )
-    except OSError as exc:
-        raise NotSupportedError(f"{where}: cannot run {args[0]}: {exc.strerror or exc}") from exc
-    with process:
+    out_path, err_path = os.path.join(cwd, ".stdout"), os.path.join(cwd, ".stderr")
+    with open(out_path, "wb") as out, open(err_path, "wb") as err:
         try:
-            stdout, stderr = process.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.communicate()
-            raise ManifestError(where, f"kustomize build timed out after {timeout:g} s") from None
+            process = subprocess.Popen(
+                args, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            raise NotSupportedError(f"{where}: cannot run {args[0]}: {exc.strerror or exc}") \
+                from exc
+        deadline = time.monotonic() + timeout
+        problem = ""
+        while True:
+            try:
+                process.wait(timeout=0.05)
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            if os.fstat(out.fileno()).st_size > max_output:
+                problem = f"kustomize output exceeds {max_output} bytes (limit)"
+            elif time.monotonic() > deadline:
+                problem = f"kustomize build timed out after {timeout:g} s"
+            if problem:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+                raise ManifestError(where, problem)
+    if os.path.getsize(out_path) > max_output:
+        raise ManifestError(where, f"kustomize output exceeds {max_output} bytes (limit)")
+    with open(out_path, "rb") as out, open(err_path, "rb") as err:
+        stdout = out.read()
+        err.seek(max(0, os.fstat(err.fileno()).st_size - (64 << 10)))
+        stderr = err.read()  # the tail: where kustomize says what went wrong
     return process.returncode, stdout, stderr
