@@ -36,7 +36,16 @@ from gitops.differs.base import DEFAULT_POLICY
 from gitops.engine import Reconciler
 from gitops.errors import GitopsError, InputError, InvalidURLError, PluginError, SyncInterrupted
 from gitops.manifests import origin_where
-from gitops.model import Action, Change, Outcome, Plan, Resource, ResourceResult, SyncResult
+from gitops.model import (
+    Action,
+    Change,
+    Event,
+    Outcome,
+    Plan,
+    Resource,
+    ResourceResult,
+    SyncResult,
+)
 from gitops.plugins import list_plugins
 from gitops.urls import scrub
 
@@ -331,7 +340,16 @@ def _reconciler(args: argparse.Namespace, *, dry_run: bool = False) -> Reconcile
     return Reconciler(args.source, args.target, name=args.name, prune=args.prune,
                       allow_empty=args.allow_empty, adopt=args.adopt, dry_run=dry_run,
                       substitute=_variables(args.vars_file, args.var),
-                      ignore_differences=rules)
+                      ignore_differences=rules, on_event=_warn_user)
+
+
+#: Events a user must see even without -v: they change what the next sync may do.
+_USER_WARNINGS = frozenset({"InventoryTakenOver", "InventoryWriteFailed"})
+
+
+def _warn_user(event: Event) -> None:
+    if event.reason in _USER_WARNINGS:
+        print(f"gitops: warning: {event.message}", file=sys.stderr)
 
 
 def _variables(files: Sequence[str], pairs: Sequence[str]) -> dict[str, str]:

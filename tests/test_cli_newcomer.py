@@ -222,3 +222,17 @@ def test_a_refused_command_line_without_o_json_prints_only_usage() -> None:
     result = run("sync", "src", "dir:out", "--bogus")
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr.startswith("usage: gitops") and "unrecognized arguments" in result.stderr
+
+
+def test_an_inventory_taken_over_by_another_source_is_a_visible_warning(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    for team in ("a", "b"):
+        src = tmp_path / team
+        src.mkdir()
+        (src / "cm.yaml").write_text(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\ndata: {k: v}\n")
+    assert run("sync", str(tmp_path / "a"), f"dir:{out}", "--name", "shared").returncode == 0
+    taken = run("diff", str(tmp_path / "b"), f"dir:{out}", "--name", "shared")
+    assert taken.returncode == 0
+    assert taken.stderr.startswith("gitops: warning: inventory 'shared'")
+    assert str(tmp_path / "a") in taken.stderr

@@ -307,3 +307,13 @@ def test_an_unreadable_file_names_itself(tree: Path) -> None:
     (tree / "b.yaml").chmod(0)
     with DirectorySource(tree) as source, pytest.raises(ManifestError, match=r"b\.yaml"):
         source.resolve()
+
+
+def test_a_single_file_over_the_limit_is_refused_before_it_is_copied(tmp_path: Path) -> None:
+    from gitops.manifests import DEFAULT_LIMITS
+
+    big = tmp_path / "big.yaml"
+    with open(big, "wb") as handle:  # sparse: no disk used
+        handle.truncate(DEFAULT_LIMITS.max_file_bytes + 1)
+    with pytest.raises(ManifestError, match="big.yaml.*over the limit"):
+        DirectorySource.from_url(str(big)).resolve()

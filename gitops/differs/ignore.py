@@ -202,7 +202,7 @@ def _resolve(doc: Any, raw: tuple[str, ...]) -> Tokens | None:
         if type(doc) is dict and token in doc:
             out.append(token)
             doc = doc[token]
-        elif type(doc) is list and token.isdigit() and int(token) < len(doc):
+        elif type(doc) is list and token.isascii() and token.isdigit() and int(token) < len(doc):
             out.append(int(token))
             doc = doc[int(token)]
         else:

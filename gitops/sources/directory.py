@@ -29,6 +29,7 @@ from typing import Any, Self
 from pydantic import Field, field_validator
 
 from gitops.errors import InvalidURLError, ManifestError, RevisionNotFoundError, SourceError
+from gitops.manifests import DEFAULT_LIMITS
 from gitops.model import Artifact
 from gitops.options import PluginOptions, validate_options
 from gitops.sources.base import Source
@@ -113,6 +114,10 @@ class DirectorySource(Source):
         if self._is_file:
             if not self.root.is_file():
                 raise SourceError(self.url, "no such file")
+            size = self.root.stat().st_size
+            if size > DEFAULT_LIMITS.max_file_bytes:  # refused before anything is copied
+                raise ManifestError(self.root.name, f"file is {size} bytes, over the limit of "
+                                    f"{DEFAULT_LIMITS.max_file_bytes} bytes")
             return
         if not self.root.exists():
             raise SourceError(self.url, "no such directory")
@@ -181,19 +186,22 @@ class DirectorySource(Source):
         """A read-only temporary folder holding the file as it is at ``revision``."""
         self._check()
         name = self.root.name
-        try:
-            data = self.root.read_bytes()
-        except OSError as exc:
-            raise ManifestError(name, f"cannot read: {exc.strerror}") from exc
-        current = _one_file_digest(name, hashlib.sha256(data).hexdigest())
-        if current != revision:
-            raise RevisionNotFoundError(
-                self.url, f"revision {revision} is gone: the file changed since it was "
-                          f"resolved (now {current}); resolve again")
         folder = Path(tempfile.mkdtemp(prefix="gitops-file-"))  # 0700: private
         try:
             copy = folder / name
-            copy.write_bytes(data)
+            digest = hashlib.sha256()
+            try:  # copied and hashed in chunks: a huge file never sits in memory whole
+                with open(self.root, "rb") as source, open(copy, "xb") as target:
+                    while chunk := source.read(1 << 20):
+                        digest.update(chunk)
+                        target.write(chunk)
+            except OSError as exc:
+                raise ManifestError(name, f"cannot read: {exc.strerror}") from exc
+            current = _one_file_digest(name, digest.hexdigest())
+            if current != revision:
+                raise RevisionNotFoundError(
+                    self.url, f"revision {revision} is gone: the file changed since it was "
+                              f"resolved (now {current}); resolve again")
             copy.chmod(0o400)
             folder.chmod(0o500)
         except BaseException:
