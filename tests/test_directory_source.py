@@ -315,5 +315,5 @@ def test_a_single_file_over_the_limit_is_refused_before_it_is_copied(tmp_path: P
     big = tmp_path / "big.yaml"
     with open(big, "wb") as handle:  # sparse: no disk used
         handle.truncate(DEFAULT_LIMITS.max_file_bytes + 1)
-    with pytest.raises(ManifestError, match="big.yaml.*over the limit"):
+    with pytest.raises(ManifestError, match=r"big\.yaml.*over the limit"):
         DirectorySource.from_url(str(big)).resolve()
