@@ -125,7 +125,9 @@ def test_url_errors_never_show_any_part_of_the_password() -> None:
 def test_a_refused_query_string_is_never_echoed() -> None:
     # A token in a query (?password=, ?access_token=) is a secret too.
     for url in ("oci://reg.example/app?password=s3cr3t", "oci://reg.example/app:1?t=s3cr3t#path=a",
-                "git+https://host.example?token=s3cr3t", "git+https://host.example?t=s3cr3t#path=a"):
+                "git+https://host.example?token=s3cr3t", "git+https://host.example?t=s3cr3t#path=a",
+                "git+https://host.example/repo.git?token=s3cr3t",
+                "git+https://host.example/repo.git?token=s3cr3t@main#path=a"):
         with pytest.raises(InvalidURLError, match="unexpected query string") as info:
             parse_oci_url(url) if url.startswith("oci") else parse_git_url(url)
         text = str(info.value)

@@ -133,8 +133,9 @@ def parse_git_url(url: str) -> GitURL:
         raise InvalidURLError(shown, "semver range is empty")
     subpath = safe_subpath(url, options.get("path", ""))
 
-    if raw_path.startswith("?"):
-        # the query is not shown: it may hold a token (``?password=...``)
+    if "?" in raw_path:
+        # the query is not shown: it may hold a token (``?password=...``); a literal
+        # '?' in a repository path or ref is written %3F
         raise InvalidURLError(
             shown.partition("?")[0], "unexpected query string; options go in the #fragment"
         )
