@@ -474,6 +474,8 @@ class Reconciler:
         :class:`~gitops.errors.SyncInterrupted` carrying the partial result.
         """
         started = datetime.now(UTC)
+        if plan is not None:
+            self._check_plan_is_ours(plan)  # before the lock, which may create the target
         lock = (
             contextlib.nullcontext() if self.options.dry_run else self.target.lock(self.name)
         )
@@ -504,9 +506,14 @@ class Reconciler:
                        revision=plan.revision, warning=True)
         return result
 
-    def _check_given_plan(self, plan: Plan) -> None:
+    def _check_plan_is_ours(self, plan: Plan) -> None:
         if plan.name != self.name:
             raise InputError(f"plan is for inventory {plan.name!r}, not {self.name!r}")
+        if plan.target != self.target.url:
+            raise InputError(f"plan is for target {plan.target}, not {self.target.url}")
+
+    def _check_given_plan(self, plan: Plan) -> None:
+        """Under the lock: is the plan still true of the target?"""
         if self.options.dry_run:
             return
         now = self.target.read_inventory(self.name)

@@ -367,3 +367,13 @@ class _StableLive(MemoryTarget):
                 self._seen[key] = known
             stable[key] = known[1]
         return stable
+
+
+def test_a_plan_for_another_target_is_refused(src: Path, tmp_path: Path) -> None:
+    from gitops.errors import InputError
+    from gitops.targets.filetree import FileTreeTarget
+
+    plan = rec(src, FileTreeTarget(tmp_path / "one")).plan()
+    with pytest.raises(InputError, match="plan is for target dir:"):
+        rec(src, FileTreeTarget(tmp_path / "two")).sync(plan)
+    assert not (tmp_path / "two").exists()
