@@ -1056,6 +1056,57 @@ def test_property_fm_in_sync_means_the_next_apply_changes_nothing(
     assert not fm(new, patched).changed, result.patch
 
 
+def test_fm_an_item_that_leaves_the_key_out_does_not_hide_the_one_that_has_it() -> None:
+    """A counterexample of the property above: the port item ``{}`` matches any key, yet
+    the ``443`` item is the one that declares the 443 port's ``containerPort``."""
+    old: dict[str, Any] = {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "o", "namespace": "ns", "labels": {}},
+        "spec": {"replicas": 1, "template": {"metadata": {"labels": {}}, "spec": {"containers": [
+            {"name": "app", "image": "i:1", "env": [{"name": "A", "value": "1"}],
+             "ports": [{"containerPort": 80}, {"containerPort": 443}]},
+            {"name": "proxy", "image": "i:1"},
+        ]}}},
+    }
+    new: dict[str, Any] = {
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "o", "namespace": "ns"},
+        "spec": {"template": {"spec": {"containers": [
+            {"name": "app", "ports": [{}, {"containerPort": 443}]},
+        ]}}},
+    }
+    live = server_apply(None, old)
+    result = fm(new, live)
+    assert result.changed
+    paths = [op["path"] for op in result.patch]
+    assert "/spec/template/spec/containers/0/ports/0/containerPort" in paths  # port 80's goes
+    assert "/spec/template/spec/containers/0/ports/1/containerPort" not in paths  # 443's stays
+    assert not fm(new, server_apply(live, new)).changed
+    patched = jsonpatch.apply_patch(live, list(result.patch))
+    assert not fm(new, patched).changed, result.patch
+
+
+def test_fm_a_field_that_goes_by_key_but_is_declared_by_position_is_added_back() -> None:
+    """Removals pair list items by key, the patch walk (no list types) by position: when
+    they disagree, what the item at that position declares is put back after the removal."""
+    def deployment_with(ports: list[dict[str, Any]]) -> dict[str, Any]:
+        return {"apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": "o", "namespace": "ns"},
+                "spec": {"template": {"spec": {"containers": [
+                    {"name": "app", "image": "i:1", "ports": ports}]}}}}
+
+    live = server_apply(None, deployment_with([{"containerPort": 80}, {"containerPort": 443}]))
+    desired = deployment_with([{"containerPort": 443}, {}])
+    result = fm(desired, live)
+    assert result.patch == (
+        {"op": "remove", "path": "/spec/template/spec/containers/0/ports/0/containerPort"},
+        {"op": "add", "path": "/spec/template/spec/containers/0/ports/0/containerPort",
+         "value": 443},
+    )
+    assert "-        - containerPort: 80\n+        - containerPort: 443\n" in result.text
+    patched = jsonpatch.apply_patch(live, list(result.patch))
+    assert not fm(desired, patched).changed, result.patch
+
+
 @pytest.mark.parametrize("policy", [DriftPolicy(), EXACT, FM], ids=lambda p: p.mode.value)
 def test_a_bool_is_no_quantity(policy: DriftPolicy) -> None:
     desired: dict[str, Any] = {"apiVersion": "v1", "kind": "LimitRange",

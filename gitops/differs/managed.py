@@ -21,7 +21,8 @@ server default), is not.
     added, say).
 
 Items are matched by their key fields; a key field desired leaves out is not compared,
-except ``protocol``, which the server defaults to ``TCP`` before keying ports. Inside a
+except ``protocol``, which the server defaults to ``TCP`` before keying ports (an item
+that declares the whole key wins over one that leaves a key field out). Inside a
 value the manager owns whole (an atomic list or struct: a leaf of ``fieldsV1``), only
 the structural differ's subset rule applies: the server may default fields there.
 For explanations and ignore rules, :func:`field_owners` names the managers of a live
@@ -171,12 +172,7 @@ def _item(element: str, want: Any, have: list[Any]) -> tuple[int, Any, Any] | No
         index = next((n for n, item in enumerate(have) if _keyed(item, key)), -1)
         if index < 0:
             return None
-        wanted = (
-            next((item for item in want if _keyed(item, key)), _ABSENT)
-            if type(want) is list
-            else _ABSENT
-        )
-        return index, have[index], wanted
+        return index, have[index], _wanted(want, key) if type(want) is list else _ABSENT
     if tag == "v:":
         value = _json(text)
         if value is _BAD:
@@ -196,6 +192,20 @@ def _item(element: str, want: Any, have: list[Any]) -> tuple[int, Any, Any] | No
         wanted = want[index] if type(want) is list and index < len(want) else _ABSENT
         return index, have[index], wanted
     return None
+
+
+def _wanted(want: list[Any], key: dict[str, Any]) -> Any:
+    """The desired item with ``key``: one that declares every key field, else the first
+    that leaves some out (``_ABSENT`` if none). An item that leaves a key field out
+    matches any value of it, so it must never hide the item that declares the key."""
+    fallback = _ABSENT
+    for item in want:
+        if _keyed(item, key):
+            if all(name in item or name == "protocol" for name in key):
+                return item
+            if fallback is _ABSENT:
+                fallback = item
+    return fallback
 
 
 @functools.lru_cache(maxsize=4096)

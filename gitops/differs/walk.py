@@ -119,7 +119,16 @@ class Walker:
                 continue  # server-owned: never compared
             h = have.get(key, ABSENT)
             r = rm.get(key) if rm else None
-            if w is None or r is WHOLE:  # declares nothing, or declares it gone
+            if r is WHOLE and w is not None:
+                # it goes (removals pair list items by key), yet the item this walk pairs
+                # with it by position declares it: added back once the removals are done
+                value = w if rule is ABSENT else strip_ignored(w, rule)
+                projected[key], shown[key] = h, value
+                if not is_empty(value):
+                    self.ops.append({"op": "add", "path": f"{at}/{escape(key)}",
+                                     "value": copy_json(value)})
+                continue
+            if w is None:  # declares nothing (a removal below shows what goes)
                 shown[key] = w
                 if r is not None:
                     projected[key] = restrict(h, r)
