@@ -450,3 +450,32 @@ def test_property_keyed_diffs_are_consistent_and_patches_converge(
         deployment(c), deployment(theirs[name]), SUBSET).changed is False
         for name, c in ours.items())
     assert diff(desired, live, SUBSET).changed is not same
+
+
+@pytest.mark.parametrize("mode", [DriftMode.SUBSET, DriftMode.MANAGED])
+def test_a_key_twice_in_live_is_drift_and_the_patch_removes_the_second(mode: DriftMode) -> None:
+    """A JSON patch can set `env` FOO twice; the container sees the last one. Matching the
+    first alone would say "in sync" while the workload runs with the other value."""
+    def deployment(env: list[dict[str, str]]) -> dict[str, Any]:
+        return {"apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": "w", "namespace": "n"},
+                "spec": {"template": {"spec": {"containers": [
+                    {"name": "c", "image": "i", "env": env}]}}}}
+
+    policy = DriftPolicy(mode, field_manager="gitops" if mode is DriftMode.MANAGED else "",
+                         list_types=builtin_list_types())
+    desired = deployment([{"name": "FOO", "value": "good"}])
+    for live in (
+        deployment([{"name": "FOO", "value": "good"}, {"name": "FOO", "value": "evil"}]),
+        deployment([{"name": "BAR", "value": "x"}, {"name": "FOO", "value": "good"},
+                    {"name": "FOO", "value": "evil"}]),
+    ):
+        result = StructuralDiffer().diff(res(desired), res(live), policy)
+        assert result.changed, live
+        patched = jsonpatch.apply_patch(live, list(result.patch))
+        env = patched["spec"]["template"]["spec"]["containers"][0]["env"]
+        assert [e for e in env if e["name"] == "FOO"] == [{"name": "FOO", "value": "good"}]
+        assert not StructuralDiffer().diff(res(desired), res(patched), policy).changed
+    others = deployment([{"name": "FOO", "value": "good"}, {"name": "BAR", "value": "1"},
+                         {"name": "BAR", "value": "2"}])  # a key desired does not declare
+    assert not StructuralDiffer().diff(res(desired), res(others), policy).changed

@@ -346,16 +346,40 @@ def _keyed_equal(
             if not _map_equal(want, have, False, lists, names):
                 return False
         else:
-            return True
+            return len(desired) == len(live) or not _duplicates_desired(desired, live, keys)
     index: dict[Any, dict[str, Any]] = {}
+    twice: set[Any] = set()
     for item in live:
         if type(item) is dict:
-            index.setdefault(item_key(item, keys), item)
+            key = item_key(item, keys)
+            if key in index:
+                twice.add(key)
+            else:
+                index[key] = item
+    if twice and any(item_key(want, keys) in twice for want in desired):
+        return False  # a key desired declares is twice in live (see _duplicates_desired)
     for want in desired:
         have = index.get(item_key(want, keys))
         if have is None or not _map_equal(want, have, False, lists, names):
             return False
     return True
+
+
+def _duplicates_desired(
+    desired: list[dict[str, Any]], live: list[Any], keys: tuple[str, ...]
+) -> bool:
+    """Whether live holds a desired key twice (``env`` ``FOO`` set twice by a JSON patch):
+    the container sees the last one, so the first matching is no proof of being in sync."""
+    wanted = {item_key(item, keys) for item in desired}
+    seen: set[Any] = set()
+    for item in live:
+        if type(item) is dict:
+            key = item_key(item, keys)
+            if key in wanted:
+                if key in seen:
+                    return True
+                seen.add(key)
+    return False
 
 
 def _same_key(want: dict[str, Any], have: dict[str, Any], keys: tuple[str, ...]) -> bool:

@@ -254,9 +254,14 @@ class Walker:
     ) -> tuple[list[Any], list[Any]]:
         """A list keyed by ``keys``: items pair by key, live's order and others' items stay."""
         index: dict[Any, int] = {}
+        duplicates: set[int] = set()  # a key seen before: removed, the first one counts
         for i, item in enumerate(h):
             if type(item) is dict and not (rm and rm.get(i) is WHOLE):
-                index.setdefault(item_key(item, keys), i)
+                key = item_key(item, keys)
+                if key in index:
+                    duplicates.add(i)
+                else:
+                    index[key] = i
         pairs: dict[int, list[dict[str, Any]]] = {}
         added: list[dict[str, Any]] = []
         order: list[int] = []
@@ -273,6 +278,10 @@ class Walker:
         for i, item in enumerate(h):
             r = rm.get(i) if rm else None
             if r is WHOLE:
+                projected.append(item)
+                continue
+            if i in duplicates and index[item_key(item, keys)] in pairs:
+                self.ops.append({"op": "remove", "path": f"{at}/{position}"})
                 projected.append(item)
                 continue
             matched = pairs.get(i)
