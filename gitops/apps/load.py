@@ -33,13 +33,13 @@ def _problems(exc: ValidationError) -> str:
     """Each problem as ``field.path: message``; pydantic's messages never quote the input."""
     parts = []
     for error in exc.errors():
-        where = ".".join(str(p) for p in error["loc"]) or "document"
+        where = ".".join(str(p) for p in error["loc"])
         message = error["msg"].removeprefix("Value error, ")
         if error["type"] == "extra_forbidden":
             message = "unknown field"
         elif error["type"] == "literal_error":
             message = message.replace("Input should be", "must be")
-        parts.append(f"{where}: {message}")
+        parts.append(f"{where}: {message}" if where else message)
     return "; ".join(parts)
 
 

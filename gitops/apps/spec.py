@@ -221,6 +221,15 @@ class Application(_Model):
     metadata: Metadata
     spec: ApplicationSpec
 
+    @model_validator(mode="after")
+    def _dependencies(self) -> Application:
+        keys = self.dependencies
+        if self.key in keys:
+            raise ValueError("spec.dependsOn: an application cannot depend on itself")
+        if len(set(keys)) != len(keys):
+            raise ValueError("spec.dependsOn: an application is named twice")
+        return self
+
     @classmethod
     def from_object(cls, manifest: Mapping[str, Any]) -> Application:
         """The application a Kubernetes ``Application`` object declares.
