@@ -427,7 +427,13 @@ def test_reconciler_kwargs_sync_a_directory_into_a_mock_target(tmp_path: Path) -
         assert objects["greeting"]["data"] == {"text": "hello world"}
         inventory = target.read_inventory(app.inventory_name)
         assert inventory is not None and {k.name for k in inventory.keys} == {"greeting", "old"}
+    # the ignoreDifferences rule reached the engine: a change of /data/a alone is not drift
+    (src / "old.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: old, namespace: web}\ndata: {a: changed}\n")
+    assert sync().plan.changes == ()
     (src / "old.yaml").unlink()
-    assert sync().succeeded
+    pruned = sync()
+    assert pruned.succeeded and [(c.action, c.key.name) for c in pruned.plan.changes] == [
+        (gitops.Action.DELETE, "old")]
     with gitops.open_target(store) as target:
         assert {key.name for key in target.objects()} == {"greeting"}  # type: ignore[attr-defined]
