@@ -910,12 +910,7 @@ def validate_manifests(
     Places them as :func:`build_resources` does, unless ``default_namespace`` is None:
     then they are returned as declared (a renderer's output, for the engine to place).
     """
-    documents: list[Document] = []
-    for index, manifest in enumerate(manifests):
-        if isinstance(manifest, dict) and _is_list(manifest):
-            _flatten(manifest, path, index, "", documents)
-        else:
-            documents.append(Document(manifest, path, index))
+    documents = manifest_documents(manifests, path)
     if default_namespace is None:
         return check_documents(documents, limits=limits)
     return build_resources(
