@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -123,26 +123,38 @@ def test_run_survives_any_exception_of_one_iteration(src: Path) -> None:
     assert len(results) == 1 and results[0].succeeded
 
 
-class GoneTarget(MemoryTarget):
-    """An API server that goes away after the first write."""
+class RaisingTarget(MemoryTarget):
+    """Raises what ``fault(n)`` returns on the n-th real (not dry-run) apply, if anything."""
 
-    def __init__(self) -> None:
+    def __init__(self, fault: Callable[[int], BaseException | None]) -> None:
         super().__init__()
+        self.fault = fault
         self.applies = 0
 
     def apply(self, resource: Resource, *, dry_run: bool = False) -> Resource:
         if not dry_run:
             self.applies += 1
-            if self.applies > 1:
-                raise UnreachableError("connection refused")
+            error = self.fault(self.applies)
+            if error is not None:
+                raise error
         return super().apply(resource, dry_run=dry_run)
+
+
+def gone_after_the_first_write(n: int) -> BaseException | None:
+    """An API server that goes away after the first write."""
+    return UnreachableError("connection refused") if n > 1 else None
+
+
+def ctrl_c_on_the_second_write(n: int) -> BaseException | None:
+    """Ctrl-C arrives while the second object is being applied."""
+    return KeyboardInterrupt() if n == 2 else None
 
 
 def test_after_the_target_becomes_unreachable_the_rest_is_skipped_at_once(tmp_path: Path) -> None:
     root = tmp_path / "src"
     root.mkdir()
     write(root, {"all.yaml": [ns("apps"), *(cm(f"c{i}") for i in range(200))]})
-    target = GoneTarget()
+    target = RaisingTarget(gone_after_the_first_write)
     started = time.monotonic()
     result = rec(root, target, retries=5, retry_backoff=10.0, sleep=time.sleep).sync()
     assert time.monotonic() - started < 5, "no retry with backoff against a gone target"
@@ -156,23 +168,8 @@ def test_after_the_target_becomes_unreachable_the_rest_is_skipped_at_once(tmp_pa
     assert stored is not None and len(stored.keys) == 201, "everything that may exist stays owned"
 
 
-class InterruptedTarget(MemoryTarget):
-    """Ctrl-C arrives while the second object is being applied."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.applies = 0
-
-    def apply(self, resource: Resource, *, dry_run: bool = False) -> Resource:
-        if not dry_run:
-            self.applies += 1
-            if self.applies == 2:
-                raise KeyboardInterrupt
-        return super().apply(resource, dry_run=dry_run)
-
-
 def test_ctrl_c_abandons_the_resource_in_flight_and_keeps_the_inventory(src: Path) -> None:
-    target = InterruptedTarget()
+    target = RaisingTarget(ctrl_c_on_the_second_write)
     with pytest.raises(SyncInterrupted) as info:
         rec(src, target).sync()
     assert isinstance(info.value, KeyboardInterrupt)
