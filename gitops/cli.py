@@ -46,6 +46,8 @@ from gitops.model import (
     ResourceResult,
     SyncResult,
 )
+from gitops.operator.cli import COMMANDS as OPERATOR_COMMANDS
+from gitops.operator.cli import add_app_options, add_commands, cmd_app_sync
 from gitops.plugins import list_plugins
 from gitops.urls import scrub
 
@@ -84,10 +86,11 @@ def _parser() -> argparse.ArgumentParser:
                         help="log progress and show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def common(p: argparse.ArgumentParser) -> None:
+    def common(p: argparse.ArgumentParser, *, target_optional: bool = False) -> None:
         p.add_argument("source", metavar="SOURCE",
                        help="PATH, dir:PATH, git+https://..., oci://... (see docs/cli.md)")
-        p.add_argument("target", metavar="TARGET", help="dir:PATH, mock:, k8s:, k8s://CONTEXT")
+        p.add_argument("target", metavar="TARGET", nargs="?" if target_optional else None,
+                       help="dir:PATH, mock:, k8s:, k8s://CONTEXT")
         p.add_argument("--name", default=None,
                        help="inventory name: reconcilers with different names never prune "
                             "each other's objects (default: derived from SOURCE)")
@@ -115,8 +118,11 @@ def _parser() -> argparse.ArgumentParser:
     diff.add_argument("--no-diff", action="store_true", help="list changes without diffs")
     diff.add_argument("--explain", action="store_true",
                       help="say, for every field that differs but is not drift, why not")
-    sync = sub.add_parser("sync", help="make the target match the source")
-    common(sync)
+    sync = sub.add_parser(
+        "sync", help="make the target match the source (or: sync APP -f FILE, an application now)"
+    )
+    common(sync, target_optional=True)
+    add_app_options(sync)
     sync.add_argument("--dry-run", action="store_true",
                       help="validate and report, write nothing (not even the target folder)")
     sync.add_argument("--no-diff", action="store_true", help="list changes without diffs")
@@ -131,6 +137,7 @@ def _parser() -> argparse.ArgumentParser:
     push.add_argument("-o", "--output", choices=("text", "json"), default="text")
     push.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
                       help=argparse.SUPPRESS)
+    add_commands(sub)
     plugins = sub.add_parser("plugins", help="list installed sources, targets, differs, renderers")
     plugins.add_argument("-o", "--output", choices=("text", "json"), default="text")
     plugins.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
@@ -443,6 +450,12 @@ def _print_explanations(explained: list[tuple[Resource, list[Explanation]]], out
 
 
 def _cmd_sync(args: argparse.Namespace, out: _Output) -> int:
+    if args.file or args.kubeconfig is not None or args.context is not None:
+        if args.target is not None:
+            raise InputError("sync takes SOURCE TARGET, or APP with -f FILE / --kubeconfig")
+        return cmd_app_sync(args, out)
+    if args.target is None:
+        raise InputError("sync needs SOURCE and TARGET (or APP -f FILE to sync an application)")
     with _reconciler(args, dry_run=args.dry_run) as reconciler:
         plan = reconciler.plan()
         if args.output == "text":
@@ -515,6 +528,7 @@ def _json(data: Any, out: _Output) -> None:
 Command = Callable[[argparse.Namespace, _Output], int]
 _COMMANDS: dict[str, Command] = {
     "diff": _cmd_diff, "sync": _cmd_sync, "plugins": _cmd_plugins, "push": _cmd_push,
+    **OPERATOR_COMMANDS,  # they write to anything with .write()
 }
 
 

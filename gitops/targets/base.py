@@ -40,6 +40,9 @@ class Target(ABC):
     supports_health: ClassVar[bool] = False
     #: :meth:`watch` reports drift (``Reconciler.run`` then syncs at once).
     supports_watch: ClassVar[bool] = False
+    #: :meth:`read_status` and :meth:`write_status` keep the operator's record of an
+    #: application (its sync history, whether it is suspended) beside its inventory.
+    supports_status: ClassVar[bool] = False
 
     #: The plugin's one options model, filled from URL query and keyword arguments.
     Options: ClassVar[type[PluginOptions]] = PluginOptions
@@ -164,6 +167,18 @@ class Target(ABC):
         Never credentials. Default: ``{}``.
         """
         return {}
+
+    def read_status(self, inventory: str) -> dict[str, Any] | None:
+        """The status record the operator keeps for ``inventory``, or None if none was written.
+
+        A JSON object the target stores as is (only when ``supports_status``): sync
+        history and suspension of ``gitops run`` applications live where their objects do.
+        """
+        raise NotSupportedError(f"{self.url}: target keeps no application status")
+
+    def write_status(self, inventory: str, status: Mapping[str, Any]) -> None:
+        """Store the status record of ``inventory`` atomically (only when ``supports_status``)."""
+        raise NotSupportedError(f"{self.url}: target keeps no application status")
 
     def health(self, resource: Resource) -> HealthStatus:
         """Assess the health of a live object (only when ``supports_health``)."""

@@ -37,7 +37,9 @@ __all__ = [
 ]
 
 #: The target methods a call record (and a fault) can name.
-METHODS: tuple[str, ...] = ("live", "apply", "delete", "read_inventory", "write_inventory")
+METHODS: tuple[str, ...] = (
+    "live", "apply", "delete", "read_inventory", "write_inventory", "read_status", "write_status",
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,7 @@ change state.
 from __future__ import annotations
 
 import contextlib
+import copy
 import threading
 import uuid
 from collections import Counter
@@ -170,6 +171,7 @@ class _Server:
         self.lock = threading.RLock()
         self.objects: dict[ResourceKey, dict[str, Any]] = {}
         self.inventories: dict[str, Inventory] = {}
+        self.statuses: dict[str, dict[str, Any]] = {}
         self.calls: list[Call] = []
         self.scopes = dict(scopes or {})
         self.status_factory = status_factory
@@ -259,6 +261,7 @@ class MemoryTarget(Target):
     scheme: ClassVar[str] = "mock"
     supports_dry_run: ClassVar[bool] = True
     supports_health: ClassVar[bool] = True
+    supports_status: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -390,6 +393,20 @@ class MemoryTarget(Target):
         copied = _copy_inventory(inventory)
         with self._server.lock:
             self._server.inventories[name] = copied
+
+    def read_status(self, inventory: str) -> dict[str, Any] | None:
+        """The operator's record of ``inventory`` (a deep copy), or None."""
+        self._call("read_status", None)
+        with self._server.lock:
+            record = self._server.statuses.get(inventory)
+        return None if record is None else copy.deepcopy(record)
+
+    def write_status(self, inventory: str, status: Mapping[str, Any]) -> None:
+        """Store a deep copy of the operator's record of ``inventory``."""
+        self._call("write_status", None)
+        copied = copy.deepcopy(dict(status))
+        with self._server.lock:
+            self._server.statuses[inventory] = copied
 
     def is_namespaced(self, group: str, kind: str) -> bool | None:
         key = f"{kind}.{group}" if group else kind

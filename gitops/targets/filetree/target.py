@@ -42,6 +42,7 @@ _Dumper: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 _META = ".gitops"
 _LEDGER = (_META, "dirs.json")
 _INVENTORY_DIR = (_META, "inventory")
+_STATUS_DIR = (_META, "status")
 _LOCK = (_META, locking.LOCK_FILE)
 
 
@@ -87,6 +88,7 @@ class FileTreeTarget(Target):
 
     scheme: ClassVar[str] = "dir"
     supports_dry_run: ClassVar[bool] = True
+    supports_status: ClassVar[bool] = True
     Options: ClassVar[type[PluginOptions]] = FileTreeOptions
 
     def __init__(
@@ -515,6 +517,35 @@ class FileTreeTarget(Target):
         with self._errors_as(TargetError, None, rel), self._open_root(write=True) as root_fd:
             assert root_fd is not None
             self._write_meta(root_fd, parts, data)
+
+    def read_status(self, inventory: str) -> dict[str, Any] | None:
+        """The operator's record of ``inventory`` (``.gitops/status/<name>.json``), or None.
+
+        TargetError naming the file when it is not a JSON object.
+        """
+        rel = "/".join((*_STATUS_DIR, inventory_file(inventory)))
+        with self._open_root(write=False) as root_fd:
+            if root_fd is None:
+                return None
+            with Folders(root_fd) as folders:
+                data = self._read(folders, rel)
+        if data is None:
+            return None
+        try:
+            document = json.loads(data)
+        except ValueError as exc:
+            raise self._failure(rel, f"corrupt status record: {exc}") from exc
+        if not isinstance(document, dict):
+            raise self._failure(rel, "corrupt status record: not a JSON object")
+        return document
+
+    def write_status(self, inventory: str, status: Mapping[str, Any]) -> None:
+        """Store the operator's record of ``inventory`` as JSON, atomically."""
+        parts = (*_STATUS_DIR, inventory_file(inventory))
+        with self._errors_as(TargetError, None, "/".join(parts)), \
+                self._open_root(write=True) as root_fd:
+            assert root_fd is not None
+            self._write_meta(root_fd, parts, _json_bytes(dict(status)))
 
     def owners(self, keys: Iterable[ResourceKey], inventory: str) -> Mapping[ResourceKey, str]:
         """The keys among ``keys`` that inventories other than ``inventory`` list: key ->

@@ -29,10 +29,11 @@ Every error it raises carries ``url`` (the target's).
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, ClassVar, NamedTuple, Self
 
 from gitops.errors import ApplyError, ConflictError, TargetError
@@ -70,7 +71,7 @@ from gitops.targets.kubernetes.errors import (
 )
 from gitops.targets.kubernetes.openapi import cluster_list_types
 from gitops.targets.kubernetes.options import KubernetesOptions, parse_url
-from gitops.targets.kubernetes.parents import Parents
+from gitops.targets.kubernetes.parents import CONFIGMAPS, Parents
 
 __all__ = ["KubernetesTarget"]
 
@@ -106,6 +107,7 @@ class KubernetesTarget(Target):
     dry_run_needs_prerequisites: ClassVar[bool] = True
     supports_health: ClassVar[bool] = True
     supports_watch: ClassVar[bool] = True
+    supports_status: ClassVar[bool] = True
     Options: ClassVar[type[PluginOptions]] = KubernetesOptions
 
     def __init__(
@@ -625,6 +627,50 @@ class KubernetesTarget(Target):
             except (StatusError, TransportError) as exc:  # the next read will retry
                 log.info("cannot watch %s yet: %s", kind, exc)
 
+    def read_status(self, inventory: str) -> dict[str, Any] | None:
+        """The operator's record of ``inventory``: ConfigMap ``gitops-status-NAME``, or None.
+
+        Kept beside the ApplySet parent (same namespace), in key ``status.json``.
+        """
+        path = CONFIGMAPS.item(self.options.inventory_namespace, _status_map(inventory))
+        try:
+            obj = self.client.request("GET", path, verb="get")
+        except StatusError as exc:
+            if exc.code == 404:
+                return None
+            raise TargetError(f"reading the status of {inventory}: {exc}", url=self.url) from exc
+        except TransportError as exc:
+            raise TargetError(f"reading the status of {inventory}: {exc}", url=self.url) from exc
+        text = ((obj or {}).get("data") or {}).get(_STATUS_KEY)
+        try:
+            document = json.loads(text) if isinstance(text, str) else None
+        except ValueError:
+            document = None
+        if not isinstance(document, dict):
+            raise TargetError(
+                f"ConfigMap {self.options.inventory_namespace}/{_status_map(inventory)}: "
+                f"key {_STATUS_KEY} is not a JSON object", url=self.url,
+            )
+        return document
+
+    def write_status(self, inventory: str, status: Mapping[str, Any]) -> None:
+        """Store the operator's record of ``inventory`` (server-side apply of its ConfigMap)."""
+        namespace = self.options.inventory_namespace
+        name = _status_map(inventory)
+        body = {
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": name, "namespace": namespace,
+                         "labels": {"app.kubernetes.io/managed-by": "gitops"}},
+            "data": {_STATUS_KEY: json.dumps(dict(status), sort_keys=True)},
+        }
+        query = [("fieldManager", self.options.field_manager), ("force", "true")]
+        try:
+            self._ensure_namespace(namespace)
+            self.client.request("PATCH", CONFIGMAPS.item(namespace, name), query=query,
+                                body=body, content_type=http.APPLY_PATCH, verb="patch")
+        except (StatusError, TransportError) as exc:
+            raise TargetError(f"writing the status of {inventory}: {exc}", url=self.url) from exc
+
     def _applyset_of(self, inventory: str) -> ApplySet:
         applyset = self._applysets.get(inventory)
         if applyset is None:
@@ -683,3 +729,10 @@ def _seen(obj: dict[str, Any]) -> _Seen:
     labels = metadata.get("labels") or {}
     return _Seen(str(labels.get(PART_OF_LABEL) or ""), str(metadata.get("uid") or ""))
 
+
+_STATUS_KEY = "status.json"
+
+
+def _status_map(inventory: str) -> str:
+    """The ConfigMap holding the operator's record of ``inventory``."""
+    return f"gitops-status-{inventory}"

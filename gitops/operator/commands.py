@@ -1,0 +1,178 @@
+"""What ``gitops status``, ``history``, ``sync``, ``rollback``, ``suspend`` and ``resume`` do.
+
+Each works on a :class:`Catalog`: where applications are declared and where their
+status lives. :class:`FileCatalog` reads YAML files (status in each target's record),
+so the commands work whether or not a ``gitops run`` process is running: a sync or a
+rollback runs here, under the target's lock, and the running process sees the new
+status at its next reconcile. The cluster catalog (``--kubeconfig``) is in
+:mod:`gitops.operator.cluster`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol
+
+from gitops.apps.spec import Application, split_ref
+from gitops.errors import InputError
+from gitops.operator.files import ApplicationFiles, TargetStatusStore
+from gitops.operator.reconcile import AppReconciler, ReconcileOutcome
+from gitops.operator.status import AppStatus, StatusStore, SyncRecord
+
+__all__ = [
+    "Catalog",
+    "FileCatalog",
+    "find_application",
+    "resolve_revision",
+    "rollback",
+    "run_once",
+    "set_suspended",
+    "sync_now",
+]
+
+
+class Catalog(Protocol):
+    """Where applications are declared and their status kept."""
+
+    @property
+    def store(self) -> StatusStore: ...
+
+    def applications(self) -> list[Application]: ...
+
+    def suspend(self, app: Application, suspended: bool, reason: str) -> None:
+        """Suspend (or resume) automated reconciles of ``app``."""
+
+    def close(self) -> None: ...
+
+
+class FileCatalog:
+    """Applications from YAML files; status in each application's target."""
+
+    def __init__(self, paths: Sequence[str | Path]) -> None:
+        self.files = ApplicationFiles(paths)
+        self._store = TargetStatusStore()
+        self._apps: list[Application] | None = None
+
+    @property
+    def store(self) -> TargetStatusStore:
+        return self._store
+
+    def applications(self) -> list[Application]:
+        if self._apps is None:
+            self._apps = self.files.load()
+        return list(self._apps)
+
+    def suspend(self, app: Application, suspended: bool, reason: str) -> None:
+        if not suspended and app.spec.suspend:
+            raise InputError(
+                f"{app.key}: spec.suspend is true in its file; set it to false there to resume"
+            )
+        status = self._store.read(app) or AppStatus()
+        self._store.write(app, status.model_copy(update={
+            "suspended": suspended, "suspended_reason": reason if suspended else "",
+        }))
+
+    def close(self) -> None:
+        self._store.close()
+
+
+def find_application(catalog: Catalog, ref: str) -> Application:
+    """The application ``NAME`` or ``NAMESPACE/NAME`` names; InputError if none or several."""
+    apps = catalog.applications()
+    try:
+        namespace, name = split_ref(ref) if "/" in ref else ("", split_ref(ref)[1])
+    except ValueError as exc:
+        raise InputError(f"{ref!r}: {exc}") from None
+    found = [a for a in apps if a.name == name and (not namespace or a.namespace == namespace)]
+    if not found:
+        known = ", ".join(sorted(a.key for a in apps)) or "none"
+        raise InputError(f"no application {ref!r} (applications: {known})")
+    if len(found) > 1:
+        raise InputError(f"{ref!r} names several applications "
+                         f"({', '.join(a.key for a in found)}); write NAMESPACE/NAME")
+    return found[0]
+
+
+def sync_now(catalog: Catalog, app: Application, *, revision: str | None = None,
+             rollback: bool = False) -> ReconcileOutcome:
+    """Reconcile ``app`` here and now (a person asked), whatever ``selfHeal`` says."""
+    runner = AppReconciler(app, catalog.store)
+    try:
+        return runner.reconcile("rollback" if rollback else "manual", revision=revision)
+    finally:
+        runner.close()
+
+
+def resolve_revision(status: AppStatus | None, revision: str) -> str:
+    """The full revision a history entry records for ``revision`` (a prefix or a short SHA
+    is enough when exactly one entry matches), else ``revision`` as given."""
+    history: tuple[SyncRecord, ...] = status.history if status is not None else ()
+    revisions = {r.revision for r in history}
+    if revision in revisions:
+        return revision
+    matches = {r for r in revisions
+               if r.startswith(revision) or r.rpartition(":")[2].startswith(revision)}
+    return matches.pop() if len(matches) == 1 else revision
+
+
+def run_once(catalog: Catalog) -> list[tuple[Application, ReconcileOutcome | None]]:
+    """Reconcile every application once, dependencies first (``gitops run --once``).
+
+    An application whose dependency is not Ready after its own reconcile is not
+    reconciled (its outcome is None); suspended applications are skipped the same way.
+    """
+    apps = {a.key: a for a in catalog.applications()}
+    done: dict[str, ReconcileOutcome | None] = {}
+    order: list[Application] = []
+    visiting: set[str] = set()
+
+    def visit(app: Application) -> None:
+        if app.key in visiting or app in order:
+            return
+        visiting.add(app.key)
+        for dep in app.dependencies:
+            if dep in apps:
+                visit(apps[dep])
+        order.append(app)
+
+    for app in apps.values():
+        visit(app)
+    for app in order:
+        status = catalog.store.read(app)
+        blocked = [d for d in app.dependencies
+                   if (o := done.get(d)) is None or not o.status.ready]
+        if blocked or app.spec.suspend or (status is not None and status.suspended):
+            done[app.key] = None
+            continue
+        runner = AppReconciler(app, catalog.store)
+        try:
+            done[app.key] = runner.reconcile("start")
+        finally:
+            runner.close()
+    return [(app, done[app.key]) for app in order]
+
+
+def rollback(catalog: Catalog, app: Application, revision: str, *,
+             force: bool = False) -> ReconcileOutcome:
+    """Apply an earlier ``revision`` of ``app`` and suspend its automation.
+
+    Refused (InputError) when ``selfHeal`` is on unless ``force``: automated sync would
+    put the newer revision back (Argo CD refuses the same way). Suspended only when the
+    rollback succeeded; ``gitops resume`` lets automation apply the source again.
+    """
+    if app.spec.self_heal and not force:
+        raise InputError(
+            f"{app.key}: selfHeal is on, so automation would undo a rollback; pass --force "
+            "to roll back and suspend automation, or set selfHeal: false"
+        )
+    wanted = resolve_revision(catalog.store.read(app), revision)
+    outcome = sync_now(catalog, app, revision=wanted, rollback=True)
+    if not outcome.failed:
+        set_suspended(catalog, app, True, f"rolled back to {wanted}")
+    return outcome
+
+
+def set_suspended(catalog: Catalog, app: Application, suspended: bool, reason: str = "") -> None:
+    """Suspend or resume automated reconciles of ``app`` (``gitops suspend``/``resume``)."""
+    catalog.suspend(app, suspended, reason or ("suspended by gitops suspend" if suspended else ""))

@@ -1,0 +1,114 @@
+"""What ``gitops run`` and ``gitops controller`` share: the scheduler with its metrics,
+notifications, HTTP endpoints (``/metrics``, ``/healthz``, ``/readyz``) and webhooks.
+
+:class:`Runtime` builds them from the command-line flags
+(:func:`gitops.operator.cli.add_runtime_options`), starts the servers before the
+scheduler (a taken port fails at once, before anything is reconciled) and stops them
+all in the reverse order, letting the syncs in flight finish.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from types import TracebackType
+from typing import Self
+
+from gitops.errors import InputError
+from gitops.operator.httpserver import Server, operator_routes, serve
+from gitops.operator.logs import configure_logging
+from gitops.operator.metrics import OperatorMetrics
+from gitops.operator.notify import Notifier
+from gitops.operator.scheduler import Operator
+from gitops.operator.status import StatusStore
+from gitops.operator.webhooks import PushEvent, read_secret_file, source_repository, webhook_routes
+
+__all__ = ["Runtime", "configure", "matching_applications"]
+
+log = logging.getLogger("gitops.operator")
+
+
+def configure(args: argparse.Namespace) -> None:
+    """Logging as ``--log-format`` and ``--log-level`` say."""
+    configure_logging(args.log_format, args.log_level)
+
+
+def matching_applications(operator: Operator, event: PushEvent) -> list[str]:
+    """The applications whose git source is the pushed repository and branch."""
+    keys = []
+    for key, app in operator.applications().items():
+        found = source_repository(app.spec.source.url)
+        if found is None:
+            continue
+        repository, branch = found
+        if repository not in event.repositories:
+            continue
+        if branch is None or event.branch is None or branch == event.branch or (
+                event.tag is not None and branch == event.tag):
+            keys.append(key)
+    return sorted(keys)
+
+
+class Runtime:
+    """The scheduler and its servers, built from the command line; a context manager."""
+
+    def __init__(self, args: argparse.Namespace, store: StatusStore, *, workers: int = 4) -> None:
+        self._args = args
+        self.metrics = OperatorMetrics()
+        self.notifier = Notifier(args.notify) if args.notify else None
+        self.operator = Operator(store, workers=getattr(args, "workers", workers),
+                                 metrics=self.metrics, notifier=self.notifier)
+        self.servers: list[Server] = []
+        self._secret: bytes | None = None
+        if args.webhook_addr:
+            if not args.webhook_secret_file:
+                raise InputError("--webhook-addr needs --webhook-secret-file PATH")
+            self._secret = read_secret_file(args.webhook_secret_file)
+        self._started = False
+
+    def ready(self) -> bool:
+        """Serving: the scheduler runs (``/readyz``)."""
+        return self._started
+
+    def start(self) -> None:
+        """Start the HTTP servers, then the scheduler."""
+        args = self._args
+        if args.metrics_addr and args.metrics_addr != "off":
+            self.servers.append(serve(args.metrics_addr,
+                                      operator_routes(self.metrics, self.ready), name="metrics"))
+            log.info("metrics on %s", self.servers[-1].url)
+        if self._secret is not None:
+            routes = webhook_routes(self._secret, on_push=self._on_push, on_app=self._on_app)
+            self.servers.append(serve(args.webhook_addr, routes, name="webhooks"))
+            log.info("webhooks on %s", self.servers[-1].url)
+        self.operator.start()
+        self._started = True
+
+    def _on_push(self, event: PushEvent) -> int:
+        keys = matching_applications(self.operator, event)
+        for key in keys:
+            self.operator.trigger(key, "webhook")
+        log.info("push to %s (%s): %d applications triggered", ", ".join(sorted(
+            event.repositories)), event.branch or event.tag or "?", len(keys),
+            extra={"reason": "WebhookPush", "revision": event.revision})
+        return len(keys)
+
+    def _on_app(self, key: str) -> bool:
+        return self.operator.trigger(key, "webhook")
+
+    def close(self) -> None:
+        """Stop the scheduler (syncs in flight finish), the servers and the notifier."""
+        self._started = False
+        self.operator.stop()
+        for server in reversed(self.servers):
+            server.close()
+        self.servers.clear()
+        if self.notifier is not None:
+            self.notifier.close(5.0)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()

@@ -1,0 +1,387 @@
+"""The operator's scheduler: keep many applications converged with a bounded worker pool.
+
+Each application is reconciled once at start, then every ``spec.interval`` (with
+jitter, so a thousand applications with the same interval do not all poll at once),
+at once when something asks (a target watch event, a webhook, ``gitops sync``, a
+dependency that became Ready), and after a failure on ``spec.retry``'s exponential
+backoff. At most one reconcile of an application runs at a time; a request that
+arrives meanwhile runs right after it. ``spec.dependsOn`` holds an application back
+until every application it names is Ready. ``spec.suspend`` (or ``gitops suspend``)
+stops automated reconciles; :meth:`Operator.stop` lets the syncs in flight finish.
+
+Everything here is in-process and backend-neutral: where applications come from (files,
+a cluster) and where their status goes is the caller's (:class:`StatusStore`).
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from gitops.apps.spec import Application
+from gitops.model import Event
+from gitops.operator.reconcile import AppReconciler, ReconcileOutcome
+from gitops.operator.status import AppStatus, StatusStore, Trigger
+
+__all__ = ["Metrics", "Notifier", "Operator", "StatusCallback"]
+
+log = logging.getLogger("gitops.operator")
+
+#: ``callback(app, status, reason)`` after each reconcile, once per reason (``SyncSucceeded``…).
+StatusCallback = Callable[[Application, AppStatus, str], None]
+
+_DEPENDENCY_RECHECK = 30.0  # seconds between looks at a dependency that is not Ready
+
+
+class Metrics(Protocol):
+    """What the scheduler reports to (``gitops.operator.metrics.OperatorMetrics``)."""
+
+    def reconciled(self, app: str, result: str, seconds: float) -> None: ...
+    def app_state(self, app: str, *, out_of_sync: bool, healthy: bool, resources: int) -> None: ...
+    def source_fetched(self, seconds: float) -> None: ...
+    def forget(self, app: str) -> None: ...
+
+
+class Notifier(Protocol):
+    """Where notifications go (``gitops.operator.notify.Notifier``); must not block."""
+
+    def notify(self, app: str, reason: str, revision: str, message: str) -> None: ...
+
+
+@dataclass(slots=True)
+class _Entry:
+    app: Application
+    runner: AppReconciler
+    due: float = 0.0
+    trigger: Trigger = "start"
+    failures: int = 0
+    running: bool = False
+    #: a request that came while running: run again right after
+    again: Trigger | None = None
+    removed: bool = False
+    token: int = 0
+    ready: bool = False
+    done: threading.Event = field(default_factory=threading.Event)
+
+
+class Operator:
+    """Keeps a set of applications converged; see the module documentation."""
+
+    def __init__(
+        self,
+        store: StatusStore,
+        *,
+        workers: int = 4,
+        metrics: Metrics | None = None,
+        notifier: Notifier | None = None,
+        jitter: float = 0.1,
+        seed: int | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if workers < 1:
+            raise ValueError("workers must be at least 1")
+        self._store = store
+        self._workers = workers
+        self._metrics = metrics
+        self._notifier = notifier
+        self._jitter = jitter
+        self._random = random.Random(seed)
+        self._clock = clock
+        self._entries: dict[str, _Entry] = {}
+        self._heap: list[tuple[float, int, str]] = []
+        self._seq = itertools.count()
+        self._cond = threading.Condition()
+        self._callbacks: list[StatusCallback] = []
+        self._pool: ThreadPoolExecutor | None = None
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+        self._active = 0
+
+    # -- the application set ---------------------------------------------------------------
+
+    def set_applications(self, apps: Iterable[Application]) -> None:
+        """Make ``apps`` the set kept converged: new and changed ones are reconciled at once,
+        ones no longer listed are dropped (their objects stay: removing an application
+        from the operator is not deleting it)."""
+        wanted = {app.key: app for app in apps}
+        with self._cond:
+            for key in [k for k in self._entries if k not in wanted]:
+                self._remove(key)
+            for key, app in wanted.items():
+                entry = self._entries.get(key)
+                if entry is None:
+                    self._entries[key] = entry = _Entry(app, self._runner(app))
+                    self._schedule(entry, 0.0, "start")
+                elif entry.app != app:
+                    entry.app = app
+                    entry.runner.update(app)
+                    entry.failures = 0
+                    self._schedule(entry, 0.0, "reload")
+            self._cond.notify_all()
+
+    def _runner(self, app: Application) -> AppReconciler:
+        return AppReconciler(
+            app, self._store, on_event=_log_event,
+            on_fetch=self._metrics.source_fetched if self._metrics is not None else None,
+            watch=self._watched,
+        )
+
+    def _watched(self, app: Application) -> None:
+        """A target reported drift of one of ``app``'s objects: reconcile it now."""
+        self.trigger(app.key, "watch")
+
+    def _remove(self, key: str) -> None:
+        entry = self._entries.pop(key)
+        entry.removed = True
+        if not entry.running:
+            entry.runner.close()
+        if self._metrics is not None:
+            self._metrics.forget(key)
+
+    def applications(self) -> dict[str, Application]:
+        """The applications kept converged, by key (``namespace/name``)."""
+        with self._cond:
+            return {k: e.app for k, e in self._entries.items()}
+
+    def status(self, key: str) -> AppStatus | None:
+        """The last status of application ``key`` (None if unknown or never reconciled)."""
+        with self._cond:
+            entry = self._entries.get(key)
+        return None if entry is None else entry.runner.stored_status()
+
+    def runner(self, key: str) -> AppReconciler | None:
+        """The reconciler of application ``key`` (its open source and target)."""
+        with self._cond:
+            entry = self._entries.get(key)
+        return None if entry is None else entry.runner
+
+    def on_status(self, callback: StatusCallback) -> None:
+        """Call ``callback(app, status, reason)`` after each reconcile, once per reason."""
+        self._callbacks.append(callback)
+
+    def trigger(self, key: str, reason: Trigger) -> bool:
+        """Reconcile ``key`` as soon as a worker is free; False if no such application."""
+        with self._cond:
+            entry = self._entries.get(key)
+            if entry is None:
+                return False
+            if entry.running:
+                entry.again = reason
+            else:
+                self._schedule(entry, 0.0, reason)
+            self._cond.notify_all()
+            return True
+
+    def wait(self, key: str, timeout: float) -> bool:
+        """Wait until application ``key`` finished a reconcile after this call; False on timeout."""
+        with self._cond:
+            entry = self._entries.get(key)
+            if entry is None:
+                return False
+            entry.done.clear()
+        return entry.done.wait(timeout)
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the dispatcher and the worker pool."""
+        with self._cond:
+            if self._thread is not None:
+                return
+            self._stopping = False
+            self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="gitops-worker")
+            self._thread = threading.Thread(target=self._dispatch, name="gitops-scheduler",
+                                            daemon=True)
+            self._thread.start()
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop scheduling; let the reconciles in flight finish; close every application."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+            thread, pool = self._thread, self._pool
+        if thread is not None:
+            thread.join(timeout)
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+        with self._cond:
+            self._thread = self._pool = None
+            for entry in self._entries.values():
+                entry.runner.close()
+
+    @property
+    def idle(self) -> bool:
+        """No reconcile is running or due now."""
+        with self._cond:
+            due = self._heap and self._heap[0][0] <= self._clock()
+            return self._active == 0 and not due
+
+    # -- scheduling ------------------------------------------------------------------------
+
+    def _schedule(self, entry: _Entry, delay: float, trigger: Trigger) -> None:
+        """(Re)schedule ``entry`` ``delay`` seconds from now (an earlier time wins)."""
+        due = self._clock() + delay
+        if entry.token and entry.due <= due:
+            return  # already due sooner
+        entry.token = next(self._seq)
+        entry.due, entry.trigger = due, trigger
+        heapq.heappush(self._heap, (due, entry.token, entry.app.key))
+
+    def _interval(self, entry: _Entry) -> float:
+        base = float(entry.app.spec.interval)
+        return base * (1 + self._jitter * (2 * self._random.random() - 1))
+
+    def _dispatch(self) -> None:
+        while True:
+            with self._cond:
+                entry = self._next_due()
+                if entry is None:
+                    return
+                entry.running = True
+                entry.token = 0
+                trigger = entry.trigger
+                self._active += 1
+            assert self._pool is not None
+            try:
+                self._pool.submit(self._work, entry, trigger)
+            except RuntimeError:  # shut down meanwhile
+                with self._cond:
+                    entry.running = False
+                    self._active -= 1
+                return
+
+    def _next_due(self) -> _Entry | None:
+        """Wait for the next entry due (with the condition held); None when stopping."""
+        while not self._stopping:
+            now = self._clock()
+            while self._heap:
+                due, token, key = self._heap[0]
+                entry = self._entries.get(key)
+                if entry is None or entry.token != token:
+                    heapq.heappop(self._heap)  # superseded or removed
+                    continue
+                if due > now:
+                    break
+                if self._active >= self._workers:
+                    break
+                heapq.heappop(self._heap)
+                entry.token = 0
+                if not self._may_run(entry):
+                    continue
+                return entry
+            wait = self._heap[0][0] - now if self._heap and self._active < self._workers else None
+            self._cond.wait(timeout=None if wait is None else max(wait, 0.0))
+        return None
+
+    def _may_run(self, entry: _Entry) -> bool:
+        """Dependencies: reschedules an entry whose dependencies are not Ready yet."""
+        app = entry.app
+        waiting = [d for d in app.dependencies if not self._ready(d)]
+        if waiting and entry.trigger != "manual":
+            log.info("%s: waiting for %s to be Ready", app.key, ", ".join(waiting),
+                     extra={"app": app.key, "reason": "DependencyNotReady"})
+            self._schedule(entry, min(float(app.spec.interval), _DEPENDENCY_RECHECK), "dependency")
+            return False
+        return True
+
+    def _ready(self, key: str) -> bool:
+        entry = self._entries.get(key)
+        return entry is not None and entry.ready
+
+    # -- work ------------------------------------------------------------------------------
+
+    def _work(self, entry: _Entry, trigger: Trigger) -> None:
+        app = entry.app
+        outcome: ReconcileOutcome | None = None
+        skipped = False
+        try:
+            entry.runner.forget_status()  # `gitops sync`/`suspend` may have written it
+            if trigger != "manual" and (app.spec.suspend or entry.runner.stored_status().suspended):
+                skipped = True
+            else:
+                outcome = entry.runner.reconcile(trigger)
+        except Exception as exc:  # the status store failed: keep the operator alive
+            log.error("%s: reconcile failed: %s", app.key, exc, extra={"app": app.key})
+        finally:
+            with self._cond:
+                self._finish(entry, outcome, skipped=skipped)
+                self._cond.notify_all()
+        if outcome is not None:
+            self._report(entry.app, outcome)
+
+    def _finish(self, entry: _Entry, outcome: ReconcileOutcome | None, *,
+                skipped: bool = False) -> None:
+        """Bookkeeping after a reconcile (condition held): next due time, dependents."""
+        self._active -= 1
+        entry.running = False
+        entry.done.set()
+        if entry.removed:
+            entry.runner.close()
+            return
+        if skipped:  # suspended: look again at the next interval
+            entry.again = None
+            self._schedule(entry, self._interval(entry), "interval")
+            return
+        failed = outcome is None or outcome.failed
+        was_ready = entry.ready
+        entry.ready = outcome is not None and outcome.status.ready
+        if failed:
+            entry.failures += 1
+            delay = entry.app.spec.retry.delay(entry.failures)
+            if outcome is not None and outcome.stalled:
+                delay = None
+        else:
+            entry.failures, delay = 0, None
+        if entry.again is not None:
+            trigger, entry.again = entry.again, None
+            self._schedule(entry, 0.0, trigger)
+        else:
+            self._schedule(entry, delay if delay is not None else self._interval(entry),
+                           "interval")
+        if entry.ready and not was_ready:
+            for other in self._entries.values():
+                if entry.app.key in other.app.dependencies and not other.running:
+                    self._schedule(other, 0.0, "dependency")
+
+    def _report(self, app: Application, outcome: ReconcileOutcome) -> None:
+        status = outcome.status
+        if self._metrics is not None:
+            try:
+                self._metrics.reconciled(app.key, "error" if outcome.failed else "success",
+                                         outcome.seconds)
+                self._metrics.app_state(app.key, out_of_sync=status.sync != "Synced",
+                                        healthy=status.health == "Healthy",
+                                        resources=status.resources)
+            except Exception:
+                log.exception("metrics update failed")
+        revision = status.last_attempted_revision or status.last_applied_revision
+        for reason in outcome.reasons:
+            level = logging.WARNING if reason in ("SyncFailed", "HealthDegraded",
+                                                  "DriftDetected") else logging.INFO
+            log.log(level, "%s: %s: %s", app.key, reason, status.message,
+                    extra={"app": app.key, "revision": revision, "reason": reason})
+            if self._notifier is not None:
+                try:
+                    self._notifier.notify(app.key, reason, revision, status.message)
+                except Exception:
+                    log.exception("notification failed")
+            for callback in self._callbacks:
+                try:
+                    callback(app, status, reason)
+                except Exception:
+                    log.exception("status callback failed")
+
+
+def _log_event(app: Application, event: Event) -> None:
+    """Engine events go to the log, with the application's fields."""
+    log.log(logging.WARNING if event.warning else logging.DEBUG, "%s: %s: %s", app.key,
+            event.reason, event.message,
+            extra={"app": app.key, "revision": event.revision, "reason": event.reason})
