@@ -95,6 +95,39 @@ def add_commands(sub: Any) -> None:
         p.add_argument("app", metavar="APP", help="NAME or NAMESPACE/NAME")
         add_app_options(p)
         _output(p)
+    _add_cluster_commands(sub)
+
+
+def _add_cluster_commands(sub: Any) -> None:
+    """``controller``, ``crds`` and ``install`` (their handlers import the Kubernetes client)."""
+    controller = sub.add_parser("controller", help="reconcile Application objects in a cluster")
+    controller.add_argument("--kubeconfig", metavar="PATH", default=None,
+                            help="kubeconfig (default: in-cluster, else $KUBECONFIG)")
+    controller.add_argument("--context", default=None, help="kubeconfig context")
+    controller.add_argument("--namespace", default=None,
+                            help="watch Applications in this namespace only (default: all)")
+    controller.add_argument("--workers", type=int, default=4,
+                            help="applications reconciled at the same time (default 4)")
+    controller.add_argument("--leader-elect", action="store_true",
+                            help="reconcile only while holding the Lease (for replicas)")
+    controller.add_argument("--shards", type=int, default=0, metavar="N",
+                            help="split applications into N shards, one Lease each")
+    controller.add_argument("--lease-namespace", default="gitops-system",
+                            help="namespace of the Leases (default gitops-system)")
+    controller.add_argument("--lease-duration", default="15s", metavar="DURATION",
+                            help="how long a Lease holds without renewal (default 15s)")
+    controller.add_argument("--identity", default=None,
+                            help="this replica's name in the Leases (default: host name + pid)")
+    add_runtime_options(controller)
+    _output(controller)
+    crds = sub.add_parser("crds", help="print the CustomResourceDefinitions (pipe to kubectl "
+                                       "apply --server-side -f -)")
+    _output(crds)
+    install = sub.add_parser("install", help="print the manifests that run the controller in "
+                                             "a cluster (CRD, RBAC, Deployment)")
+    install.add_argument("--namespace", default="gitops-system")
+    install.add_argument("--image", default=None, help="the controller's container image")
+    _output(install)
 
 
 def add_runtime_options(p: argparse.ArgumentParser) -> None:
@@ -337,7 +370,16 @@ def _signals(stop: threading.Event) -> Iterator[None]:
             signal.signal(sig, old)
 
 
+def _cluster_command(name: str) -> Callable[[argparse.Namespace, Out], int]:
+    def command(args: argparse.Namespace, out: Out) -> int:
+        from gitops.operator.controller_cli import COMMANDS as CLUSTER
+
+        return CLUSTER[name](args, out)
+    return command
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace, Out], int]] = {
+    **{name: _cluster_command(name) for name in ("controller", "crds", "install")},
     "run": cmd_run,
     "status": cmd_status,
     "history": cmd_history,

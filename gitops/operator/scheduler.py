@@ -69,6 +69,7 @@ class _Entry:
     removed: bool = False
     token: int = 0
     ready: bool = False
+    generation: int = 0
     done: threading.Event = field(default_factory=threading.Event)
 
 
@@ -115,17 +116,47 @@ class Operator:
         with self._cond:
             for key in [k for k in self._entries if k not in wanted]:
                 self._remove(key)
-            for key, app in wanted.items():
-                entry = self._entries.get(key)
-                if entry is None:
-                    self._entries[key] = entry = _Entry(app, self._runner(app))
-                    self._schedule(entry, 0.0, "start")
-                elif entry.app != app:
-                    entry.app = app
-                    entry.runner.update(app)
-                    entry.failures = 0
-                    self._schedule(entry, 0.0, "reload")
+            for app in wanted.values():
+                self._upsert(app)
             self._cond.notify_all()
+
+    def upsert(self, app: Application, *, generation: int = 0) -> None:
+        """Add ``app``, or take its new version (reconciled at once if it changed).
+
+        ``generation``: the ``metadata.generation`` of its object, reported as the
+        status's ``observedGeneration``.
+        """
+        with self._cond:
+            self._upsert(app, generation)
+            self._cond.notify_all()
+
+    def remove(self, key: str) -> bool:
+        """Stop keeping application ``key`` converged; False if unknown. Its objects stay."""
+        with self._cond:
+            if key not in self._entries:
+                return False
+            self._remove(key)
+            return True
+
+    def _upsert(self, app: Application, generation: int = 0) -> None:
+        entry = self._entries.get(app.key)
+        if entry is None:
+            self._entries[app.key] = entry = _Entry(app, self._runner(app), generation=generation)
+            entry.runner.generation = generation
+            self._schedule(entry, 0.0, "start")
+        elif entry.app != app or entry.generation != generation:
+            changed = entry.app != app
+            entry.app = app
+            entry.generation = generation
+            if not entry.running:  # else taken when the reconcile in flight ends
+                entry.runner.update(app)
+                entry.runner.generation = generation
+            if changed:
+                entry.failures = 0
+                if entry.running:
+                    entry.again = "reload"
+                else:
+                    self._schedule(entry, 0.0, "reload")
 
     def _runner(self, app: Application) -> AppReconciler:
         return AppReconciler(
@@ -323,6 +354,9 @@ class Operator:
         self._active -= 1
         entry.running = False
         entry.done.set()
+        if entry.runner.app != entry.app or entry.runner.generation != entry.generation:
+            entry.runner.update(entry.app)  # a new version came while it ran
+            entry.runner.generation = entry.generation
         if entry.removed:
             entry.runner.close()
             return

@@ -1,0 +1,120 @@
+"""``gitops controller``, ``gitops crds`` and ``gitops install``.
+
+``gitops controller`` runs in a cluster (or from a kubeconfig): it watches
+``Application`` objects and keeps each converged, writing its status subresource and
+Events. With ``--leader-elect`` only the replica holding the Lease reconciles (a
+replica that loses it exits, as client-go's controllers do, and is restarted); with
+``--shards N`` applications are split by a stable hash of ``namespace/name`` and each
+replica reconciles the shards whose Leases it holds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import threading
+from typing import Any
+
+from gitops.apps.durations import parse_duration
+from gitops.operator.cli import EXIT_OK, Out, _signals
+from gitops.operator.cluster import ClusterStatusStore, Controller
+from gitops.operator.crd import crds_yaml
+from gitops.operator.install import install_yaml
+from gitops.operator.kubeapi import OperatorAPI
+from gitops.operator.leader import LeaderElector, ShardElector, default_identity, shard_of
+from gitops.operator.runtime import Runtime, configure
+
+__all__ = ["COMMANDS"]
+
+log = logging.getLogger("gitops.operator")
+
+EXIT_LOST_LEASE = 3
+
+
+def cmd_crds(args: argparse.Namespace, out: Out) -> int:
+    out.write(crds_yaml())
+    return EXIT_OK
+
+
+def cmd_install(args: argparse.Namespace, out: Out) -> int:
+    kwargs: dict[str, Any] = {"namespace": args.namespace}
+    if args.image:
+        kwargs["image"] = args.image
+    out.write(install_yaml(**kwargs))
+    return EXIT_OK
+
+
+def cmd_controller(args: argparse.Namespace, out: Out) -> int:
+    configure(args)
+    if args.shards < 0:
+        raise ValueError("--shards must not be negative")
+    lease = float(parse_duration(args.lease_duration))
+    identity = args.identity or default_identity()
+    api = OperatorAPI.from_kubeconfig(args.kubeconfig, args.context)
+    store = ClusterStatusStore(api)
+    stop = threading.Event()
+    lost = threading.Event()
+    timing = {"lease_duration": lease, "renew_deadline": lease * 2 / 3,
+              "retry_period": max(lease / 7.5, 0.2)}
+    with _signals(stop), Runtime(args, store) as runtime:
+        owned: set[int] = set()
+        shards = args.shards
+
+        def accept(key: str) -> bool:
+            return not shards or shard_of(key, shards) in owned
+
+        controller = Controller(api, store, runtime.operator, namespace=args.namespace,
+                                kubeconfig=args.kubeconfig, context=args.context,
+                                accept=accept)
+        runtime.start()
+        if shards:
+            def changed(now_owned: frozenset[int]) -> None:
+                owned.clear()
+                owned.update(now_owned)
+                log.info("shards held: %s", sorted(now_owned) or "none",
+                         extra={"reason": "ShardsChanged"})
+                controller.refilter()
+
+            elector: ShardElector | LeaderElector = ShardElector(
+                api, namespace=args.lease_namespace, shards=shards, identity=identity,
+                on_change=changed, **timing)
+            elector.start()
+            try:
+                controller.run(stop)
+            finally:
+                elector.stop()
+        elif args.leader_elect:
+            leading = threading.Event()
+
+            def started() -> None:
+                log.info("%s leads", identity, extra={"reason": "LeaderElected"})
+                leading.set()
+
+            def stopped() -> None:
+                if leading.is_set():
+                    log.error("lost the Lease; exiting", extra={"reason": "LeaderLost"})
+                    lost.set()
+                    stop.set()
+
+            elector = LeaderElector(api, namespace=args.lease_namespace, identity=identity,
+                                    on_started=started, on_stopped=stopped, **timing)
+            elector.start()
+            try:
+                while not stop.is_set() and not leading.wait(0.2):
+                    pass
+                if not stop.is_set():
+                    controller.run(stop)
+            finally:
+                elector.stop(release=not lost.is_set())
+        else:
+            controller.run(stop)
+        log.info("stopping: letting the syncs in flight finish")
+    api.close()
+    if lost.is_set():
+        print("gitops: error: lost the leader Lease", file=sys.stderr)
+        return EXIT_LOST_LEASE
+    return EXIT_OK
+
+
+COMMANDS = {"controller": cmd_controller, "crds": cmd_crds, "install": cmd_install}
