@@ -131,6 +131,7 @@ def test_every_url_gets_every_event(sink: Sink, server: Server,
     sink.wait_for(2)
     assert sorted(path for _, path, _, _ in sink.received) == ["/one", "/two"]
     assert sink.bodies()[0]["text"] == "gitops/shop SyncSucceeded"
+    eventually(lambda: notifier.stats().delivered == 2)  # counted per URL
 
 
 def test_a_500_is_retried_with_backoff_until_it_succeeds(

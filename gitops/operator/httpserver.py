@@ -178,6 +178,8 @@ class _HTTPServer(ThreadingHTTPServer):
             os.close(self._wake_read)
             os.close(self._wake_write)
             raise
+        # a connection reset between select() and accept() must not block the loop
+        self.socket.setblocking(False)
 
     def serve_until_stopped(self) -> None:
         """Accept connections until :meth:`stop`; no polling (a pipe wakes the selector)."""

@@ -88,9 +88,9 @@ def summary(event: Notification, coalesced: int = 0) -> str:
 
 @dataclass(frozen=True)
 class NotifierStats:
-    """Counts since the notifier started: posts that succeeded, events given up on after
-    every attempt, events dropped (queue full, notifier closed, not sent by ``close``),
-    and events replaced by a newer one of the same application while waiting."""
+    """Counts of deliveries (one event to one URL) since the notifier started: delivered;
+    failed (given up after every attempt); dropped (queue full, notifier closed, not sent
+    by ``close``); coalesced (replaced by a newer event of the same application)."""
 
     delivered: int
     failed: int
@@ -200,20 +200,24 @@ class Notifier:
         """Queue one event for every URL and return at once (never blocks, never raises).
 
         ``reason`` is e.g. ``SyncSucceeded``, ``SyncFailed``, ``DriftDetected``,
-        ``HealthDegraded``; ``at`` (the event's ``time``) defaults to now. An event that finds the queue full,
-        or the notifier closed, is dropped and counted.
+        ``HealthDegraded``; ``at`` (the event's ``time``) defaults to now. An event that
+        finds the queue full, or the notifier closed, is dropped and counted.
         """
         if not self._channels:
             return
-        event = Notification(app, reason, revision, scrub(message), at or datetime.now(UTC))
+        event = Notification(app, reason, revision, scrub(str(message)),
+                             at or datetime.now(UTC))
         with self._cond:
             if self._closed or len(self._inbox) >= self.queue_size:
-                self._dropped(1, "the notification queue is full" if not self._closed
-                              else "the notifier is closed")
-                return
-            self._inbox.append(event)
-            self._kick = True
-            self._cond.notify()
+                report = self._dropped(len(self._channels), "the notifier is closed"
+                                       if self._closed else "the notification queue is full")
+            else:
+                report = None
+                self._inbox.append(event)
+                self._kick = True
+                self._cond.notify()
+        if report:
+            log.warning("%s", report)
 
     def close(self, timeout: float = 5.0) -> None:
         """Stop accepting events and deliver what can be delivered within ``timeout`` seconds.
@@ -240,16 +244,25 @@ class Notifier:
         return (f"Notifier(targets={list(self.targets)!r}, attempts={self.attempts}, "
                 f"rate={self.rate}, burst={self.burst})")
 
-    # -- counting (callers hold self._cond) ---------------------------------------
+    # -- counting ------------------------------------------------------------------
 
-    def _dropped(self, count: int, why: str, *, force: bool = False) -> None:
+    def _dropped(self, count: int, why: str, *, force: bool = False) -> str | None:
+        """Count drops (the caller holds ``_cond``); the line to log, once per period."""
         self._counts["dropped"] += count
         self._unreported_drops += count
         now = time.monotonic()
         if self._unreported_drops and (force or now - self._last_drop_log >= self.log_period):
-            log.warning("%d notification(s) dropped: %s", self._unreported_drops, why)
+            report = f"{self._unreported_drops} notification(s) dropped: {why}"
             self._unreported_drops = 0
             self._last_drop_log = now
+            return report
+        return None
+
+    def _drop(self, count: int, why: str, *, force: bool = False) -> None:
+        with self._cond:
+            report = self._dropped(count, why, force=force)
+        if report:
+            log.warning("%s", report)
 
     def _count(self, name: str, count: int = 1) -> None:
         with self._cond:
@@ -302,8 +315,7 @@ class Notifier:
                 channel.pending[event.app] = (event, coalesced)
                 if len(channel.pending) > self.queue_size:
                     channel.pending.popitem(last=False)
-                    with self._cond:
-                        self._dropped(1, f"too many waiting for {channel.shown}")
+                    self._drop(1, f"too many waiting for {channel.shown}")
 
     def _idle(self) -> bool:
         return not self._inbox and all(
@@ -384,15 +396,14 @@ class Notifier:
     def _abandon(self) -> None:
         """At the close deadline: count what was not delivered."""
         with self._cond:
-            left = len(self._inbox)
+            left = len(self._inbox) * len(self._channels)
             self._inbox.clear()
         for channel in self._channels:
             left += len(channel.pending) + (channel.current is not None)
             channel.pending.clear()
             channel.current = None
-        with self._cond:
-            self._dropped(left, "not delivered before the notifier closed" if left
-                          else "the notifier is closed", force=True)
+        self._drop(left, "not delivered before the notifier closed" if left
+                   else "the notifier is closed", force=True)
 
 
 def _channel(position: int, url: str, tokens: float, now: float) -> _Channel:
