@@ -21,7 +21,7 @@ from gitops.operator.metrics import OperatorMetrics
 from gitops.operator.notify import Notifier
 from gitops.operator.scheduler import Operator
 from gitops.operator.status import StatusStore
-from gitops.operator.webhooks import PushEvent, read_secret_file, source_repository, webhook_routes
+from gitops.operator.webhooks import PushEvent, read_secret_file, webhook_routes
 
 __all__ = ["Runtime", "configure", "matching_applications"]
 
@@ -29,24 +29,27 @@ log = logging.getLogger("gitops.operator")
 
 
 def configure(args: argparse.Namespace) -> None:
-    """Logging as ``--log-format`` and ``--log-level`` say."""
+    """Logging as ``--log-format`` and ``--log-level`` say (replacing the CLI's default).
+
+    The engine's per-resource steps (``Planned``, ``Applied``…) are logged only at
+    ``debug``: a thousand applications would otherwise log each plan every interval.
+    Its warnings and the operator's own lines (with ``app``, ``revision``, ``reason``)
+    are kept.
+    """
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
     configure_logging(args.log_format, args.log_level)
+    if args.log_level != "debug":
+        logging.getLogger("gitops.engine").setLevel(logging.WARNING)
 
 
 def matching_applications(operator: Operator, event: PushEvent) -> list[str]:
-    """The applications whose git source is the pushed repository and branch."""
-    keys = []
-    for key, app in operator.applications().items():
-        found = source_repository(app.spec.source.url)
-        if found is None:
-            continue
-        repository, branch = found
-        if repository not in event.repositories:
-            continue
-        if branch is None or event.branch is None or branch == event.branch or (
-                event.tag is not None and branch == event.tag):
-            keys.append(key)
-    return sorted(keys)
+    """The applications whose git source is the pushed repository and branch (or tag)."""
+    return sorted(
+        key for key, app in operator.applications().items()
+        if event.matches(app.spec.source.url, semver=app.spec.source.options.get("semver"))
+    )
 
 
 class Runtime:

@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Literal, Protocol
 
 from gitops.apps.spec import Application
 from gitops.model import Event
@@ -44,7 +44,8 @@ _DEPENDENCY_RECHECK = 30.0  # seconds between looks at a dependency that is not 
 class Metrics(Protocol):
     """What the scheduler reports to (``gitops.operator.metrics.OperatorMetrics``)."""
 
-    def reconciled(self, app: str, result: str, seconds: float) -> None: ...
+    def reconciled(self, app: str, result: Literal["success", "error"], seconds: float
+                   ) -> None: ...
     def app_state(self, app: str, *, out_of_sync: bool, healthy: bool, resources: int) -> None: ...
     def source_fetched(self, seconds: float) -> None: ...
     def forget(self, app: str) -> None: ...
