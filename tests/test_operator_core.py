@@ -67,7 +67,7 @@ def test_first_reconcile_applies_and_records_history(tmp_path: Path, src: Path) 
     out = tmp_path / "out"
     files = write_apps(tmp_path / "apps.yaml", app_doc("shop", f"dir:{src}", f"dir:{out}"))
     catalog = FileCatalog([files])
-    [(app, outcome)] = run_once(catalog)
+    [(_app, outcome)] = run_once(catalog)
     assert outcome is not None and not outcome.failed
     status = outcome.status
     assert (status.sync, status.health) == ("Synced", "Healthy")  # a file tree: in sync = Healthy
@@ -246,7 +246,7 @@ def test_rollback_applies_an_earlier_revision_and_suspends(tmp_path: Path, repo:
     second = sync_now(catalog, app).status.last_applied_revision
     assert first != second and "v2" in object_file(out, "one").read_text()
 
-    with pytest.raises(InputError, match="selfHeal is on.*--force"):
+    with pytest.raises(InputError, match=r"selfHeal is on.*--force"):
         rollback(catalog, app, first)
     short = first.rpartition(":")[2][:8]
     assert resolve_revision(catalog.store.read(app), short) == first
@@ -277,7 +277,7 @@ def test_resume_of_an_app_suspended_in_its_file_is_refused(tmp_path: Path, src: 
     files = write_apps(tmp_path / "apps.yaml",
                        app_doc("shop", f"dir:{src}", f"dir:{tmp_path / 'out'}", suspend=True))
     catalog = FileCatalog([files])
-    with pytest.raises(InputError, match="spec.suspend is true"):
+    with pytest.raises(InputError, match=r"spec\.suspend is true"):
         set_suspended(catalog, find_application(catalog, "shop"), False)
     catalog.close()
 
@@ -290,7 +290,7 @@ def test_find_application_by_name_or_key(tmp_path: Path, src: Path) -> None:
     with pytest.raises(InputError, match="names several applications"):
         find_application(catalog, "shop")
     assert find_application(catalog, "other/shop").namespace == "other"
-    with pytest.raises(InputError, match="no application 'nope'.*other/shop, team/shop"):
+    with pytest.raises(InputError, match=r"no application 'nope'.*other/shop, team/shop"):
         find_application(catalog, "nope")
     catalog.close()
 
