@@ -1,0 +1,1 @@
+"""The GitOps operator: declared applications kept converged (see docs/controller.md)."""
