@@ -280,12 +280,13 @@ class OperatorAPI:
 
     @classmethod
     def from_kubeconfig(cls, path: str | None = None, context: str | None = None, *,
-                        timeout: float = 30.0, lease_timeout: float = 5.0) -> OperatorAPI:
+                        timeout: float = 30.0, lease_timeout: float = 4.0) -> OperatorAPI:
         """An API for ``context`` of the kubeconfig at ``path`` (None: ``$KUBECONFIG``,
         ``~/.kube/config``, or in a pod its service account).
 
         Lease requests time out after ``lease_timeout`` seconds and are not retried by the
-        client, so a leader notices a lost API server within its renew deadline. Raises
+        client: keep it below lease duration minus renew deadline (15 - 10 s by default),
+        so a leader that lost the API server stops before its lease expires. Raises
         InvalidURLError for an unknown context, TargetError for an unusable kubeconfig.
         """
         url = f"k8s://{context}" if context else "k8s:"
@@ -373,7 +374,7 @@ class OperatorAPI:
         with _translated():
             return dict(self.client.request(
                 "PATCH", self._application(namespace, name, "status"), body=body,
-                content_type=MERGE_PATCH, resend=resource_version is not None, verb="patch status",
+                content_type=MERGE_PATCH, verb="patch status",
             ))
 
     # -- events ------------------------------------------------------------------------------
@@ -432,7 +433,6 @@ class OperatorAPI:
             "message": message,
             "source": {"component": component},
             "reportingComponent": component,
-            "reportingInstance": "",
             "firstTimestamp": _format_time(now),
             "lastTimestamp": _format_time(now),
             "count": 1,

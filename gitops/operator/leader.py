@@ -113,10 +113,13 @@ class _LeaseLock:
         if lease.resource_version != self._observed_version:
             self._observed_version, self._observed_at = lease.resource_version, now
 
-    def try_acquire_or_renew(self) -> _Outcome:
+    def try_acquire_or_renew(self, deadline: float | None = None) -> _Outcome:
+        """One attempt; with a ``deadline`` (monotonic), no write is started after it."""
         now, wall = self._clock(), datetime.now(UTC)
         try:
             lease = self.api.get_lease(self.namespace, self.name)
+            if deadline is not None and self._clock() >= deadline:
+                return _Outcome.FAILED  # a slow read: writing now could outlive the lease
             if lease is None:
                 stored = self.api.create_lease(Lease(
                     self.namespace, self.name, holder=self.identity,
@@ -143,6 +146,17 @@ class _LeaseLock:
         self.observe(stored, now)
         self.held, self.renewed_at = True, now
         return _Outcome.HELD
+
+    def keep(self, renew_deadline: float) -> bool:
+        """Renew a held lease; False once it is lost: another replica holds it, or it could
+        not be renewed for ``renew_deadline`` seconds (then the holder must stop working
+        before the lease expires for the others)."""
+        deadline = self.renewed_at + renew_deadline
+        outcome = self.try_acquire_or_renew(deadline) if self._clock() < deadline else _Outcome.FAILED
+        if outcome is _Outcome.BUSY or (outcome is _Outcome.FAILED and self._clock() >= deadline):
+            self.held = False
+            return False
+        return True
 
     def release(self) -> None:
         """Clear the holder so another replica acquires the Lease at once (best effort)."""
@@ -234,13 +248,9 @@ class LeaderElector(_Loop):
         self._leading = True
         _call(self._on_started, "on_started")
         while not self._stopping.wait(self.retry_period):
-            outcome = self._lock.try_acquire_or_renew()
-            if outcome is _Outcome.BUSY or (
-                outcome is _Outcome.FAILED and self._clock() - self._lock.renewed_at >= self.renew_deadline
-            ):
+            if not self._lock.keep(self.renew_deadline):
                 log.warning("leader election: %s lost the lease %s/%s", self.identity,
                             self._lock.namespace, self._lock.name)
-                self._lock.held = False
                 self._step_down()
                 return
 
@@ -331,13 +341,8 @@ class ShardElector(_Loop):
         limit = math.ceil(self.shards / self._live)
         owned = set(self._owned)
         for i in sorted(owned):  # renew what is held; drop what is lost
-            lock = self._locks[i]
-            outcome = lock.try_acquire_or_renew()
-            if outcome is _Outcome.BUSY or (
-                outcome is _Outcome.FAILED and self._clock() - lock.renewed_at >= self.renew_deadline
-            ):
+            if not self._locks[i].keep(self.renew_deadline):
                 log.warning("sharding: %s lost shard %d", self.identity, i)
-                lock.held = False
                 owned.discard(i)
         extra = [i for i in reversed(self._preference) if i in owned][: max(0, len(owned) - limit)]
         owned.difference_update(extra)
