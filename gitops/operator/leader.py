@@ -143,6 +143,9 @@ class _LeaseLock:
         except TargetError as exc:  # Conflict: another replica won the race
             log.debug("lease %s/%s: %s", self.namespace, self.name, exc)
             return _Outcome.FAILED
+        except Exception:  # a bug must not end the election thread: count it as a failure
+            log.exception("lease %s/%s: unexpected failure", self.namespace, self.name)
+            return _Outcome.FAILED
         self.observe(stored, now)
         self.held, self.renewed_at = True, now
         return _Outcome.HELD
