@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import threading
 from typing import Any
 
 from gitops.apps.durations import parse_duration
+from gitops.errors import InputError
 from gitops.operator.cli import EXIT_OK, Out, _signals
 from gitops.operator.cluster import ClusterStatusStore, Controller
 from gitops.operator.crd import crds_yaml
@@ -49,14 +51,18 @@ def cmd_controller(args: argparse.Namespace, out: Out) -> int:
     configure(args)
     if args.shards < 0:
         raise ValueError("--shards must not be negative")
-    lease = float(parse_duration(args.lease_duration))
-    identity = args.identity or default_identity()
+    try:
+        lease = parse_duration(args.lease_duration) / 1e9
+    except ValueError as exc:
+        raise InputError(f"--lease-duration: {exc}") from None
+    if lease < 1:
+        raise InputError("--lease-duration must be at least 1s")
+    identity = args.identity or os.environ.get("POD_NAME") or default_identity()
     api = OperatorAPI.from_kubeconfig(args.kubeconfig, args.context)
     store = ClusterStatusStore(api)
     stop = threading.Event()
     lost = threading.Event()
-    timing = {"lease_duration": lease, "renew_deadline": lease * 2 / 3,
-              "retry_period": max(lease / 7.5, 0.2)}
+    renew, retry = lease * 2 / 3, max(lease / 7.5, 0.2)  # client-go's 15s/10s/2s ratios
     with _signals(stop), Runtime(args, store) as runtime:
         owned: set[int] = set()
         shards = args.shards
@@ -78,7 +84,8 @@ def cmd_controller(args: argparse.Namespace, out: Out) -> int:
 
             elector: ShardElector | LeaderElector = ShardElector(
                 api, namespace=args.lease_namespace, shards=shards, identity=identity,
-                on_change=changed, **timing)
+                on_change=changed, lease_duration=lease, renew_deadline=renew,
+                retry_period=retry)
             elector.start()
             try:
                 controller.run(stop)
@@ -92,13 +99,15 @@ def cmd_controller(args: argparse.Namespace, out: Out) -> int:
                 leading.set()
 
             def stopped() -> None:
-                if leading.is_set():
+                if leading.is_set() and not stop.is_set():  # lost, not handed back
                     log.error("lost the Lease; exiting", extra={"reason": "LeaderLost"})
                     lost.set()
                     stop.set()
 
             elector = LeaderElector(api, namespace=args.lease_namespace, identity=identity,
-                                    on_started=started, on_stopped=stopped, **timing)
+                                    on_started=started, on_stopped=stopped,
+                                    lease_duration=lease, renew_deadline=renew,
+                                    retry_period=retry)
             elector.start()
             try:
                 while not stop.is_set() and not leading.wait(0.2):
