@@ -11,6 +11,7 @@ It never speaks HTTP.
 from __future__ import annotations
 
 import base64
+import bisect
 import json
 import random
 import threading
@@ -94,7 +95,7 @@ class Api:
         """Refuse writes into a missing (404) or terminating (403) namespace."""
         if not rtype.namespaced:
             return
-        ns = self.store.get("", "namespaces", "", namespace)
+        ns = self.store.peek("", "namespaces", "", namespace)
         if ns is None:
             raise not_found("", "namespaces", namespace)
         if creating and ns["metadata"].get("deletionTimestamp"):
@@ -172,17 +173,20 @@ class Api:
             rv = self.store.resource_version
             items = self.store.select(rtype.group, rtype.plural, namespace, copy=False)
         items = [o for o in items if labels(o["metadata"].get("labels") or {}) and fields(o)]
-        start = ""
         token = params.get("continue")
         if token:
             try:
                 state = json.loads(base64.urlsafe_b64decode(token.encode()))
-                start, rv = str(state["start"]), int(state["rv"])
+                pair = state["start"]
+                if not isinstance(pair, list) or len(pair) != 2:
+                    raise ValueError("the start of a continue token is [namespace, name]")
+                start = (str(pair[0]), str(pair[1]))
+                rv = int(state["rv"])
             except (ValueError, KeyError, TypeError):
                 raise bad_request("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)") from None
             if rv < self.store.compacted:
                 raise StatusError(410, "Expired", "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.")
-            items = [o for o in items if _sort_key(o) > start]
+            items = items[bisect.bisect_right(items, start, key=_sort_key):]
         meta: dict[str, Any] = {"resourceVersion": str(rv)}
         limit = int(params.get("limit") or 0)
         if limit > 0 and len(items) > limit:
@@ -310,7 +314,7 @@ class Api:
             raise StatusError(500, "InternalError", "Internal error occurred: resourceVersion should not be set on objects to be created",
                               {"causes": [{"message": "resourceVersion should not be set on objects to be created"}]})
         self.require_namespace(rtype, namespace, creating=True)
-        if self.store.get(rtype.group, rtype.plural, namespace if rtype.namespaced else "", meta["name"]) is not None:
+        if self.store.exists(rtype.group, rtype.plural, namespace if rtype.namespaced else "", meta["name"]):
             raise already_exists(rtype.group, rtype.plural, meta["name"])
         for key in _SERVER_META:
             meta.pop(key, None)
@@ -620,9 +624,10 @@ def _expired(rv: int, compacted: int) -> dict[str, Any]:
                                         "reason": "Expired", "code": 410}}
 
 
-def _sort_key(obj: dict[str, Any]) -> str:
+def _sort_key(obj: dict[str, Any]) -> tuple[str, str]:
+    """The order the store lists objects in: namespace, then name."""
     meta = obj["metadata"]
-    return f"{meta.get('namespace', '')}/{meta['name']}"
+    return (meta.get("namespace", ""), meta["name"])
 
 
 def _spec_of(obj: dict[str, Any], rtype: ResourceType) -> dict[str, Any]:
