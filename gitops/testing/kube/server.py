@@ -283,7 +283,7 @@ class Handler(BaseHTTPRequestHandler):
                 return
             count("list", resource)
             listing = api.list(rtype, version, namespace, params)
-            self._send(200, self._render_list(rtype, listing, params))
+            self._send(200, self._render_list(rtype, version, listing, params))
             return
         if sub == "scale" and name is not None and method in ("GET", "PUT", "PATCH"):
             count({"GET": "get", "PUT": "update", "PATCH": "patch"}[method], resource)
@@ -304,7 +304,7 @@ class Handler(BaseHTTPRequestHandler):
         if method == "GET":
             count("get", resource)
             obj = api.get(rtype, version, namespace or "", name or "")
-            self._send(200, self._render_one(rtype, obj, params))
+            self._send(200, self._render_one(rtype, version, obj, params))
             return
         if method == "POST" and name is None:
             count("create", resource)
@@ -341,16 +341,16 @@ class Handler(BaseHTTPRequestHandler):
         first = accept.split(",")[0] if accept else ""
         return f"as={what};" in first + ";" and "g=meta.k8s.io" in first
 
-    def _render_list(self, rtype: ResourceType, listing: dict[str, Any], params: Params) -> dict[str, Any]:
+    def _render_list(self, rtype: ResourceType, version: str, listing: dict[str, Any], params: Params) -> dict[str, Any]:
         if self._wants("Table"):
-            return tables.table(rtype.kind, rtype.group, listing["items"], listing["metadata"], params.get("includeObject", "Metadata"))
+            return tables.table(rtype, version, listing["items"], listing["metadata"], params.get("includeObject", "Metadata"))
         if self._wants("PartialObjectMetadataList"):
             return tables.partial_metadata_list(listing)
         return listing
 
-    def _render_one(self, rtype: ResourceType, obj: dict[str, Any], params: Params) -> dict[str, Any]:
+    def _render_one(self, rtype: ResourceType, version: str, obj: dict[str, Any], params: Params) -> dict[str, Any]:
         if self._wants("Table"):
-            return tables.table(rtype.kind, rtype.group, [obj], {"resourceVersion": obj["metadata"].get("resourceVersion", "")}, params.get("includeObject", "Metadata"))
+            return tables.table(rtype, version, [obj], {"resourceVersion": obj["metadata"].get("resourceVersion", "")}, params.get("includeObject", "Metadata"))
         if self._wants("PartialObjectMetadata"):
             return tables.partial_metadata(obj)
         return obj
@@ -362,6 +362,10 @@ class Handler(BaseHTTPRequestHandler):
         except ValueError:
             raise StatusError(400, "BadRequest", f"invalid timeoutSeconds {params.get('timeoutSeconds')!r}") from None
         events = api.watch(rtype, version, namespace, params, self.server.stopping, time.monotonic() + timeout)
+        if self._wants("Table"):
+            # as a real server does for `kubectl get -w`: each object printed as a one-row Table
+            include = params.get("includeObject", "Metadata")
+            events = (self._table_event(rtype, version, event, include) for event in events)
         self.send_response(HTTPStatus.OK)
         self.send_header("Content-Type", "application/json")
         self.send_header("Transfer-Encoding", "chunked")
@@ -375,6 +379,14 @@ class Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             pass
         self.close_connection = True
+
+    @staticmethod
+    def _table_event(rtype: ResourceType, version: str, event: dict[str, Any], include: str) -> dict[str, Any]:
+        if event["type"] not in ("ADDED", "MODIFIED", "DELETED"):
+            return event
+        obj = event["object"]
+        meta = {"resourceVersion": obj["metadata"].get("resourceVersion", "")}
+        return {"type": event["type"], "object": tables.table(rtype, version, [obj], meta, include)}
 
     def _chunk(self, event: dict[str, Any]) -> None:
         data = json.dumps(event, separators=(",", ":")).encode() + b"\n"
