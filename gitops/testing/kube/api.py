@@ -29,6 +29,7 @@ from gitops.testing.kube.crds import establish, validate_crd
 from gitops.testing.kube.defaults import apply_defaults, initial_status
 from gitops.testing.kube.deletion import Deleter
 from gitops.testing.kube.discovery import Discovery, ResourceType
+from gitops.testing.kube.events import EVENT_FIELDS, event_causes
 from gitops.testing.kube.jsondata import clone
 from gitops.testing.kube.options import Params, dry_run, now, truthy
 from gitops.testing.kube.patch import (
@@ -37,7 +38,7 @@ from gitops.testing.kube.patch import (
     apply_strategic_merge_patch,
 )
 from gitops.testing.kube.reviews import answer, is_create_only
-from gitops.testing.kube.selectors import parse_field_selector, parse_label_selector
+from gitops.testing.kube.selectors import FieldGetter, parse_field_selector, parse_label_selector
 from gitops.testing.kube.status import (
     StatusError,
     already_exists,
@@ -168,7 +169,7 @@ class Api:
     def list(self, rtype: ResourceType, version: str, namespace: str | None, params: Params) -> dict[str, Any]:
         """A ``XxxList`` with the list resourceVersion; honours selectors, limit and continue."""
         labels = parse_label_selector(params.get("labelSelector"))
-        fields = parse_field_selector(params.get("fieldSelector"))
+        fields = parse_field_selector(params.get("fieldSelector"), _field_labels(rtype))
         with self.store.lock:
             rv = self.store.resource_version
             items = self.store.select(rtype.group, rtype.plural, namespace, copy=False)
@@ -211,7 +212,7 @@ class Api:
         resourceVersion older than the event log yields one ERROR event with a 410 Status.
         """
         labels = parse_label_selector(params.get("labelSelector"))
-        fields = parse_field_selector(params.get("fieldSelector"))
+        fields = parse_field_selector(params.get("fieldSelector"), _field_labels(rtype))
         requested = params.get("resourceVersion") or ""
         initial = params.get("sendInitialEvents")
         with self.store.lock:
@@ -574,8 +575,13 @@ class Api:
         return out
 
     def _validate_custom(self, rtype: ResourceType, version: str, obj: dict[str, Any]) -> None:
+        """Kind-specific validation beyond :func:`~gitops.testing.kube.validation.validate`."""
         if rtype.group == "apiextensions.k8s.io" and rtype.kind == "CustomResourceDefinition":
             validate_crd(obj)
+        elif rtype.group == "" and rtype.kind == "Event":
+            causes = event_causes(obj)
+            if causes:
+                raise invalid("Event", "", str(obj["metadata"].get("name", "")), causes)
 
     def _on_write(self, rtype: ResourceType, old: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, Any]:
         if rtype.group == "apiextensions.k8s.io" and rtype.kind == "CustomResourceDefinition":
@@ -622,6 +628,11 @@ def _expired(rv: int, compacted: int) -> dict[str, Any]:
     return {"type": "ERROR", "object": {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
                                         "message": f"too old resource version: {rv} ({compacted})",
                                         "reason": "Expired", "code": 410}}
+
+
+def _field_labels(rtype: ResourceType) -> dict[str, FieldGetter] | None:
+    """The kind's own field selector labels, beyond ``metadata.name`` and ``metadata.namespace``."""
+    return EVENT_FIELDS if rtype.group == "" and rtype.kind == "Event" else None
 
 
 def _sort_key(obj: dict[str, Any]) -> tuple[str, str]:

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gitops.testing.kube import builtin_openapi
+from gitops.testing.kube.events import to_core
 
 __all__ = ["AGE", "NAME", "Printer", "age", "builtin_printer", "human_duration", "parse_time"]
 
@@ -145,6 +146,8 @@ def builtin_printer(group: str, kind: str) -> Printer:
         return [NAME, _STATUS, AGE], _namespace
     if group == "" and kind == "Event":
         return _event_columns(), _event
+    if group == "events.k8s.io" and kind == "Event":
+        return _event_columns(), lambda obj: _event(to_core(obj))  # printed as the core Event it is stored as
     if group == "coordination.k8s.io" and kind == "Lease":
         holder = _description("coordination.k8s.io", "io.k8s.api.coordination.v1.LeaseSpec", "holderIdentity")
         return [NAME, _column("Holder", holder), AGE], _lease

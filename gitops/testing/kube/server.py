@@ -27,6 +27,7 @@ import yaml
 from gitops.testing.kube import openapi, tables
 from gitops.testing.kube.api import Api
 from gitops.testing.kube.discovery import ResourceType
+from gitops.testing.kube.events import EventsV1View, is_events_v1
 from gitops.testing.kube.options import Params
 from gitops.testing.kube.status import StatusError, method_not_allowed
 
@@ -272,6 +273,7 @@ class Handler(BaseHTTPRequestHandler):
         if sub and sub not in rtype.subresources:
             raise _NOT_FOUND
         resource = rtype.group_resource + (f"/{sub}" if sub else "")
+        handler = self._handler(rtype)
         watch = watch or params.get("watch", "").lower() in ("1", "true")
         if not sub and _verb(method, name, watch) not in rtype.verbs:
             raise method_not_allowed()  # as for create-only reviews, or deletecollection of namespaces
@@ -282,7 +284,7 @@ class Handler(BaseHTTPRequestHandler):
                 self._watch(rtype, version, namespace, params)
                 return
             count("list", resource)
-            listing = api.list(rtype, version, namespace, params)
+            listing = handler.list(rtype, version, namespace, params)
             self._send(200, self._render_list(rtype, version, listing, params))
             return
         if sub == "scale" and name is not None and method in ("GET", "PUT", "PATCH"):
@@ -303,7 +305,7 @@ class Handler(BaseHTTPRequestHandler):
             return
         if method == "GET":
             count("get", resource)
-            obj = api.get(rtype, version, namespace or "", name or "")
+            obj = handler.get(rtype, version, namespace or "", name or "")
             self._send(200, self._render_one(rtype, version, obj, params))
             return
         if method == "POST" and name is None:
@@ -311,30 +313,36 @@ class Handler(BaseHTTPRequestHandler):
             if rtype.namespaced and namespace is None:
                 raise method_not_allowed()
             body = self._json_body(raw)
-            created = api.create(rtype, version, namespace or "", body, params, self.headers.get("User-Agent") or "")
+            created = handler.create(rtype, version, namespace or "", body, params, self.headers.get("User-Agent") or "")
             self._send(201, created)
             return
         if method == "PUT" and name is not None:
             count("update", resource)
             body = self._json_body(raw)
-            self._send(200, api.update(rtype, version, namespace or "", name, body, params,
+            self._send(200, handler.update(rtype, version, namespace or "", name, body, params,
                                        self.headers.get("User-Agent") or "", sub))
             return
         if method == "PATCH" and name is not None:
             count("patch", resource)
-            code, obj = api.patch(rtype, version, namespace or "", name, self.headers.get("Content-Type") or "", raw,
+            code, obj = handler.patch(rtype, version, namespace or "", name, self.headers.get("Content-Type") or "", raw,
                                   params, self.headers.get("User-Agent") or "", sub)
             self._send(code, obj)
             return
         if method == "DELETE" and name is not None and not sub:
             count("delete", resource)
-            self._send(200, api.delete(rtype, version, namespace or "", name, self._json_body(raw), params))
+            self._send(200, handler.delete(rtype, version, namespace or "", name, self._json_body(raw), params))
             return
         if method == "DELETE" and name is None:
             count("deletecollection", resource)
-            self._send(200, api.delete_collection(rtype, version, namespace, self._json_body(raw), params))
+            self._send(200, handler.delete_collection(rtype, version, namespace, self._json_body(raw), params))
             return
         raise method_not_allowed()
+
+    def _handler(self, rtype: ResourceType) -> Api | EventsV1View:
+        """Who serves ``rtype``: the API itself, or (events.k8s.io Events, stored as core Events,
+        as on a real server) a conversion in front of it."""
+        api = self.server.api
+        return EventsV1View(api, rtype) if is_events_v1(rtype) else api
 
     def _wants(self, what: str) -> bool:
         accept = (self.headers.get("Accept") or "").replace(" ", "")
@@ -356,12 +364,12 @@ class Handler(BaseHTTPRequestHandler):
         return obj
 
     def _watch(self, rtype: ResourceType, version: str, namespace: str | None, params: Params) -> None:
-        api = self.server.api
+        handler = self._handler(rtype)
         try:
             timeout = float(params.get("timeoutSeconds") or DEFAULT_WATCH_SECONDS)
         except ValueError:
             raise StatusError(400, "BadRequest", f"invalid timeoutSeconds {params.get('timeoutSeconds')!r}") from None
-        events = api.watch(rtype, version, namespace, params, self.server.stopping, time.monotonic() + timeout)
+        events = handler.watch(rtype, version, namespace, params, self.server.stopping, time.monotonic() + timeout)
         if self._wants("Table"):
             # as a real server does for `kubectl get -w`: each object printed as a one-row Table
             include = params.get("includeObject", "Metadata")
