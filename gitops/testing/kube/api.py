@@ -30,6 +30,7 @@ from gitops.testing.kube.defaults import apply_defaults, initial_status
 from gitops.testing.kube.deletion import Deleter
 from gitops.testing.kube.discovery import Discovery, ResourceType
 from gitops.testing.kube.events import EVENT_FIELDS, event_causes
+from gitops.testing.kube.jobs import JobController, job_annotation_causes
 from gitops.testing.kube.jsondata import clone
 from gitops.testing.kube.options import Params, dry_run, now, truthy
 from gitops.testing.kube.patch import (
@@ -77,6 +78,8 @@ class Api:
         self.null_empty_bytes = null_empty_bytes
         self._write_lock = threading.RLock()  # one write at a time: read-modify-write is atomic
         self.deleter = Deleter(self)
+        #: the stand-in Job controller (its scheduler thread starts with the first Job)
+        self.jobs = JobController(self)
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -582,6 +585,10 @@ class Api:
             causes = event_causes(obj)
             if causes:
                 raise invalid("Event", "", str(obj["metadata"].get("name", "")), causes)
+        elif rtype.group == "batch" and rtype.kind == "Job" and self.controllers:
+            causes = job_annotation_causes(obj["metadata"])
+            if causes:
+                raise invalid("Job", "batch", str(obj["metadata"].get("name", "")), causes)
 
     def _on_write(self, rtype: ResourceType, old: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, Any]:
         if rtype.group == "apiextensions.k8s.io" and rtype.kind == "CustomResourceDefinition":

@@ -85,6 +85,7 @@ class KubeEmulator:
         if server is None:
             return
         server.stopping.set()
+        self.api.jobs.stop()
         self.store.close()
         server.shutdown()
         server.server_close()

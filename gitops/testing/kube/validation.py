@@ -162,6 +162,12 @@ def spec_causes(rtype: ResourceType, obj: dict[str, Any]) -> list[Cause]:
             for key in obj.get(section) or {}:
                 if not _CONFIG_KEY.match(key) or len(key) > 253:
                     causes.append(("FieldValueInvalid", f"{section}[{key}]", f"Invalid value: {_quote(key)}: a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')"))
+    elif rtype.group == "coordination.k8s.io" and kind == "Lease" and isinstance(spec, dict):
+        duration, transitions = spec.get("leaseDurationSeconds"), spec.get("leaseTransitions")
+        if isinstance(duration, int) and duration <= 0:
+            causes.append(("FieldValueInvalid", "spec.leaseDurationSeconds", f"Invalid value: {duration}: must be greater than 0"))
+        if isinstance(transitions, int) and transitions < 0:
+            causes.append(("FieldValueInvalid", "spec.leaseTransitions", f"Invalid value: {transitions}: must be greater than or equal to 0"))
     elif rtype.group == "" and kind == "Service":
         spec = spec or {}
         if spec.get("type", "ClusterIP") != "ExternalName" and spec.get("clusterIP") != "None" and not spec.get("ports"):
