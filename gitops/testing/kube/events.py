@@ -262,7 +262,7 @@ class EventsV1View:
     def create(self, rtype: ResourceType, version: str, namespace: str, body: Any, params: Params,
                user_agent: str = "") -> dict[str, Any]:
         obj = self.api._typed(self.served, version, body, namespace)
-        causes = events_v1_create_causes(obj)
+        causes = event_causes(to_core(obj)) + events_v1_create_causes(obj)  # the legacy checks, then the strict ones
         if causes:
             raise invalid("Event", "events.k8s.io", str(obj["metadata"].get("name", "")), causes)
         return to_events_v1(self.api.create(self.core, "v1", namespace, to_core(obj), params, user_agent))

@@ -142,7 +142,7 @@ class JobController:
                 return
             heapq.heappush(self._due, (time.monotonic() + (duration or 0.0), next(self._tie), key, str(meta.get("uid"))))
             if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="kube-emulator:jobs", daemon=True)
+                self._thread = threading.Thread(target=self._run, name=f"kube-emulator:jobs:{id(self):x}", daemon=True)
                 self._thread.start()
             self._changed.notify()
 
