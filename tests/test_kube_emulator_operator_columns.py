@@ -65,12 +65,6 @@ spec: {source: {url: "git+https://example.com/blog.git@main"}, target: {url: "k8
 """
 
 
-def ok(emu: KubeEmulator, method: str, path: str, body: Any = None, **kwargs: Any) -> Any:
-    code, out = emu.request(method, path, body, **kwargs)
-    assert code in (200, 201), (code, out)
-    return out
-
-
 def columns(text: str) -> list[dict[str, str]]:
     """kubectl's table output as rows of {header: cell}, cut at the header's column starts
     (cells may be empty, so splitting on whitespace would shift them)."""
@@ -154,7 +148,7 @@ def crd_with(columns_: list[dict[str, Any]] | None, *, name: str = "widgets") ->
 
 def test_table_serves_the_declared_columns_with_typed_cells(kube_emulator: KubeEmulator) -> None:
     emu = kube_emulator
-    ok(emu, "POST", CRDS, crd_with([
+    emu.expect_ok("POST", CRDS, crd_with([
         {"name": "Size", "type": "integer", "jsonPath": ".spec.size", "description": "how big"},
         {"name": "Ratio", "type": "number", "format": "double", "jsonPath": ".spec.ratio"},
         {"name": "On", "type": "boolean", "jsonPath": ".spec.on", "priority": 1},
@@ -165,12 +159,12 @@ def test_table_serves_the_declared_columns_with_typed_cells(kube_emulator: KubeE
         {"name": "Created", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
     ]))
     path = "/apis/example.com/v1/namespaces/default/widgets"
-    ok(emu, "POST", path, {"apiVersion": "example.com/v1", "kind": "Widget",
+    emu.expect_ok("POST", path, {"apiVersion": "example.com/v1", "kind": "Widget",
                            "metadata": {"name": "w", "labels": {"b": "2", "a": "1"}},
                            "spec": {"size": 3, "ratio": 2, "on": True, "seen": "not a date"}})
-    ok(emu, "POST", path, {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "z"},
+    emu.expect_ok("POST", path, {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "z"},
                            "spec": {"size": 2.9, "ratio": 0.5, "on": "yes", "seen": "2020-01-01T00:00:00Z"}})
-    table = ok(emu, "GET", path, accept=TABLE)
+    table = emu.expect_ok("GET", path, accept=TABLE)
     assert table["kind"] == "Table" and table["apiVersion"] == "meta.k8s.io/v1"
     definitions = table["columnDefinitions"]
     assert [(c["name"], c["type"], c["format"], c["priority"]) for c in definitions] == [
@@ -185,15 +179,15 @@ def test_table_serves_the_declared_columns_with_typed_cells(kube_emulator: KubeE
     assert z[:8] == ["z", 2, 0.5, None, None, "2.9", z[6], None]  # "yes" is no boolean; no labels
     assert re.fullmatch(r"\d+y(\d+d)?", z[6])  # years ago, as HumanDuration prints it
     assert table["rows"][0]["object"]["kind"] == "PartialObjectMetadata"
-    one = ok(emu, "GET", f"{path}/w", accept=TABLE)
+    one = emu.expect_ok("GET", f"{path}/w", accept=TABLE)
     assert [c["name"] for c in one["columnDefinitions"]] == [c["name"] for c in definitions] and len(one["rows"]) == 1
 
 
 def test_a_crd_without_columns_prints_name_and_age(kube_emulator: KubeEmulator) -> None:
-    ok(kube_emulator, "POST", CRDS, crd_with(None))
-    ok(kube_emulator, "POST", "/apis/example.com/v1/namespaces/default/widgets",
+    kube_emulator.expect_ok("POST", CRDS, crd_with(None))
+    kube_emulator.expect_ok("POST", "/apis/example.com/v1/namespaces/default/widgets",
        {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}})
-    table = ok(kube_emulator, "GET", "/apis/example.com/v1/namespaces/default/widgets", accept=TABLE)
+    table = kube_emulator.expect_ok("GET", "/apis/example.com/v1/namespaces/default/widgets", accept=TABLE)
     assert [(c["name"], c["type"]) for c in table["columnDefinitions"]] == [("Name", "string"), ("Age", "date")]
     [row] = table["rows"]
     assert row["cells"][0] == "w" and re.fullmatch(r"\d+s", row["cells"][1])
@@ -258,7 +252,7 @@ def test_kubectl_get_watch_prints_columns_of_status_changes(kube_kubectl: Kubect
         deadline = time.monotonic() + 10
         while len(lines) < 2 and time.monotonic() < deadline:  # the header and the listed row
             time.sleep(0.02)
-        ok(kube_emulator, "PATCH", "/apis/gitops.dev/v1alpha1/namespaces/gitops/applications/shop/status",
+        kube_emulator.expect_ok("PATCH", "/apis/gitops.dev/v1alpha1/namespaces/gitops/applications/shop/status",
            status_patch("OutOfSync", "Progressing", "b7e01d2", "False"), content_type=MERGE)
         while not any("OutOfSync" in line for line in lines) and time.monotonic() < deadline:
             time.sleep(0.02)

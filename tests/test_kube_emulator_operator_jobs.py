@@ -22,16 +22,10 @@ def job(name: str, *, annotations: dict[str, str] | None = None, **spec: Any) ->
                      **spec}}
 
 
-def ok(emu: KubeEmulator, method: str, path: str, body: Any = None, **kwargs: Any) -> Any:
-    code, out = emu.request(method, path, body, **kwargs)
-    assert code in (200, 201), (code, out)
-    return out
-
-
 def wait_for_status(emu: KubeEmulator, name: str, key: str, timeout: float = 5) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        status = ok(emu, "GET", f"{JOBS}/{name}").get("status") or {}
+        status = emu.expect_ok("GET", f"{JOBS}/{name}").get("status") or {}
         if key in status:
             return dict(status)
         time.sleep(0.01)
@@ -44,9 +38,9 @@ def conditions(status: dict[str, Any]) -> list[tuple[str, str, str, str]]:
 
 def test_a_job_starts_then_completes_and_watches_see_both(kube_emulator: KubeEmulator) -> None:
     emu = kube_emulator
-    start = ok(emu, "GET", JOBS)["metadata"]["resourceVersion"]
+    start = emu.expect_ok("GET", JOBS)["metadata"]["resourceVersion"]
     began = time.monotonic()
-    created = ok(emu, "POST", JOBS, job("migrate"))
+    created = emu.expect_ok("POST", JOBS, job("migrate"))
     events = emu.watch(f"{JOBS}?resourceVersion={start}", count=3, timeout=5)
     took = time.monotonic() - began
     assert [e["type"] for e in events] == ["ADDED", "MODIFIED", "MODIFIED"]
@@ -68,7 +62,7 @@ def test_a_job_starts_then_completes_and_watches_see_both(kube_emulator: KubeEmu
 
 def test_a_job_annotated_to_fail_fails_after_its_backoff(kube_emulator: KubeEmulator) -> None:
     emu = kube_emulator
-    ok(emu, "POST", JOBS, job("broken", annotations={JOB_RESULT_ANNOTATION: "Failed", JOB_DURATION_ANNOTATION: "0"},
+    emu.expect_ok("POST", JOBS, job("broken", annotations={JOB_RESULT_ANNOTATION: "Failed", JOB_DURATION_ANNOTATION: "0"},
                              backoffLimit=2))
     status = wait_for_status(emu, "broken", "conditions")
     assert conditions(status) == [
@@ -80,8 +74,8 @@ def test_a_job_annotated_to_fail_fails_after_its_backoff(kube_emulator: KubeEmul
 def test_the_duration_annotation_is_honoured(kube_emulator: KubeEmulator) -> None:
     emu = kube_emulator
     began = time.monotonic()
-    ok(emu, "POST", JOBS, job("slow", annotations={JOB_DURATION_ANNOTATION: "0.6"}, completions=2, parallelism=2))
-    assert ok(emu, "GET", f"{JOBS}/slow")["status"]["active"] == 2
+    emu.expect_ok("POST", JOBS, job("slow", annotations={JOB_DURATION_ANNOTATION: "0.6"}, completions=2, parallelism=2))
+    assert emu.expect_ok("GET", f"{JOBS}/slow")["status"]["active"] == 2
     status = wait_for_status(emu, "slow", "completionTime")
     assert time.monotonic() - began >= 0.6 and status["succeeded"] == 2
 
@@ -90,7 +84,7 @@ def test_many_jobs_share_one_scheduler_thread(kube_emulator: KubeEmulator) -> No
     emu = kube_emulator
     before = threading.active_count()
     for i in range(40):
-        ok(emu, "POST", JOBS, job(f"j{i}", annotations={JOB_DURATION_ANNOTATION: "0.3"}))
+        emu.expect_ok("POST", JOBS, job(f"j{i}", annotations={JOB_DURATION_ANNOTATION: "0.3"}))
     scheduler = emu.api.jobs._thread
     assert scheduler is not None and scheduler.is_alive()
     assert [t for t in threading.enumerate() if t.name == scheduler.name] == [scheduler]
@@ -99,7 +93,7 @@ def test_many_jobs_share_one_scheduler_thread(kube_emulator: KubeEmulator) -> No
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and emu.api.jobs.pending():
         time.sleep(0.02)
-    done = [item.get("status", {}).get("succeeded") for item in ok(emu, "GET", JOBS)["items"]]
+    done = [item.get("status", {}).get("succeeded") for item in emu.expect_ok("GET", JOBS)["items"]]
     assert done == [1] * 40
 
 
@@ -117,29 +111,29 @@ def test_unusable_annotation_values_are_refused(kube_emulator: KubeEmulator, ann
 
 def test_suspended_and_progressing_jobs_do_not_finish(kube_emulator: KubeEmulator) -> None:
     emu = kube_emulator
-    ok(emu, "POST", JOBS, job("held", suspend=True, annotations={JOB_DURATION_ANNOTATION: "0"}))
-    ok(emu, "POST", JOBS, job("forever", annotations={"kube-emulator.gitops.dev/rollout": "progressing"}))
-    assert ok(emu, "GET", f"{JOBS}/held")["status"] == {}
-    assert ok(emu, "GET", f"{JOBS}/forever")["status"]["active"] == 1
-    ok(emu, "PATCH", f"{JOBS}/held", {"spec": {"suspend": False}}, content_type=MERGE)  # resumed: it runs now
+    emu.expect_ok("POST", JOBS, job("held", suspend=True, annotations={JOB_DURATION_ANNOTATION: "0"}))
+    emu.expect_ok("POST", JOBS, job("forever", annotations={"kube-emulator.gitops.dev/rollout": "progressing"}))
+    assert emu.expect_ok("GET", f"{JOBS}/held")["status"] == {}
+    assert emu.expect_ok("GET", f"{JOBS}/forever")["status"]["active"] == 1
+    emu.expect_ok("PATCH", f"{JOBS}/held", {"spec": {"suspend": False}}, content_type=MERGE)  # resumed: it runs now
     assert wait_for_status(emu, "held", "completionTime")["succeeded"] == 1
-    assert emu.api.jobs.pending() == 0 and "conditions" not in ok(emu, "GET", f"{JOBS}/forever")["status"]
+    assert emu.api.jobs.pending() == 0 and "conditions" not in emu.expect_ok("GET", f"{JOBS}/forever")["status"]
 
 
 def test_a_job_deleted_while_running_is_left_alone(kube_emulator: KubeEmulator) -> None:
     emu = kube_emulator
-    ok(emu, "POST", JOBS, job("gone", annotations={JOB_DURATION_ANNOTATION: "0.1"}))
-    ok(emu, "DELETE", f"{JOBS}/gone")
-    ok(emu, "POST", JOBS, job("gone", annotations={JOB_DURATION_ANNOTATION: "5"}))  # same name, another uid
+    emu.expect_ok("POST", JOBS, job("gone", annotations={JOB_DURATION_ANNOTATION: "0.1"}))
+    emu.expect_ok("DELETE", f"{JOBS}/gone")
+    emu.expect_ok("POST", JOBS, job("gone", annotations={JOB_DURATION_ANNOTATION: "5"}))  # same name, another uid
     deadline = time.monotonic() + 5
     while emu.api.jobs.pending() > 1 and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert "completionTime" not in ok(emu, "GET", f"{JOBS}/gone")["status"]  # the old schedule did not end it
+    assert "completionTime" not in emu.expect_ok("GET", f"{JOBS}/gone")["status"]  # the old schedule did not end it
 
 
 def test_the_scheduler_stops_with_the_emulator() -> None:
     emu = KubeEmulator().start()
-    ok(emu, "POST", JOBS, job("pending", annotations={JOB_DURATION_ANNOTATION: "30"}))
+    emu.expect_ok("POST", JOBS, job("pending", annotations={JOB_DURATION_ANNOTATION: "30"}))
     thread = emu.api.jobs._thread
     assert thread is not None and thread.is_alive()
     began = time.monotonic()
@@ -149,11 +143,11 @@ def test_the_scheduler_stops_with_the_emulator() -> None:
 
 def test_no_controllers_no_job_status() -> None:
     with KubeEmulator(controllers=False) as emu:
-        ok(emu, "POST", JOBS, job("quiet", annotations={JOB_DURATION_ANNOTATION: "0"}))
-        assert ok(emu, "GET", f"{JOBS}/quiet")["status"] == {} and emu.api.jobs._thread is None
+        emu.expect_ok("POST", JOBS, job("quiet", annotations={JOB_DURATION_ANNOTATION: "0"}))
+        assert emu.expect_ok("GET", f"{JOBS}/quiet")["status"] == {} and emu.api.jobs._thread is None
 
 
 def test_kubectl_wait_for_a_job_to_complete(kube_emulator: KubeEmulator, kube_kubectl: Kubectl) -> None:
-    ok(kube_emulator, "POST", JOBS, job("hook", annotations={JOB_DURATION_ANNOTATION: "0.3"}))
+    kube_emulator.expect_ok("POST", JOBS, job("hook", annotations={JOB_DURATION_ANNOTATION: "0.3"}))
     done = kube_kubectl("wait", "--for=condition=complete", "job/hook", "--timeout=10s")
     assert done.stdout.strip() == "job.batch/hook condition met"

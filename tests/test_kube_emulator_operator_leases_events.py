@@ -16,15 +16,9 @@ MERGE = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
 
 
-def ok(emu: KubeEmulator, method: str, path: str, body: Any = None, **kwargs: Any) -> Any:
-    code, out = emu.request(method, path, body, **kwargs)
-    assert code in (200, 201), (code, out)
-    return out
-
-
 @pytest.fixture
 def emu(kube_emulator: KubeEmulator) -> KubeEmulator:
-    ok(kube_emulator, "POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "gitops"}})
+    kube_emulator.expect_ok("POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "gitops"}})
     return kube_emulator
 
 
@@ -38,14 +32,14 @@ def lease(holder: str, renew: str, **spec: Any) -> dict[str, Any]:
 
 
 def test_lease_is_stored_as_given_and_taken_over_by_compare_and_swap(emu: KubeEmulator) -> None:
-    created = ok(emu, "POST", LEASES, lease("replica-a", "2025-03-04T05:06:07.123456Z"))
+    created = emu.expect_ok("POST", LEASES, lease("replica-a", "2025-03-04T05:06:07.123456Z"))
     assert created["spec"] == {"holderIdentity": "replica-a", "leaseDurationSeconds": 15, "leaseTransitions": 0,
                                "acquireTime": "2025-03-04T05:06:07.123456Z", "renewTime": "2025-03-04T05:06:07.123456Z"}
     assert "generation" not in created["metadata"]  # coordination.k8s.io objects carry none
-    seen_by_a = ok(emu, "GET", f"{LEASES}/gitops-controller")
-    seen_by_b = ok(emu, "GET", f"{LEASES}/gitops-controller")
+    seen_by_a = emu.expect_ok("GET", f"{LEASES}/gitops-controller")
+    seen_by_b = emu.expect_ok("GET", f"{LEASES}/gitops-controller")
     renewed = {**seen_by_a, "spec": {**seen_by_a["spec"], "renewTime": "2025-03-04T05:06:09.000001Z"}}
-    after_renew = ok(emu, "PUT", f"{LEASES}/gitops-controller", renewed)
+    after_renew = emu.expect_ok("PUT", f"{LEASES}/gitops-controller", renewed)
     assert after_renew["spec"]["renewTime"] == "2025-03-04T05:06:09.000001Z"
     # replica-b read before the renewal: its takeover must fail, not overwrite
     takeover = {**seen_by_b, "spec": {**seen_by_b["spec"], "holderIdentity": "replica-b", "leaseTransitions": 1}}
@@ -54,8 +48,8 @@ def test_lease_is_stored_as_given_and_taken_over_by_compare_and_swap(emu: KubeEm
     assert body["message"] == ('Operation cannot be fulfilled on leases.coordination.k8s.io "gitops-controller": '
                                "the object has been modified; please apply your changes to the latest version and try again")
     # with the current resourceVersion it succeeds
-    current = ok(emu, "GET", f"{LEASES}/gitops-controller")
-    won = ok(emu, "PUT", f"{LEASES}/gitops-controller",
+    current = emu.expect_ok("GET", f"{LEASES}/gitops-controller")
+    won = emu.expect_ok("PUT", f"{LEASES}/gitops-controller",
              {**current, "spec": {**current["spec"], "holderIdentity": "replica-b", "leaseTransitions": 1,
                                   "acquireTime": "2025-03-04T05:07:00.000000+01:00"}})
     assert won["spec"]["holderIdentity"] == "replica-b" and won["spec"]["leaseTransitions"] == 1
@@ -65,7 +59,7 @@ def test_lease_is_stored_as_given_and_taken_over_by_compare_and_swap(emu: KubeEm
                           {"metadata": {"resourceVersion": current["metadata"]["resourceVersion"]},
                            "spec": {"holderIdentity": "replica-c"}}, content_type=MERGE)
     assert code == 409
-    assert ok(emu, "DELETE", f"{LEASES}/gitops-controller")["status"] == "Success"
+    assert emu.expect_ok("DELETE", f"{LEASES}/gitops-controller")["status"] == "Success"
     assert emu.request("GET", f"{LEASES}/gitops-controller")[0] == 404
 
 
@@ -89,7 +83,7 @@ def test_lease_spec_is_validated(emu: KubeEmulator) -> None:
 
 
 def test_kubectl_get_leases_shows_the_holder(emu: KubeEmulator, kube_kubectl: Kubectl) -> None:
-    ok(emu, "POST", LEASES, lease("replica-a", "2025-03-04T05:06:07.123456Z"))
+    emu.expect_ok("POST", LEASES, lease("replica-a", "2025-03-04T05:06:07.123456Z"))
     header, row = kube_kubectl("get", "leases", "-n", "gitops").stdout.splitlines()
     assert header.split() == ["NAME", "HOLDER", "AGE"] and row.split()[:2] == ["gitops-controller", "replica-a"]
 
@@ -114,36 +108,36 @@ def old_event(name: str, reason: str = "DriftDetected", message: str = "2 object
 
 
 def test_events_are_one_resource_under_both_apis(emu: KubeEmulator) -> None:
-    posted = ok(emu, "POST", EVENTS, new_event("shop.1"))
+    posted = emu.expect_ok("POST", EVENTS, new_event("shop.1"))
     assert posted["apiVersion"] == "events.k8s.io/v1" and posted["note"] == "applied 4f2a9c1"
-    as_core = ok(emu, "GET", f"{CORE_EVENTS}/shop.1")
+    as_core = emu.expect_ok("GET", f"{CORE_EVENTS}/shop.1")
     assert as_core["apiVersion"] == "v1" and as_core["message"] == "applied 4f2a9c1"
     assert as_core["involvedObject"] == REGARDING and as_core["reportingComponent"] == "gitops.dev/controller"
     assert as_core["firstTimestamp"] is None and as_core["source"] == {}  # what a real server stores
     assert as_core["metadata"]["uid"] == posted["metadata"]["uid"]
-    ok(emu, "POST", CORE_EVENTS, old_event("shop.2"))
-    as_v1 = ok(emu, "GET", f"{EVENTS}/shop.2")
+    emu.expect_ok("POST", CORE_EVENTS, old_event("shop.2"))
+    as_v1 = emu.expect_ok("GET", f"{EVENTS}/shop.2")
     assert as_v1["regarding"] == REGARDING and as_v1["note"] == "2 objects differ"
     assert as_v1["deprecatedCount"] == 1 and as_v1["deprecatedSource"] == {"component": "gitops-controller"}
     assert "reportingController" not in as_v1 and as_v1["eventTime"] is None
     for path, kind in ((CORE_EVENTS, "message"), (EVENTS, "note")):
-        listing = ok(emu, "GET", path)
+        listing = emu.expect_ok("GET", path)
         assert listing["kind"] == "EventList" and [i[kind] for i in listing["items"]] == ["applied 4f2a9c1", "2 objects differ"]
         assert "kind" not in listing["items"][0]
     assert emu.request("POST", CORE_EVENTS, old_event("shop.1"))[0] == 409  # the same name, the same Event
 
 
 def test_events_are_patched_through_either_api(emu: KubeEmulator) -> None:
-    ok(emu, "POST", EVENTS, new_event("shop.1"))
+    emu.expect_ok("POST", EVENTS, new_event("shop.1"))
     series = {"count": 2, "lastObservedTime": "2025-03-04T05:07:07.000000Z"}
-    patched = ok(emu, "PATCH", f"{EVENTS}/shop.1", {"series": series, "note": "applied again"}, content_type=MERGE)
+    patched = emu.expect_ok("PATCH", f"{EVENTS}/shop.1", {"series": series, "note": "applied again"}, content_type=MERGE)
     assert patched["series"] == series and patched["note"] == "applied again"
-    assert ok(emu, "GET", f"{CORE_EVENTS}/shop.1")["message"] == "applied again"
+    assert emu.expect_ok("GET", f"{CORE_EVENTS}/shop.1")["message"] == "applied again"
     ops = [{"op": "replace", "path": "/note", "value": "third time"}, {"op": "test", "path": "/regarding/name", "value": "shop"}]
-    assert ok(emu, "PATCH", f"{EVENTS}/shop.1", ops, content_type=JSON_PATCH)["note"] == "third time"
-    ok(emu, "POST", CORE_EVENTS, old_event("shop.2"))
-    ok(emu, "PATCH", f"{CORE_EVENTS}/shop.2", {"count": 5, "lastTimestamp": "2025-03-04T06:00:00Z"}, content_type=MERGE)
-    again = ok(emu, "GET", f"{EVENTS}/shop.2")
+    assert emu.expect_ok("PATCH", f"{EVENTS}/shop.1", ops, content_type=JSON_PATCH)["note"] == "third time"
+    emu.expect_ok("POST", CORE_EVENTS, old_event("shop.2"))
+    emu.expect_ok("PATCH", f"{CORE_EVENTS}/shop.2", {"count": 5, "lastTimestamp": "2025-03-04T06:00:00Z"}, content_type=MERGE)
+    again = emu.expect_ok("GET", f"{EVENTS}/shop.2")
     assert again["deprecatedCount"] == 5 and again["deprecatedLastTimestamp"] == "2025-03-04T06:00:00Z"
 
 
@@ -165,14 +159,14 @@ def test_event_validation(emu: KubeEmulator) -> None:
 
 
 def test_event_field_selectors(emu: KubeEmulator) -> None:
-    ok(emu, "POST", EVENTS, new_event("shop.1"))
-    ok(emu, "POST", CORE_EVENTS, old_event("shop.2"))
+    emu.expect_ok("POST", EVENTS, new_event("shop.1"))
+    emu.expect_ok("POST", CORE_EVENTS, old_event("shop.2"))
     other = old_event("blog.1")
     other["involvedObject"] = {**REGARDING, "name": "blog"}
-    ok(emu, "POST", CORE_EVENTS, other)
+    emu.expect_ok("POST", CORE_EVENTS, other)
 
     def names(path: str, selector: str) -> list[str]:
-        return [i["metadata"]["name"] for i in ok(emu, "GET", f"{path}?fieldSelector={selector}")["items"]]
+        return [i["metadata"]["name"] for i in emu.expect_ok("GET", f"{path}?fieldSelector={selector}")["items"]]
 
     assert names(CORE_EVENTS, "involvedObject.name=shop") == ["shop.1", "shop.2"]
     assert names(CORE_EVENTS, "involvedObject.name=shop,type=Warning") == ["shop.2"]
@@ -184,25 +178,25 @@ def test_event_field_selectors(emu: KubeEmulator) -> None:
 
 
 def test_watching_events_k8s_io_sees_core_writes_in_v1_form(emu: KubeEmulator) -> None:
-    start = ok(emu, "GET", EVENTS)["metadata"]["resourceVersion"]
-    ok(emu, "POST", CORE_EVENTS, old_event("shop.2"))
+    start = emu.expect_ok("GET", EVENTS)["metadata"]["resourceVersion"]
+    emu.expect_ok("POST", CORE_EVENTS, old_event("shop.2"))
     [event] = emu.watch(f"{EVENTS}?resourceVersion={start}", count=1, timeout=5)
     assert event["type"] == "ADDED" and event["object"]["apiVersion"] == "events.k8s.io/v1"
     assert event["object"]["note"] == "2 objects differ" and event["object"]["regarding"]["name"] == "shop"
 
 
 def test_kubectl_get_and_describe_show_the_events(emu: KubeEmulator, kube_kubectl: Kubectl) -> None:
-    ok(emu, "POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", {
+    emu.expect_ok("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", {
         "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition", "metadata": {"name": "applications.gitops.dev"},
         "spec": {"group": "gitops.dev", "scope": "Namespaced", "names": {"plural": "applications", "kind": "Application"},
                  "versions": [{"name": "v1alpha1", "served": True, "storage": True,
                                "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}}}]}})
-    app = ok(emu, "POST", "/apis/gitops.dev/v1alpha1/namespaces/gitops/applications",
+    app = emu.expect_ok("POST", "/apis/gitops.dev/v1alpha1/namespaces/gitops/applications",
              {"apiVersion": "gitops.dev/v1alpha1", "kind": "Application", "metadata": {"name": "shop"}})
     about_app = {**REGARDING, "uid": app["metadata"]["uid"]}
-    ok(emu, "POST", EVENTS, new_event("shop.1", regarding=about_app))
-    ok(emu, "POST", CORE_EVENTS, {**old_event("shop.2"), "involvedObject": about_app})
-    ok(emu, "POST", CORE_EVENTS, old_event("stale.1", reason="Stale", message="about an older shop"))  # another uid
+    emu.expect_ok("POST", EVENTS, new_event("shop.1", regarding=about_app))
+    emu.expect_ok("POST", CORE_EVENTS, {**old_event("shop.2"), "involvedObject": about_app})
+    emu.expect_ok("POST", CORE_EVENTS, old_event("stale.1", reason="Stale", message="about an older shop"))  # another uid
     header, *rows = kube_kubectl("get", "events", "-n", "gitops").stdout.splitlines()
     assert header.split() == ["LAST", "SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"]
     assert [row.split()[1:] for row in rows] == [["Normal", "SyncSucceeded", "application/shop", "applied", "4f2a9c1"],

@@ -38,46 +38,40 @@ def application(name: str, interval: str = "1m", **extra: Any) -> dict[str, Any]
             "spec": {"source": {"url": "git+https://example.com/r.git"}, "interval": interval}, **extra}
 
 
-def ok(emu: KubeEmulator, method: str, path: str, body: Any = None, **kwargs: Any) -> Any:
-    code, out = emu.request(method, path, body, **kwargs)
-    assert code in (200, 201), (code, out)
-    return out
-
-
 @pytest.fixture
 def emu(kube_emulator: KubeEmulator) -> KubeEmulator:
-    ok(kube_emulator, "POST", CRDS, application_crd())
+    kube_emulator.expect_ok("POST", CRDS, application_crd())
     return kube_emulator
 
 
 def test_create_drops_status_and_starts_at_generation_one(emu: KubeEmulator) -> None:
-    created = ok(emu, "POST", APPS, application("shop", status={"sync": "Synced"}))
+    created = emu.expect_ok("POST", APPS, application("shop", status={"sync": "Synced"}))
     assert "status" not in created and created["metadata"]["generation"] == 1
 
 
 @pytest.mark.parametrize("how", ["put", "merge", "json", "apply"])
 def test_status_writes_change_only_the_status(emu: KubeEmulator, how: str) -> None:
-    live = ok(emu, "POST", APPS, application("shop"))
+    live = emu.expect_ok("POST", APPS, application("shop"))
     wanted = {"sync": "Synced", "health": "Healthy", "lastAppliedRevision": "abc123"}
     tampered: dict[str, Any] = {"spec": {"interval": "5h"}, "metadata": {"labels": {"sneaky": "yes"}}}
     if how == "put":
         body = {**live, **tampered, "metadata": {**live["metadata"], **tampered["metadata"]}, "status": wanted}
-        out = ok(emu, "PUT", f"{APPS}/shop/status", body)
+        out = emu.expect_ok("PUT", f"{APPS}/shop/status", body)
     elif how == "merge":
-        out = ok(emu, "PATCH", f"{APPS}/shop/status", {**tampered, "status": wanted}, content_type=MERGE)
+        out = emu.expect_ok("PATCH", f"{APPS}/shop/status", {**tampered, "status": wanted}, content_type=MERGE)
     elif how == "json":
         ops = [{"op": "add", "path": "/status", "value": wanted}, {"op": "replace", "path": "/spec/interval", "value": "5h"}]
-        out = ok(emu, "PATCH", f"{APPS}/shop/status", ops, content_type=JSON_PATCH)
+        out = emu.expect_ok("PATCH", f"{APPS}/shop/status", ops, content_type=JSON_PATCH)
     else:
         applied = {"apiVersion": "gitops.dev/v1alpha1", "kind": "Application", "metadata": {"name": "shop"},
                    **tampered, "status": wanted}
-        out = ok(emu, "PATCH", f"{APPS}/shop/status?fieldManager=gitops-controller", yaml.safe_dump(applied),
+        out = emu.expect_ok("PATCH", f"{APPS}/shop/status?fieldManager=gitops-controller", yaml.safe_dump(applied),
                  content_type=APPLY)
         entry = next(m for m in out["metadata"]["managedFields"] if m["manager"] == "gitops-controller")
         assert entry["subresource"] == "status" and entry["operation"] == "Apply"
         assert set(entry["fieldsV1"]) == {"f:status"}
     assert out["status"] == wanted
-    stored = ok(emu, "GET", f"{APPS}/shop")
+    stored = emu.expect_ok("GET", f"{APPS}/shop")
     assert stored["status"] == wanted and stored["spec"]["interval"] == "1m"
     assert "labels" not in stored["metadata"] and stored["metadata"]["generation"] == 1
     assert int(stored["metadata"]["resourceVersion"]) > int(live["metadata"]["resourceVersion"])
@@ -85,58 +79,58 @@ def test_status_writes_change_only_the_status(emu: KubeEmulator, how: str) -> No
 
 @pytest.mark.parametrize("how", ["put", "merge", "apply"])
 def test_writes_to_the_main_resource_ignore_status(emu: KubeEmulator, how: str) -> None:
-    ok(emu, "POST", APPS, application("shop"))
-    ok(emu, "PATCH", f"{APPS}/shop/status", {"status": {"sync": "Synced"}}, content_type=MERGE)
-    live = ok(emu, "GET", f"{APPS}/shop")
+    emu.expect_ok("POST", APPS, application("shop"))
+    emu.expect_ok("PATCH", f"{APPS}/shop/status", {"status": {"sync": "Synced"}}, content_type=MERGE)
+    live = emu.expect_ok("GET", f"{APPS}/shop")
     if how == "put":
-        out = ok(emu, "PUT", f"{APPS}/shop", {**live, "spec": {**live["spec"], "interval": "2m"}, "status": {"sync": "Lies"}})
+        out = emu.expect_ok("PUT", f"{APPS}/shop", {**live, "spec": {**live["spec"], "interval": "2m"}, "status": {"sync": "Lies"}})
     elif how == "merge":
-        out = ok(emu, "PATCH", f"{APPS}/shop", {"spec": {"interval": "2m"}, "status": {"sync": "Lies"}}, content_type=MERGE)
+        out = emu.expect_ok("PATCH", f"{APPS}/shop", {"spec": {"interval": "2m"}, "status": {"sync": "Lies"}}, content_type=MERGE)
     else:
-        out = ok(emu, "PATCH", f"{APPS}/shop?fieldManager=kubectl&force=true", yaml.safe_dump(application("shop", "2m", status={"sync": "Lies"})),
+        out = emu.expect_ok("PATCH", f"{APPS}/shop?fieldManager=kubectl&force=true", yaml.safe_dump(application("shop", "2m", status={"sync": "Lies"})),
                  content_type=APPLY)
     assert out["status"] == {"sync": "Synced"} and out["spec"]["interval"] == "2m"
     assert out["metadata"]["generation"] == 2
 
 
 def test_generation_follows_spec_changes_only(emu: KubeEmulator) -> None:
-    ok(emu, "POST", APPS, application("shop"))
+    emu.expect_ok("POST", APPS, application("shop"))
 
     def generation() -> int:
-        return int(ok(emu, "GET", f"{APPS}/shop")["metadata"]["generation"])
+        return int(emu.expect_ok("GET", f"{APPS}/shop")["metadata"]["generation"])
 
-    ok(emu, "PATCH", f"{APPS}/shop/status", {"status": {"observedGeneration": 1}}, content_type=MERGE)
-    ok(emu, "PATCH", f"{APPS}/shop", {"metadata": {"labels": {"team": "a"}, "annotations": {"x": "y"}}}, content_type=MERGE)
+    emu.expect_ok("PATCH", f"{APPS}/shop/status", {"status": {"observedGeneration": 1}}, content_type=MERGE)
+    emu.expect_ok("PATCH", f"{APPS}/shop", {"metadata": {"labels": {"team": "a"}, "annotations": {"x": "y"}}}, content_type=MERGE)
     assert generation() == 1
-    ok(emu, "PATCH", f"{APPS}/shop", {"spec": {"interval": "2m"}}, content_type=MERGE)
+    emu.expect_ok("PATCH", f"{APPS}/shop", {"spec": {"interval": "2m"}}, content_type=MERGE)
     assert generation() == 2
-    ok(emu, "PATCH", f"{APPS}/shop", {"spec": {"interval": "2m"}}, content_type=MERGE)  # no change, no bump
-    ok(emu, "PATCH", f"{APPS}/shop/status", {"status": {"observedGeneration": 2}}, content_type=MERGE)
+    emu.expect_ok("PATCH", f"{APPS}/shop", {"spec": {"interval": "2m"}}, content_type=MERGE)  # no change, no bump
+    emu.expect_ok("PATCH", f"{APPS}/shop/status", {"status": {"observedGeneration": 2}}, content_type=MERGE)
     assert generation() == 2
 
 
 def test_without_the_subresource_status_is_part_of_the_object(kube_emulator: KubeEmulator) -> None:
     emu = kube_emulator
-    ok(emu, "POST", CRDS, application_crd(status_subresource=False))
-    created = ok(emu, "POST", APPS, application("shop", status={"sync": "Synced"}))
+    emu.expect_ok("POST", CRDS, application_crd(status_subresource=False))
+    created = emu.expect_ok("POST", APPS, application("shop", status={"sync": "Synced"}))
     assert created["status"] == {"sync": "Synced"}
     code, _ = emu.request("PATCH", f"{APPS}/shop/status", {"status": {}}, content_type=MERGE)
     assert code == 404
-    out = ok(emu, "PATCH", f"{APPS}/shop", {"status": {"sync": "OutOfSync"}}, content_type=MERGE)
+    out = emu.expect_ok("PATCH", f"{APPS}/shop", {"status": {"sync": "OutOfSync"}}, content_type=MERGE)
     assert out["status"] == {"sync": "OutOfSync"} and out["metadata"]["generation"] == 2  # as a real server counts
 
 
 def test_stale_resource_version_on_status_is_a_conflict(emu: KubeEmulator) -> None:
-    live = ok(emu, "POST", APPS, application("shop"))
-    ok(emu, "PUT", f"{APPS}/shop/status", {**live, "status": {"sync": "Synced"}})
+    live = emu.expect_ok("POST", APPS, application("shop"))
+    emu.expect_ok("PUT", f"{APPS}/shop/status", {**live, "status": {"sync": "Synced"}})
     code, body = emu.request("PUT", f"{APPS}/shop/status", {**live, "status": {"sync": "OutOfSync"}})
     assert code == 409 and body["reason"] == "Conflict"
     assert 'Operation cannot be fulfilled on applications.gitops.dev "shop"' in body["message"]
 
 
 def test_kubectl_get_yaml_shows_status_and_generation(emu: KubeEmulator, kube_kubectl: Kubectl) -> None:
-    ok(emu, "POST", APPS, application("shop"))
-    ok(emu, "PATCH", f"{APPS}/shop", {"spec": {"interval": "2m"}}, content_type=MERGE)
+    emu.expect_ok("POST", APPS, application("shop"))
+    emu.expect_ok("PATCH", f"{APPS}/shop", {"spec": {"interval": "2m"}}, content_type=MERGE)
     kube_kubectl("patch", "application", "shop", "--subresource=status", "--type=merge",
                  "-p", '{"status":{"sync":"Synced","observedGeneration":2}}')
     shown = yaml.safe_load(kube_kubectl("get", "application", "shop", "-o", "yaml").stdout)
@@ -152,12 +146,12 @@ def summary(events: list[dict[str, Any]]) -> list[tuple[str, str, Any]]:
 
 
 def test_watch_sees_additions_status_changes_and_deletions_and_resumes(emu: KubeEmulator) -> None:
-    start = ok(emu, "GET", APPS)["metadata"]["resourceVersion"]
-    ok(emu, "POST", APPS, application("shop"))
-    ok(emu, "POST", APPS, application("blog"))
-    ok(emu, "PATCH", f"{APPS}/shop/status", {"status": {"sync": "Synced"}}, content_type=MERGE)
-    ok(emu, "PATCH", f"{APPS}/shop/status", {"status": {"sync": "Synced"}}, content_type=MERGE)  # no-op: no event
-    ok(emu, "DELETE", f"{APPS}/blog")
+    start = emu.expect_ok("GET", APPS)["metadata"]["resourceVersion"]
+    emu.expect_ok("POST", APPS, application("shop"))
+    emu.expect_ok("POST", APPS, application("blog"))
+    emu.expect_ok("PATCH", f"{APPS}/shop/status", {"status": {"sync": "Synced"}}, content_type=MERGE)
+    emu.expect_ok("PATCH", f"{APPS}/shop/status", {"status": {"sync": "Synced"}}, content_type=MERGE)  # no-op: no event
+    emu.expect_ok("DELETE", f"{APPS}/blog")
     events = emu.watch(f"{APPS}?resourceVersion={start}", count=4, timeout=5)
     assert summary(events) == [("ADDED", "shop", None), ("ADDED", "blog", None), ("MODIFIED", "shop", "Synced"),
                                ("DELETED", "blog", None)]
@@ -166,7 +160,7 @@ def test_watch_sees_additions_status_changes_and_deletions_and_resumes(emu: Kube
     middle = events[2]["object"]["metadata"]["resourceVersion"]
     assert summary(emu.watch(f"{APPS}?resourceVersion={middle}", count=1, timeout=5)) == [("DELETED", "blog", None)]
     # all namespaces, with a label selector
-    ok(emu, "PATCH", f"{APPS}/shop", {"metadata": {"labels": {"team": "a"}}}, content_type=MERGE)
+    emu.expect_ok("PATCH", f"{APPS}/shop", {"metadata": {"labels": {"team": "a"}}}, content_type=MERGE)
     later = emu.watch(f"/apis/gitops.dev/v1alpha1/applications?resourceVersion={middle}&labelSelector=team%3Da",
                       count=1, timeout=5)
     assert summary(later) == [("ADDED", "shop", "Synced")]  # entered the selection
@@ -176,11 +170,11 @@ def test_watch_sees_additions_status_changes_and_deletions_and_resumes(emu: Kube
 
 
 def test_a_live_watch_sees_a_status_write_made_after_it_opened(emu: KubeEmulator) -> None:
-    ok(emu, "POST", APPS, application("shop"))
-    rv = ok(emu, "GET", APPS)["metadata"]["resourceVersion"]
+    emu.expect_ok("POST", APPS, application("shop"))
+    rv = emu.expect_ok("GET", APPS)["metadata"]["resourceVersion"]
 
     def write_later() -> None:
-        ok(emu, "PATCH", f"{APPS}/shop/status", {"status": {"sync": "OutOfSync"}}, content_type=MERGE)
+        emu.expect_ok("PATCH", f"{APPS}/shop/status", {"status": {"sync": "OutOfSync"}}, content_type=MERGE)
 
     timer = threading.Timer(0.1, write_later)
     timer.start()

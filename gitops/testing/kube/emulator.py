@@ -168,6 +168,14 @@ class KubeEmulator:
         except ValueError:
             return code, raw.decode("utf-8", "replace")
 
+    def expect_ok(self, method: str, path: str, body: Any = None, **kwargs: Any) -> Any:
+        """:meth:`request` that must succeed: returns the decoded body of a 2xx answer, and
+        raises ``AssertionError`` with the code and the Status otherwise (for tests)."""
+        code, out = self.request(method, path, body, **kwargs)
+        if not 200 <= code < 300:
+            raise AssertionError(f"{method} {path}: HTTP {code}: {out}")
+        return out
+
     def watch(self, path: str, *, count: int | None = None, timeout: float = 5.0,
               accept: str = "application/json") -> list[dict[str, Any]]:
         """The events of a watch on ``path`` (``watch=1`` is added): read until ``count`` events
