@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import yaml
 
 from gitops.testing.kube import KubeEmulator
 from gitops.testing.kube.kubectl import Kubectl
@@ -14,6 +15,7 @@ CORE_EVENTS = "/api/v1/namespaces/gitops/events"
 EVENTS = "/apis/events.k8s.io/v1/namespaces/gitops/events"
 MERGE = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
+APPLY = "application/apply-patch+yaml"
 
 
 @pytest.fixture
@@ -139,6 +141,19 @@ def test_events_are_patched_through_either_api(emu: KubeEmulator) -> None:
     emu.expect_ok("PATCH", f"{CORE_EVENTS}/shop.2", {"count": 5, "lastTimestamp": "2025-03-04T06:00:00Z"}, content_type=MERGE)
     again = emu.expect_ok("GET", f"{EVENTS}/shop.2")
     assert again["deprecatedCount"] == 5 and again["deprecatedLastTimestamp"] == "2025-03-04T06:00:00Z"
+
+
+def test_events_are_server_side_applied_through_events_k8s_io(emu: KubeEmulator) -> None:
+    applied = new_event("shop.3")
+    url = f"{EVENTS}/shop.3?fieldManager=gitops-controller"
+    created = emu.expect_ok("PATCH", url, yaml.safe_dump(applied), content_type=APPLY)
+    assert created["note"] == "applied 4f2a9c1" and created["regarding"] == REGARDING
+    again = emu.expect_ok("PATCH", url, yaml.safe_dump({**applied, "note": "applied b7e01d2"}), content_type=APPLY)
+    assert again["note"] == "applied b7e01d2" and emu.expect_ok("GET", f"{CORE_EVENTS}/shop.3")["message"] == "applied b7e01d2"
+    without_time = {k: v for k, v in new_event("shop.4").items() if k != "eventTime"}
+    code, body = emu.request("PATCH", f"{EVENTS}/shop.4?fieldManager=gitops-controller", yaml.safe_dump(without_time),
+                             content_type=APPLY)
+    assert code == 422 and body["message"] == 'Event.events.k8s.io "shop.4" is invalid: eventTime: Required value'
 
 
 def test_event_validation(emu: KubeEmulator) -> None:

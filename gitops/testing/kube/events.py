@@ -274,9 +274,24 @@ class EventsV1View:
 
     def patch(self, rtype: ResourceType, version: str, namespace: str, name: str, content_type: str, raw: bytes,
               params: Params, user_agent: str = "", subresource: str = "") -> tuple[int, dict[str, Any]]:
-        code, obj = self.api.patch(self.core, "v1", namespace, name, content_type, _core_patch(content_type, raw),
-                                   params, user_agent, subresource)
+        core_patch = _core_patch(content_type, raw)
+        if content_type.split(";")[0].strip().lower() == "application/apply-patch+yaml" and \
+                not self.api.store.exists("", "events", namespace, name):
+            self._check_applied_create(core_patch, name)  # server-side apply creating an Event: a create
+        code, obj = self.api.patch(self.core, "v1", namespace, name, content_type, core_patch, params, user_agent, subresource)
         return code, to_events_v1(obj)
+
+    @staticmethod
+    def _check_applied_create(core_patch: bytes, name: str) -> None:
+        try:
+            config = json.loads(core_patch)
+        except ValueError:
+            return  # not decodable: the apply handler reports it
+        if isinstance(config, dict):
+            v1 = to_events_v1(config)
+            causes = events_v1_create_causes(v1)
+            if causes:
+                raise invalid("Event", "events.k8s.io", name, causes)
 
     def delete(self, rtype: ResourceType, version: str, namespace: str, name: str, options: Any,
                params: Params) -> dict[str, Any]:
