@@ -431,6 +431,9 @@ BODIES: dict[str, dict[str, Any]] = {
     "PriorityClass": {"value": 1000},
     "RuntimeClass": {"handler": "runc"},
     "StorageClass": {"provisioner": "example.com/disk"},
+    # events.k8s.io validates new Events strictly (a core Event needs nothing more)
+    "events.k8s.io/v1 Event": {"eventTime": "2025-01-02T03:04:05.000000Z", "type": "Normal", "reason": "Tested",
+                               "action": "Test", "reportingController": "example.com/tests", "reportingInstance": "t-1"},
 }
 for _workload in ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet"):
     BODIES[_workload] = {"spec": {"selector": {"matchLabels": {"app": "x"}}, "template": {
@@ -449,8 +452,9 @@ def test_every_built_in_kind_of_1_32_is_served_and_accepted(kube_emulator: KubeE
                 continue
             group, version = gv.rpartition("/")[::2]
             kind = resource["kind"]
-            name = "binding-x" if kind == "Binding" else f"x-{resource['name']}-{version}"
-            body = {"apiVersion": gv, "kind": kind, "metadata": {"name": name}, **BODIES.get(kind, {})}
+            # group in the name: core and events.k8s.io Events are one resource (as on a real server)
+            name = "binding-x" if kind == "Binding" else f"x-{resource['name']}-{version}-{group or 'core'}"
+            body = {"apiVersion": gv, "kind": kind, "metadata": {"name": name}, **BODIES.get(f"{gv} {kind}", BODIES.get(kind, {}))}
             if kind == "CustomResourceDefinition":
                 body = widget_crd()
                 name = body["metadata"]["name"]

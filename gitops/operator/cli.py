@@ -205,17 +205,24 @@ def cmd_status(args: argparse.Namespace, out: Out) -> int:
     with catalog_of(args) as catalog:
         apps = sorted(catalog.applications(), key=lambda a: a.key)
         rows = [(app, catalog.store.read(app)) for app in apps]
+        invalid = catalog.invalid()
     data = [_status_row(app, status) for app, status in rows]
+    for key, problem in invalid:  # listed, never Ready: the object is not a valid Application
+        namespace, _, name = key.partition("/")
+        data.append({"name": name, "namespace": namespace, "sync": "Unknown",
+                     "health": "Unknown", "revision": "", "lastSyncTime": None,
+                     "suspended": False, "message": f"invalid: {problem}"})
     healthy = all(d["sync"] == "Synced" and d["health"] == "Healthy" for d in data)
     if args.output == "json":
         out.write(json.dumps({"applications": data}, indent=2) + "\n")
     else:
         table = [["NAME", "SYNC", "HEALTH", "REVISION", "LAST SYNC", "MESSAGE"]]
-        for (app, status), d in zip(rows, data, strict=True):
+        times = [status.last_sync_time if status else None for _, status in rows]
+        for i, d in enumerate(data):
             sync = d["sync"] + (" (suspended)" if d["suspended"] else "")
-            table.append([app.key, sync, d["health"], short_revision(d["revision"]) or "-",
-                          _age(status.last_sync_time if status else None),
-                          _one_line(d["message"])])
+            table.append([f"{d['namespace']}/{d['name']}", sync, d["health"],
+                          short_revision(d["revision"]) or "-",
+                          _age(times[i] if i < len(times) else None), _one_line(d["message"])])
         _table(table, out)
     return EXIT_OK if healthy and data else EXIT_NOT_READY
 

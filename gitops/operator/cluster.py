@@ -106,6 +106,7 @@ class ClusterCatalog:
         self._api = api
         self._store = ClusterStatusStore(api)
         self._kubeconfig, self._context = kubeconfig, context
+        self._invalid: list[tuple[str, str]] = []
 
     @classmethod
     def from_kubeconfig(cls, kubeconfig: str | None, context: str | None) -> ClusterCatalog:
@@ -118,14 +119,20 @@ class ClusterCatalog:
     def applications(self) -> list[Application]:
         objects, _ = self._api.list_applications()
         apps = []
+        self._invalid = []
         for obj in objects:
             self._store.seen(obj)
             try:
                 apps.append(with_cluster_defaults(Application.from_object(obj), self._kubeconfig,
                                                   self._context))
             except InputError as exc:
-                log.warning("%s", exc)
+                meta = obj.get("metadata") or {}
+                self._invalid.append((f"{meta.get('namespace')}/{meta.get('name')}", str(exc)))
         return apps
+
+    def invalid(self) -> list[tuple[str, str]]:
+        """``(namespace/name, problem)`` of each object :meth:`applications` could not read."""
+        return list(self._invalid)
 
     def suspend(self, app: Application, suspended: bool, reason: str) -> None:
         self._api.patch_application_spec(app.namespace, app.name, {"suspend": suspended})

@@ -43,6 +43,9 @@ class Catalog(Protocol):
     def suspend(self, app: Application, suspended: bool, reason: str) -> None:
         """Suspend (or resume) automated reconciles of ``app``."""
 
+    def invalid(self) -> list[tuple[str, str]]:
+        """``(namespace/name, problem)`` of declared applications that are not valid."""
+
     def close(self) -> None: ...
 
 
@@ -72,6 +75,9 @@ class FileCatalog:
         self._store.write(app, status.model_copy(update={
             "suspended": suspended, "suspended_reason": reason if suspended else "",
         }))
+
+    def invalid(self) -> list[tuple[str, str]]:
+        return []  # an invalid file does not load at all
 
     def close(self) -> None:
         self._store.close()

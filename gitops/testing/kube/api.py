@@ -11,6 +11,7 @@ It never speaks HTTP.
 from __future__ import annotations
 
 import base64
+import bisect
 import json
 import random
 import threading
@@ -28,6 +29,8 @@ from gitops.testing.kube.crds import establish, validate_crd
 from gitops.testing.kube.defaults import apply_defaults, initial_status
 from gitops.testing.kube.deletion import Deleter
 from gitops.testing.kube.discovery import Discovery, ResourceType
+from gitops.testing.kube.events import EVENT_FIELDS, event_causes
+from gitops.testing.kube.jobs import JobController, job_annotation_causes
 from gitops.testing.kube.jsondata import clone
 from gitops.testing.kube.options import Params, dry_run, now, truthy
 from gitops.testing.kube.patch import (
@@ -36,7 +39,7 @@ from gitops.testing.kube.patch import (
     apply_strategic_merge_patch,
 )
 from gitops.testing.kube.reviews import answer, is_create_only
-from gitops.testing.kube.selectors import parse_field_selector, parse_label_selector
+from gitops.testing.kube.selectors import FieldGetter, parse_field_selector, parse_label_selector
 from gitops.testing.kube.status import (
     StatusError,
     already_exists,
@@ -75,6 +78,8 @@ class Api:
         self.null_empty_bytes = null_empty_bytes
         self._write_lock = threading.RLock()  # one write at a time: read-modify-write is atomic
         self.deleter = Deleter(self)
+        #: the stand-in Job controller (its scheduler thread starts with the first Job)
+        self.jobs = JobController(self)
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -94,7 +99,7 @@ class Api:
         """Refuse writes into a missing (404) or terminating (403) namespace."""
         if not rtype.namespaced:
             return
-        ns = self.store.get("", "namespaces", "", namespace)
+        ns = self.store.peek("", "namespaces", "", namespace)
         if ns is None:
             raise not_found("", "namespaces", namespace)
         if creating and ns["metadata"].get("deletionTimestamp"):
@@ -167,22 +172,25 @@ class Api:
     def list(self, rtype: ResourceType, version: str, namespace: str | None, params: Params) -> dict[str, Any]:
         """A ``XxxList`` with the list resourceVersion; honours selectors, limit and continue."""
         labels = parse_label_selector(params.get("labelSelector"))
-        fields = parse_field_selector(params.get("fieldSelector"))
+        fields = parse_field_selector(params.get("fieldSelector"), _field_labels(rtype))
         with self.store.lock:
             rv = self.store.resource_version
             items = self.store.select(rtype.group, rtype.plural, namespace, copy=False)
         items = [o for o in items if labels(o["metadata"].get("labels") or {}) and fields(o)]
-        start = ""
         token = params.get("continue")
         if token:
             try:
                 state = json.loads(base64.urlsafe_b64decode(token.encode()))
-                start, rv = str(state["start"]), int(state["rv"])
+                pair = state["start"]
+                if not isinstance(pair, list) or len(pair) != 2:
+                    raise ValueError("the start of a continue token is [namespace, name]")
+                start = (str(pair[0]), str(pair[1]))
+                rv = int(state["rv"])
             except (ValueError, KeyError, TypeError):
                 raise bad_request("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)") from None
             if rv < self.store.compacted:
                 raise StatusError(410, "Expired", "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.")
-            items = [o for o in items if _sort_key(o) > start]
+            items = items[bisect.bisect_right(items, start, key=_sort_key):]
         meta: dict[str, Any] = {"resourceVersion": str(rv)}
         limit = int(params.get("limit") or 0)
         if limit > 0 and len(items) > limit:
@@ -207,7 +215,7 @@ class Api:
         resourceVersion older than the event log yields one ERROR event with a 410 Status.
         """
         labels = parse_label_selector(params.get("labelSelector"))
-        fields = parse_field_selector(params.get("fieldSelector"))
+        fields = parse_field_selector(params.get("fieldSelector"), _field_labels(rtype))
         requested = params.get("resourceVersion") or ""
         initial = params.get("sendInitialEvents")
         with self.store.lock:
@@ -310,7 +318,7 @@ class Api:
             raise StatusError(500, "InternalError", "Internal error occurred: resourceVersion should not be set on objects to be created",
                               {"causes": [{"message": "resourceVersion should not be set on objects to be created"}]})
         self.require_namespace(rtype, namespace, creating=True)
-        if self.store.get(rtype.group, rtype.plural, namespace if rtype.namespaced else "", meta["name"]) is not None:
+        if self.store.exists(rtype.group, rtype.plural, namespace if rtype.namespaced else "", meta["name"]):
             raise already_exists(rtype.group, rtype.plural, meta["name"])
         for key in _SERVER_META:
             meta.pop(key, None)
@@ -570,8 +578,17 @@ class Api:
         return out
 
     def _validate_custom(self, rtype: ResourceType, version: str, obj: dict[str, Any]) -> None:
+        """Kind-specific validation beyond :func:`~gitops.testing.kube.validation.validate`."""
         if rtype.group == "apiextensions.k8s.io" and rtype.kind == "CustomResourceDefinition":
             validate_crd(obj)
+        elif rtype.group == "" and rtype.kind == "Event":
+            causes = event_causes(obj)
+            if causes:
+                raise invalid("Event", "", str(obj["metadata"].get("name", "")), causes)
+        elif rtype.group == "batch" and rtype.kind == "Job" and self.controllers:
+            causes = job_annotation_causes(obj["metadata"])
+            if causes:
+                raise invalid("Job", "batch", str(obj["metadata"].get("name", "")), causes)
 
     def _on_write(self, rtype: ResourceType, old: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, Any]:
         if rtype.group == "apiextensions.k8s.io" and rtype.kind == "CustomResourceDefinition":
@@ -620,9 +637,15 @@ def _expired(rv: int, compacted: int) -> dict[str, Any]:
                                         "reason": "Expired", "code": 410}}
 
 
-def _sort_key(obj: dict[str, Any]) -> str:
+def _field_labels(rtype: ResourceType) -> dict[str, FieldGetter] | None:
+    """The kind's own field selector labels, beyond ``metadata.name`` and ``metadata.namespace``."""
+    return EVENT_FIELDS if rtype.group == "" and rtype.kind == "Event" else None
+
+
+def _sort_key(obj: dict[str, Any]) -> tuple[str, str]:
+    """The order the store lists objects in: namespace, then name."""
     meta = obj["metadata"]
-    return f"{meta.get('namespace', '')}/{meta['name']}"
+    return (meta.get("namespace", ""), meta["name"])
 
 
 def _spec_of(obj: dict[str, Any], rtype: ResourceType) -> dict[str, Any]:

@@ -23,11 +23,13 @@ from typing import Any
 
 __all__ = [
     "KUBERNETES_VERSION",
+    "MICROTIME",
     "QUANTITY",
     "Path",
     "document",
     "group_versions",
     "kind_schema",
+    "microtime_paths",
     "quantity_paths",
     "raw_document",
     "schema",
@@ -38,6 +40,8 @@ __all__ = [
 KUBERNETES_VERSION = "1.32"
 #: the schema every quantity field refers to
 QUANTITY = "io.k8s.apimachinery.pkg.api.resource.Quantity"
+#: the schema of microsecond timestamps (``2006-01-02T15:04:05.000000Z07:00``)
+MICROTIME = "io.k8s.apimachinery.pkg.apis.meta.v1.MicroTime"
 _ARCHIVE = "kubernetes-1.32-openapi-v3.tar.xz"
 _REF_PREFIX = "#/components/schemas/"
 
@@ -124,23 +128,32 @@ def _resolve(node: dict[str, Any]) -> str | None:
     return ref.removeprefix(_REF_PREFIX) if isinstance(ref, str) else None
 
 
-def _walk(schemas: dict[str, Any], node: dict[str, Any], path: Path, seen: frozenset[str]) -> Iterator[Path]:
+def _walk(schemas: dict[str, Any], node: dict[str, Any], path: Path, seen: frozenset[str], target: str) -> Iterator[Path]:
     name = _resolve(node)
-    if name == QUANTITY:
+    if name == target:
         yield path
         return
     if name is not None:
         if name in seen or not isinstance(schemas.get(name), dict):
             return
         seen = seen | {name}
-        yield from _walk(schemas, schemas[name], path, seen)
+        yield from _walk(schemas, schemas[name], path, seen, target)
     for field, sub in (node.get("properties") or {}).items():
         if isinstance(sub, dict):
-            yield from _walk(schemas, sub, (*path, field), seen)
+            yield from _walk(schemas, sub, (*path, field), seen, target)
     if isinstance(node.get("items"), dict):
-        yield from _walk(schemas, node["items"], (*path, "[]"), seen)
+        yield from _walk(schemas, node["items"], (*path, "[]"), seen, target)
     if isinstance(node.get("additionalProperties"), dict):
-        yield from _walk(schemas, node["additionalProperties"], (*path, "*"), seen)
+        yield from _walk(schemas, node["additionalProperties"], (*path, "*"), seen, target)
+
+
+def _paths_to(group: str, version: str, kind: str, target: str) -> tuple[Path, ...]:
+    name = kind_schema(group, version, kind)
+    doc = document(group, version)
+    if name is None or doc is None:
+        return ()
+    schemas = doc["components"]["schemas"]
+    return tuple(_walk(schemas, schemas[name], (), frozenset({name}), target))
 
 
 @functools.cache
@@ -149,12 +162,14 @@ def quantity_paths(group: str, version: str, kind: str) -> tuple[Path, ...]:
 
     E.g. ``("spec", "template", "spec", "containers", "[]", "resources", "limits", "*")``.
     """
-    name = kind_schema(group, version, kind)
-    doc = document(group, version)
-    if name is None or doc is None:
-        return ()
-    schemas = doc["components"]["schemas"]
-    return tuple(_walk(schemas, schemas[name], (), frozenset({name})))
+    return _paths_to(group, version, kind, QUANTITY)
+
+
+@functools.cache
+def microtime_paths(group: str, version: str, kind: str) -> tuple[Path, ...]:
+    """Every path of ``kind`` whose value is a ``metav1.MicroTime`` (a Lease's ``spec.renewTime``,
+    an Event's ``eventTime``), not counting ``metadata`` (empty for unknown kinds)."""
+    return tuple(p for p in _paths_to(group, version, kind, MICROTIME) if p[:1] != ("metadata",))
 
 
 @functools.cache

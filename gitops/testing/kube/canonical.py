@@ -8,6 +8,10 @@ come back in a different form than they were sent. Two of those decide drift:
   ``1Gi`` (:mod:`gitops.testing.kube.quantities`). Which fields hold a quantity comes from
   the recorded OpenAPI schemas (:mod:`gitops.testing.kube.builtin_openapi`). A value that
   is not a quantity is a 400, as on the real server.
+- **Microsecond timestamps** (``metav1.MicroTime``: a Lease's ``acquireTime`` and
+  ``renewTime``, an Event's ``eventTime``) must be written as
+  ``2006-01-02T15:04:05.000000Z07:00`` (exactly six fraction digits, as Go parses that
+  layout; anything else is a 400) and are stored in UTC (``+02:00`` -> ``Z``).
 - **Byte maps** (Secret ``data``, ConfigMap ``binaryData``: Go ``map[string][]byte``): a
   1.32 server returns ``""`` for an empty value and for ``null`` alike. Servers that stored
   an empty value as a nil slice returned ``null`` instead (Argo CD's ``TestNullSecretData``
@@ -20,6 +24,9 @@ touches them. This module never stores and never validates anything else.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 from gitops.testing.kube import builtin_openapi
@@ -27,10 +34,45 @@ from gitops.testing.kube.discovery import ResourceType
 from gitops.testing.kube.quantities import QuantityError, canonical
 from gitops.testing.kube.status import bad_request
 
-__all__ = ["canonicalize"]
+__all__ = ["MICROTIME_LAYOUT", "MicroTimeError", "canonicalize", "microtime"]
 
 #: built-in kinds with ``map[string][]byte`` fields, by (group, kind)
 _BYTE_MAPS: dict[tuple[str, str], str] = {("", "Secret"): "data", ("", "ConfigMap"): "binaryData"}
+#: kinds whose MicroTime fields are Go structs, not pointers: ``null`` stays (others drop it)
+_MICROTIME_STRUCTS = frozenset({("", "Event"), ("events.k8s.io", "Event")})
+MICROTIME_LAYOUT = "2006-01-02T15:04:05.000000Z07:00"
+_DATE_TIME = re.compile(r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(.*)$", re.DOTALL)
+_FRACTION = re.compile(r"^\.(\d{6})(.*)$", re.DOTALL)
+_ZONE = re.compile(r"^(?:Z|([+-])(\d{2}):(\d{2}))$")
+
+
+class MicroTimeError(ValueError):
+    """A value Go's ``time.Parse(RFC3339Micro, ...)`` refuses; worded like Go's error."""
+
+
+def microtime(value: object) -> str:
+    """A MicroTime as the server stores it (UTC, six fraction digits); raises :class:`MicroTimeError`."""
+    if not isinstance(value, str):
+        json_type = "bool" if isinstance(value, bool) else "number" if isinstance(value, int | float) else "object" if isinstance(value, dict) else "array"
+        raise MicroTimeError(f"json: cannot unmarshal {json_type} into Go value of type string (want {MICROTIME_LAYOUT})")
+    whole = _DATE_TIME.match(value)
+    if whole is None:
+        raise MicroTimeError(f'parsing time "{value}" as "{MICROTIME_LAYOUT}": cannot parse "{value}" as "2006"')
+    fraction = _FRACTION.match(whole.group(7))
+    if fraction is None:
+        raise MicroTimeError(f'parsing time "{value}" as "{MICROTIME_LAYOUT}": cannot parse "{whole.group(7)}" as ".000000"')
+    zone = _ZONE.match(fraction.group(2))
+    if zone is None:
+        raise MicroTimeError(f'parsing time "{value}" as "{MICROTIME_LAYOUT}": cannot parse "{fraction.group(2)}" as "Z07:00"')
+    offset = timedelta(0)
+    if zone.group(1):
+        offset = timedelta(hours=int(zone.group(2)), minutes=int(zone.group(3))) * (1 if zone.group(1) == "+" else -1)
+    try:
+        year, month, day, hour, minute, second = (int(whole.group(i)) for i in range(1, 7))
+        parsed = datetime(year, month, day, hour, minute, second, int(fraction.group(1)), tzinfo=timezone(offset))
+    except ValueError as exc:
+        raise MicroTimeError(f'parsing time "{value}": {exc}') from None
+    return parsed.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def canonicalize(rtype: ResourceType, version: str, obj: dict[str, Any], *, null_empty_bytes: bool = False,
@@ -46,8 +88,11 @@ def canonicalize(rtype: ResourceType, version: str, obj: dict[str, Any], *, null
         return
     try:
         for path in builtin_openapi.quantity_paths(rtype.group, version, rtype.kind):
-            _rewrite(obj, path)
-    except QuantityError as exc:
+            _rewrite(obj, path, _quantity)
+        keep_null = (rtype.group, rtype.kind) in _MICROTIME_STRUCTS
+        for path in builtin_openapi.microtime_paths(rtype.group, version, rtype.kind):
+            _rewrite(obj, path, _microtime_struct if keep_null else _microtime_pointer)
+    except (QuantityError, MicroTimeError) as exc:
         raise bad_request(f'{rtype.kind} in version "{version}" cannot be handled as a {rtype.kind}: {exc}') from None
     if quantities_only:
         return
@@ -59,8 +104,33 @@ def canonicalize(rtype: ResourceType, version: str, obj: dict[str, Any], *, null
                 values[key] = None if null_empty_bytes else ""
 
 
-def _rewrite(node: Any, path: tuple[str, ...]) -> None:
-    """Canonicalize every quantity found at ``path`` below ``node`` (absent parts are skipped)."""
+#: how a leaf is rewritten: (container, key, value, is_map_value) -> None
+Leaf = Callable[[Any, Any, Any, bool], None]
+
+
+def _quantity(node: Any, key: Any, value: Any, in_map: bool) -> None:
+    if value is None and in_map:
+        node[key] = "0"  # a null map value decodes to the zero quantity
+    elif value is None:
+        del node[key]  # an optional (pointer) quantity set to null is simply absent
+    else:
+        node[key] = canonical(value)
+
+
+def _microtime_pointer(node: Any, key: Any, value: Any, in_map: bool) -> None:
+    if value is None:
+        del node[key]
+    else:
+        node[key] = microtime(value)
+
+
+def _microtime_struct(node: Any, key: Any, value: Any, in_map: bool) -> None:
+    if value is not None:
+        node[key] = microtime(value)
+
+
+def _rewrite(node: Any, path: tuple[str, ...], leaf: Leaf) -> None:
+    """Rewrite every value found at ``path`` below ``node`` with ``leaf`` (absent parts are skipped)."""
     head, rest = path[0], path[1:]
     if head == "[]":
         slots: list[tuple[Any, Any]] = list(enumerate(node)) if isinstance(node, list) else []
@@ -70,11 +140,7 @@ def _rewrite(node: Any, path: tuple[str, ...]) -> None:
         slots = [(head, node[head])] if isinstance(node, dict) and head in node else []
     for key, value in slots:
         if rest:
-            _rewrite(value, rest)
-        elif value is None and head == "*":
-            node[key] = "0"  # a null map value decodes to the zero quantity
-        elif value is None:
-            del node[key]  # an optional (pointer) quantity set to null is simply absent
+            _rewrite(value, rest, leaf)
         else:
-            node[key] = canonical(value)
+            leaf(node, key, value, head == "*")
 

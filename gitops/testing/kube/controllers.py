@@ -2,9 +2,10 @@
 
 - every new Namespace gets the ``default`` ServiceAccount and the ``kube-root-ca.crt``
   ConfigMap, as kube-controller-manager creates them;
-- Deployments, StatefulSets, DaemonSets, ReplicaSets and Jobs get the status of a
-  finished rollout (``observedGeneration`` current, replicas ready, Available/Complete),
-  written through the status subresource by ``kube-controller-manager``.
+- Deployments, StatefulSets, DaemonSets and ReplicaSets get the status of a finished
+  rollout (``observedGeneration`` current, replicas ready, Available), written through
+  the status subresource by ``kube-controller-manager``;
+- Jobs start at once and end a moment later (:mod:`gitops.testing.kube.jobs`).
 
 A workload annotated ``kube-emulator.gitops.dev/rollout: progressing`` (or ``failed``)
 gets a rollout that never finishes (or a deadline exceeded), to test health gating.
@@ -83,15 +84,6 @@ def desired_status(rtype: ResourceType, obj: dict[str, Any]) -> dict[str, Any] |
     if rtype.group == "apps" and rtype.kind == "DaemonSet":
         return {"observedGeneration": generation, "currentNumberScheduled": 0, "desiredNumberScheduled": 0,
                 "numberMisscheduled": 0, "numberReady": 0}
-    if rtype.group == "batch" and rtype.kind == "Job":
-        if mode != "complete":
-            return {"startTime": stamp, "active": 1, "ready": 0, "terminating": 0}
-        completions = int(spec.get("completions", 1) or 1)
-        return {"startTime": stamp, "completionTime": stamp, "succeeded": completions, "ready": 0, "terminating": 0,
-                "conditions": [
-                    {"type": "SuccessCriteriaMet", "status": "True", "lastProbeTime": stamp, "lastTransitionTime": stamp, "reason": "CompletionsReached", "message": "Reached expected number of succeeded pods"},
-                    {"type": "Complete", "status": "True", "lastProbeTime": stamp, "lastTransitionTime": stamp, "reason": "CompletionsReached", "message": "Reached expected number of succeeded pods"},
-                ]}
     return None
 
 
@@ -99,11 +91,12 @@ def reconcile_status(api: Api, rtype: ResourceType, obj: dict[str, Any]) -> None
     """Write the settled status of a workload after a write (no-op when already there)."""
     if obj["metadata"].get("deletionTimestamp"):
         return
+    if rtype.group == "batch" and rtype.kind == "Job" and not rtype.custom:
+        api.jobs.observe(rtype, obj)  # Jobs run for a while: see gitops.testing.kube.jobs
+        return
     status = desired_status(rtype, obj)
     if status is None or obj.get("status") == status:
         return
-    if rtype.kind == "Job" and (obj.get("status") or {}).get("completionTime"):
-        return  # a finished Job stays finished
     new = {**obj, "status": status}
     version = rtype.versions[0]
     api._update(rtype, version, obj, new, MANAGER, False, subresource="status")

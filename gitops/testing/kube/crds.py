@@ -13,11 +13,43 @@ from typing import Any
 from gitops.testing.kube.deletion import CRD_CLEANUP
 from gitops.testing.kube.discovery import Discovery
 from gitops.testing.kube.jsondata import clone
+from gitops.testing.kube.jsonpath import SUPPORTED, JsonPathError, compile_path
 from gitops.testing.kube.status import invalid
 
 __all__ = ["establish", "validate_crd"]
 
 _DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+_COLUMN_TYPES = ("boolean", "date", "integer", "number", "string")
+_COLUMN_FORMATS = ("byte", "date", "date-time", "double", "float", "int32", "int64", "password")
+
+
+def _column_causes(column: Any, field: str) -> list[tuple[str, str, str]]:
+    """What apiextensions' ``ValidateCustomResourceColumnDefinition`` refuses, plus the JSONPaths
+    the emulator cannot evaluate (refused rather than printed wrong)."""
+    if not isinstance(column, dict):
+        return [("FieldValueInvalid", field, "Invalid value: must be an object")]
+    causes: list[tuple[str, str, str]] = []
+    if not column.get("name"):
+        causes.append(("FieldValueRequired", f"{field}.name", "Required value"))
+    kind = column.get("type")
+    if not kind:
+        causes.append(("FieldValueRequired", f"{field}.type", f"Required value: must be one of {','.join(_COLUMN_TYPES)}"))
+    elif kind not in _COLUMN_TYPES:
+        causes.append(("FieldValueInvalid", f"{field}.type", f'Invalid value: "{kind}": must be one of {",".join(_COLUMN_TYPES)}'))
+    fmt = column.get("format")
+    if fmt and fmt not in _COLUMN_FORMATS:
+        causes.append(("FieldValueInvalid", f"{field}.format", f'Invalid value: "{fmt}": must be one of {",".join(_COLUMN_FORMATS)}'))
+    path = column.get("jsonPath")
+    if not path:
+        causes.append(("FieldValueRequired", f"{field}.JSONPath", "Required value"))
+    elif not str(path).startswith("."):
+        causes.append(("FieldValueInvalid", f"{field}.JSONPath", f'Invalid value: "{path}": must be a simple json path starting with .'))
+    else:
+        try:
+            compile_path(str(path))
+        except JsonPathError:
+            causes.append(("FieldValueInvalid", f"{field}.JSONPath", f'Invalid value: "{path}": the Kubernetes emulator evaluates only {SUPPORTED}'))
+    return causes
 
 
 def validate_crd(crd: dict[str, Any]) -> None:
@@ -56,6 +88,9 @@ def validate_crd(crd: dict[str, Any]) -> None:
                 causes.append(("FieldValueRequired", f"spec.versions[{i}].name", "Required value"))
             elif not (version.get("schema") or {}).get("openAPIV3Schema"):
                 causes.append(("FieldValueRequired", f"spec.versions[{i}].schema.openAPIV3Schema", "Required value: schemas are required"))
+            if isinstance(version, dict):
+                for j, column in enumerate(version.get("additionalPrinterColumns") or ()):
+                    causes += _column_causes(column, f"spec.versions[{i}].additionalPrinterColumns[{j}]")
     if causes:
         raise invalid("CustomResourceDefinition", "apiextensions.k8s.io", name, causes)
 

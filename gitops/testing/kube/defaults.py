@@ -13,6 +13,8 @@ import base64
 import itertools
 from typing import Any
 
+from gitops.testing.kube.events import event_defaults
+
 __all__ = ["apply_defaults", "initial_status"]
 
 _cluster_ips = itertools.count(1)
@@ -101,6 +103,8 @@ def apply_defaults(group: str, kind: str, obj: dict[str, Any], custom: bool) -> 
         obj.setdefault("type", "Opaque")
     elif group == "" and kind == "Service" and isinstance(spec, dict):
         _service(spec)
+    elif group == "" and kind == "Event":
+        event_defaults(obj)
     elif group == "" and kind == "Pod" and isinstance(spec, dict):
         _pod_spec(spec)
     elif group == "apps" and isinstance(spec, dict):

@@ -48,6 +48,8 @@ class ResourceType:
     custom: bool = False
     #: for custom resources: the CRD's ``spec.versions[*].schema.openAPIV3Schema`` by version
     schemas: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    #: for custom resources: the CRD's ``spec.versions[*].additionalPrinterColumns`` by version
+    printer_columns: dict[str, tuple[dict[str, Any], ...]] = field(default_factory=dict, compare=False, hash=False)
 
     @property
     def key(self) -> tuple[str, str]:
@@ -100,7 +102,8 @@ class Discovery:
         for (group, version), doc in self._lists.items():
             self._index(group, version, doc["resources"], custom=False)
 
-    def _index(self, group: str, version: str, entries: list[dict[str, Any]], *, custom: bool, schemas: dict[str, Any] | None = None) -> None:
+    def _index(self, group: str, version: str, entries: list[dict[str, Any]], *, custom: bool,
+               schemas: dict[str, Any] | None = None, columns: tuple[dict[str, Any], ...] = ()) -> None:
         subresources: dict[str, set[str]] = {}
         for entry in entries:
             if "/" in entry["name"]:
@@ -125,6 +128,7 @@ class Discovery:
                 subresources=frozenset(subresources.get(entry["name"], ())),
                 custom=custom,
                 schemas={**(old.schemas if old else {}), **(schemas or {})},
+                printer_columns={**(old.printer_columns if old else {}), **({version: columns} if custom else {})},
             )
 
     # -- lookups ----------------------------------------------------------------------------
@@ -176,7 +180,9 @@ class Discovery:
                 )
                 doc["resources"].extend(entries)
                 schema = (version.get("schema") or {}).get("openAPIV3Schema")
-                self._index(group, version["name"], entries, custom=True, schemas={version["name"]: schema} if schema else None)
+                columns = tuple(c for c in version.get("additionalPrinterColumns") or () if isinstance(c, dict))
+                self._index(group, version["name"], entries, custom=True, schemas={version["name"]: schema} if schema else None,
+                            columns=columns)
                 added.append(gv)
             self._custom[crd["metadata"]["name"]] = (clone(crd), added)
             self._rebuild_groups_locked()

@@ -7,10 +7,13 @@ everything in memory and serves plain HTTP on 127.0.0.1 only.
 
 from __future__ import annotations
 
+import http.client
 import json
 import tempfile
 import threading
+import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections import Counter
 from pathlib import Path
@@ -85,6 +88,7 @@ class KubeEmulator:
         if server is None:
             return
         server.stopping.set()
+        self.api.jobs.stop()
         self.store.close()
         server.shutdown()
         server.server_close()
@@ -163,6 +167,52 @@ class KubeEmulator:
             return code, json.loads(raw)
         except ValueError:
             return code, raw.decode("utf-8", "replace")
+
+    def expect_ok(self, method: str, path: str, body: Any = None, **kwargs: Any) -> Any:
+        """:meth:`request` that must succeed: returns the decoded body of a 2xx answer, and
+        raises ``AssertionError`` with the code and the Status otherwise (for tests)."""
+        code, out = self.request(method, path, body, **kwargs)
+        if not 200 <= code < 300:
+            raise AssertionError(f"{method} {path}: HTTP {code}: {out}")
+        return out
+
+    def watch(self, path: str, *, count: int | None = None, timeout: float = 5.0,
+              accept: str = "application/json") -> list[dict[str, Any]]:
+        """The events of a watch on ``path`` (``watch=1`` is added): read until ``count`` events
+        arrived, the server ended the stream, or ``timeout`` seconds passed, then closed.
+
+        Give ``resourceVersion=RV`` in ``path`` to replay what happened after RV (no thread
+        needed); events that arrive later are waited for until the deadline.
+        """
+        deadline = time.monotonic() + timeout
+        split = urllib.parse.urlsplit(path)
+        query = urllib.parse.parse_qsl(split.query, keep_blank_values=True)
+        if not any(k == "watch" for k, _ in query):
+            query.append(("watch", "1"))
+        target = urllib.parse.urlunsplit(("", "", split.path, urllib.parse.urlencode(query), ""))
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        events: list[dict[str, Any]] = []
+        try:
+            conn.request("GET", target, headers={"Accept": accept, "User-Agent": "kube-emulator-request/1.0"})
+            response = conn.getresponse()
+            if response.status != 200:
+                raise RuntimeError(f"watch {path}: HTTP {response.status}: {response.read().decode('utf-8', 'replace')}")
+            while count is None or len(events) < count:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                if conn.sock is not None:
+                    conn.sock.settimeout(remaining)
+                try:
+                    line = response.readline()
+                except TimeoutError:
+                    break
+                if not line:
+                    break
+                events.append(json.loads(line))
+        finally:
+            conn.close()
+        return events
 
     def compact(self) -> int:
         """Forget the watch event log, as etcd compaction does (older watches get 410)."""

@@ -14,7 +14,7 @@ from typing import Any
 
 from gitops.testing.kube.status import StatusError, bad_request
 
-__all__ = ["Matcher", "parse_field_selector", "parse_label_selector"]
+__all__ = ["FieldGetter", "Matcher", "parse_field_selector", "parse_label_selector"]
 
 Matcher = Callable[[Mapping[str, Any]], bool]
 
@@ -108,26 +108,32 @@ def parse_label_selector(selector: str | None) -> Matcher:
 
 
 _FIELD = re.compile(r"^\s*(?P<key>[A-Za-z0-9_.\-]+)\s*(?P<op>==|=|!=)\s*(?P<value>.*?)\s*$")
-_FIELDS = {"metadata.name": ("metadata", "name"), "metadata.namespace": ("metadata", "namespace")}
+#: a field label -> how to read it from a stored object
+FieldGetter = Callable[[dict[str, Any]], str]
+_FIELDS: dict[str, FieldGetter] = {
+    "metadata.name": lambda obj: str((obj.get("metadata") or {}).get("name") or ""),
+    "metadata.namespace": lambda obj: str((obj.get("metadata") or {}).get("namespace") or ""),
+}
 
 
-def parse_field_selector(selector: str | None) -> Callable[[Mapping[str, Any]], bool]:
-    """A predicate over a whole object; only ``metadata.name``/``metadata.namespace`` are known."""
+def parse_field_selector(selector: str | None, extra: Mapping[str, FieldGetter] | None = None) -> Callable[[dict[str, Any]], bool]:
+    """A predicate over a whole object: ``metadata.name``/``metadata.namespace``, plus the
+    labels of ``extra`` (the kind's own, such as ``involvedObject.name`` for Events)."""
     if not selector or not selector.strip():
         return lambda obj: True
-    tests: list[Callable[[Mapping[str, Any]], bool]] = []
+    known = {**_FIELDS, **(extra or {})}
+    tests: list[Callable[[dict[str, Any]], bool]] = []
     for part in selector.split(","):
         m = _FIELD.match(part)
         if not m:
             raise bad_request(f"invalid selector: '{selector}'; can't understand '{part}'")
         key, op, value = m.group("key"), m.group("op"), m.group("value")
-        if key not in _FIELDS:
+        if key not in known:
             raise bad_request(f'field label not supported: {key}')
-        section, attr = _FIELDS[key]
 
-        def test(obj: Mapping[str, Any], section: str = section, attr: str = attr, op: str = op, value: str = value) -> bool:
-            have = (obj.get(section) or {}).get(attr) or ""
-            return bool(have == value) if op != "!=" else bool(have != value)
+        def test(obj: dict[str, Any], read: FieldGetter = known[key], op: str = op, value: str = value) -> bool:
+            have = read(obj)
+            return have == value if op != "!=" else have != value
 
         tests.append(test)
     return lambda obj: all(t(obj) for t in tests)

@@ -27,6 +27,7 @@ import yaml
 from gitops.testing.kube import openapi, tables
 from gitops.testing.kube.api import Api
 from gitops.testing.kube.discovery import ResourceType
+from gitops.testing.kube.events import EventsV1View, is_events_v1
 from gitops.testing.kube.options import Params
 from gitops.testing.kube.status import StatusError, method_not_allowed
 
@@ -106,6 +107,9 @@ class Handler(BaseHTTPRequestHandler):
     """One HTTP/1.1 connection to the emulator."""
 
     protocol_version = "HTTP/1.1"
+    # buffered writes: headers and body leave in one send (handle_one_request flushes after
+    # each request, watch streams flush every event), which halves the syscalls per request
+    wbufsize = -1
     server: EmulatorHTTPServer
     server_version = "gitops-kube-emulator"
 
@@ -272,6 +276,7 @@ class Handler(BaseHTTPRequestHandler):
         if sub and sub not in rtype.subresources:
             raise _NOT_FOUND
         resource = rtype.group_resource + (f"/{sub}" if sub else "")
+        handler = self._handler(rtype)
         watch = watch or params.get("watch", "").lower() in ("1", "true")
         if not sub and _verb(method, name, watch) not in rtype.verbs:
             raise method_not_allowed()  # as for create-only reviews, or deletecollection of namespaces
@@ -282,8 +287,8 @@ class Handler(BaseHTTPRequestHandler):
                 self._watch(rtype, version, namespace, params)
                 return
             count("list", resource)
-            listing = api.list(rtype, version, namespace, params)
-            self._send(200, self._render_list(rtype, listing, params))
+            listing = handler.list(rtype, version, namespace, params)
+            self._send(200, self._render_list(rtype, version, listing, params))
             return
         if sub == "scale" and name is not None and method in ("GET", "PUT", "PATCH"):
             count({"GET": "get", "PUT": "update", "PATCH": "patch"}[method], resource)
@@ -303,65 +308,75 @@ class Handler(BaseHTTPRequestHandler):
             return
         if method == "GET":
             count("get", resource)
-            obj = api.get(rtype, version, namespace or "", name or "")
-            self._send(200, self._render_one(rtype, obj, params))
+            obj = handler.get(rtype, version, namespace or "", name or "")
+            self._send(200, self._render_one(rtype, version, obj, params))
             return
         if method == "POST" and name is None:
             count("create", resource)
             if rtype.namespaced and namespace is None:
                 raise method_not_allowed()
             body = self._json_body(raw)
-            created = api.create(rtype, version, namespace or "", body, params, self.headers.get("User-Agent") or "")
+            created = handler.create(rtype, version, namespace or "", body, params, self.headers.get("User-Agent") or "")
             self._send(201, created)
             return
         if method == "PUT" and name is not None:
             count("update", resource)
             body = self._json_body(raw)
-            self._send(200, api.update(rtype, version, namespace or "", name, body, params,
+            self._send(200, handler.update(rtype, version, namespace or "", name, body, params,
                                        self.headers.get("User-Agent") or "", sub))
             return
         if method == "PATCH" and name is not None:
             count("patch", resource)
-            code, obj = api.patch(rtype, version, namespace or "", name, self.headers.get("Content-Type") or "", raw,
+            code, obj = handler.patch(rtype, version, namespace or "", name, self.headers.get("Content-Type") or "", raw,
                                   params, self.headers.get("User-Agent") or "", sub)
             self._send(code, obj)
             return
         if method == "DELETE" and name is not None and not sub:
             count("delete", resource)
-            self._send(200, api.delete(rtype, version, namespace or "", name, self._json_body(raw), params))
+            self._send(200, handler.delete(rtype, version, namespace or "", name, self._json_body(raw), params))
             return
         if method == "DELETE" and name is None:
             count("deletecollection", resource)
-            self._send(200, api.delete_collection(rtype, version, namespace, self._json_body(raw), params))
+            self._send(200, handler.delete_collection(rtype, version, namespace, self._json_body(raw), params))
             return
         raise method_not_allowed()
+
+    def _handler(self, rtype: ResourceType) -> Api | EventsV1View:
+        """Who serves ``rtype``: the API itself, or (events.k8s.io Events, stored as core Events,
+        as on a real server) a conversion in front of it."""
+        api = self.server.api
+        return EventsV1View(api, rtype) if is_events_v1(rtype) else api
 
     def _wants(self, what: str) -> bool:
         accept = (self.headers.get("Accept") or "").replace(" ", "")
         first = accept.split(",")[0] if accept else ""
         return f"as={what};" in first + ";" and "g=meta.k8s.io" in first
 
-    def _render_list(self, rtype: ResourceType, listing: dict[str, Any], params: Params) -> dict[str, Any]:
+    def _render_list(self, rtype: ResourceType, version: str, listing: dict[str, Any], params: Params) -> dict[str, Any]:
         if self._wants("Table"):
-            return tables.table(rtype.kind, rtype.group, listing["items"], listing["metadata"], params.get("includeObject", "Metadata"))
+            return tables.table(rtype, version, listing["items"], listing["metadata"], params.get("includeObject", "Metadata"))
         if self._wants("PartialObjectMetadataList"):
             return tables.partial_metadata_list(listing)
         return listing
 
-    def _render_one(self, rtype: ResourceType, obj: dict[str, Any], params: Params) -> dict[str, Any]:
+    def _render_one(self, rtype: ResourceType, version: str, obj: dict[str, Any], params: Params) -> dict[str, Any]:
         if self._wants("Table"):
-            return tables.table(rtype.kind, rtype.group, [obj], {"resourceVersion": obj["metadata"].get("resourceVersion", "")}, params.get("includeObject", "Metadata"))
+            return tables.table(rtype, version, [obj], {"resourceVersion": obj["metadata"].get("resourceVersion", "")}, params.get("includeObject", "Metadata"))
         if self._wants("PartialObjectMetadata"):
             return tables.partial_metadata(obj)
         return obj
 
     def _watch(self, rtype: ResourceType, version: str, namespace: str | None, params: Params) -> None:
-        api = self.server.api
+        handler = self._handler(rtype)
         try:
             timeout = float(params.get("timeoutSeconds") or DEFAULT_WATCH_SECONDS)
         except ValueError:
             raise StatusError(400, "BadRequest", f"invalid timeoutSeconds {params.get('timeoutSeconds')!r}") from None
-        events = api.watch(rtype, version, namespace, params, self.server.stopping, time.monotonic() + timeout)
+        events = handler.watch(rtype, version, namespace, params, self.server.stopping, time.monotonic() + timeout)
+        if self._wants("Table"):
+            # as a real server does for `kubectl get -w`: each object printed as a one-row Table
+            include = params.get("includeObject", "Metadata")
+            events = (self._table_event(rtype, version, event, include) for event in events)
         self.send_response(HTTPStatus.OK)
         self.send_header("Content-Type", "application/json")
         self.send_header("Transfer-Encoding", "chunked")
@@ -375,6 +390,14 @@ class Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             pass
         self.close_connection = True
+
+    @staticmethod
+    def _table_event(rtype: ResourceType, version: str, event: dict[str, Any], include: str) -> dict[str, Any]:
+        if event["type"] not in ("ADDED", "MODIFIED", "DELETED"):
+            return event
+        obj = event["object"]
+        meta = {"resourceVersion": obj["metadata"].get("resourceVersion", "")}
+        return {"type": event["type"], "object": tables.table(rtype, version, [obj], meta, include)}
 
     def _chunk(self, event: dict[str, Any]) -> None:
         data = json.dumps(event, separators=(",", ":")).encode() + b"\n"

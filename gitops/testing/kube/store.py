@@ -41,7 +41,10 @@ class Store:
         self.lock = threading.RLock()
         self.changed = threading.Condition(self.lock)
         self._rv = 0
-        self._objects: dict[tuple[str, str], dict[tuple[str, str], dict[str, Any]]] = {}
+        # (group, plural) -> namespace ("" when cluster-scoped) -> name -> object; nested so a
+        # namespaced LIST touches only its namespace, whatever the resource holds elsewhere
+        self._objects: dict[tuple[str, str], dict[str, dict[str, dict[str, Any]]]] = {}
+        self._sorted: dict[tuple[str, str, str], list[str]] = {}  # names in order, rebuilt after an add/remove
         self._events: deque[Event] = deque()
         self._history = history
         self._compacted = 0  # watches must start at or after this resourceVersion
@@ -61,8 +64,25 @@ class Store:
 
     def get(self, group: str, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
         with self.lock:
-            obj = self._objects.get((group, plural), {}).get((namespace, name))
+            obj = self._objects.get((group, plural), {}).get(namespace, {}).get(name)
             return clone(obj) if obj is not None else None
+
+    def exists(self, group: str, plural: str, namespace: str, name: str) -> bool:
+        """Whether the object is stored (no copy made)."""
+        with self.lock:
+            return name in self._objects.get((group, plural), {}).get(namespace, {})
+
+    def peek(self, group: str, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """The stored object itself, not a copy: callers must not mutate it (see :meth:`select`)."""
+        with self.lock:
+            return self._objects.get((group, plural), {}).get(namespace, {}).get(name)
+
+    def _names(self, group: str, plural: str, namespace: str) -> list[str]:
+        key = (group, plural, namespace)
+        names = self._sorted.get(key)
+        if names is None:
+            names = self._sorted[key] = sorted(self._objects.get((group, plural), {}).get(namespace, {}))
+        return names
 
     def select(self, group: str, plural: str, namespace: str | None = None, *,
                copy: bool = True) -> list[dict[str, Any]]:
@@ -73,18 +93,20 @@ class Store:
         """
         with self.lock:
             bucket = self._objects.get((group, plural), {})
-            keys = sorted(k for k in bucket if namespace is None or k[0] == namespace)
-            return [clone(bucket[k]) if copy else bucket[k] for k in keys]
+            namespaces = sorted(bucket) if namespace is None else [namespace] if namespace in bucket else []
+            out: list[dict[str, Any]] = []
+            for ns in namespaces:
+                objects = bucket[ns]
+                out.extend(clone(objects[n]) if copy else objects[n] for n in self._names(group, plural, ns))
+            return out
 
     def keys(self) -> list[ObjectKey]:
         with self.lock:
-            return [(g, p, ns, n) for (g, p), bucket in self._objects.items() for (ns, n) in bucket]
+            return [(g, p, ns, n) for (g, p), bucket in self._objects.items() for ns, names in bucket.items() for n in names]
 
     def in_namespace(self, namespace: str) -> list[ObjectKey]:
         with self.lock:
-            return [
-                (g, p, ns, n) for (g, p), bucket in self._objects.items() for (ns, n) in bucket if ns == namespace
-            ]
+            return [(g, p, namespace, n) for (g, p), bucket in self._objects.items() for n in bucket.get(namespace, ())]
 
     def dependents(self, uid: str) -> list[ObjectKey]:
         with self.lock:
@@ -95,13 +117,15 @@ class Store:
         meta = obj["metadata"]
         key: ObjectKey = (group, plural, meta.get("namespace", ""), meta["name"])
         with self.changed:
-            bucket = self._objects.setdefault((group, plural), {})
-            prev = bucket.get((key[2], key[3]))
+            bucket = self._objects.setdefault((group, plural), {}).setdefault(key[2], {})
+            prev = bucket.get(key[3])
             kind = "MODIFIED" if prev is not None else "ADDED"
+            if prev is None:
+                self._sorted.pop((group, plural, key[2]), None)
             self._rv += 1
             stored = clone(obj)
             stored["metadata"]["resourceVersion"] = str(self._rv)
-            bucket[(key[2], key[3])] = stored
+            bucket[key[3]] = stored
             self._index_owners(key, stored)
             self._record(Event(self._rv, kind, key, stored, prev))
             return clone(stored)
@@ -109,10 +133,13 @@ class Store:
     def remove(self, group: str, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
         """Delete an object at the next resourceVersion; return its last state."""
         with self.changed:
-            bucket = self._objects.get((group, plural), {})
-            stored = bucket.pop((namespace, name), None)
+            buckets = self._objects.get((group, plural), {})
+            stored = buckets.get(namespace, {}).pop(name, None)
             if stored is None:
                 return None
+            self._sorted.pop((group, plural, namespace), None)
+            if not buckets[namespace]:
+                del buckets[namespace]
             key: ObjectKey = (group, plural, namespace, name)
             self._index_owners(key, None)
             self._rv += 1

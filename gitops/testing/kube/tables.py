@@ -1,38 +1,30 @@
 """``meta.k8s.io/v1`` Table and PartialObjectMetadata renderings, for ``kubectl get``.
 
 kubectl asks for ``application/json;as=Table;v=v1;g=meta.k8s.io``; the server prints the
-columns. The emulator prints Name and Age for every kind (plus Status for Namespaces),
-like a CRD without ``additionalPrinterColumns``. Nothing here stores or validates.
+columns. Built-in kinds are printed by :mod:`gitops.testing.kube.printers`; custom
+resources as the real server's CRD table convertor does: Name, then the served version's
+``additionalPrinterColumns`` (or a single ``Age`` column of type ``date`` when it declares
+none), each cell evaluated from the column's ``jsonPath`` (:mod:`.jsonpath`; the first
+result, ``null`` when there is none). Nothing here stores or validates.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import functools
+import json
 from typing import Any
 
-__all__ = ["human_age", "partial_metadata", "partial_metadata_list", "table"]
+from gitops.testing.kube.discovery import ResourceType
+from gitops.testing.kube.jsonpath import JsonPath, JsonPathError, compile_path
+from gitops.testing.kube.printers import NAME, Printer, age, builtin_printer, parse_time
 
-_NAME = {"name": "Name", "type": "string", "format": "name", "description": "Name must be unique within a namespace. Is required when creating resources, although some resources may allow a client to request the generation of an appropriate name automatically. Name is primarily intended for creation idempotence and configuration definition. Cannot be updated. More info: https://kubernetes.io/docs/concepts/overview/working-with-objects/names#names", "priority": 0}
-_AGE = {"name": "Age", "type": "string", "format": "", "description": "CreationTimestamp is a timestamp representing the server time when this object was created. It is not guaranteed to be set in happens-before order across separate operations. Clients may not set this value. It is represented in RFC3339 form and is in UTC.", "priority": 0}
-_STATUS = {"name": "Status", "type": "string", "format": "", "description": "The status of the namespace", "priority": 0}
+__all__ = ["custom_printer", "partial_metadata", "partial_metadata_list", "table"]
 
-
-def human_age(timestamp: str | None) -> str:
-    """``5s``, ``3m``, ``2h``, ``4d`` like kubectl's duration printer (``<unknown>`` if unset)."""
-    if not timestamp:
-        return "<unknown>"
-    try:
-        then = datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
-    except ValueError:
-        return "<unknown>"
-    seconds = max(0, int((datetime.now(UTC) - then).total_seconds()))
-    if seconds < 120:
-        return f"{seconds}s"
-    if seconds < 3600 * 3:
-        return f"{seconds // 60}m"
-    if seconds < 86400 * 2:
-        return f"{seconds // 3600}h"
-    return f"{seconds // 86400}d"
+#: what a CRD version without ``additionalPrinterColumns`` is printed with (apiextensions' default)
+DEFAULT_CRD_COLUMNS: tuple[dict[str, Any], ...] = ({
+    "name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp",
+    "description": "CreationTimestamp is a timestamp representing the server time when this object was created. It is not guaranteed to be set in happens-before order across separate operations. Clients may not set this value. It is represented in RFC3339 form and is in UTC.\n\nPopulated by the system. Read-only. Null for lists. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#metadata",
+},)
 
 
 def partial_metadata(obj: dict[str, Any]) -> dict[str, Any]:
@@ -44,18 +36,73 @@ def partial_metadata_list(listing: dict[str, Any]) -> dict[str, Any]:
             "items": [partial_metadata(o) for o in listing.get("items", [])]}
 
 
-def table(kind: str, group: str, objects: list[dict[str, Any]], list_meta: dict[str, Any], include: str) -> dict[str, Any]:
+@functools.lru_cache(maxsize=512)
+def _compiled(path: str) -> JsonPath | None:
+    try:
+        return compile_path(path)
+    except JsonPathError:
+        return None  # refused when the CRD was written; a column that cannot be read stays empty
+
+
+def _go_text(value: Any) -> str:
+    """A value as client-go's jsonpath prints it: strings as they are, maps and lists as JSON."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e21:
+        return str(int(value))
+    if isinstance(value, dict | list):
+        return json.dumps(value, separators=(",", ":"), sort_keys=True)
+    return str(value)
+
+
+def _cell(kind: str, value: Any) -> Any:
+    """``cellForJSONValue`` of the CRD table convertor (``string`` columns print any value)."""
+    if kind == "string":
+        return None if value is None else _go_text(value)
+    if value is None or isinstance(value, bool) != (kind == "boolean"):
+        return None
+    if kind == "integer" and isinstance(value, int | float):
+        return int(value)
+    if kind == "number" and isinstance(value, int | float):
+        return float(value)
+    if kind == "boolean":
+        return value
+    if kind == "date" and isinstance(value, str):
+        if value in ("", "null"):
+            return "<unknown>"  # the zero time
+        return age(value) if parse_time(value) is not None else "<invalid>"
+    return None
+
+
+def custom_printer(rtype: ResourceType, version: str) -> Printer:
+    """The columns and row function of a custom resource served at ``version``."""
+    specs = rtype.printer_columns.get(version) or DEFAULT_CRD_COLUMNS
+    columns = [NAME] + [{
+        "name": spec.get("name", ""), "type": spec.get("type", "string"), "format": spec.get("format", ""),
+        "description": spec.get("description") or f"Custom resource definition column (in JSONPath format): {spec.get('jsonPath', '')}",
+        "priority": int(spec.get("priority") or 0),
+    } for spec in specs]
+    paths = [(_compiled(str(spec.get("jsonPath", ""))), str(spec.get("type", "string"))) for spec in specs]
+
+    def cells(obj: dict[str, Any]) -> list[Any]:
+        row: list[Any] = [(obj.get("metadata") or {}).get("name", "")]
+        for path, kind in paths:
+            found = path.find(obj) if path is not None else []
+            row.append(_cell(kind, found[0]) if found else None)
+        return row
+
+    return columns, cells
+
+
+def table(rtype: ResourceType, version: str, objects: list[dict[str, Any]], list_meta: dict[str, Any],
+          include: str) -> dict[str, Any]:
     """A Table of ``objects``; ``include`` is the ``includeObject`` parameter (None/Metadata/Object)."""
-    namespace_kind = kind == "Namespace" and group == ""
-    columns = [_NAME, _STATUS, _AGE] if namespace_kind else [_NAME, _AGE]
+    columns, cells = custom_printer(rtype, version) if rtype.custom else builtin_printer(rtype.group, rtype.kind)
     rows = []
     for obj in objects:
-        meta = obj.get("metadata", {})
-        cells: list[Any] = [meta.get("name", "")]
-        if namespace_kind:
-            cells.append((obj.get("status") or {}).get("phase", ""))
-        cells.append(human_age(meta.get("creationTimestamp")))
-        row: dict[str, Any] = {"cells": cells}
+        row: dict[str, Any] = {"cells": cells(obj)}
         if include == "Object":
             row["object"] = obj
         elif include != "None":

@@ -16,7 +16,7 @@ from gitops.testing.kube import builtin_openapi
 from gitops.testing.kube.discovery import ResourceType
 from gitops.testing.kube.status import invalid
 
-__all__ = ["Cause", "validate", "validate_immutable"]
+__all__ = ["Cause", "name_causes", "qualified_name_causes", "validate", "validate_immutable"]
 
 Cause = tuple[str, str, str]
 
@@ -74,7 +74,8 @@ def name_causes(kind: str, name: str, field: str = "metadata.name") -> list[Caus
     return []
 
 
-def _qualified_key_causes(key: str, field: str) -> list[Cause]:
+def qualified_name_causes(key: str, field: str) -> list[Cause]:
+    """Causes for a value that is not a qualified name (``prefix/name``, as label keys are)."""
     prefix, _, name = key.rpartition("/")
     if (prefix and (len(prefix) > 253 or not _DNS1123_SUBDOMAIN.match(prefix))) or not name or len(name) > 63 or not _QUALIFIED_NAME.match(name):
         return [("FieldValueInvalid", field, f"Invalid value: {_quote(key)}: name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')")]
@@ -87,7 +88,7 @@ def metadata_causes(meta: dict[str, Any]) -> list[Cause]:
     if not isinstance(labels, dict):
         return [("FieldValueInvalid", "metadata.labels", "Invalid value: must be a map of strings")]
     for key, value in labels.items():
-        causes += _qualified_key_causes(key, "metadata.labels")
+        causes += qualified_name_causes(key, "metadata.labels")
         if not isinstance(value, str) or len(value) > 63 or not _LABEL_VALUE.match(value):
             causes.append(("FieldValueInvalid", "metadata.labels", f"Invalid value: {_quote(value)}: a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')"))
     annotations = meta.get("annotations") or {}
@@ -95,7 +96,7 @@ def metadata_causes(meta: dict[str, Any]) -> list[Cause]:
         return [*causes, ("FieldValueInvalid", "metadata.annotations", "Invalid value: must be a map of strings")]
     size = 0
     for key, value in annotations.items():
-        causes += _qualified_key_causes(str(key).lower(), "metadata.annotations")
+        causes += qualified_name_causes(str(key).lower(), "metadata.annotations")
         if not isinstance(value, str):
             causes.append(("FieldValueInvalid", f"metadata.annotations.{key}", "Invalid value: must be a string"))
             continue
@@ -161,6 +162,12 @@ def spec_causes(rtype: ResourceType, obj: dict[str, Any]) -> list[Cause]:
             for key in obj.get(section) or {}:
                 if not _CONFIG_KEY.match(key) or len(key) > 253:
                     causes.append(("FieldValueInvalid", f"{section}[{key}]", f"Invalid value: {_quote(key)}: a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')"))
+    elif rtype.group == "coordination.k8s.io" and kind == "Lease" and isinstance(spec, dict):
+        duration, transitions = spec.get("leaseDurationSeconds"), spec.get("leaseTransitions")
+        if isinstance(duration, int) and duration <= 0:
+            causes.append(("FieldValueInvalid", "spec.leaseDurationSeconds", f"Invalid value: {duration}: must be greater than 0"))
+        if isinstance(transitions, int) and transitions < 0:
+            causes.append(("FieldValueInvalid", "spec.leaseTransitions", f"Invalid value: {transitions}: must be greater than or equal to 0"))
     elif rtype.group == "" and kind == "Service":
         spec = spec or {}
         if spec.get("type", "ClusterIP") != "ExternalName" and spec.get("clusterIP") != "None" and not spec.get("ports"):
