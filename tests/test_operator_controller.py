@@ -12,6 +12,8 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +24,7 @@ from operator_support import kubectl, needs_kubectl, operator_emulator, wait_for
 
 from gitops.cli import main
 from gitops.operator.leader import shard_of
-from gitops.testing.gitserver import WorkRepo
+from gitops.testing.gitserver import WorkRepo, free_port
 from gitops.testing.kube import KubeEmulator
 
 __all__ = ["operator_emulator"]
@@ -223,6 +225,17 @@ def lease_holder(emulator: KubeEmulator, name: str) -> str:
     return str(json.loads(done.stdout)["spec"].get("holderIdentity") or "")
 
 
+def post(port: int, path: str, token: str) -> int:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=b"",
+                                     headers={"Authorization": f"Bearer {token}"},
+                                     method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
 def test_leader_election_hands_over_when_the_leader_dies(
         operator_emulator: KubeEmulator, controllers: list[Controller], tmp_path: Path) -> None:
     emulator = operator_emulator
@@ -231,15 +244,32 @@ def test_leader_election_hands_over_when_the_leader_dies(
     src = tmp_path / "src"
     src.mkdir()
     (src / "cm.yaml").write_text(CM.format(name="led", namespace="le", value="1"))
-    kubectl(emulator, "apply", "-f", "-", stdin=application("led", "le", f"dir:{src}"))
-    args = ("--leader-elect", "--lease-duration", "2s", "--namespace", "le")
-    one = Controller(emulator, tmp_path, *args, "--identity", "one")
-    two = Controller(emulator, tmp_path, *args, "--identity", "two")
+    kubectl(emulator, "apply", "-f", "-",
+            stdin=application("led", "le", f"dir:{src}", interval="1h"))
+    (tmp_path / "secret").write_text("token-123\n")
+    ports = {"one": free_port(), "two": free_port()}
+    args = ("--leader-elect", "--lease-duration", "2s", "--namespace", "le",
+            "--webhook-secret-file", str(tmp_path / "secret"))
+    one = Controller(emulator, tmp_path, *args, "--identity", "one",
+                     "--webhook-addr", f"127.0.0.1:{ports['one']}")
+    two = Controller(emulator, tmp_path, *args, "--identity", "two",
+                     "--webhook-addr", f"127.0.0.1:{ports['two']}")
     controllers.extend([one, two])
     leader_name = wait_for(lambda: lease_holder(emulator, "gitops-controller"), 20, "a leader")
     wait_for(lambda: value_of(emulator, "le", "led") == "1", 30, "the leader's sync")
     leader, standby = (one, two) if leader_name == "one" else (two, one)
     assert "le/led" not in standby.apps_synced()
+
+    # a webhook that lands on the standby is passed on to the leader
+    (src / "cm.yaml").write_text(CM.format(name="led", namespace="le", value="hooked"))
+    standby_port = ports[standby_name(leader_name)]
+    wait_for(lambda: post(standby_port, "/hooks/apps/le/led", "token-123") == 202, 10,
+             "the standby to know the application")
+    wait_for(lambda: value_of(emulator, "le", "led") == "hooked", 10, "the leader's sync")
+    assert "le/led" not in standby.apps_synced()
+    history = app_object(emulator, "le", "led")["status"]["history"]
+    assert history[-1]["trigger"] == "webhook"
+
     leader.stop(signal.SIGKILL)  # no release: the standby must wait out the lease
     (src / "cm.yaml").write_text(CM.format(name="led", namespace="le", value="2"))
     wait_for(lambda: lease_holder(emulator, "gitops-controller") == standby_name(leader_name),

@@ -24,11 +24,15 @@ from gitops.apps.spec import Application
 from gitops.errors import GitopsError, InputError
 from gitops.operator.kubeapi import Expired, OperatorAPI
 from gitops.operator.status import AppStatus, Condition, now
+from gitops.operator.webhooks import PushEvent
 from gitops.targets.kubernetes.errors import StatusError, TransportError
 
-__all__ = ["ClusterCatalog", "ClusterStatusStore", "Controller", "with_cluster_defaults"]
+__all__ = ["REQUESTED_AT", "ClusterCatalog", "ClusterStatusStore", "Controller", "with_cluster_defaults"]
 
 log = logging.getLogger("gitops.operator")
+
+#: Set by a replica that received a webhook for an application another replica reconciles.
+REQUESTED_AT = "gitops.dev/requested-at"
 
 _EVENT_TYPES = {"SyncSucceeded": "Normal", "SyncFailed": "Warning", "DriftDetected": "Warning",
                 "HealthDegraded": "Warning"}
@@ -196,17 +200,60 @@ class Controller:
         key = f"{meta.get('namespace')}/{meta.get('name')}"
         self._store.seen(obj)
         with self._lock:
+            before = self._objects.get(key)
             self._objects[key] = obj
         self._hand_over(key, obj)
+        asked = (meta.get("annotations") or {}).get(REQUESTED_AT)
+        if asked and before is not None and asked != (
+                (before.get("metadata") or {}).get("annotations") or {}).get(REQUESTED_AT):
+            self._operator.trigger(key, "webhook")  # another replica passed a webhook on
         return key
+
+    # -- webhooks, wherever they land -------------------------------------------------------
+
+    def request(self, key: str) -> bool:
+        """Reconcile application ``key`` now, on whichever replica is responsible for it.
+
+        This replica's own applications are triggered at once; another replica's (a
+        shard it does not hold, or any while it is a standby) get the annotation
+        ``gitops.dev/requested-at``, which that replica's watch turns into a reconcile.
+        False if there is no such Application.
+        """
+        with self._lock:
+            known = key in self._objects
+        if not known:
+            return False
+        if self._accept(key) and self._operator.trigger(key, "webhook"):
+            return True
+        namespace, _, name = key.partition("/")
+        try:
+            self._api.patch_application_metadata(
+                namespace, name, {"annotations": {REQUESTED_AT: now().isoformat()}})
+        except (StatusError, TransportError) as exc:
+            log.warning("%s: cannot pass the webhook on: %s", key, exc, extra={"app": key})
+            return False
+        return True
+
+    def matching(self, event: PushEvent) -> list[str]:
+        """Keys of the (valid) Applications whose git source ``event`` pushed to."""
+        with self._lock:
+            objects = dict(self._objects)
+        keys = []
+        for key, obj in objects.items():
+            source = (obj.get("spec") or {}).get("source") or {}
+            url, options = source.get("url"), source.get("options") or {}
+            if (isinstance(url, str) and key not in self._invalid
+                    and event.matches(url, semver=options.get("semver"))):
+                keys.append(key)
+        return sorted(keys)
 
     def _hand_over(self, key: str, obj: dict[str, Any]) -> None:
         if not self._accept(key):
             self._operator.remove(key)
             return
         try:
-            app = with_cluster_defaults(Application.from_object(obj), self._kubeconfig,
-                                        self._context)
+            app = with_cluster_defaults(Application.from_object(_without_request(obj)),
+                                        self._kubeconfig, self._context)
         except InputError as exc:
             self._operator.remove(key)
             self._refuse(key, obj, str(exc))
@@ -296,6 +343,16 @@ class Controller:
                 log.warning("watching Applications failed (%s); retrying", exc)
                 version = ""
                 stop.wait(retry)
+
+
+def _without_request(obj: dict[str, Any]) -> dict[str, Any]:
+    """``obj`` without the webhook request annotation (not part of the application)."""
+    meta = obj.get("metadata") or {}
+    annotations = meta.get("annotations") or {}
+    if REQUESTED_AT not in annotations:
+        return obj
+    rest = {k: v for k, v in annotations.items() if k != REQUESTED_AT}
+    return {**obj, "metadata": {**meta, "annotations": rest}}
 
 
 def _close_when(stop: threading.Event, done: threading.Event, watch: Any) -> None:

@@ -66,14 +66,19 @@ def cmd_controller(args: argparse.Namespace, out: Out) -> int:
     with _signals(stop), Runtime(args, store) as runtime:
         owned: set[int] = set()
         shards = args.shards
+        leading = threading.Event()
 
         def accept(key: str) -> bool:
+            if args.leader_elect and not shards and not leading.is_set():
+                return False  # a standby watches (to pass webhooks on) but reconciles nothing
             return not shards or shard_of(key, shards) in owned
 
         controller = Controller(api, store, runtime.operator, namespace=args.namespace,
                                 kubeconfig=args.kubeconfig, context=args.context,
                                 accept=accept)
+        runtime.route_to(controller)
         runtime.start()
+        elector: ShardElector | LeaderElector | None = None
         if shards:
             def changed(now_owned: frozenset[int]) -> None:
                 owned.clear()
@@ -82,21 +87,15 @@ def cmd_controller(args: argparse.Namespace, out: Out) -> int:
                          extra={"reason": "ShardsChanged"})
                 controller.refilter()
 
-            elector: ShardElector | LeaderElector = ShardElector(
+            elector = ShardElector(
                 api, namespace=args.lease_namespace, shards=shards, identity=identity,
                 on_change=changed, lease_duration=lease, renew_deadline=renew,
                 retry_period=retry)
-            elector.start()
-            try:
-                controller.run(stop)
-            finally:
-                elector.stop()
         elif args.leader_elect:
-            leading = threading.Event()
-
             def started() -> None:
                 log.info("%s leads", identity, extra={"reason": "LeaderElected"})
                 leading.set()
+                controller.refilter()
 
             def stopped() -> None:
                 if leading.is_set() and not stop.is_set():  # lost, not handed back
@@ -108,16 +107,15 @@ def cmd_controller(args: argparse.Namespace, out: Out) -> int:
                                     on_started=started, on_stopped=stopped,
                                     lease_duration=lease, renew_deadline=renew,
                                     retry_period=retry)
+        if elector is not None:
             elector.start()
-            try:
-                while not stop.is_set() and not leading.wait(0.2):
-                    pass
-                if not stop.is_set():
-                    controller.run(stop)
-            finally:
-                elector.stop(release=not lost.is_set())
-        else:
+        try:
             controller.run(stop)
+        finally:
+            if isinstance(elector, LeaderElector):
+                elector.stop(release=not lost.is_set())
+            elif elector is not None:
+                elector.stop()
         log.info("stopping: letting the syncs in flight finish")
     api.close()
     if lost.is_set():

@@ -360,6 +360,15 @@ class OperatorAPI:
                 content_type=MERGE_PATCH, verb="patch",
             ))
 
+    def patch_application_metadata(self, namespace: str, name: str,
+                                   patch: Mapping[str, Any]) -> dict[str, Any]:
+        """Merge-patch ``metadata`` (annotations, labels); returns the object as stored."""
+        with _translated():
+            return dict(self.client.request(
+                "PATCH", self._application(namespace, name), body={"metadata": dict(patch)},
+                content_type=MERGE_PATCH, verb="patch",
+            ))
+
     def write_status(self, namespace: str, name: str, status: Mapping[str, Any],
                      resource_version: str | None = None) -> dict[str, Any]:
         """Merge-patch the status subresource with ``status``; returns the stored object.

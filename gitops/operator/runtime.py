@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import logging
 from types import TracebackType
-from typing import Self
+from typing import Protocol, Self
 
 from gitops.errors import InputError
 from gitops.operator.httpserver import Server, operator_routes, serve
@@ -23,7 +23,7 @@ from gitops.operator.scheduler import Operator
 from gitops.operator.status import StatusStore
 from gitops.operator.webhooks import PushEvent, read_secret_file, webhook_routes
 
-__all__ = ["Runtime", "configure", "matching_applications"]
+__all__ = ["Router", "Runtime", "configure", "matching_applications"]
 
 log = logging.getLogger("gitops.operator")
 
@@ -52,6 +52,13 @@ def matching_applications(operator: Operator, event: PushEvent) -> list[str]:
     )
 
 
+class Router(Protocol):
+    """Where webhooks go when applications may belong to another replica."""
+
+    def matching(self, event: PushEvent) -> list[str]: ...
+    def request(self, key: str) -> bool: ...
+
+
 class Runtime:
     """The scheduler and its servers, built from the command line; a context manager."""
 
@@ -68,6 +75,7 @@ class Runtime:
                 raise InputError("--webhook-addr needs --webhook-secret-file PATH")
             self._secret = read_secret_file(args.webhook_secret_file)
         self._started = False
+        self._router: Router | None = None
 
     def ready(self) -> bool:
         """Serving: the scheduler runs (``/readyz``)."""
@@ -87,16 +95,27 @@ class Runtime:
         self.operator.start()
         self._started = True
 
+    def route_to(self, router: Router) -> None:
+        """Send webhooks through ``router`` (a controller: other replicas' applications too)."""
+        self._router = router
+
     def _on_push(self, event: PushEvent) -> int:
-        keys = matching_applications(self.operator, event)
-        for key in keys:
-            self.operator.trigger(key, "webhook")
+        if self._router is not None:
+            keys = self._router.matching(event)
+            for key in keys:
+                self._router.request(key)
+        else:
+            keys = matching_applications(self.operator, event)
+            for key in keys:
+                self.operator.trigger(key, "webhook")
         log.info("push to %s (%s): %d applications triggered", ", ".join(sorted(
             event.repositories)), event.branch or event.tag or "?", len(keys),
             extra={"reason": "WebhookPush", "revision": event.revision})
         return len(keys)
 
     def _on_app(self, key: str) -> bool:
+        if self._router is not None:
+            return self._router.request(key)
         return self.operator.trigger(key, "webhook")
 
     def close(self) -> None:
