@@ -365,3 +365,35 @@ def test_status_store_in_a_mock_target(src: Path) -> None:
     outcome = AppReconciler(app, store).reconcile("start")
     assert store.read(app) == outcome.status and outcome.status.health == "Healthy"
     store.close()
+
+
+def test_a_real_status_fits_the_crd_status_schema(tmp_path: Path, src: Path) -> None:
+    """What the controller writes (a status after syncs, drift and a failure) is what the
+    CRD's status schema admits: a real API server would prune or refuse anything else."""
+    from structural_schema import instance_problems
+
+    from gitops.operator.cluster import ClusterStatusStore
+    from gitops.operator.crd import status_schema
+
+    out = tmp_path / "out"
+    app = Application.model_validate(app_doc("shop", f"dir:{src}", f"dir:{out}",
+                                             selfHeal=False))
+    store = CountingStore()
+    runner = AppReconciler(app, store)
+    runner.reconcile("start")
+    drift(out)
+    runner.reconcile("interval")
+    (src / "bad.yaml").write_text("kind: ConfigMap\nmetadata: {}\n")
+    runner.reconcile("webhook")
+    written: dict[str, Any] = {}
+
+    class Api:
+        def write_status(self, namespace: str, name: str, status: dict[str, Any]
+                         ) -> dict[str, Any]:
+            written.update(status)
+            return {"metadata": {"namespace": namespace, "name": name}, "status": status}
+
+    ClusterStatusStore(Api()).write(app, store.data[app.key])  # type: ignore[arg-type]
+    assert written["history"] and written["conditions"]
+    assert instance_problems(status_schema(), written) == []
+    runner.close()
