@@ -150,6 +150,25 @@ class Setup:
                 for family in text_string_to_metric_families(text) for s in family.samples}
 
 
+_SEEN: dict[int, bytearray] = {}
+
+
+def _stderr_so_far(process: subprocess.Popen[bytes]) -> bytes:
+    """What the process wrote to stderr so far (read without blocking)."""
+    import fcntl
+
+    assert process.stderr is not None
+    fd = process.stderr.fileno()
+    fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_NONBLOCK)
+    buffer = _SEEN.setdefault(process.pid, bytearray())
+    try:
+        while chunk := os.read(fd, 65536):
+            buffer.extend(chunk)
+    except BlockingIOError:
+        pass
+    return bytes(buffer)
+
+
 @pytest.fixture
 def setup(tmp_path: Path) -> Iterator[Setup]:
     made = Setup(tmp_path)
@@ -217,6 +236,18 @@ def test_gitops_run_end_to_end(setup: Setup, tmp_path: Path) -> None:
         status_b = setup.status("team/b")
         assert status_b is not None and status_b.history[-1].trigger == "webhook"
 
+        # the files are reloaded: a broken edit is reported and the last good set keeps
+        # running; a new application starts at once
+        good = setup.apps.read_text()
+        setup.apps.write_text(good + "---\nkind: Application\nspec: {}\n")
+        wait_until(lambda: b"not reloaded" in _stderr_so_far(process), 10, "a reload error")
+        third = {"apiVersion": "gitops.dev/v1alpha1", "kind": "Application",
+                 "metadata": {"name": "c", "namespace": "team"},
+                 "spec": {"source": {"url": yaml.safe_load_all(good).__next__()["spec"][
+                     "source"]["url"]}, "target": {"url": f"dir:{tmp_path / 'out-c'}"}}}
+        setup.apps.write_text(good + "---\n" + yaml.safe_dump(third))
+        wait_until(lambda: setup.value(tmp_path / "out-c", "a") == "1", 10, "the new app")
+
         # readiness and liveness
         for path in ("/healthz", "/readyz"):
             with urllib.request.urlopen(f"http://127.0.0.1:{setup.metrics_port}{path}",
@@ -225,10 +256,11 @@ def test_gitops_run_end_to_end(setup: Setup, tmp_path: Path) -> None:
     finally:
         process.send_signal(signal.SIGTERM)
         try:
-            _, stderr = process.communicate(timeout=20)
+            _, rest = process.communicate(timeout=20)
         except subprocess.TimeoutExpired:
             process.kill()
             raise
+        stderr = bytes(_SEEN.pop(process.pid, bytearray())) + rest
         sink.close()
     assert process.returncode == 0, stderr.decode()[-2000:]
     lines = [json.loads(line) for line in stderr.decode().splitlines() if line.startswith("{")]
