@@ -51,7 +51,7 @@ from gitops.errors import (
 )
 from gitops.health import failure_message
 from gitops.hooks import HookRun
-from gitops.manifests import PlaceMemo, crd_kinds, gc_paused, place
+from gitops.manifests import CRD, PlaceMemo, crd_kind, crd_kinds, gc_paused, place
 from gitops.masking import redact_values, secret_values
 from gitops.model import (
     Action,
@@ -332,7 +332,10 @@ class Reconciler:
                        f"was written by source {current.source}; {identity} now owns it",
                        revision=revision, warning=True)
         desired_keys = self._keys_of(desired)
-        keys = list(desired_keys | current.keys)
+        wanted = desired_keys | current.keys
+        if hook_list:  # whether named hooks exist: BeforeHookCreation deletes them first
+            wanted = wanted.union(h.key for h in hook_list if not h.generate_name)
+        keys = list(wanted)
         live = self.target.live(keys)
         # After live(): a target may answer owners() from what that read saw.
         claimed = self.target.owners(keys, self.name) if keys else {}
@@ -709,25 +712,25 @@ class Reconciler:
     def _prepare_hooks(self, plan: Plan, run: _Run) -> None:
         """The runs of the plan's hooks in this sync: none when the plan changes nothing.
 
-        Reads which named hooks exist (BeforeHookCreation deletes those first).
+        Which named hooks exist comes from the plan's read of live state (a target may
+        tie what it checks on writes to its last read, so a sync reads nothing more).
         """
         if not plan.changes or not plan.hooks:
             return
-        named = [h.key for h in plan.hooks if not h.generate_name]
-        run.hooks_present = set(self.target.live(named)) if named else set()
+        run.hooks_present = {h.key for h in plan.hooks if h.key in plan.live}
         run.hook_runs = hooks.phase_runs(plan.hooks, run.hooks_present)
 
     def _execute(self, plan: Plan, run: _Run) -> None:
         self._prepare_hooks(plan, run)
         if self._validate(plan, run):
             return
-        after_presync = self._run_hooks(HookPhase.PRE_SYNC, run)
-        if after_presync:  # nothing else is applied, not even the inventory
-            run.results.extend(ResourceResult(c, Outcome.SKIPPED, after_presync)
-                               for c in plan.changes)
-            self._skip_hooks(run, (HookPhase.SYNC, HookPhase.POST_SYNC), after_presync)
-            self._run_hooks(HookPhase.SYNC_FAIL, run)
-            return
+        first = self._needed_by_presync(plan, run)
+        if not first:  # a failed PreSync hook leaves the target as it was, inventory included
+            why = self._run_hooks(HookPhase.PRE_SYNC, run)
+            if why:
+                self._skip_the_rest(plan, run, why)
+                self._run_hooks(HookPhase.SYNC_FAIL, run)
+                return
         old = plan.inventory if plan.inventory is not None else inv.EMPTY
         identity = self.source_identity
         if plan.changes:
@@ -736,10 +739,16 @@ class Reconciler:
         else:  # nothing will be written: nothing to widen before
             widened = old
         try:
-            self._apply_waves(plan, run)
-            if (run.hook_runs.get(HookPhase.POST_SYNC) and not self.options.wait
-                    and not self._failed_so_far(plan, run)):
-                self._wait_all_healthy(run)  # PostSync runs once all applied is healthy
+            why = ""
+            if first:
+                why = self._apply_wave(first, run) or self._run_hooks(HookPhase.PRE_SYNC, run)
+            if why:
+                self._skip_the_rest(plan, run, why)
+            else:
+                self._apply_waves(plan, run, {id(c) for c in first})
+                if (run.hook_runs.get(HookPhase.POST_SYNC) and not self.options.wait
+                        and not self._failed_so_far(plan, run)):
+                    self._wait_all_healthy(run)  # PostSync runs once all applied is healthy
         finally:
             self._write_final_inventory(plan, run, old, widened, identity)
         if not self._failed_so_far(plan, run):
@@ -747,8 +756,29 @@ class Reconciler:
         else:
             self._skip_hooks(run, (HookPhase.POST_SYNC,),
                              run.stopped or "not attempted: the sync failed")
-        if self._failed_so_far(plan, run):
             self._run_hooks(HookPhase.SYNC_FAIL, run)
+
+    def _needed_by_presync(self, plan: Plan, run: _Run) -> list[Change]:
+        """The plan's creations of a Namespace a PreSync hook lives in, or of a CRD that
+        defines a PreSync hook's kind: applied before the PreSync phase (as Argo CD does)."""
+        presync = run.hook_runs.get(HookPhase.PRE_SYNC)
+        if not presync:
+            return []
+        namespaces = {r.key.namespace for r in presync}
+        kinds = {(r.key.group, r.key.kind) for r in presync}
+        return [
+            c for c in plan.changes if c.action is Action.CREATE and c.desired is not None and (
+                ((c.key.group, c.key.kind) == ("", "Namespace") and c.key.name in namespaces)
+                or ((c.key.group, c.key.kind) == CRD and crd_kind(c.desired.manifest) in kinds)
+            )
+        ]
+
+    def _skip_the_rest(self, plan: Plan, run: _Run, why: str) -> None:
+        """After PreSync failed: no change (but those already made) nor hook is attempted."""
+        done = {id(r.change) for r in run.results}
+        run.results.extend(ResourceResult(c, Outcome.SKIPPED, why)
+                           for c in plan.changes if id(c) not in done)
+        self._skip_hooks(run, (HookPhase.SYNC, HookPhase.POST_SYNC), why)
 
     @staticmethod
     def _failed_so_far(plan: Plan, run: _Run) -> bool:
@@ -759,33 +789,44 @@ class Reconciler:
             or any(r.outcome is Outcome.FAILED for r in run.hook_results)
         )
 
-    def _apply_waves(self, plan: Plan, run: _Run) -> None:
+    def _apply_wave(self, wave: Sequence[Change], run: _Run) -> str:
+        """Apply a wave of changes (awaiting their health with ``wait``); returns why what
+        follows is not attempted, or ""."""
+        first = len(run.results)
+        for change in wave:  # recorded one by one: a Ctrl-C keeps what was done
+            if run.stopped:
+                run.results.append(ResourceResult(change, Outcome.SKIPPED, run.stopped))
+            else:
+                run.results.append(self._attempt(change, run))
+        outcomes = run.results[first:]
+        if self.options.wait and self.target.supports_health and not run.stopped:
+            outcomes = self._wait_healthy(outcomes)
+            run.results[first:] = outcomes
+        failed = [r for r in outcomes if r.outcome is not Outcome.SUCCEEDED]
+        if run.stopped:
+            return run.stopped
+        if failed:
+            return f"not attempted: {failed[0].change.key} failed in an earlier wave"
+        return ""
+
+    def _apply_waves(self, plan: Plan, run: _Run, done: Container[int]) -> None:
+        """The Sync phase: the waves of changes (but those ``done``), Sync hooks in theirs."""
         blocked = ""
         sync_hooks = run.hook_runs.get(HookPhase.SYNC, [])
         for wave, hook_wave in hooks.sync_steps(plan.changes, sync_hooks):
+            wave = [c for c in wave if id(c) not in done]
             if blocked:
                 run.results.extend(ResourceResult(c, Outcome.SKIPPED, blocked) for c in wave)
                 self._skip_runs(run, hook_wave, blocked)
                 continue
-            first = len(run.results)
-            for change in wave:  # recorded one by one: a Ctrl-C keeps what was done
-                if run.stopped:
-                    run.results.append(ResourceResult(change, Outcome.SKIPPED, run.stopped))
-                else:
-                    run.results.append(self._attempt(change, run))
-            started = self._start_hooks(hook_wave, run)
-            outcomes = run.results[first:]
-            if self.options.wait and self.target.supports_health and not run.stopped:
-                outcomes = self._wait_healthy(outcomes)
-                run.results[first:] = outcomes
-            hook_failed = self._finish_hooks(started, run)
-            failed = [r for r in outcomes if r.outcome is not Outcome.SUCCEEDED]
-            if run.stopped:
-                blocked = run.stopped
-            elif failed:
-                blocked = f"not attempted: {failed[0].change.key} failed in an earlier wave"
-            elif hook_failed:
-                blocked = f"not attempted: {hook_failed} in an earlier wave"
+            # The wave's hooks start once its changes are applied (and healthy, with wait).
+            blocked = self._apply_wave(wave, run)
+            if blocked:
+                self._skip_runs(run, hook_wave, blocked)
+                continue
+            hook_failed = self._finish_hooks(self._start_hooks(hook_wave, run), run)
+            if hook_failed:
+                blocked = run.stopped or f"not attempted: {hook_failed} in an earlier wave"
 
     def _write_final_inventory(
         self, plan: Plan, run: _Run, old: Inventory, widened: Inventory, identity: str
@@ -844,7 +885,9 @@ class Reconciler:
             failed.get(id(c)) or ResourceResult(c, Outcome.SKIPPED, why) for c in plan.changes
         )
         run.hook_results.extend(r for r in failures if r.hook is not None)
-        self._skip_hooks(run, _ALWAYS_REPORTED, why)
+        for phase in _ALWAYS_REPORTED:
+            self._skip_runs(run, (r for r in run.hook_runs.get(phase, ())
+                                  if id(r.change) not in failed), why)
         return True
 
     def _waits_for_prerequisite(self, plan: Plan) -> Callable[[Change], bool]:
@@ -1025,8 +1068,11 @@ class Reconciler:
         return ""
 
     def _skip_runs(self, run: _Run, runs: Iterable[HookRun], why: str) -> None:
+        """Record ``runs`` as not attempted, but those that already have a result."""
+        done = {id(r.change) for r in run.hook_results}
         run.hook_results.extend(
-            ResourceResult(r.change, Outcome.SKIPPED, why, hook=r.phase) for r in runs
+            ResourceResult(r.change, Outcome.SKIPPED, why, hook=r.phase)
+            for r in runs if id(r.change) not in done
         )
 
     def _skip_hooks(self, run: _Run, phases: Iterable[HookPhase], why: str) -> None:
@@ -1062,19 +1108,15 @@ class Reconciler:
         result = self._delete_hook(hook_run, run)
         if result.outcome is not Outcome.SUCCEEDED:
             return f"its previous instance could not be deleted: {result.message}"
-        deadline = time.monotonic() + self.options.wait_timeout
-        while True:
-            try:
-                present = hook_run.key in self.target.live([hook_run.key])
-            except Exception as exc:
-                return _masked(hook_run.change, f"cannot tell whether its previous instance "
-                               f"is gone: {type(exc).__name__}: {exc}")
-            if not present:
-                return ""
-            if time.monotonic() >= deadline:
-                return (f"its previous instance was still being deleted after "
-                        f"{self.options.wait_timeout:g}s")
-            self._sleep(self.options.wait_interval)
+        if not self.target.supports_health:
+            return ""  # without a health model, a delete is taken as done
+        verdict = self._poll_health({0: hook_run.resource}, {HealthStatus.MISSING})[0]
+        if verdict is HealthStatus.MISSING:
+            return ""
+        if isinstance(verdict, HealthStatus):
+            return (f"its previous instance was still being deleted after "
+                    f"{self.options.wait_timeout:g}s")
+        return f"cannot tell whether its previous instance is gone: {verdict}"
 
     def _delete_hook(self, hook_run: HookRun, run: _Run) -> ResourceResult:
         change = Change(Action.DELETE, hook_run.key, hook_run.change.api_version, None,
@@ -1128,7 +1170,11 @@ class Reconciler:
         return replace(result, outcome=Outcome.FAILED, message=message, health=verdict)
 
     def _failure_reason(self, result: ResourceResult) -> str:
-        """What the live object's status says about its failure ("" when nothing)."""
+        """What the live object's status says about its failure ("" when nothing).
+
+        Read only once a hook failed: nothing is pruned after that in this sync, so a
+        target that ties its delete checks to its last read loses nothing.
+        """
         try:
             live = self.target.live([result.change.key]).get(result.change.key)
         except Exception:  # the reason is a courtesy: the verdict stands without it

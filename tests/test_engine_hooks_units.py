@@ -162,7 +162,7 @@ def test_argo_cd_sync_wave_is_read_and_ours_wins() -> None:
     assert wave_of(resource(job(**{"argocd.argoproj.io/sync-wave": "-2"}))) == -2
     both = {"argocd.argoproj.io/sync-wave": "-2", "gitops.dev/sync-wave": "4"}
     assert wave_of(resource(job(**both))) == 4
-    with pytest.raises(ManifestError, match="argocd.argoproj.io/sync-wave must be an integer"):
+    with pytest.raises(ManifestError, match=r"argocd\.argoproj\.io/sync-wave must be an integer"):
         wave_of(resource(job(**{"argocd.argoproj.io/sync-wave": "soon"})))
 
 
@@ -214,10 +214,10 @@ def test_job_health_follows_its_complete_and_failed_conditions() -> None:
     assert assess(done) is HealthStatus.HEALTHY  # finished before it was suspended
 
 
-def _pod(phase: str, restart: str = "Never", **status: Any) -> dict[str, Any]:
+def _pod(phase: str, restart: str = "Never", status: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "a"},
             "spec": {"restartPolicy": restart, "containers": [{"name": "c"}]},
-            "status": {"phase": phase, **status}}
+            "status": {"phase": phase, **(status or {})}}
 
 
 def test_pod_health_by_phase_and_restart_policy() -> None:
@@ -225,18 +225,18 @@ def test_pod_health_by_phase_and_restart_policy() -> None:
     assert assess(_pod("Succeeded")) is HealthStatus.HEALTHY
     assert assess(_pod("Failed")) is HealthStatus.DEGRADED
     # A pod that runs to completion (a hook's) is not done while it runs, ready or not.
-    assert assess(_pod("Running", **ready)) is HealthStatus.PROGRESSING
-    assert assess(_pod("Running", "Always", **ready)) is HealthStatus.HEALTHY
+    assert assess(_pod("Running", "Never", ready)) is HealthStatus.PROGRESSING
+    assert assess(_pod("Running", "Always", ready)) is HealthStatus.HEALTHY
     backoff = {"containerStatuses": [{"name": "c", "state": {"waiting": {
         "reason": "ImagePullBackOff", "message": "no such image"}}}]}
-    assert assess(_pod("Pending", "Always", **backoff)) is HealthStatus.DEGRADED
-    assert assess(_pod("Pending", "Never", **backoff)) is HealthStatus.PROGRESSING
+    assert assess(_pod("Pending", "Always", backoff)) is HealthStatus.DEGRADED
+    assert assess(_pod("Pending", "Never", backoff)) is HealthStatus.PROGRESSING
 
 
 def test_pod_failure_messages() -> None:
     exited = {"containerStatuses": [{"name": "c", "state": {"terminated": {"exitCode": 3}}}]}
-    assert failure_message(_pod("Failed", **exited)) == "container 'c' failed with exit code 3"
-    assert failure_message(_pod("Failed", message="evicted")) == "evicted"
+    assert failure_message(_pod("Failed", "Never", exited)) == "container 'c' failed with exit code 3"
+    assert failure_message(_pod("Failed", "Never", {"message": "evicted"})) == "evicted"
     assert failure_message(None) == ""
 
 
