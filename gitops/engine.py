@@ -4,9 +4,11 @@ A short loop over stages that stand alone: the source resolves and fetches, the
 renderer turns the artifact into validated resources, :func:`gitops.manifests.place`
 settles their scope on this target, the target reports live state, the differ decides
 what drifted under the target's drift policy, :mod:`gitops.ordering` orders the changes,
-:mod:`gitops.inventory` decides what may be pruned. Everything is validated before the
-first write. The engine imports no backend: sources, targets, differs and renderers come
-in as objects or through the plugin registry.
+:mod:`gitops.inventory` decides what may be pruned. Resources annotated as hooks
+(:mod:`gitops.hooks`) are not desired state: a sync that applies changes runs them in
+their phases (:mod:`gitops.hookrun`). Everything is validated before the first write.
+The engine imports no backend: sources, targets, differs and renderers come in as
+objects or through the plugin registry.
 
 Built to run for months (``run()``, an operator): a plan pays for what changed. The
 render is cached by revision (a pure function of the artifact; the YAML renderer also
@@ -49,10 +51,9 @@ from gitops.errors import (
     TransientError,
     UnreachableError,
 )
-from gitops.health import failure_message
+from gitops.hookrun import HookRunner, SyncState, masked
 from gitops.hooks import HookRun
-from gitops.manifests import CRD, PlaceMemo, crd_kind, crd_kinds, gc_paused, place
-from gitops.masking import redact_values, secret_values
+from gitops.manifests import PlaceMemo, crd_kinds, gc_paused, place
 from gitops.model import (
     Action,
     Artifact,
@@ -98,9 +99,8 @@ _UNREACHABLE = "not attempted: the target is unreachable"
 _REFUSED = "not attempted: the target refused the credentials"
 _INTERRUPTED = "not attempted: the sync was interrupted"
 
-#: Where a wait for health ends: for a resource, and for a hook (gone is failed).
+#: Where a wait for a resource's health ends.
 _SETTLED = frozenset({HealthStatus.HEALTHY, HealthStatus.DEGRADED})
-_HOOK_SETTLED = _SETTLED | {HealthStatus.MISSING}
 #: Hook phases whose runs are reported even when not attempted (SyncFail only when run).
 _ALWAYS_REPORTED = (HookPhase.PRE_SYNC, HookPhase.SYNC, HookPhase.POST_SYNC)
 _PHASE_ORDER = {phase: i for i, phase in enumerate(HookPhase)}
@@ -134,27 +134,6 @@ _NOISE = frozenset({"path", "ref", "semver", "tag"})
 
 
 @dataclass
-class _Run:
-    """The state of one sync in progress."""
-
-    #: why nothing more can be attempted (unreachable, credentials refused), or ""
-    stopped: str = ""
-    results: list[ResourceResult] = field(default_factory=list)
-    #: the change being applied right now (for Ctrl-C), and its hook phase if a hook's
-    in_flight: Change | None = None
-    in_flight_hook: HookPhase | None = None
-    #: the runs of hooks this sync may make, by phase (none when the plan has no changes)
-    hook_runs: dict[HookPhase, list[HookRun]] = field(default_factory=dict)
-    #: results of hook runs, in the order they ran; those still running, by index
-    hook_results: list[ResourceResult] = field(default_factory=list)
-    running_hooks: set[int] = field(default_factory=set)
-    #: named hooks' objects on the target now (BeforeHookCreation deletes them first)
-    hooks_present: set[ResourceKey] = field(default_factory=set)
-    #: the first hook failure that decided the sync's fate, or ""
-    message: str = ""
-
-
-@dataclass
 class _Memo:
     """What the last plan computed, reused by the next where its inputs are the same."""
 
@@ -178,7 +157,7 @@ class _Memo:
                        tuple[tuple[ResourceKey, str], ...]] | None = None
 
 
-class Reconciler:
+class Reconciler(HookRunner):
     """Reconciles one source into one target.
 
     ``source`` and ``target`` are plugin objects or URLs (opened through the plugin
@@ -559,7 +538,7 @@ class Reconciler:
             else:
                 self._check_given_plan(plan)
             self._report_unsupported_options(plan)
-            run = _Run()
+            run = SyncState()
             try:
                 if self.options.dry_run:
                     self._dry_run(plan, run)
@@ -631,7 +610,7 @@ class Reconciler:
                        "Validate=false)", key=key, revision=plan.revision, warning=True)
 
     def _result(
-        self, plan: Plan, run: _Run, started: datetime, *, interrupted: bool = False
+        self, plan: Plan, run: SyncState, started: datetime, *, interrupted: bool = False
     ) -> SyncResult:
         """The result, with every change of the plan accounted for exactly once, hook runs
         (PreSync first, the others after the changes) included."""
@@ -666,7 +645,7 @@ class Reconciler:
                           datetime.now(UTC), run.message)
 
     def _checks(
-        self, plan: Plan, run: _Run, phases: Iterable[HookPhase]
+        self, plan: Plan, run: SyncState, phases: Iterable[HookPhase]
     ) -> Iterator[tuple[Change, HookRun | None]]:
         """The plan's changes, then the runs of hooks in ``phases``: what a dry run checks."""
         for change in plan.changes:
@@ -676,7 +655,7 @@ class Reconciler:
                 yield hook_run.change, hook_run
 
     def _not_validated(
-        self, change: Change, hook_run: HookRun | None, run: _Run,
+        self, change: Change, hook_run: HookRun | None, run: SyncState,
         waits: Callable[[Change], bool],
     ) -> str:
         """Why a dry run cannot check this apply before the first write, or ""."""
@@ -688,7 +667,7 @@ class Reconciler:
             return "validated when re-created, after its previous instance is deleted"
         return ""
 
-    def _dry_run(self, plan: Plan, run: _Run) -> None:
+    def _dry_run(self, plan: Plan, run: SyncState) -> None:
         self._prepare_hooks(plan, run)
         checks = list(self._checks(plan, run, _ALWAYS_REPORTED))
         if not self.target.supports_dry_run:
@@ -706,21 +685,10 @@ class Reconciler:
                          else self._attempt(change, run, dry_run=True, hook=_phase(hook_run)))
 
     @staticmethod
-    def _record(run: _Run, result: ResourceResult) -> None:
+    def _record(run: SyncState, result: ResourceResult) -> None:
         (run.results if result.hook is None else run.hook_results).append(result)
 
-    def _prepare_hooks(self, plan: Plan, run: _Run) -> None:
-        """The runs of the plan's hooks in this sync: none when the plan changes nothing.
-
-        Which named hooks exist comes from the plan's read of live state (a target may
-        tie what it checks on writes to its last read, so a sync reads nothing more).
-        """
-        if not plan.changes or not plan.hooks:
-            return
-        run.hooks_present = {h.key for h in plan.hooks if h.key in plan.live}
-        run.hook_runs = hooks.phase_runs(plan.hooks, run.hooks_present)
-
-    def _execute(self, plan: Plan, run: _Run) -> None:
+    def _execute(self, plan: Plan, run: SyncState) -> None:
         self._prepare_hooks(plan, run)
         if self._validate(plan, run):
             return
@@ -756,24 +724,10 @@ class Reconciler:
         else:
             self._skip_hooks(run, (HookPhase.POST_SYNC,),
                              run.stopped or "not attempted: the sync failed")
+        if self._failed_so_far(plan, run):  # a PostSync hook that failed counts too
             self._run_hooks(HookPhase.SYNC_FAIL, run)
 
-    def _needed_by_presync(self, plan: Plan, run: _Run) -> list[Change]:
-        """The plan's creations of a Namespace a PreSync hook lives in, or of a CRD that
-        defines a PreSync hook's kind: applied before the PreSync phase (as Argo CD does)."""
-        presync = run.hook_runs.get(HookPhase.PRE_SYNC)
-        if not presync:
-            return []
-        namespaces = {r.key.namespace for r in presync}
-        kinds = {(r.key.group, r.key.kind) for r in presync}
-        return [
-            c for c in plan.changes if c.action is Action.CREATE and c.desired is not None and (
-                ((c.key.group, c.key.kind) == ("", "Namespace") and c.key.name in namespaces)
-                or ((c.key.group, c.key.kind) == CRD and crd_kind(c.desired.manifest) in kinds)
-            )
-        ]
-
-    def _skip_the_rest(self, plan: Plan, run: _Run, why: str) -> None:
+    def _skip_the_rest(self, plan: Plan, run: SyncState, why: str) -> None:
         """After PreSync failed: no change (but those already made) nor hook is attempted."""
         done = {id(r.change) for r in run.results}
         run.results.extend(ResourceResult(c, Outcome.SKIPPED, why)
@@ -781,7 +735,7 @@ class Reconciler:
         self._skip_hooks(run, (HookPhase.SYNC, HookPhase.POST_SYNC), why)
 
     @staticmethod
-    def _failed_so_far(plan: Plan, run: _Run) -> bool:
+    def _failed_so_far(plan: Plan, run: SyncState) -> bool:
         return bool(
             run.stopped
             or len(run.results) < len(plan.changes)
@@ -789,7 +743,7 @@ class Reconciler:
             or any(r.outcome is Outcome.FAILED for r in run.hook_results)
         )
 
-    def _apply_wave(self, wave: Sequence[Change], run: _Run) -> str:
+    def _apply_wave(self, wave: Sequence[Change], run: SyncState) -> str:
         """Apply a wave of changes (awaiting their health with ``wait``); returns why what
         follows is not attempted, or ""."""
         first = len(run.results)
@@ -809,7 +763,7 @@ class Reconciler:
             return f"not attempted: {failed[0].change.key} failed in an earlier wave"
         return ""
 
-    def _apply_waves(self, plan: Plan, run: _Run, done: Container[int]) -> None:
+    def _apply_waves(self, plan: Plan, run: SyncState, done: Container[int]) -> None:
         """The Sync phase: the waves of changes (but those ``done``), Sync hooks in theirs."""
         blocked = ""
         sync_hooks = run.hook_runs.get(HookPhase.SYNC, [])
@@ -829,7 +783,7 @@ class Reconciler:
                 blocked = run.stopped or f"not attempted: {hook_failed} in an earlier wave"
 
     def _write_final_inventory(
-        self, plan: Plan, run: _Run, old: Inventory, widened: Inventory, identity: str
+        self, plan: Plan, run: SyncState, old: Inventory, widened: Inventory, identity: str
     ) -> None:
         """Narrow the inventory to what the target now holds; always attempted."""
         complete = len(run.results) == len(plan.changes) and not run.stopped
@@ -857,7 +811,7 @@ class Reconciler:
             if complete:
                 raise
 
-    def _validate(self, plan: Plan, run: _Run) -> bool:
+    def _validate(self, plan: Plan, run: SyncState) -> bool:
         """Dry-run every apply and hook first (where the target can); on failure write nothing.
 
         Returns True (results recorded) when validation failed or the target went away.
@@ -912,7 +866,7 @@ class Reconciler:
             self.target.write_inventory(self.name, wanted)
 
     def _attempt(
-        self, change: Change, run: _Run, *, dry_run: bool = False, hook: HookPhase | None = None
+        self, change: Change, run: SyncState, *, dry_run: bool = False, hook: HookPhase | None = None
     ) -> ResourceResult:
         """Apply or delete one resource, retrying transient failures with backoff.
 
@@ -927,7 +881,7 @@ class Reconciler:
         return result
 
     def _attempt_with_retries(
-        self, change: Change, run: _Run, *, dry_run: bool, hook: HookPhase | None
+        self, change: Change, run: SyncState, *, dry_run: bool, hook: HookPhase | None
     ) -> ResourceResult:
         delay = self.options.retry_backoff
         attempts = 0
@@ -941,7 +895,7 @@ class Reconciler:
                     self.target.apply(change.desired, dry_run=dry_run)
             except UnreachableError as exc:
                 run.stopped = _UNREACHABLE
-                self._emit("TargetUnreachable", _masked(change, str(exc)), key=change.key,
+                self._emit("TargetUnreachable", masked(change, str(exc)), key=change.key,
                            warning=True)
                 return self._failed(change, self._message(exc), attempts, hook)
             except AuthenticationError as exc:
@@ -958,7 +912,7 @@ class Reconciler:
             except GitopsError as exc:
                 return self._failed(change, self._message(exc), attempts, hook)
             except Exception as exc:  # a plugin bug must not abort the other resources
-                message = _masked(change, f"{type(exc).__name__}: {exc}")
+                message = masked(change, f"{type(exc).__name__}: {exc}")
                 # No traceback: its text may quote the object (a Secret's values).
                 log.error("unexpected error from %s on %s: %s", self.target.url, change.key,
                           message)
@@ -977,42 +931,12 @@ class Reconciler:
     def _failed(
         self, change: Change, message: str, attempts: int, hook: HookPhase | None = None
     ) -> ResourceResult:
-        message = _masked(change, message)  # a target may quote the object it refused
+        message = masked(change, message)  # a target may quote the object it refused
         reason = "ApplyFailed" if hook is None else (
             "HookDeleteFailed" if change.action is Action.DELETE else "HookFailed"
         )
         self._emit(reason, message, key=change.key, warning=True)
         return ResourceResult(change, Outcome.FAILED, message, attempts, hook=hook)
-
-    def _health(self, resource: Resource) -> HealthStatus | str:
-        """The target's health verdict, or the message of what it raised."""
-        try:
-            return self.target.health(resource)
-        except Exception as exc:  # a health check's failure is a result, not a crash
-            message = redact_values(f"health check failed: {type(exc).__name__}: {exc}",
-                                    secret_values(resource.manifest))
-            if not isinstance(exc, GitopsError):
-                log.error("%s on %s: %s", resource.key, self.target.url, message)
-            return message
-
-    def _poll_health(
-        self, resources: Mapping[int, Resource], settled: Container[HealthStatus]
-    ) -> dict[int, HealthStatus | str]:
-        """Poll each resource's health until it is in ``settled`` or its check fails (the
-        failure's message), for at most ``wait_timeout``; what is unsettled by then maps
-        to the last health seen (not in ``settled``)."""
-        deadline = time.monotonic() + self.options.wait_timeout
-        pending = dict(resources)
-        verdicts: dict[int, HealthStatus | str] = {}
-        while pending:
-            for i, resource in list(pending.items()):
-                verdict = verdicts[i] = self._health(resource)
-                if not isinstance(verdict, HealthStatus) or verdict in settled:
-                    del pending[i]
-            if not pending or time.monotonic() >= deadline:
-                break
-            self._sleep(self.options.wait_interval)
-        return verdicts
 
     def _wait_healthy(self, outcomes: list[ResourceResult]) -> list[ResourceResult]:
         """Poll the health of a wave's applied resources until Healthy, Degraded or timeout."""
@@ -1037,7 +961,7 @@ class Reconciler:
                 )
         return final
 
-    def _wait_all_healthy(self, run: _Run) -> None:
+    def _wait_all_healthy(self, run: SyncState) -> None:
         """Gate on the health of everything applied (before PostSync hooks, without ``wait``)."""
         if not self.target.supports_health:
             return
@@ -1045,141 +969,6 @@ class Reconciler:
         outcomes = self._wait_healthy([run.results[i] for i in applied])
         for i, result in zip(applied, outcomes, strict=True):
             run.results[i] = result
-
-    # -- hooks -------------------------------------------------------------------
-
-    def _run_hooks(self, phase: HookPhase, run: _Run) -> str:
-        """Run a phase's hooks wave by wave, each awaited; stop at the first that fails.
-
-        Returns "" when all succeeded, else why what follows is not attempted.
-        """
-        runs = run.hook_runs.get(phase, [])
-        if runs and run.stopped:
-            self._skip_runs(run, runs, run.stopped)
-            return run.stopped
-        groups = hooks.waves(runs)
-        for i, wave in enumerate(groups):
-            failure = self._finish_hooks(self._start_hooks(wave, run), run)
-            why = run.stopped or (f"not attempted: {failure}" if failure else "")
-            if why:
-                for later in groups[i + 1:]:
-                    self._skip_runs(run, later, why)
-                return why
-        return ""
-
-    def _skip_runs(self, run: _Run, runs: Iterable[HookRun], why: str) -> None:
-        """Record ``runs`` as not attempted, but those that already have a result."""
-        done = {id(r.change) for r in run.hook_results}
-        run.hook_results.extend(
-            ResourceResult(r.change, Outcome.SKIPPED, why, hook=r.phase)
-            for r in runs if id(r.change) not in done
-        )
-
-    def _skip_hooks(self, run: _Run, phases: Iterable[HookPhase], why: str) -> None:
-        for phase in phases:
-            self._skip_runs(run, run.hook_runs.get(phase, ()), why)
-
-    def _start_hooks(self, wave: Sequence[HookRun], run: _Run) -> list[tuple[int, HookRun]]:
-        """Create a wave of hooks (after deleting earlier instances where asked); returns
-        each run with the index of its result."""
-        started: list[tuple[int, HookRun]] = []
-        for hook_run in wave:
-            if run.stopped:
-                result = ResourceResult(hook_run.change, Outcome.SKIPPED, run.stopped,
-                                        hook=hook_run.phase)
-            else:
-                problem = self._remove_previous(hook_run, run)
-                result = (self._attempt(hook_run.change, run, hook=hook_run.phase)
-                          if not problem else ResourceResult(hook_run.change, Outcome.FAILED,
-                                                             problem, hook=hook_run.phase))
-            run.hook_results.append(result)
-            index = len(run.hook_results) - 1
-            started.append((index, hook_run))
-            if result.outcome is Outcome.SUCCEEDED:
-                run.hooks_present.add(hook_run.key)
-                run.running_hooks.add(index)
-        return started
-
-    def _remove_previous(self, hook_run: HookRun, run: _Run) -> str:
-        """BeforeHookCreation: delete the named hook's earlier instance and wait until it
-        is gone; returns why that failed, or ""."""
-        if not hook_run.recreated or hook_run.key not in run.hooks_present:
-            return ""
-        result = self._delete_hook(hook_run, run)
-        if result.outcome is not Outcome.SUCCEEDED:
-            return f"its previous instance could not be deleted: {result.message}"
-        if not self.target.supports_health:
-            return ""  # without a health model, a delete is taken as done
-        verdict = self._poll_health({0: hook_run.resource}, {HealthStatus.MISSING})[0]
-        if verdict is HealthStatus.MISSING:
-            return ""
-        if isinstance(verdict, HealthStatus):
-            return (f"its previous instance was still being deleted after "
-                    f"{self.options.wait_timeout:g}s")
-        return f"cannot tell whether its previous instance is gone: {verdict}"
-
-    def _delete_hook(self, hook_run: HookRun, run: _Run) -> ResourceResult:
-        change = Change(Action.DELETE, hook_run.key, hook_run.change.api_version, None,
-                        hook_run.resource)
-        result = self._attempt(change, run, hook=hook_run.phase)
-        if result.outcome is Outcome.SUCCEEDED:
-            run.hooks_present.discard(hook_run.key)
-        return result
-
-    def _finish_hooks(self, started: Sequence[tuple[int, HookRun]], run: _Run) -> str:
-        """Await the completion of a wave of started hooks, apply their delete policies,
-        and report each; returns the first failure ("PreSync hook ... failed"), or ""."""
-        results = run.hook_results
-        running = {i: hook_run.resource for i, hook_run in started if i in run.running_hooks}
-        if running and self.target.supports_health and not run.stopped:
-            for i, verdict in self._poll_health(running, _HOOK_SETTLED).items():
-                results[i] = self._hook_verdict(results[i], verdict)
-        run.running_hooks.difference_update(running)
-        failure = ""
-        for i, hook_run in started:
-            result = results[i]
-            if result.outcome is Outcome.SKIPPED:
-                continue
-            succeeded = result.outcome is Outcome.SUCCEEDED
-            if succeeded:
-                self._emit("HookSucceeded", hook_run.describe(), key=hook_run.key)
-            elif i in running or not result.attempts:  # apply failures reported as they happened
-                self._emit("HookFailed", f"{hook_run.describe()}: {result.shown_message}",
-                           key=hook_run.key, warning=True)
-            if i in running and hook_run.deletes_on(succeeded) and not run.stopped:
-                self._delete_hook(hook_run, run)
-            if not succeeded and not failure:
-                failure = f"{hook_run.describe()} failed"
-                run.message = run.message or f"{failure}: {result.shown_message}"
-        return failure
-
-    def _hook_verdict(self, result: ResourceResult, verdict: HealthStatus | str) -> ResourceResult:
-        """A started hook's result once its health is known (or the wait ended)."""
-        if not isinstance(verdict, HealthStatus):
-            return replace(result, outcome=Outcome.FAILED, message=verdict)
-        done = hooks.completion(verdict)
-        if done:
-            return replace(result, health=verdict)
-        if done is None:
-            message = (f"did not complete within {self.options.wait_timeout:g}s "
-                       f"(still {verdict.value})")
-        elif verdict is HealthStatus.MISSING:
-            message = "deleted before it was seen to complete"
-        else:
-            message = self._failure_reason(result) or f"the hook is {verdict.value}"
-        return replace(result, outcome=Outcome.FAILED, message=message, health=verdict)
-
-    def _failure_reason(self, result: ResourceResult) -> str:
-        """What the live object's status says about its failure ("" when nothing).
-
-        Read only once a hook failed: nothing is pruned after that in this sync, so a
-        target that ties its delete checks to its last read loses nothing.
-        """
-        try:
-            live = self.target.live([result.change.key]).get(result.change.key)
-        except Exception:  # the reason is a courtesy: the verdict stands without it
-            return ""
-        return _masked(result.change, failure_message(live.manifest if live else None))
 
     # -- continuous reconciliation ------------------------------------------------
 
@@ -1265,13 +1054,6 @@ def _open_target(url: str, *, adopt: bool) -> Target:
     if adopt and options is not None and "adopt" in options.model_fields:
         return open_target(url, adopt=True)
     return open_target(url)
-
-
-def _masked(change: Change, text: str) -> str:
-    """``text`` with the values of the change's Secret (desired or live) masked."""
-    values = [v for r in (change.desired, change.live) if r is not None
-              for v in secret_values(r.manifest)]
-    return redact_values(text, sorted(set(values), key=len, reverse=True)) if values else text
 
 
 def _options(**values: Any) -> ReconcilerOptions:

@@ -314,6 +314,18 @@ def test_syncfail_hooks_run_when_a_change_fails(src: Path) -> None:
     assert result.message == ""  # no hook failed: the failed change says why
 
 
+def test_a_failed_postsync_hook_fails_the_sync_and_runs_syncfail(
+    src: Path, target: MemoryTarget
+) -> None:
+    write(src, [cm(), job("smoke", "PostSync", **{RESULT: "Failed"}), job("onfail", "SyncFail")])
+    result = rec(src, target).sync()
+    assert rows(result) == [(None, "config", "succeeded"), ("PostSync", "smoke", "failed"),
+                            ("SyncFail", "onfail", "succeeded")]
+    assert result.message.startswith("PostSync hook Job.batch/apps/smoke failed: ")
+    inventory = target.read_inventory("app")  # everything was applied: the revision is there
+    assert inventory is not None and inventory.revision == result.revision
+
+
 def test_syncfail_hooks_do_not_run_when_the_sync_succeeds(src: Path, target: MemoryTarget) -> None:
     write(src, [cm(), job("onfail", "SyncFail")])
     result = rec(src, target).sync()
