@@ -195,7 +195,11 @@ class HookRunner:
         and report each; returns the first failure ("PreSync hook ... failed"), or ""."""
         results = run.hook_results
         running = {i: hook_run.resource for i, hook_run in started if i in run.running_hooks}
-        if running and self.target.supports_health and not run.stopped:
+        if running and run.stopped:  # created, but it can no longer be seen to complete
+            for i in running:
+                results[i] = replace(results[i], outcome=Outcome.FAILED,
+                                     message=f"not awaited ({run.stopped})")
+        elif running and self.target.supports_health:
             for i, verdict in self._poll_health(running, _HOOK_SETTLED).items():
                 results[i] = self._hook_verdict(results[i], verdict)
         run.running_hooks.difference_update(running)

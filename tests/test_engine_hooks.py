@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from gitops import Event, HealthStatus, Outcome, Reconciler, Resource, ResourceKey, SyncResult
-from gitops.errors import SyncInterrupted
+from gitops.errors import SyncInterrupted, UnreachableError
 from gitops.model import Action, HookPhase
 from gitops.sources.directory import DirectorySource
 from gitops.targets.base import Target
@@ -340,6 +340,25 @@ def test_a_hook_that_fails_to_apply_is_a_failed_hook(src: Path) -> None:
     result = rec(src, target).sync()
     assert rows(result) == [("PreSync", "pre", "failed"), (None, "config", "skipped")]
     assert result.message.startswith("PreSync hook Job.batch/apps/pre failed: ")
+
+
+def test_a_target_lost_during_presync_ends_the_sync(src: Path) -> None:
+    class LostAfterFirstHook(MemoryTarget):
+        def apply(self, resource: Resource, *, dry_run: bool = False) -> Resource:
+            if not dry_run and resource.name == "second":
+                raise UnreachableError("mock: connection refused", url="mock:")
+            return super().apply(resource, dry_run=dry_run)
+
+    target = LostAfterFirstHook(status_factory=job_controller)
+    write(src, [cm(), job("first", "PreSync"), job("second", "PreSync"),
+                job("third", "PreSync", **{"gitops.dev/sync-wave": "1"}), job("onfail", "SyncFail")])
+    result = rec(src, target).sync()
+    unreachable = "not attempted: the target is unreachable"
+    assert [(name, outcome) for _, name, outcome in rows(result)] == [
+        ("first", "failed"), ("second", "failed"), ("third", "skipped"), ("config", "skipped"),
+        ("onfail", "skipped")]
+    assert result.results[0].message == f"not awaited ({unreachable})"
+    assert {r.message for r in result.results[2:]} == {unreachable}
 
 
 def test_validation_covers_hooks_before_the_first_write(src: Path) -> None:
