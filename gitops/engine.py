@@ -144,7 +144,10 @@ class _Memo:
     #: the last placement as a whole: (rendered, group-kinds' scopes, placed, owned)
     last_placed: tuple[tuple[Resource, ...], dict[tuple[str, str], bool | None],
                        tuple[Resource, ...], tuple[Resource, ...]] | None = None
-    owned: dict[int, tuple[Resource, Resource]] = field(default_factory=dict)
+    #: id(placed) -> (placed, as owned, declares a hook?)
+    owned: dict[int, tuple[Resource, Resource, bool]] = field(default_factory=dict)
+    #: how many resources of the last owned set declare a hook (Skip included)
+    hooked: int = 0
     desired_keys: tuple[tuple[Resource, ...], frozenset[ResourceKey]] | None = None
     diffs: dict[ResourceKey, tuple[Resource, Resource, DriftPolicy, Diff]] = field(
         default_factory=dict
@@ -462,17 +465,19 @@ class Reconciler(HookRunner):
         """
         before, after = self._memo.owned, {}
         owned: list[Resource] = []
+        hooked = 0
         for res in placed:
             known = before.get(id(res))
             if known is not None and known[0] is res:
-                mine = known[1]
-            elif res.annotations and hooks.declares_hook(res.annotations):
-                mine = res
+                mine, is_hook = known[1], known[2]
             else:
-                mine = self.target.own(res, self.name)
-            after[id(res)] = (res, mine)
+                is_hook = hooks.declares_hook(res.annotations)
+                mine = res if is_hook else self.target.own(res, self.name)
+            hooked += is_hook
+            after[id(res)] = (res, mine, is_hook)
             owned.append(mine)
         self._memo.owned = after
+        self._memo.hooked = hooked
         return tuple(owned)
 
     def _split(
@@ -485,9 +490,10 @@ class Reconciler(HookRunner):
         known = self._memo.split
         if known is not None and known[0] is owned:
             return known[1], known[2], known[3]
-        desired, hook_list, skipped = hooks.split(owned)
-        if not hook_list and not skipped:
-            desired = owned  # the same tuple: what is memoized by it stays valid
+        if self._memo.hooked:  # (counted while owning: no hook, nothing to look at)
+            desired, hook_list, skipped = hooks.split(owned)
+        else:  # the same tuple: what is memoized by it stays valid
+            desired, hook_list, skipped = owned, (), ()
         self._memo.split = (owned, desired, hook_list, skipped)
         return desired, hook_list, skipped
 

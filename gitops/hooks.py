@@ -51,6 +51,7 @@ __all__ = [
 HOOK_ANNOTATIONS = ("gitops.dev/hook", "argocd.argoproj.io/hook")
 #: The delete-policy annotation under our prefix and Argo CD's.
 DELETE_POLICY_ANNOTATIONS = ("gitops.dev/hook-delete-policy", "argocd.argoproj.io/hook-delete-policy")
+_OURS, _ARGO_CD = HOOK_ANNOTATIONS
 #: The hook value that marks a resource the engine never applies.
 SKIP = "Skip"
 
@@ -65,7 +66,7 @@ _MAX_NAME = 63
 
 def declares_hook(annotations: Mapping[str, str]) -> bool:
     """Whether the annotations name a hook (``Skip`` included); does not validate."""
-    return bool(annotations) and any(a in annotations for a in HOOK_ANNOTATIONS)
+    return bool(annotations) and (_OURS in annotations or _ARGO_CD in annotations)
 
 
 def _error(resource: Resource, message: str) -> ManifestError:
