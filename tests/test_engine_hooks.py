@@ -611,3 +611,17 @@ def test_on_a_file_tree_a_hook_is_done_once_written(src: Path, tmp_path: Path) -
         again = rec(src, target).sync()
         assert again.results == () and again.succeeded
         assert (out / "apps/Job.batch/smoke.yaml").stat().st_mtime_ns == before
+
+
+def test_one_long_lived_reconciler_sees_hooks_come_and_go(src: Path, target: MemoryTarget) -> None:
+    """What the engine memoizes between plans (``run()``) follows hooks added and removed."""
+    write(src, [cm()])
+    reconciler = rec(src, target)
+    assert reconciler.sync().plan.hooks == ()
+    write(src, [cm(value="2"), job("pre", "PreSync")])
+    assert [r.change.key.name for r in reconciler.sync().hooks] == ["pre"]
+    write(src, [cm(value="3")])
+    third = reconciler.sync()
+    assert third.plan.hooks == () and third.hooks == () and third.succeeded
+    write(src, [cm(value="3"), cm("more", **{HOOK: "Skip"})])
+    assert reconciler.plan().skipped == (ResourceKey("", "ConfigMap", "apps", "more"),)
