@@ -175,7 +175,8 @@ class Reconciler(HookRunner):
       default);
     - ``dry_run``: validate every change, write nothing;
     - ``retries``, ``retry_backoff``, ``retry_max_delay``: transient failures;
-    - ``wait``, ``wait_timeout``, ``wait_interval``: health gating between waves;
+    - ``wait``, ``wait_timeout``, ``wait_interval``: health gating between waves (hooks
+      are awaited whatever ``wait`` says, each wave for at most ``wait_timeout``);
     - ``ignore_differences``: Argo CD ``ignoreDifferences`` rules (fields that are not
       drift and that a sync leaves alone);
     - ``substitute``: Flux-style ``${VAR}`` values applied to the rendered objects;
