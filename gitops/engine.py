@@ -4,9 +4,11 @@ A short loop over stages that stand alone: the source resolves and fetches, the
 renderer turns the artifact into validated resources, :func:`gitops.manifests.place`
 settles their scope on this target, the target reports live state, the differ decides
 what drifted under the target's drift policy, :mod:`gitops.ordering` orders the changes,
-:mod:`gitops.inventory` decides what may be pruned. Everything is validated before the
-first write. The engine imports no backend: sources, targets, differs and renderers come
-in as objects or through the plugin registry.
+:mod:`gitops.inventory` decides what may be pruned. Resources annotated as hooks
+(:mod:`gitops.hooks`) are not desired state: a sync that applies changes runs them in
+their phases (:mod:`gitops.hookrun`). Everything is validated before the first write.
+The engine imports no backend: sources, targets, differs and renderers come in as
+objects or through the plugin registry.
 
 Built to run for months (``run()``, an operator): a plan pays for what changed. The
 render is cached by revision (a pure function of the artifact; the YAML renderer also
@@ -26,7 +28,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from types import TracebackType
@@ -34,6 +36,7 @@ from typing import Any, Self
 
 from pydantic import ValidationError
 
+from gitops import hooks, syncoptions
 from gitops import inventory as inv
 from gitops.differs.base import Differ
 from gitops.differs.ignore import respect_ignored, validate_rules
@@ -48,8 +51,9 @@ from gitops.errors import (
     TransientError,
     UnreachableError,
 )
+from gitops.hookrun import HookRunner, SyncState, masked
+from gitops.hooks import HookRun
 from gitops.manifests import PlaceMemo, crd_kinds, gc_paused, place
-from gitops.masking import redact_values, secret_values
 from gitops.model import (
     Action,
     Artifact,
@@ -58,6 +62,8 @@ from gitops.model import (
     DriftPolicy,
     Event,
     HealthStatus,
+    Hook,
+    HookPhase,
     IgnoreDifference,
     Inventory,
     Outcome,
@@ -69,7 +75,7 @@ from gitops.model import (
     ResourceResult,
     SyncResult,
 )
-from gitops.ordering import group_waves, sort_changes, wave_of
+from gitops.ordering import sort_changes, wave_of
 from gitops.plugins import (
     get_plugin,
     open_differ,
@@ -93,6 +99,22 @@ _UNREACHABLE = "not attempted: the target is unreachable"
 _REFUSED = "not attempted: the target refused the credentials"
 _INTERRUPTED = "not attempted: the sync was interrupted"
 
+#: Where a wait for a resource's health ends.
+_SETTLED = frozenset({HealthStatus.HEALTHY, HealthStatus.DEGRADED})
+#: Hook phases whose runs are reported even when not attempted (SyncFail only when run).
+_ALWAYS_REPORTED = (HookPhase.PRE_SYNC, HookPhase.SYNC, HookPhase.POST_SYNC)
+_PHASE_ORDER = {phase: i for i, phase in enumerate(HookPhase)}
+#: The event of a successful write: (action, of a hook?) -> reason.
+_DONE_EVENTS = {
+    (Action.CREATE, False): "Created", (Action.UPDATE, False): "Updated",
+    (Action.DELETE, False): "Pruned", (Action.CREATE, True): "HookCreated",
+    (Action.UPDATE, True): "HookCreated", (Action.DELETE, True): "HookDeleted",
+}
+
+
+def _phase(hook_run: HookRun | None) -> HookPhase | None:
+    return None if hook_run is None else hook_run.phase
+
 
 def default_name(source_identity: str) -> str:
     """A stable inventory name for a source: a readable slug and a short hash of it.
@@ -112,17 +134,6 @@ _NOISE = frozenset({"path", "ref", "semver", "tag"})
 
 
 @dataclass
-class _Run:
-    """The state of one sync in progress."""
-
-    #: why nothing more can be attempted (unreachable, credentials refused), or ""
-    stopped: str = ""
-    results: list[ResourceResult] = field(default_factory=list)
-    #: the change being applied right now (for Ctrl-C)
-    in_flight: Change | None = None
-
-
-@dataclass
 class _Memo:
     """What the last plan computed, reused by the next where its inputs are the same."""
 
@@ -133,14 +144,23 @@ class _Memo:
     #: the last placement as a whole: (rendered, group-kinds' scopes, placed, owned)
     last_placed: tuple[tuple[Resource, ...], dict[tuple[str, str], bool | None],
                        tuple[Resource, ...], tuple[Resource, ...]] | None = None
-    owned: dict[int, tuple[Resource, Resource]] = field(default_factory=dict)
+    #: id(placed) -> (placed, as owned, declares a hook?)
+    owned: dict[int, tuple[Resource, Resource, bool]] = field(default_factory=dict)
+    #: how many resources of the last owned set declare a hook (Skip included)
+    hooked: int = 0
     desired_keys: tuple[tuple[Resource, ...], frozenset[ResourceKey]] | None = None
     diffs: dict[ResourceKey, tuple[Resource, Resource, DriftPolicy, Diff]] = field(
         default_factory=dict
     )
+    #: the owned set split into (desired, hooks, Skip keys), by the owned tuple
+    split: tuple[tuple[Resource, ...], tuple[Resource, ...], tuple[Hook, ...],
+                 tuple[ResourceKey, ...]] | None = None
+    #: sync options the engine does not implement, by (desired, hooks) tuples
+    unsupported: tuple[tuple[Resource, ...], tuple[Hook, ...],
+                       tuple[tuple[ResourceKey, str], ...]] | None = None
 
 
-class Reconciler:
+class Reconciler(HookRunner):
     """Reconciles one source into one target.
 
     ``source`` and ``target`` are plugin objects or URLs (opened through the plugin
@@ -155,7 +175,8 @@ class Reconciler:
       default);
     - ``dry_run``: validate every change, write nothing;
     - ``retries``, ``retry_backoff``, ``retry_max_delay``: transient failures;
-    - ``wait``, ``wait_timeout``, ``wait_interval``: health gating between waves;
+    - ``wait``, ``wait_timeout``, ``wait_interval``: health gating between waves (hooks
+      are awaited whatever ``wait`` says, each wave for at most ``wait_timeout``);
     - ``ignore_differences``: Argo CD ``ignoreDifferences`` rules (fields that are not
       drift and that a sync leaves alone);
     - ``substitute``: Flux-style ``${VAR}`` values applied to the rendered objects;
@@ -284,7 +305,7 @@ class Reconciler:
             )
         self.target.check(rendered)
         memo = self._memo
-        desired = self._placed_and_owned(rendered)
+        desired, hook_list, skipped = self._split(self._placed_and_owned(rendered))
         policy = self._policy()
         owned = self.target.read_inventory(self.name)
         current = owned if owned is not None else inv.EMPTY
@@ -294,7 +315,10 @@ class Reconciler:
                        f"was written by source {current.source}; {identity} now owns it",
                        revision=revision, warning=True)
         desired_keys = self._keys_of(desired)
-        keys = list(desired_keys | current.keys)
+        wanted = desired_keys | current.keys
+        if hook_list:  # whether named hooks exist: BeforeHookCreation deletes them first
+            wanted = wanted.union(h.key for h in hook_list if not h.generate_name)
+        keys = list(wanted)
         live = self.target.live(keys)
         # After live(): a target may answer owners() from what that read saw.
         claimed = self.target.owners(keys, self.name) if keys else {}
@@ -328,9 +352,12 @@ class Reconciler:
 
         extraneous: list[ResourceKey] = []
         orphaned: list[ResourceKey] = []
+        # Hooks and Skip resources are never pruned: a hook's key leaves the inventory, a
+        # Skip resource stays owned (see _write_final_inventory).
+        untouched = {h.key for h in hook_list}.union(skipped) if hook_list or skipped else ()
         for key in sorted(current.keys - desired_keys):
             was = live.get(key)
-            if was is None:
+            if was is None or key in untouched:
                 continue  # already gone: dropped from the inventory on the next write
             if not self.options.prune:
                 extraneous.append(key)
@@ -356,6 +383,8 @@ class Reconciler:
             diffed=diffed,
             live=live,
             policy=policy,
+            hooks=hook_list,
+            skipped=skipped,
         )
         self._emit(
             "Planned",
@@ -431,18 +460,43 @@ class Reconciler:
         return owned
 
     def _owned_as(self, placed: Sequence[Resource]) -> tuple[Resource, ...]:
-        """Each placed resource as this inventory stores it on the target (memoized)."""
+        """Each placed resource as this inventory stores it on the target (memoized).
+
+        Hooks and Skip resources are not the inventory's: they stay as placed.
+        """
         before, after = self._memo.owned, {}
         owned: list[Resource] = []
+        hooked = 0
         for res in placed:
             known = before.get(id(res))
-            mine = known[1] if known is not None and known[0] is res else self.target.own(
-                res, self.name
-            )
-            after[id(res)] = (res, mine)
+            if known is not None and known[0] is res:
+                mine, is_hook = known[1], known[2]
+            else:
+                is_hook = hooks.declares_hook(res.annotations)
+                mine = res if is_hook else self.target.own(res, self.name)
+            hooked += is_hook
+            after[id(res)] = (res, mine, is_hook)
             owned.append(mine)
         self._memo.owned = after
+        self._memo.hooked = hooked
         return tuple(owned)
+
+    def _split(
+        self, owned: tuple[Resource, ...]
+    ) -> tuple[tuple[Resource, ...], tuple[Hook, ...], tuple[ResourceKey, ...]]:
+        """Desired state, hooks and Skip keys of the owned set (memoized with it).
+
+        Raises ManifestError for a hook annotation that is wrong.
+        """
+        known = self._memo.split
+        if known is not None and known[0] is owned:
+            return known[1], known[2], known[3]
+        if self._memo.hooked:  # (counted while owning: no hook, nothing to look at)
+            desired, hook_list, skipped = hooks.split(owned)
+        else:  # the same tuple: what is memoized by it stays valid
+            desired, hook_list, skipped = owned, (), ()
+        self._memo.split = (owned, desired, hook_list, skipped)
+        return desired, hook_list, skipped
 
     def _refuse_claimed(self, desired: Iterable[Resource], claimed: Mapping[ResourceKey, str]) -> None:
         """ConflictError for desired objects another inventory owns, unless adopting."""
@@ -466,12 +520,18 @@ class Reconciler:
         """Plan (unless a plan is given) and apply it; report each resource's outcome.
 
         Holds the target's lock (:meth:`~gitops.targets.base.Target.lock`) from reading
-        the inventory to writing the final one. Nothing is written if any change fails
-        validation. The inventory is widened before the first write and narrowed to the
-        new set after success; it is written whatever happens in between. Changes that
-        fail are reported per resource; later waves and pruning are skipped, and after
-        the target becomes unreachable nothing more is attempted. Ctrl-C raises
+        the inventory to writing the final one. Nothing is written if any change (or
+        hook) fails validation. The inventory is widened before the first write and
+        narrowed to the new set after success; it is written whatever happens in between.
+        Changes that fail are reported per resource; later waves and pruning are skipped,
+        and after the target becomes unreachable nothing more is attempted. Ctrl-C raises
         :class:`~gitops.errors.SyncInterrupted` carrying the partial result.
+
+        A plan with changes runs its hooks (:mod:`gitops.hooks`): ``PreSync`` first (one
+        that fails stops the sync: nothing else is applied), ``Sync`` hooks in their
+        waves, ``PostSync`` once everything applied is healthy, ``SyncFail`` after any
+        failure; each is awaited until complete. A plan without changes runs none.
+        Sync options the engine does not implement are reported as warning events.
         """
         started = datetime.now(UTC)
         if plan is not None:
@@ -484,7 +544,8 @@ class Reconciler:
                 plan = self.plan()
             else:
                 self._check_given_plan(plan)
-            run = _Run()
+            self._report_unsupported_options(plan)
+            run = SyncState()
             try:
                 if self.options.dry_run:
                     self._dry_run(plan, run)
@@ -492,17 +553,20 @@ class Reconciler:
                     self._execute(plan, run)
             except KeyboardInterrupt:
                 result = self._result(plan, run, started, interrupted=True)
+                done = sum(r.outcome is Outcome.SUCCEEDED and r.hook is None
+                           for r in result.results)
                 self._emit("SyncInterrupted", f"{plan.target} at {plan.revision}: interrupted "
-                           f"after {sum(r.outcome is Outcome.SUCCEEDED for r in result.results)} "
-                           f"of {len(plan.changes)} changes", revision=plan.revision, warning=True)
+                           f"after {done} of {len(plan.changes)} changes",
+                           revision=plan.revision, warning=True)
                 raise SyncInterrupted(result) from None
         result = self._result(plan, run, started)
         if result.succeeded:
             self._emit("SyncSucceeded", f"{plan.target} at {plan.revision}: "
                        f"{len(plan.changes)} changes", revision=plan.revision)
         else:
-            self._emit("SyncFailed", f"{plan.target} at {plan.revision}: "
-                       f"{len(result.failed)} of {len(plan.changes)} changes failed",
+            failed = sum(r.hook is None for r in result.failed)
+            why = result.message or f"{failed} of {len(plan.changes)} changes failed"
+            self._emit("SyncFailed", f"{plan.target} at {plan.revision}: {why}",
                        revision=plan.revision, warning=True)
         return result
 
@@ -537,15 +601,37 @@ class Reconciler:
                 url=self.target.url,
             )
 
+    def _report_unsupported_options(self, plan: Plan) -> None:
+        """One warning event per resource and sync option the engine does not implement."""
+        memo = self._memo.unsupported
+        if memo is not None and memo[0] is plan.desired and memo[1] is plan.hooks:
+            found = memo[2]
+        else:
+            declared = (*plan.desired, *(h.resource for h in plan.hooks))
+            found = tuple((res.key, option) for res in declared if res.annotations
+                          for option in syncoptions.unsupported(res))
+            self._memo.unsupported = (plan.desired, plan.hooks, found)
+        for key, option in found:
+            self._emit("SyncOptionUnsupported", f"{key}: sync option {option!r} is not "
+                       "supported and was ignored (supported: Prune=false, Delete=false, "
+                       "Validate=false)", key=key, revision=plan.revision, warning=True)
+
     def _result(
-        self, plan: Plan, run: _Run, started: datetime, *, interrupted: bool = False
+        self, plan: Plan, run: SyncState, started: datetime, *, interrupted: bool = False
     ) -> SyncResult:
-        """The result, with every change of the plan accounted for exactly once."""
-        if interrupted and run.in_flight is not None:
-            run.results.append(ResourceResult(
-                run.in_flight, Outcome.FAILED,
-                "interrupted while being applied: it may or may not have been applied",
-            ))
+        """The result, with every change of the plan accounted for exactly once, hook runs
+        (PreSync first, the others after the changes) included."""
+        if interrupted:
+            if run.in_flight is not None:
+                abandoned = ResourceResult(
+                    run.in_flight, Outcome.FAILED,
+                    "interrupted while being applied: it may or may not have been applied",
+                    hook=run.in_flight_hook,
+                )
+                (run.results if run.in_flight_hook is None else run.hook_results).append(abandoned)
+            for i in run.running_hooks:
+                run.hook_results[i] = replace(run.hook_results[i], outcome=Outcome.FAILED,
+                                              message="interrupted before the hook completed")
         done = {id(r.change) for r in run.results}
         why = _INTERRUPTED if interrupted else run.stopped or "not attempted"
         results = list(run.results) + [
@@ -553,25 +639,73 @@ class Reconciler:
         ]
         order = {id(c): i for i, c in enumerate(plan.changes)}
         results.sort(key=lambda r: order.get(id(r.change), len(order)))
-        return SyncResult(plan, tuple(results), self.options.dry_run, started, datetime.now(UTC))
+        ran = {id(r.change) for r in run.hook_results}
+        hook_results = run.hook_results + [
+            ResourceResult(r.change, Outcome.SKIPPED, why, hook=phase)
+            for phase in _ALWAYS_REPORTED for r in run.hook_runs.get(phase, ())
+            if id(r.change) not in ran
+        ]
+        hook_results.sort(key=lambda r: _PHASE_ORDER[r.hook] if r.hook else 0)
+        before = [r for r in hook_results if r.hook is HookPhase.PRE_SYNC]
+        after = hook_results[len(before):]
+        return SyncResult(plan, (*before, *results, *after), self.options.dry_run, started,
+                          datetime.now(UTC), run.message)
 
-    def _dry_run(self, plan: Plan, run: _Run) -> None:
+    def _checks(
+        self, plan: Plan, run: SyncState, phases: Iterable[HookPhase]
+    ) -> Iterator[tuple[Change, HookRun | None]]:
+        """The plan's changes, then the runs of hooks in ``phases``: what a dry run checks."""
+        for change in plan.changes:
+            yield change, None
+        for phase in phases:
+            for hook_run in run.hook_runs.get(phase, ()):
+                yield hook_run.change, hook_run
+
+    def _not_validated(
+        self, change: Change, hook_run: HookRun | None, run: SyncState,
+        waits: Callable[[Change], bool],
+    ) -> str:
+        """Why a dry run cannot check this apply before the first write, or ""."""
+        if waits(change):
+            return "validated when applied, after the Namespace or CRD this sync creates"
+        if change.desired is not None and syncoptions.validation_disabled(change.desired):
+            return "not validated (sync option Validate=false)"
+        if hook_run is not None and hook_run.recreated and hook_run.key in run.hooks_present:
+            return "validated when re-created, after its previous instance is deleted"
+        return ""
+
+    def _dry_run(self, plan: Plan, run: SyncState) -> None:
+        self._prepare_hooks(plan, run)
+        checks = list(self._checks(plan, run, _ALWAYS_REPORTED))
         if not self.target.supports_dry_run:
-            run.results.extend(ResourceResult(c, Outcome.SKIPPED, "dry run") for c in plan.changes)
+            for change, hook_run in checks:
+                self._record(run, ResourceResult(change, Outcome.SKIPPED, "dry run",
+                                                 hook=_phase(hook_run)))
             return
         waits = self._waits_for_prerequisite(plan)
-        later = "dry run: validated when applied, after the Namespace or CRD this sync creates"
-        for c in plan.changes:
+        for change, hook_run in checks:
             if run.stopped:
                 break
-            run.results.append(
-                ResourceResult(c, Outcome.SKIPPED, later) if waits(c)
-                else self._attempt(c, run, dry_run=True)
-            )
+            why = self._not_validated(change, hook_run, run, waits)
+            self._record(run, ResourceResult(change, Outcome.SKIPPED, f"dry run: {why}",
+                                             hook=_phase(hook_run)) if why
+                         else self._attempt(change, run, dry_run=True, hook=_phase(hook_run)))
 
-    def _execute(self, plan: Plan, run: _Run) -> None:
+    @staticmethod
+    def _record(run: SyncState, result: ResourceResult) -> None:
+        (run.results if result.hook is None else run.hook_results).append(result)
+
+    def _execute(self, plan: Plan, run: SyncState) -> None:
+        self._prepare_hooks(plan, run)
         if self._validate(plan, run):
             return
+        first = self._needed_by_presync(plan, run)
+        if not first:  # a failed PreSync hook leaves the target as it was, inventory included
+            why = self._run_hooks(HookPhase.PRE_SYNC, run)
+            if why:
+                self._skip_the_rest(plan, run, why)
+                self._run_hooks(HookPhase.SYNC_FAIL, run)
+                return
         old = plan.inventory if plan.inventory is not None else inv.EMPTY
         identity = self.source_identity
         if plan.changes:
@@ -580,34 +714,83 @@ class Reconciler:
         else:  # nothing will be written: nothing to widen before
             widened = old
         try:
-            self._apply_waves(plan, run)
+            why = ""
+            if first:
+                why = self._apply_wave(first, run) or self._run_hooks(HookPhase.PRE_SYNC, run)
+            if why:
+                self._skip_the_rest(plan, run, why)
+            else:
+                self._apply_waves(plan, run, {id(c) for c in first})
+                if (run.hook_runs.get(HookPhase.POST_SYNC) and not self.options.wait
+                        and not self._failed_so_far(plan, run)):
+                    self._wait_all_healthy(run)  # PostSync runs once all applied is healthy
         finally:
             self._write_final_inventory(plan, run, old, widened, identity)
+        if not self._failed_so_far(plan, run):
+            self._run_hooks(HookPhase.POST_SYNC, run)
+        else:
+            self._skip_hooks(run, (HookPhase.POST_SYNC,),
+                             run.stopped or "not attempted: the sync failed")
+        if self._failed_so_far(plan, run):  # a PostSync hook that failed counts too
+            self._run_hooks(HookPhase.SYNC_FAIL, run)
 
-    def _apply_waves(self, plan: Plan, run: _Run) -> None:
+    def _skip_the_rest(self, plan: Plan, run: SyncState, why: str) -> None:
+        """After PreSync failed: no change (but those already made) nor hook is attempted."""
+        done = {id(r.change) for r in run.results}
+        run.results.extend(ResourceResult(c, Outcome.SKIPPED, why)
+                           for c in plan.changes if id(c) not in done)
+        self._skip_hooks(run, (HookPhase.SYNC, HookPhase.POST_SYNC), why)
+
+    @staticmethod
+    def _failed_so_far(plan: Plan, run: SyncState) -> bool:
+        return bool(
+            run.stopped
+            or len(run.results) < len(plan.changes)
+            or any(r.outcome is not Outcome.SUCCEEDED for r in run.results)
+            or any(r.outcome is Outcome.FAILED for r in run.hook_results)
+        )
+
+    def _apply_wave(self, wave: Sequence[Change], run: SyncState) -> str:
+        """Apply a wave of changes (awaiting their health with ``wait``); returns why what
+        follows is not attempted, or ""."""
+        first = len(run.results)
+        for change in wave:  # recorded one by one: a Ctrl-C keeps what was done
+            if run.stopped:
+                run.results.append(ResourceResult(change, Outcome.SKIPPED, run.stopped))
+            else:
+                run.results.append(self._attempt(change, run))
+        outcomes = run.results[first:]
+        if self.options.wait and self.target.supports_health and not run.stopped:
+            outcomes = self._wait_healthy(outcomes)
+            run.results[first:] = outcomes
+        failed = [r for r in outcomes if r.outcome is not Outcome.SUCCEEDED]
+        if run.stopped:
+            return run.stopped
+        if failed:
+            return f"not attempted: {failed[0].change.key} failed in an earlier wave"
+        return ""
+
+    def _apply_waves(self, plan: Plan, run: SyncState, done: Container[int]) -> None:
+        """The Sync phase: the waves of changes (but those ``done``), Sync hooks in theirs."""
         blocked = ""
-        for wave in group_waves(plan.changes):
+        sync_hooks = run.hook_runs.get(HookPhase.SYNC, [])
+        for wave, hook_wave in hooks.sync_steps(plan.changes, sync_hooks):
+            wave = [c for c in wave if id(c) not in done]
             if blocked:
                 run.results.extend(ResourceResult(c, Outcome.SKIPPED, blocked) for c in wave)
+                self._skip_runs(run, hook_wave, blocked)
                 continue
-            first = len(run.results)
-            for change in wave:  # recorded one by one: a Ctrl-C keeps what was done
-                if run.stopped:
-                    run.results.append(ResourceResult(change, Outcome.SKIPPED, run.stopped))
-                else:
-                    run.results.append(self._attempt(change, run))
-            outcomes = run.results[first:]
-            if self.options.wait and self.target.supports_health and not run.stopped:
-                outcomes = self._wait_healthy(outcomes)
-                run.results[first:] = outcomes
-            failed = [r for r in outcomes if r.outcome is not Outcome.SUCCEEDED]
-            if run.stopped:
-                blocked = run.stopped
-            elif failed:
-                blocked = f"not attempted: {failed[0].change.key} failed in an earlier wave"
+            # The wave's hooks start once its changes are applied (and healthy, with wait).
+            blocked = self._apply_wave(wave, run)
+            if blocked:
+                self._skip_runs(run, hook_wave, blocked)
+                continue
+            hook_failed = self._finish_hooks(self._start_hooks(hook_wave, run), run)
+            if hook_failed:
+                blocked = run.stopped or f"not attempted: {hook_failed} in an earlier wave"
 
     def _write_final_inventory(
-        self, plan: Plan, run: _Run, old: Inventory, widened: Inventory, identity: str
+        self, plan: Plan, run: SyncState, old: Inventory, widened: Inventory, identity: str
     ) -> None:
         """Narrow the inventory to what the target now holds; always attempted."""
         complete = len(run.results) == len(plan.changes) and not run.stopped
@@ -621,6 +804,7 @@ class Reconciler:
                 if r.change.action is Action.DELETE and r.outcome is not Outcome.SUCCEEDED
             }
             kept.update((k, old.entries[k]) for k in plan.extraneous)
+            kept.update((k, old.entries[k]) for k in plan.skipped if k in old.entries)
             final = inv.with_entries(
                 inv.from_resources(plan.desired, plan.revision if succeeded else old.revision,
                                    identity),
@@ -634,8 +818,8 @@ class Reconciler:
             if complete:
                 raise
 
-    def _validate(self, plan: Plan, run: _Run) -> bool:
-        """Dry-run every apply first (where the target can); on failure write nothing.
+    def _validate(self, plan: Plan, run: SyncState) -> bool:
+        """Dry-run every apply and hook first (where the target can); on failure write nothing.
 
         Returns True (results recorded) when validation failed or the target went away.
         """
@@ -643,24 +827,28 @@ class Reconciler:
             return False
         waits = self._waits_for_prerequisite(plan)
         failures: list[ResourceResult] = []
-        for change in plan.changes:
-            if change.action is Action.DELETE or waits(change):
+        for change, hook_run in self._checks(plan, run, HookPhase):
+            if change.action is Action.DELETE or self._not_validated(change, hook_run, run, waits):
                 continue
-            result = self._attempt(change, run, dry_run=True)
+            result = self._attempt(change, run, dry_run=True, hook=_phase(hook_run))
             if run.stopped:
-                run.results.append(result)
+                self._record(run, result)
                 return True
             if result.outcome is Outcome.FAILED:
                 failures.append(result)
         if not failures:
             return False
         why = f"not applied: validation of {failures[0].change.key} failed"
-        failed = {r.change.key: r for r in failures}
+        failed = {id(r.change): r for r in failures}
         for r in failures:
             self._emit("ValidationFailed", r.message, key=r.change.key, warning=True)
         run.results.extend(
-            failed.get(c.key) or ResourceResult(c, Outcome.SKIPPED, why) for c in plan.changes
+            failed.get(id(c)) or ResourceResult(c, Outcome.SKIPPED, why) for c in plan.changes
         )
+        run.hook_results.extend(r for r in failures if r.hook is not None)
+        for phase in _ALWAYS_REPORTED:
+            self._skip_runs(run, (r for r in run.hook_runs.get(phase, ())
+                                  if id(r.change) not in failed), why)
         return True
 
     def _waits_for_prerequisite(self, plan: Plan) -> Callable[[Change], bool]:
@@ -684,19 +872,23 @@ class Reconciler:
         if not inv.same(current, wanted):
             self.target.write_inventory(self.name, wanted)
 
-    def _attempt(self, change: Change, run: _Run, *, dry_run: bool = False) -> ResourceResult:
+    def _attempt(
+        self, change: Change, run: SyncState, *, dry_run: bool = False, hook: HookPhase | None = None
+    ) -> ResourceResult:
         """Apply or delete one resource, retrying transient failures with backoff.
 
         While it runs, ``run.in_flight`` names it: a Ctrl-C leaves it there, so the
-        result can say the change was abandoned mid-way.
+        result can say the change was abandoned mid-way. ``hook`` is the phase of the
+        hook run it belongs to, if any (its result and events say so).
         """
         run.in_flight = None if dry_run else change
-        result = self._attempt_with_retries(change, run, dry_run=dry_run)
+        run.in_flight_hook = hook
+        result = self._attempt_with_retries(change, run, dry_run=dry_run, hook=hook)
         run.in_flight = None
         return result
 
     def _attempt_with_retries(
-        self, change: Change, run: _Run, *, dry_run: bool
+        self, change: Change, run: SyncState, *, dry_run: bool, hook: HookPhase | None
     ) -> ResourceResult:
         delay = self.options.retry_backoff
         attempts = 0
@@ -710,91 +902,80 @@ class Reconciler:
                     self.target.apply(change.desired, dry_run=dry_run)
             except UnreachableError as exc:
                 run.stopped = _UNREACHABLE
-                self._emit("TargetUnreachable", _masked(change, str(exc)), key=change.key,
+                self._emit("TargetUnreachable", masked(change, str(exc)), key=change.key,
                            warning=True)
-                return self._failed(change, self._message(exc), attempts)
+                return self._failed(change, self._message(exc), attempts, hook)
             except AuthenticationError as exc:
                 run.stopped = _REFUSED
-                return self._failed(change, self._message(exc), attempts)
+                return self._failed(change, self._message(exc), attempts, hook)
             except TransientError as exc:
                 if attempts > self.options.retries:
-                    return self._failed(change, self._message(exc), attempts)
+                    return self._failed(change, self._message(exc), attempts, hook)
                 retry_after = exc.retry_after
                 wait = float(retry_after) if retry_after is not None else delay
                 self._sleep(min(wait, self.options.retry_max_delay))
                 delay = min(delay * 2, self.options.retry_max_delay)
                 continue
             except GitopsError as exc:
-                return self._failed(change, self._message(exc), attempts)
+                return self._failed(change, self._message(exc), attempts, hook)
             except Exception as exc:  # a plugin bug must not abort the other resources
-                message = _masked(change, f"{type(exc).__name__}: {exc}")
+                message = masked(change, f"{type(exc).__name__}: {exc}")
                 # No traceback: its text may quote the object (a Secret's values).
                 log.error("unexpected error from %s on %s: %s", self.target.url, change.key,
                           message)
-                return self._failed(change, message, attempts)
+                return self._failed(change, message, attempts, hook)
             if not dry_run:
-                verb = {"create": "Created", "update": "Updated", "delete": "Pruned"}
-                self._emit(verb[change.action.value], str(change.key), key=change.key)
-            return ResourceResult(change, Outcome.SUCCEEDED, attempts=attempts)
+                reason = _DONE_EVENTS[change.action, hook is not None]
+                what = str(change.key) if hook is None else f"{hook.value} hook {change.key}"
+                self._emit(reason, what, key=change.key)
+            return ResourceResult(change, Outcome.SUCCEEDED, attempts=attempts, hook=hook)
 
     def _message(self, exc: GitopsError) -> str:
         if isinstance(exc, TargetError) and not exc.url:
             exc.url = self.target.url
         return str(exc)
 
-    def _failed(self, change: Change, message: str, attempts: int) -> ResourceResult:
-        message = _masked(change, message)  # a target may quote the object it refused
-        self._emit("ApplyFailed", message, key=change.key, warning=True)
-        return ResourceResult(change, Outcome.FAILED, message, attempts)
-
-    def _health(self, resource: Resource) -> HealthStatus | str:
-        """The target's health verdict, or the message of what it raised."""
-        try:
-            return self.target.health(resource)
-        except Exception as exc:  # a health check's failure is a result, not a crash
-            message = redact_values(f"health check failed: {type(exc).__name__}: {exc}",
-                                    secret_values(resource.manifest))
-            if not isinstance(exc, GitopsError):
-                log.error("%s on %s: %s", resource.key, self.target.url, message)
-            return message
+    def _failed(
+        self, change: Change, message: str, attempts: int, hook: HookPhase | None = None
+    ) -> ResourceResult:
+        message = masked(change, message)  # a target may quote the object it refused
+        reason = "ApplyFailed" if hook is None else (
+            "HookDeleteFailed" if change.action is Action.DELETE else "HookFailed"
+        )
+        self._emit(reason, message, key=change.key, warning=True)
+        return ResourceResult(change, Outcome.FAILED, message, attempts, hook=hook)
 
     def _wait_healthy(self, outcomes: list[ResourceResult]) -> list[ResourceResult]:
         """Poll the health of a wave's applied resources until Healthy, Degraded or timeout."""
-        deadline = time.monotonic() + self.options.wait_timeout
-        pending = {
-            i: r for i, r in enumerate(outcomes)
+        verdicts = self._poll_health({
+            i: r.change.desired for i, r in enumerate(outcomes)
             if r.outcome is Outcome.SUCCEEDED and r.change.desired is not None
-        }
+        }, _SETTLED)
         final = list(outcomes)
-        last: dict[int, HealthStatus | None] = {}
-        while pending:
-            for i, r in list(pending.items()):
-                assert r.change.desired is not None
-                health = self._health(r.change.desired)
-                if not isinstance(health, HealthStatus):
-                    final[i] = ResourceResult(r.change, Outcome.FAILED, health, r.attempts)
-                    del pending[i]
-                elif health is HealthStatus.HEALTHY:
-                    final[i] = ResourceResult(r.change, r.outcome, r.message, r.attempts, health)
-                    del pending[i]
-                elif health is HealthStatus.DEGRADED:
-                    final[i] = ResourceResult(r.change, Outcome.FAILED, "resource is Degraded",
-                                              r.attempts, health)
-                    del pending[i]
-                else:
-                    last[i] = health
-            if not pending:
-                break
-            if time.monotonic() >= deadline:
-                for i, r in pending.items():
-                    final[i] = ResourceResult(
-                        r.change, Outcome.FAILED,
-                        f"not healthy after {self.options.wait_timeout:g}s", r.attempts,
-                        last.get(i),
-                    )
-                break
-            self._sleep(self.options.wait_interval)
+        for i, verdict in verdicts.items():
+            r = outcomes[i]
+            if not isinstance(verdict, HealthStatus):
+                final[i] = ResourceResult(r.change, Outcome.FAILED, verdict, r.attempts)
+            elif verdict is HealthStatus.HEALTHY:
+                final[i] = ResourceResult(r.change, r.outcome, r.message, r.attempts, verdict)
+            elif verdict is HealthStatus.DEGRADED:
+                final[i] = ResourceResult(r.change, Outcome.FAILED, "resource is Degraded",
+                                          r.attempts, verdict)
+            else:
+                final[i] = ResourceResult(
+                    r.change, Outcome.FAILED,
+                    f"not healthy after {self.options.wait_timeout:g}s", r.attempts, verdict,
+                )
         return final
+
+    def _wait_all_healthy(self, run: SyncState) -> None:
+        """Gate on the health of everything applied (before PostSync hooks, without ``wait``)."""
+        if not self.target.supports_health:
+            return
+        applied = [i for i, r in enumerate(run.results) if r.change.action is not Action.DELETE]
+        outcomes = self._wait_healthy([run.results[i] for i in applied])
+        for i, result in zip(applied, outcomes, strict=True):
+            run.results[i] = result
 
     # -- continuous reconciliation ------------------------------------------------
 
@@ -880,13 +1061,6 @@ def _open_target(url: str, *, adopt: bool) -> Target:
     if adopt and options is not None and "adopt" in options.model_fields:
         return open_target(url, adopt=True)
     return open_target(url)
-
-
-def _masked(change: Change, text: str) -> str:
-    """``text`` with the values of the change's Secret (desired or live) masked."""
-    values = [v for r in (change.desired, change.live) if r is not None
-              for v in secret_values(r.manifest)]
-    return redact_values(text, sorted(set(values), key=len, reverse=True)) if values else text
 
 
 def _options(**values: Any) -> ReconcilerOptions:

@@ -15,7 +15,7 @@ from typing import Any
 
 from gitops.model import HealthStatus
 
-__all__ = ["assess"]
+__all__ = ["assess", "failure_message"]
 
 Manifest = Mapping[str, Any]
 
@@ -120,16 +120,25 @@ def _replicaset(obj: Manifest) -> HealthStatus:
     return HealthStatus.HEALTHY
 
 
+_POD_WAITING_FAILURES = ("CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull")
+
+
 def _pod(obj: Manifest) -> HealthStatus:
+    """Argo CD's rule: a pod that runs to completion (``restartPolicy`` Never or OnFailure,
+    as a hook's) is Healthy only once ``Succeeded``; a serving pod (Always) once Ready."""
     status = _status(obj)
     phase = status.get("phase")
     if phase == "Succeeded":
         return HealthStatus.HEALTHY
     if phase == "Failed":
         return HealthStatus.DEGRADED
+    if _spec(obj).get("restartPolicy", "Always") != "Always":
+        # An image pull that fails may still recover: a run-to-completion pod is not
+        # failed until its phase says so.
+        return HealthStatus.PROGRESSING
     for cs in status.get("containerStatuses") or ():
         waiting = ((cs or {}).get("state") or {}).get("waiting") or {}
-        if waiting.get("reason") in {"CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull"}:
+        if waiting.get("reason") in _POD_WAITING_FAILURES:
             return HealthStatus.DEGRADED
     if phase == "Running" and _is_true(_conditions(obj).get("Ready")):
         return HealthStatus.HEALTHY
@@ -137,13 +146,15 @@ def _pod(obj: Manifest) -> HealthStatus:
 
 
 def _job(obj: Manifest) -> HealthStatus:
-    if _spec(obj).get("suspend"):
-        return HealthStatus.SUSPENDED
+    """kstatus' and Argo CD's rule: failed when the ``Failed`` condition is True, done when
+    ``Complete`` is; running (or suspended) until then."""
     conds = _conditions(obj)
     if _is_true(conds.get("Failed")):
         return HealthStatus.DEGRADED
     if _is_true(conds.get("Complete")):
         return HealthStatus.HEALTHY
+    if _spec(obj).get("suspend"):
+        return HealthStatus.SUSPENDED
     return HealthStatus.PROGRESSING
 
 
@@ -227,3 +238,46 @@ def assess(manifest: Manifest | None) -> HealthStatus:
     group = api_version.rpartition("/")[0]
     rule = _BY_KIND.get((group, str(manifest.get("kind", ""))), _generic)
     return rule(manifest)
+
+
+def _condition_text(cond: Mapping[str, Any]) -> str:
+    parts = [str(cond[k]) for k in ("reason", "message") if cond.get(k)]
+    return ": ".join(parts)
+
+
+def _pod_failure(obj: Manifest) -> str:
+    status = _status(obj)
+    if status.get("message"):
+        return str(status["message"])
+    statuses = [*(status.get("initContainerStatuses") or ()), *(status.get("containerStatuses") or ())]
+    for cs in statuses:
+        terminated = ((cs or {}).get("state") or {}).get("terminated") or {}
+        if terminated.get("message"):
+            return str(terminated["message"])
+        if terminated.get("reason") == "OOMKilled":
+            return "OOMKilled"
+        if _int(terminated.get("exitCode")):
+            return f"container {cs.get('name')!r} failed with exit code {terminated['exitCode']}"
+    for cs in statuses:
+        waiting = ((cs or {}).get("state") or {}).get("waiting") or {}
+        if waiting.get("reason") in _POD_WAITING_FAILURES:
+            return _condition_text(waiting)
+    return str(status.get("reason") or "")
+
+
+def failure_message(manifest: Manifest | None) -> str:
+    """Why an object is Degraded, as its status says (``BackoffLimitExceeded: Job has
+    reached the specified backoff limit``); ``""`` when it does not say."""
+    if manifest is None:
+        return ""
+    kind = str(manifest.get("kind", ""))
+    conds = _conditions(manifest)
+    if kind == "Pod":
+        return _pod_failure(manifest)
+    for name in ("Failed", "Stalled", "ReplicaFailure"):
+        if _is_true(conds.get(name)):
+            return _condition_text(conds[name])
+    ready = conds.get("Ready")
+    if ready is not None and str(ready.get("status")) == "False":
+        return _condition_text(ready)
+    return ""

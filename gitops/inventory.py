@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
+from gitops import syncoptions
 from gitops.model import Inventory, Resource, ResourceKey
 
 __all__ = [
@@ -23,7 +24,8 @@ __all__ = [
     "with_entries",
 ]
 
-#: ``gitops.dev/prune: disabled`` on a live object keeps it when it leaves the source.
+#: ``gitops.dev/prune: disabled`` on a live object keeps it when it leaves the source; so do
+#: the sync options ``Prune=false`` and ``Delete=false`` (:mod:`gitops.syncoptions`).
 PRUNE_ANNOTATION = "gitops.dev/prune"
 
 EMPTY = Inventory({}, "")
@@ -52,10 +54,14 @@ def with_entries(inventory: Inventory, extra: Mapping[ResourceKey, str]) -> Inve
 
 
 def prune_disabled(live: Resource | None) -> bool:
-    """True when the live object asks not to be pruned."""
+    """True when the live object asks not to be pruned: ``gitops.dev/prune: disabled``, or
+    the sync option ``Prune=false`` or ``Delete=false``."""
     if live is None:
         return False
-    return str(live.annotations.get(PRUNE_ANNOTATION, "")).lower() == "disabled"
+    return (
+        str(live.annotations.get(PRUNE_ANNOTATION, "")).lower() == "disabled"
+        or syncoptions.prune_disabled(live)
+    )
 
 
 def same(a: Inventory | None, b: Inventory) -> bool:

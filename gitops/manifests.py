@@ -46,6 +46,7 @@ from typing import Any, NamedTuple
 import yaml
 
 from gitops.errors import ManifestError
+from gitops.hooks import declares_hook
 from gitops.masking import mask_secret
 from gitops.model import Resource, ResourceKey
 from gitops.tree import is_manifest_path, walk
@@ -639,10 +640,15 @@ def _check_kind(doc: Document, value: object) -> str:
 def _check_name(doc: Document, metadata: Mapping[str, Any]) -> str:
     name = metadata.get("name")
     if name is None and metadata.get("generateName"):
-        raise doc.error(
-            "metadata.generateName without metadata.name is not supported: a GitOps "
-            "resource needs a fixed name, or every sync would create a new object"
-        )
+        annotations = metadata.get("annotations")
+        if not (isinstance(annotations, dict) and declares_hook(annotations)):
+            raise doc.error(
+                "metadata.generateName without metadata.name is not supported: a GitOps "
+                "resource needs a fixed name, or every sync would create a new object "
+                "(only a hook, annotated argocd.argoproj.io/hook, may have a generated name)"
+            )
+        # A hook's key names its prefix; the engine generates the name at each run.
+        name = _required_string(doc, "metadata.generateName", metadata["generateName"])
     name = _required_string(doc, "metadata.name", name)
     if len(name) > _MAX_NAME:
         raise doc.error(f"metadata.name is {len(name)} characters long, over {_MAX_NAME}")

@@ -33,6 +33,9 @@ __all__ = [
     "DriftPolicy",
     "Event",
     "HealthStatus",
+    "Hook",
+    "HookDeletePolicy",
+    "HookPhase",
     "IgnoreDifference",
     "Inventory",
     "ListType",
@@ -171,6 +174,62 @@ class HealthStatus(enum.StrEnum):
     SUSPENDED = "Suspended"
     MISSING = "Missing"
     UNKNOWN = "Unknown"
+
+
+class HookPhase(enum.StrEnum):
+    """When a hook runs during a sync (Argo CD's hook types; ``Skip`` is not a phase)."""
+
+    PRE_SYNC = "PreSync"
+    SYNC = "Sync"
+    POST_SYNC = "PostSync"
+    SYNC_FAIL = "SyncFail"
+
+
+class HookDeletePolicy(enum.StrEnum):
+    """When the engine deletes a hook's object (Argo CD's hook delete policies)."""
+
+    HOOK_SUCCEEDED = "HookSucceeded"
+    HOOK_FAILED = "HookFailed"
+    BEFORE_HOOK_CREATION = "BeforeHookCreation"
+
+
+@dataclass(frozen=True, slots=True)
+class Hook:
+    """A resource the sync runs in one or more phases instead of keeping it as desired state.
+
+    Hooks are not diffed, not listed in the inventory and never pruned. ``resource`` is
+    the object as declared; with ``generate_name`` set (``metadata.generateName``) its key
+    names that prefix, and every run creates the object under a new name.
+    """
+
+    resource: Resource
+    phases: tuple[HookPhase, ...]
+    delete_policies: frozenset[HookDeletePolicy] = frozenset(
+        {HookDeletePolicy.BEFORE_HOOK_CREATION}
+    )
+    wave: int = 0
+    generate_name: str = ""
+
+    @property
+    def key(self) -> ResourceKey:
+        return self.resource.key
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form of the CLI contract."""
+        key = self.resource.key
+        data: dict[str, Any] = {
+            "phases": [p.value for p in self.phases],
+            "apiVersion": self.resource.api_version,
+            "kind": key.kind,
+            "namespace": key.namespace,
+        }
+        if self.generate_name:
+            data["generateName"] = self.generate_name
+        else:
+            data["name"] = key.name
+        data["deletePolicies"] = sorted(p.value for p in self.delete_policies)
+        data["wave"] = self.wave
+        return data
 
 
 @dataclass(frozen=True, slots=True)
@@ -461,6 +520,10 @@ class Plan:
     live: Mapping[ResourceKey, Resource] = field(default_factory=dict, repr=False, compare=False)
     #: the drift policy the plan was computed under (the target's, plus ignore rules)
     policy: DriftPolicy | None = field(default=None, repr=False, compare=False)
+    #: the hooks a sync of this plan runs (only when it has changes), in source order
+    hooks: tuple[Hook, ...] = field(default=(), compare=False)
+    #: declared with hook ``Skip``: never applied, never pruned (kept owned if owned)
+    skipped: tuple[ResourceKey, ...] = ()
 
     @property
     def in_sync(self) -> bool:
@@ -482,24 +545,29 @@ class Plan:
             "unchanged": self.unchanged,
             "extraneous": [str(k) for k in self.extraneous],
             "orphaned": [str(k) for k in self.orphaned],
+            "hooks": [h.to_dict() for h in self.hooks],
+            "skipped": [str(k) for k in self.skipped],
         }
 
 
 @dataclass(frozen=True, slots=True)
 class ResourceResult:
-    """What a sync did to one resource."""
+    """What a sync did to one resource, or to one run of a hook (``hook`` names its phase)."""
 
     change: Change
     outcome: Outcome
     message: str = ""
     attempts: int = 0
     health: HealthStatus | None = None
+    #: the phase this run of a hook belongs to; None for a change of the plan
+    hook: HookPhase | None = None
 
     def __repr__(self) -> str:
+        hook = f", hook={self.hook!r}" if self.hook is not None else ""
         return (
             f"ResourceResult(change={self.change!r}, outcome={self.outcome!r}, "
             f"message={self.shown_message!r}, attempts={self.attempts!r}, "
-            f"health={self.health!r})"
+            f"health={self.health!r}{hook})"
         )
 
     @property
@@ -519,6 +587,8 @@ class ResourceResult:
             data["message"] = self.shown_message
         if self.health is not None:
             data["health"] = self.health.value
+        if self.hook is not None:
+            data["hook"] = self.hook.value
         return data
 
 
@@ -531,6 +601,8 @@ class SyncResult:
     dry_run: bool
     started_at: datetime
     finished_at: datetime
+    #: why the sync stopped where a hook decided it ("PreSync hook ... failed: ..."), or ""
+    message: str = ""
 
     @property
     def revision(self) -> str:
@@ -539,6 +611,11 @@ class SyncResult:
     @property
     def failed(self) -> tuple[ResourceResult, ...]:
         return tuple(r for r in self.results if r.outcome is Outcome.FAILED)
+
+    @property
+    def hooks(self) -> tuple[ResourceResult, ...]:
+        """The results of hook runs (``hook`` set), in the order they ran."""
+        return tuple(r for r in self.results if r.hook is not None)
 
     @property
     def succeeded(self) -> bool:
@@ -571,6 +648,7 @@ class SyncResult:
             "extraneous": [str(k) for k in self.plan.extraneous],
             "started_at": self.started_at.isoformat(),
             "duration_seconds": round(self.duration, 6),
+            **({"message": self.message} if self.message else {}),
         }
 
 

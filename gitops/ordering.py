@@ -3,7 +3,8 @@
 Applies go first, sorted so that what others depend on exists before them
 (Namespaces, then CRDs, then the cluster and namespace plumbing, then workloads, then
 custom resources); deletions come last, in exactly the reverse order. An explicit
-``gitops.dev/sync-wave`` annotation (an integer, default 0) moves a resource to an
+``gitops.dev/sync-wave`` annotation (an integer, default 0; Argo CD's
+``argocd.argoproj.io/sync-wave`` is read too, ours winning) moves a resource to an
 earlier or later wave, as Argo CD's sync waves do. Pure functions: no I/O.
 """
 
@@ -14,9 +15,20 @@ from collections.abc import Iterable, Sequence
 from gitops.errors import ManifestError
 from gitops.model import Action, Change, Resource, ResourceKey
 
-__all__ = ["KIND_ORDER", "SYNC_WAVE_ANNOTATION", "group_waves", "kind_rank", "sort_changes", "wave_of"]
+__all__ = [
+    "ARGOCD_SYNC_WAVE_ANNOTATION",
+    "KIND_ORDER",
+    "SYNC_WAVE_ANNOTATION",
+    "apply_order",
+    "group_waves",
+    "kind_rank",
+    "sort_changes",
+    "wave_of",
+]
 
 SYNC_WAVE_ANNOTATION = "gitops.dev/sync-wave"
+#: Argo CD's name for the same annotation (``SYNC_WAVE_ANNOTATION`` wins when both are set).
+ARGOCD_SYNC_WAVE_ANNOTATION = "argocd.argoproj.io/sync-wave"
 
 #: Apply order of well-known kinds; unknown kinds (custom resources) come after all of them.
 KIND_ORDER: tuple[str, ...] = (
@@ -66,21 +78,32 @@ def wave_of(resource: Resource | None) -> int:
     """The sync wave a resource declares (0 when it declares none)."""
     if resource is None:
         return 0
-    value = resource.annotations.get(SYNC_WAVE_ANNOTATION)
-    if value is None:
+    annotations = resource.annotations
+    if not annotations:
         return 0
+    name = SYNC_WAVE_ANNOTATION
+    value = annotations.get(name)
+    if value is None:
+        name = ARGOCD_SYNC_WAVE_ANNOTATION
+        value = annotations.get(name)
+        if value is None:
+            return 0
     try:
         return int(str(value).strip())
     except ValueError:
         raise ManifestError(
             resource.origin or str(resource.key),
-            f"annotation {SYNC_WAVE_ANNOTATION} must be an integer, got {value!r}",
+            f"annotation {name} must be an integer, got {value!r}",
         ) from None
 
 
+def apply_order(wave: int, key: ResourceKey) -> tuple[int, int, str, str, str, str]:
+    """The sort key of an apply: wave, kind order, then group, kind, namespace, name."""
+    return (wave, kind_rank(key.kind), key.group, key.kind, key.namespace, key.name)
+
+
 def _apply_sort_key(change: Change) -> tuple[int, int, str, str, str, str]:
-    key: ResourceKey = change.key
-    return (change.wave, kind_rank(key.kind), key.group, key.kind, key.namespace, key.name)
+    return apply_order(change.wave, change.key)
 
 
 def sort_changes(changes: Iterable[Change]) -> tuple[Change, ...]:
