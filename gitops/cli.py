@@ -245,6 +245,13 @@ def _print_plan(reconciler: Reconciler, plan: Plan, show_diff: bool, out: _Outpu
         out.write(f"not in source, kept (use --prune to delete): {key}\n")
     for key in plan.orphaned:
         out.write(f"not in source, kept and disowned: {key}\n")
+    for hook in plan.hooks:
+        name = f"{hook.generate_name}*" if hook.generate_name else hook.key.name
+        phases = ",".join(p.value for p in hook.phases)
+        out.write(f"hook {phases}: {hook.key.kind}/{hook.key.namespace or '-'}/{name} "
+                  "(runs when the sync applies changes)\n")
+    for key in plan.skipped:
+        out.write(f"not applied (hook Skip): {key}\n")
 
 
 def _summary(plan: Plan) -> str:
@@ -273,13 +280,18 @@ def _print_result(result: SyncResult, out: _Output, *, interrupted: bool = False
         out.write("\n")
         rows = [["ACTION", "KIND", "NAMESPACE", "NAME", "RESULT"]]
         for r in result.results:
-            rows.append(_change_row(r.change, r.outcome.value))
+            row = _change_row(r.change, r.outcome.value)
+            if r.hook is not None:
+                row[0] = f"hook {r.hook.value}"
+            rows.append(row)
         _table(rows, out)
-    done = sum(1 for r in result.results if r.outcome is Outcome.SUCCEEDED)
+    changes = [r for r in result.results if r.hook is None]
+    done = sum(1 for r in changes if r.outcome is Outcome.SUCCEEDED)
     if result.failed or interrupted:
         out.write("\n")
     for r in result.failed:
-        out.write(f"failed: {r.change.key}{_origin(r)}: {r.shown_message}\n")
+        what = f"{r.hook.value} hook {r.change.key}" if r.hook is not None else str(r.change.key)
+        out.write(f"failed: {what}{_origin(r)}: {r.shown_message}\n")
     if interrupted:
         not_done = [r for r in result.results if r.outcome is Outcome.SKIPPED]
         out.write(f"not applied ({len(not_done)}): "
@@ -294,9 +306,10 @@ def _print_result(result: SyncResult, out: _Output, *, interrupted: bool = False
     else:
         verdict = "Sync failed"
     out.write(
-        f"\n{verdict}: revision {result.revision}, {done} of {len(result.results)} changes "
-        f"{'validated' if result.dry_run else 'applied'}, {result.plan.unchanged} unchanged "
-        f"({result.duration:.3f}s).\n"
+        f"\n{verdict}: revision {result.revision}, {done} of {len(changes)} changes "
+        f"{'validated' if result.dry_run else 'applied'}"
+        f"{f', {len(result.hooks)} hooks run' if result.hooks else ''}, "
+        f"{result.plan.unchanged} unchanged ({result.duration:.3f}s).\n"
     )
 
 

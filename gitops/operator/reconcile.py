@@ -348,6 +348,8 @@ class AppReconciler:
         ok = result.succeeded and not interrupted
         counts = {"created": 0, "updated": 0, "deleted": 0, "failed": 0}
         for r in result.results:
+            if r.hook is not None:  # hook runs are not the application's objects
+                continue
             if r.outcome is Outcome.SUCCEEDED:
                 counts[{Action.CREATE: "created", Action.UPDATE: "updated",
                         Action.DELETE: "deleted"}[r.change.action]] += 1
@@ -358,10 +360,12 @@ class AppReconciler:
             message = f"applied {short_revision(plan.revision)}: {len(plan.changes)} changes"
         else:
             first = next((r for r in result.results if r.outcome is Outcome.FAILED), None)
-            detail = f"{first.change.key}: {first.message}" if first else "interrupted"
+            detail = result.message or (
+                f"{first.change.key}: {first.shown_message}" if first else "interrupted")
             message = f"sync of {short_revision(plan.revision)} failed: {detail}"
         health = app_health(self._target, plan, in_sync=True) if ok else (
-            "Degraded" if any(r.health is HealthStatus.DEGRADED for r in result.results)
+            "Degraded" if any(r.health is HealthStatus.DEGRADED for r in result.results
+                              if r.hook is None)
             else before.health if before.health != "Unknown" else "Progressing"
         )
         name: SyncResultName = "Interrupted" if interrupted else "Succeeded" if ok else "Failed"
