@@ -109,14 +109,28 @@ def test_cluster_wide_apply_is_everything_and_can_be_left_out() -> None:
     assert not by_kind(narrowed, "ClusterRoleBinding", "gitops-controller-apply")
 
 
+def test_webhooks_are_served_only_with_a_secret_mounted() -> None:
+    """A webhook server cannot run without its secret: the default install serves none, and
+    naming a Secret mounts it and passes both flags (the controller starts with them)."""
+    container = one(install_manifests(webhook_secret="hooks"), "Deployment")[
+        "spec"]["template"]["spec"]["containers"][0]
+    args = container["args"]
+    assert args[args.index("--webhook-addr") + 1] == ":9090"
+    secret_file = args[args.index("--webhook-secret-file") + 1]
+    mount = next(m for m in container["volumeMounts"] if m["name"] == "webhook")
+    assert secret_file == f"{mount['mountPath']}/secret" and mount["readOnly"] is True
+    volumes = one(install_manifests(webhook_secret="hooks"), "Deployment")[
+        "spec"]["template"]["spec"]["volumes"]
+    assert {"name": "webhook", "secret": {"secretName": "hooks"}} in volumes
+
+
 def test_the_deployment_runs_the_controller_safely() -> None:
     deployment = one(install_manifests(args=["--shards", "2"]), "Deployment")
     pod = deployment["spec"]["template"]["spec"]
     [container] = pod["containers"]
     assert container["image"] == DEFAULT_IMAGE == f"ghcr.io/gitops-sdk/gitops:{__version__}"
     assert [*container["command"], *container["args"]] == [
-        "gitops", "controller", "--leader-elect", "--metrics-addr", ":8080", "--webhook-addr", ":9090",
-        "--shards", "2"]
+        "gitops", "controller", "--leader-elect", "--metrics-addr", ":8080", "--shards", "2"]
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert ports == {"metrics": METRICS_PORT, "webhook": WEBHOOK_PORT} == {"metrics": 8080, "webhook": 9090}
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}

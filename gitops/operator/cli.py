@@ -127,6 +127,9 @@ def _add_cluster_commands(sub: Any) -> None:
                                              "a cluster (CRD, RBAC, Deployment)")
     install.add_argument("--namespace", default="gitops-system")
     install.add_argument("--image", default=None, help="the controller's container image")
+    install.add_argument("--webhook-secret", default=None, metavar="SECRET",
+                         help="serve webhooks on :9090 with the key 'secret' of this Secret "
+                              "(created by you in the namespace)")
     _output(install)
 
 

@@ -11,6 +11,7 @@ replica reconciles the shards whose Leases it holds.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -21,8 +22,8 @@ from gitops.apps.durations import parse_duration
 from gitops.errors import InputError
 from gitops.operator.cli import EXIT_OK, Out, _signals
 from gitops.operator.cluster import ClusterStatusStore, Controller
-from gitops.operator.crd import crds_yaml
-from gitops.operator.install import install_yaml
+from gitops.operator.crd import application_crd, crds_yaml
+from gitops.operator.install import install_manifests, install_yaml
 from gitops.operator.kubeapi import OperatorAPI
 from gitops.operator.leader import LeaderElector, ShardElector, default_identity, shard_of
 from gitops.operator.runtime import Runtime, configure
@@ -34,17 +35,29 @@ log = logging.getLogger("gitops.operator")
 EXIT_LOST_LEASE = 3
 
 
-def cmd_crds(args: argparse.Namespace, out: Out) -> int:
-    out.write(crds_yaml())
+def _print(documents: list[dict[str, Any]], yaml_text: str, args: argparse.Namespace,
+           out: Out) -> int:
+    """YAML documents, or with ``-o json`` one ``v1`` List (``kubectl apply -f -`` takes both)."""
+    if args.output == "json":
+        out.write(json.dumps({"apiVersion": "v1", "kind": "List", "items": documents},
+                             indent=2) + "\n")
+    else:
+        out.write(yaml_text)
     return EXIT_OK
+
+
+def cmd_crds(args: argparse.Namespace, out: Out) -> int:
+    return _print([application_crd()], crds_yaml(), args, out)
 
 
 def cmd_install(args: argparse.Namespace, out: Out) -> int:
-    kwargs: dict[str, Any] = {"namespace": args.namespace}
+    kwargs: dict[str, Any] = {"namespace": args.namespace, "webhook_secret": args.webhook_secret}
     if args.image:
         kwargs["image"] = args.image
-    out.write(install_yaml(**kwargs))
-    return EXIT_OK
+    try:
+        return _print(install_manifests(**kwargs), install_yaml(**kwargs), args, out)
+    except ValueError as exc:
+        raise InputError(f"gitops install: {exc}") from None
 
 
 def cmd_controller(args: argparse.Namespace, out: Out) -> int:

@@ -40,6 +40,7 @@ APPLY_ROLE = f"{CONTROLLER_NAME}-apply"
 LEADER_ELECTION_ROLE = f"{CONTROLLER_NAME}-leader-election"
 METRICS_PORT = 8080
 WEBHOOK_PORT = 9090
+WEBHOOK_DIR = "/etc/gitops/webhook"
 RUN_AS_USER = 65532  # the "nonroot" user of distroless images; the example Dockerfile uses it
 CACHE_DIR = "/var/cache/gitops"
 
@@ -54,12 +55,15 @@ def install_manifests(
     args: Sequence[str] = (),
     replicas: int = 1,
     cluster_wide_apply: bool = True,
+    webhook_secret: str | None = None,
 ) -> list[dict[str, Any]]:
     """The objects that install the controller, in the order to apply them.
 
-    ``args`` are appended to ``gitops controller --leader-elect --metrics-addr :8080
-    --webhook-addr :9090`` (e.g. ``["--shards", "2"]``, ``["--webhook-secret-file",
-    "/etc/gitops/webhook"]``). ``cluster_wide_apply=False`` leaves out the ClusterRole
+    ``args`` are appended to ``gitops controller --leader-elect --metrics-addr :8080``
+    (e.g. ``["--shards", "2"]``). ``webhook_secret`` names a Secret (key ``secret``) you
+    create in ``namespace``: it is mounted and the controller serves webhooks on
+    ``:9090`` with it (``--webhook-addr :9090 --webhook-secret-file …``); without it no
+    webhook server runs (one cannot run without a secret). ``cluster_wide_apply=False`` leaves out the ClusterRole
     that lets the controller apply any object anywhere: grant it Roles where its
     applications deploy instead. Raises ValueError for a namespace that is not a DNS
     label, an empty image, fewer than one replica.
@@ -113,7 +117,11 @@ def install_manifests(
              "rules": [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}]},
             binding("ClusterRoleBinding", "ClusterRole", APPLY_ROLE, namespaced=False),
         ]
-    manifests += [_deployment(meta(CONTROLLER_NAME), labels, image, args, replicas),
+    if webhook_secret is not None and (len(webhook_secret) > 253
+                                       or not _DNS_LABEL.match(webhook_secret)):
+        raise ValueError("the webhook Secret's name must be a DNS label")
+    manifests += [_deployment(meta(CONTROLLER_NAME), labels, image, args, replicas,
+                              webhook_secret),
                   _service(meta(CONTROLLER_NAME))]
     return manifests
 
@@ -125,14 +133,16 @@ def install_yaml(
     args: Sequence[str] = (),
     replicas: int = 1,
     cluster_wide_apply: bool = True,
+    webhook_secret: str | None = None,
 ) -> str:
     """What ``gitops install`` prints: :func:`install_manifests` as one YAML stream."""
     return yaml_documents(install_manifests(namespace=namespace, image=image, args=args,
-                                            replicas=replicas, cluster_wide_apply=cluster_wide_apply))
+                                            replicas=replicas, cluster_wide_apply=cluster_wide_apply,
+                                            webhook_secret=webhook_secret))
 
 
 def _deployment(meta: dict[str, Any], labels: dict[str, str], image: str, args: Sequence[str],
-                replicas: int) -> dict[str, Any]:
+                replicas: int, webhook_secret: str | None) -> dict[str, Any]:
     def probe(path: str, period: int) -> dict[str, Any]:
         return {"httpGet": {"path": path, "port": "metrics"}, "periodSeconds": period,
                 "timeoutSeconds": 2, "failureThreshold": 3}
@@ -146,7 +156,8 @@ def _deployment(meta: dict[str, Any], labels: dict[str, str], image: str, args: 
         "imagePullPolicy": "IfNotPresent",
         "command": ["gitops"],
         "args": ["controller", "--leader-elect", "--metrics-addr", f":{METRICS_PORT}",
-                 "--webhook-addr", f":{WEBHOOK_PORT}", *args],
+                 *(["--webhook-addr", f":{WEBHOOK_PORT}", "--webhook-secret-file",
+                    f"{WEBHOOK_DIR}/secret"] if webhook_secret else []), *args],
         "env": [
             {"name": "POD_NAME", **field("metadata.name")},  # the leader election identity
             {"name": "POD_NAMESPACE", **field("metadata.namespace")},  # where its Leases live
@@ -162,6 +173,11 @@ def _deployment(meta: dict[str, Any], labels: dict[str, str], image: str, args: 
                             "runAsNonRoot": True, "capabilities": {"drop": ["ALL"]}},
         "volumeMounts": [{"name": "cache", "mountPath": CACHE_DIR}, {"name": "tmp", "mountPath": "/tmp"}],
     }
+    volumes: list[dict[str, Any]] = [{"name": "cache", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}}]
+    if webhook_secret:
+        container["volumeMounts"].append(  # type: ignore[attr-defined]
+            {"name": "webhook", "mountPath": WEBHOOK_DIR, "readOnly": True})
+        volumes.append({"name": "webhook", "secret": {"secretName": webhook_secret}})
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -179,7 +195,7 @@ def _deployment(meta: dict[str, Any], labels: dict[str, str], image: str, args: 
                                         "runAsGroup": RUN_AS_USER, "fsGroup": RUN_AS_USER,
                                         "seccompProfile": {"type": "RuntimeDefault"}},
                     "containers": [container],
-                    "volumes": [{"name": "cache", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}}],
+                    "volumes": volumes,
                 },
             },
         },
