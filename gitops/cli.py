@@ -466,6 +466,15 @@ def _cmd_sync(args: argparse.Namespace, out: _Output) -> int:
     if args.file or args.kubeconfig is not None or args.context is not None:
         if args.target is not None:
             raise InputError("sync takes SOURCE TARGET, or APP with -f FILE / --kubeconfig")
+        given = [flag for flag, value in (
+            ("--dry-run", args.dry_run), ("--prune", args.prune),
+            ("--allow-empty", args.allow_empty), ("--adopt", args.adopt),
+            ("--name", args.name is not None), ("--var", args.var),
+            ("--vars-file", args.vars_file), ("--ignore-differences", args.ignore_differences),
+        ) if value]
+        if given:
+            raise InputError(f"{', '.join(given)}: not for an application sync (its spec says "
+                             "how it is synced; `gitops diff SOURCE TARGET` previews)")
         return cmd_app_sync(args, out)
     if args.target is None:
         raise InputError("sync needs SOURCE and TARGET (or APP -f FILE to sync an application)")

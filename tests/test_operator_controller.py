@@ -234,6 +234,8 @@ def post(port: int, path: str, token: str) -> int:
             return int(response.status)
     except urllib.error.HTTPError as exc:
         return exc.code
+    except urllib.error.URLError:  # not listening yet
+        return 0
 
 
 def test_leader_election_hands_over_when_the_leader_dies(

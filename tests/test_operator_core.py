@@ -116,6 +116,12 @@ class CountingStore:
         self.writes += 1
         self.data[app.key] = status
 
+    def update(self, app: Application,
+               change: Callable[[AppStatus | None], AppStatus]) -> AppStatus:
+        status = change(self.read(app))
+        self.write(app, status)
+        return status
+
 
 def drift(out: Path) -> None:
     object_file(out, "one").write_text(CM.format(name="one", value="tampered"))
@@ -388,12 +394,32 @@ def test_a_real_status_fits_the_crd_status_schema(tmp_path: Path, src: Path) -> 
     written: dict[str, Any] = {}
 
     class Api:
-        def write_status(self, namespace: str, name: str, status: dict[str, Any]
-                         ) -> dict[str, Any]:
+        def write_status(self, namespace: str, name: str, status: dict[str, Any],
+                         version: str | None = None) -> dict[str, Any]:
             written.update(status)
             return {"metadata": {"namespace": namespace, "name": name}, "status": status}
 
     ClusterStatusStore(Api()).write(app, store.data[app.key])  # type: ignore[arg-type]
     assert written["history"] and written["conditions"]
     assert instance_problems(status_schema(), written) == []
+    runner.close()
+
+
+def test_a_revision_that_changes_nothing_here_keeps_self_heal_off_working(
+        tmp_path: Path, repo: WorkRepo) -> None:
+    """A commit elsewhere in the repository is the application's new applied revision; drift
+    after it is still only reported with selfHeal off (not synced as a 'new revision')."""
+    out = tmp_path / "out"
+    app = Application.model_validate(app_doc("shop", f"git+file://{repo.path}@main",
+                                             f"dir:{out}", selfHeal=False))
+    runner = AppReconciler(app, CountingStore())
+    runner.reconcile("start")
+    repo.write({"README.md": "unrelated"})
+    repo.commit("docs")
+    outcome = runner.reconcile("interval")
+    assert outcome.status.last_applied_revision.endswith(repo.head())
+    drift(out)
+    outcome = runner.reconcile("interval")
+    assert not outcome.synced and outcome.reasons == ("DriftDetected",)
+    assert "tampered" in object_file(out, "one").read_text()
     runner.close()

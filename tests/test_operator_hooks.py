@@ -7,6 +7,7 @@ the hook, and the ConfigMap is not applied.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,12 @@ class MemoryStore:
 
     def write(self, app: Application, status: AppStatus) -> None:
         self.data[app.key] = status
+
+    def update(self, app: Application,
+               change: Callable[[AppStatus | None], AppStatus]) -> AppStatus:
+        status = change(self.read(app))
+        self.write(app, status)
+        return status
 
 
 def job(result: str) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from typing import Any
 
 from gitops.apps.spec import Application
 from gitops.errors import GitopsError, InputError
-from gitops.operator.kubeapi import Expired, OperatorAPI
+from gitops.operator.kubeapi import Conflict, Expired, OperatorAPI
 from gitops.operator.status import AppStatus, Condition, now
 from gitops.operator.webhooks import PushEvent
 from gitops.targets.kubernetes.errors import StatusError, TransportError
@@ -30,6 +30,8 @@ from gitops.targets.kubernetes.errors import StatusError, TransportError
 __all__ = ["REQUESTED_AT", "ClusterCatalog", "ClusterStatusStore", "Controller", "with_cluster_defaults"]
 
 log = logging.getLogger("gitops.operator")
+
+_CAS_ATTEMPTS = 5
 
 #: Set by a replica that received a webhook for an application another replica reconciles.
 REQUESTED_AT = "gitops.dev/requested-at"
@@ -89,12 +91,38 @@ class ClusterStatusStore:
             return None
         return AppStatus.from_dict(status, where=f"Application {app.key}")
 
+    def update(self, app: Application,
+               change: Callable[[AppStatus | None], AppStatus]) -> AppStatus:
+        """Read the object from the server, change its status and write it back on the
+        condition that nobody wrote in between (its resourceVersion); again on a conflict."""
+        for _ in range(_CAS_ATTEMPTS):
+            obj = self._api.get_application(app.namespace, app.name)
+            if obj is None:
+                return change(None)  # deleted meanwhile: nothing to record it on
+            current = obj.get("status")
+            fresh = (AppStatus.from_dict(current, where=f"Application {app.key}")
+                     if isinstance(current, dict) and current else None)
+            status = change(fresh)
+            version = str((obj.get("metadata") or {}).get("resourceVersion") or "")
+            try:
+                self._write(app, status, version or None)
+            except Conflict:
+                continue
+            return status
+        raise InputError(f"Application {app.key}: its status changed {_CAS_ATTEMPTS} times "
+                         "while being written; giving up this time")
+
     def write(self, app: Application, status: AppStatus) -> None:
+        self._write(app, status, None)
+
+    def _write(self, app: Application, status: AppStatus, version: str | None) -> None:
         data = status.to_dict()
         data.pop("suspended", None)  # in a cluster, suspension is spec.suspend
         data.pop("suspendedReason", None)
         try:
-            stored = self._api.write_status(app.namespace, app.name, data)
+            stored = self._api.write_status(app.namespace, app.name, data, version)
+        except Conflict:
+            raise
         except StatusError as exc:
             if exc.code == 404:  # deleted meanwhile: nothing to record it on
                 return

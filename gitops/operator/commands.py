@@ -71,8 +71,7 @@ class FileCatalog:
             raise InputError(
                 f"{app.key}: spec.suspend is true in its file; set it to false there to resume"
             )
-        status = self._store.read(app) or AppStatus()
-        self._store.write(app, status.model_copy(update={
+        self._store.update(app, lambda status: (status or AppStatus()).model_copy(update={
             "suspended": suspended, "suspended_reason": reason if suspended else "",
         }))
 

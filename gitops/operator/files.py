@@ -13,11 +13,13 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from gitops.apps.load import load_applications
 from gitops.apps.spec import Application
+from gitops.errors import ConflictError
 from gitops.operator.status import AppStatus
 from gitops.plugins import open_target
 from gitops.targets.base import Target
@@ -27,6 +29,7 @@ __all__ = ["ApplicationFiles", "TargetStatusStore"]
 log = logging.getLogger("gitops.operator")
 
 _Signature = tuple[int, int, int, int] | None
+_UPDATE_PATIENCE = 60.0  # seconds a status update waits for a target busy syncing
 
 
 class ApplicationFiles:
@@ -105,6 +108,30 @@ class TargetStatusStore:
             self._memory[app.key] = status
             return
         target.write_status(app.inventory_name, status.to_dict())
+
+    def update(self, app: Application,
+               change: Callable[[AppStatus | None], AppStatus]) -> AppStatus:
+        """Read, change and write the record under the target's lock (the one syncs hold),
+        so ``gitops suspend`` and a running ``gitops run`` never overwrite each other.
+
+        A target busy with a long sync is waited for (its lock times out, then again),
+        up to ``_UPDATE_PATIENCE`` seconds.
+        """
+        target = self.target(app)
+        if not target.supports_status:
+            status = change(self.read(app))
+            self.write(app, status)
+            return status
+        deadline = time.monotonic() + _UPDATE_PATIENCE
+        while True:
+            try:
+                with target.lock(app.inventory_name):
+                    status = change(self.read(app))
+                    self.write(app, status)
+                    return status
+            except ConflictError:
+                if time.monotonic() >= deadline:
+                    raise
 
     def _warn(self, app: Application, target: Target) -> None:
         if app.key not in self._warned:

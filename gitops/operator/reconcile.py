@@ -22,6 +22,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from gitops.apps.spec import Application
 from gitops.engine import Reconciler
@@ -244,12 +245,13 @@ class AppReconciler:
         (``gitops suspend`` sets ``suspended``; ``gitops sync`` adds to the history)."""
         if status == self._status:
             return status
-        fresh = self._store.read(self.app)
-        if fresh is not None and fresh != self._status:
-            status = merged(status, fresh)
-        self._store.write(self.app, status)
-        self._status = status
-        return status
+        seen = self._status
+
+        def change(fresh: AppStatus | None) -> AppStatus:
+            return merged(status, fresh) if fresh is not None and fresh != seen else status
+
+        self._status = self._store.update(self.app, change)
+        return self._status
 
     # -- reconcile -----------------------------------------------------------------------
 
@@ -292,8 +294,8 @@ class AppReconciler:
         reasons: list[str] = []
         if drift and not new_revision and before.sync != "OutOfSync":
             reasons.append(DRIFT_DETECTED)
-        if not drift or not wanted:
-            return self._observed(before, plan, reasons)
+        if (not drift or not wanted) and trigger not in ("manual", "rollback"):
+            return self._observed(before, plan, reasons)  # a person's sync is always recorded
         return self._sync(engine, before, plan, trigger, reasons)
 
     def _observed(self, before: AppStatus, plan: Plan, reasons: list[str]) -> ReconcileOutcome:
@@ -312,11 +314,14 @@ class AppReconciler:
         )
         if health == "Degraded" and before.health != "Degraded":
             reasons.append(HEALTH_DEGRADED)
-        status = self._conditions(before.model_copy(update={
+        update: dict[str, Any] = {
             "sync": sync, "health": health, "message": message,
             "resources": len(plan.desired),
             "observed_generation": self._generation(),
-        }), failed=False, stalled=False)
+        }
+        if plan.in_sync:  # a new revision that changes nothing here is applied all the same
+            update["last_applied_revision"] = update["last_attempted_revision"] = plan.revision
+        status = self._conditions(before.model_copy(update=update), failed=False, stalled=False)
         return ReconcileOutcome(self._save(status), tuple(reasons))
 
     def _sync(self, engine: Reconciler, before: AppStatus, plan: Plan, trigger: Trigger,

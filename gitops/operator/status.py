@@ -11,7 +11,7 @@ condition's status changes).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
@@ -180,3 +180,8 @@ class StatusStore(Protocol):
 
     def write(self, app: Application, status: AppStatus) -> None:
         """Store the status of ``app`` (replacing the previous one)."""
+
+    def update(self, app: Application,
+               change: Callable[[AppStatus | None], AppStatus]) -> AppStatus:
+        """Read, ``change`` and write the status of ``app`` as one step no other writer
+        can come between (a lock or a compare-and-swap); returns what was written."""
