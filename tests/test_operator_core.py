@@ -423,3 +423,19 @@ def test_a_revision_that_changes_nothing_here_keeps_self_heal_off_working(
     assert not outcome.synced and outcome.reasons == ("DriftDetected",)
     assert "tampered" in object_file(out, "one").read_text()
     runner.close()
+
+
+def test_a_rollback_to_a_revision_the_source_lacks_writes_nothing(tmp_path: Path,
+                                                                   repo: WorkRepo) -> None:
+    out = tmp_path / "out"
+    files = write_apps(tmp_path / "apps.yaml",
+                       app_doc("shop", f"git+file://{repo.path}@main", f"dir:{out}",
+                               selfHeal=False))
+    catalog = FileCatalog([files])
+    app = find_application(catalog, "shop")
+    sync_now(catalog, app)
+    before = catalog.store.read(app)
+    with pytest.raises(InputError, match=r"cannot roll back to deadbeef"):
+        rollback(catalog, app, "deadbeef")
+    assert catalog.store.read(app) == before  # not suspended, no history entry
+    catalog.close()

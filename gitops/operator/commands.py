@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import Protocol
 
 from gitops.apps.spec import Application, split_ref
-from gitops.errors import InputError
+from gitops.errors import GitopsError, InputError
 from gitops.operator.files import ApplicationFiles, TargetStatusStore
 from gitops.operator.reconcile import AppReconciler, ReconcileOutcome
 from gitops.operator.status import AppStatus, StatusStore, SyncRecord
+from gitops.plugins import open_source
 
 __all__ = [
     "Catalog",
@@ -163,19 +164,39 @@ def rollback(catalog: Catalog, app: Application, revision: str, *,
     """Apply an earlier ``revision`` of ``app`` and suspend its automation.
 
     Refused (InputError) when ``selfHeal`` is on unless ``force``: automated sync would
-    put the newer revision back (Argo CD refuses the same way). Suspended only when the
-    rollback succeeded; ``gitops resume`` lets automation apply the source again.
+    put the newer revision back (Argo CD refuses the same way). The revision is fetched
+    first: one the source cannot provide is an InputError and nothing is written.
+    Automation is suspended *before* the rollback writes anything (a running operator
+    must not heal it back); if the rollback fails, the suspension is undone.
     """
     if app.spec.self_heal and not force:
         raise InputError(
             f"{app.key}: selfHeal is on, so automation would undo a rollback; pass --force "
             "to roll back and suspend automation, or set selfHeal: false"
         )
-    wanted = resolve_revision(catalog.store.read(app), revision)
-    outcome = sync_now(catalog, app, revision=wanted, rollback=True)
-    if not outcome.failed:
-        set_suspended(catalog, app, True, f"rolled back to {wanted}")
+    before = catalog.store.read(app)
+    wanted = resolve_revision(before, revision)
+    _check_fetchable(app, wanted)
+    was_suspended = before is not None and before.suspended
+    set_suspended(catalog, app, True, f"rolled back to {wanted}")
+    try:
+        outcome = sync_now(catalog, app, revision=wanted, rollback=True)
+    except BaseException:
+        if not was_suspended:
+            set_suspended(catalog, app, False)
+        raise
+    if outcome.failed and not was_suspended:
+        set_suspended(catalog, app, False)
     return outcome
+
+
+def _check_fetchable(app: Application, revision: str) -> None:
+    """InputError unless the application's source can provide ``revision``."""
+    try:
+        with open_source(app.spec.source.url, **app.source_options) as source:
+            source.fetch(revision)
+    except GitopsError as exc:
+        raise InputError(f"{app.key}: cannot roll back to {revision}: {exc}") from None
 
 
 def set_suspended(catalog: Catalog, app: Application, suspended: bool, reason: str = "") -> None:
