@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -112,8 +113,10 @@ def _add_cluster_commands(sub: Any) -> None:
                             help="reconcile only while holding the Lease (for replicas)")
     controller.add_argument("--shards", type=int, default=0, metavar="N",
                             help="split applications into N shards, one Lease each")
-    controller.add_argument("--lease-namespace", default="gitops-system",
-                            help="namespace of the Leases (default gitops-system)")
+    controller.add_argument("--lease-namespace",
+                            default=os.environ.get("POD_NAMESPACE") or "gitops-system",
+                            help="namespace of the Leases (default: $POD_NAMESPACE, else "
+                                 "gitops-system)")
     controller.add_argument("--lease-duration", default="15s", metavar="DURATION",
                             help="how long a Lease holds without renewal (default 15s)")
     controller.add_argument("--identity", default=None,
@@ -328,10 +331,18 @@ def cmd_run(args: argparse.Namespace, out: Out) -> int:
         while not stop.wait(args.reload_interval):
             if files.changed():
                 try:
-                    apps = files.load()
+                    loaded = files.load()
                 except InputError as exc:
+                    files.seen()  # said once per change, not every interval
                     log.error("not reloaded: %s", exc, extra={"reason": "ReloadFailed"})
                     continue
+                if apps and not loaded:  # a file truncated mid-write, most likely
+                    files.seen()
+                    log.error("not reloaded: the files declare no application any more; "
+                              "keeping the %d running (stop gitops run to drop them all)",
+                              len(apps), extra={"reason": "ReloadFailed"})
+                    continue
+                apps = loaded
                 log.info("reloaded %d applications", len(apps), extra={"reason": "Reloaded"})
                 runtime.operator.set_applications(apps)
         log.info("stopping: letting the syncs in flight finish")

@@ -24,7 +24,7 @@ from gitops.apps.spec import Application
 from gitops.errors import GitopsError, InputError
 from gitops.operator.kubeapi import Conflict, Expired, OperatorAPI
 from gitops.operator.status import AppStatus, Condition, now
-from gitops.operator.webhooks import PushEvent
+from gitops.operator.webhooks import PushEvent, pushed_to
 from gitops.targets.kubernetes.errors import StatusError, TransportError
 
 __all__ = ["REQUESTED_AT", "ClusterCatalog", "ClusterStatusStore", "Controller", "with_cluster_defaults"]
@@ -208,6 +208,18 @@ class Controller:
         self._invalid: dict[str, str] = {}
         self._lock = threading.Lock()
         operator.on_status(self._on_status)
+        operator.dependency_status = self._status_of
+
+    def _status_of(self, key: str) -> AppStatus | None:
+        """The status of any watched Application (a dependency another replica reconciles)."""
+        obj = self._store.object(key)
+        status = obj.get("status") if obj is not None else None
+        if not isinstance(status, dict) or not status:
+            return None
+        try:
+            return AppStatus.from_dict(status, where=f"Application {key}")
+        except InputError:
+            return None
 
     # -- objects -> scheduler --------------------------------------------------------------
 
@@ -271,7 +283,7 @@ class Controller:
             source = (obj.get("spec") or {}).get("source") or {}
             url, options = source.get("url"), source.get("options") or {}
             if (isinstance(url, str) and key not in self._invalid
-                    and event.matches(url, semver=options.get("semver"))):
+                    and pushed_to(event, url, options.get("semver"))):
                 keys.append(key)
         return sorted(keys)
 

@@ -77,14 +77,14 @@ def cmd_controller(args: argparse.Namespace, out: Out) -> int:
     lost = threading.Event()
     renew, retry = lease * 2 / 3, max(lease / 7.5, 0.2)  # client-go's 15s/10s/2s ratios
     with _signals(stop), Runtime(args, store) as runtime:
-        owned: set[int] = set()
+        owned: list[frozenset[int]] = [frozenset()]  # swapped whole: readers never see it half-done
         shards = args.shards
         leading = threading.Event()
 
         def accept(key: str) -> bool:
             if args.leader_elect and not shards and not leading.is_set():
                 return False  # a standby watches (to pass webhooks on) but reconciles nothing
-            return not shards or shard_of(key, shards) in owned
+            return not shards or shard_of(key, shards) in owned[0]
 
         controller = Controller(api, store, runtime.operator, namespace=args.namespace,
                                 kubeconfig=args.kubeconfig, context=args.context,
@@ -94,8 +94,7 @@ def cmd_controller(args: argparse.Namespace, out: Out) -> int:
         elector: ShardElector | LeaderElector | None = None
         if shards:
             def changed(now_owned: frozenset[int]) -> None:
-                owned.clear()
-                owned.update(now_owned)
+                owned[0] = frozenset(now_owned)
                 log.info("shards held: %s", sorted(now_owned) or "none",
                          extra={"reason": "ShardsChanged"})
                 controller.refilter()
@@ -125,6 +124,8 @@ def cmd_controller(args: argparse.Namespace, out: Out) -> int:
         try:
             controller.run(stop)
         finally:
+            # drain first: the Lease is handed over only once no sync of ours is in flight
+            runtime.operator.stop()
             if isinstance(elector, LeaderElector):
                 elector.stop(release=not lost.is_set())
             elif elector is not None:

@@ -48,6 +48,10 @@ class ApplicationFiles:
         self._seen = signatures
         return apps
 
+    def seen(self) -> None:
+        """Take the files as they are now as seen (after a load that failed)."""
+        self._seen = self._signatures()
+
     def changed(self) -> bool:
         """Whether a file changed (or appeared, or vanished) since the last :meth:`load`."""
         return self._signatures() != self._seen

@@ -34,7 +34,7 @@ from datetime import UTC, datetime
 from enum import Enum
 
 from gitops.errors import TargetError
-from gitops.operator.kubeapi import Lease, OperatorAPI
+from gitops.operator.kubeapi import Conflict, Lease, OperatorAPI
 
 __all__ = [
     "DEFAULT_LEASE_NAME",
@@ -140,8 +140,9 @@ class _LeaseLock:
                     transitions=lease.transitions if ours else lease.transitions + 1,
                     labels={**lease.labels, **self.labels},
                 ))
-        except TargetError as exc:  # Conflict: another replica won the race
-            log.debug("lease %s/%s: %s", self.namespace, self.name, exc)
+        except TargetError as exc:  # Conflict: another replica won the race; else a problem
+            level = logging.DEBUG if isinstance(exc, Conflict) else logging.WARNING
+            log.log(level, "lease %s/%s: %s", self.namespace, self.name, exc)
             return _Outcome.FAILED
         except Exception:  # a bug must not end the election thread: count it as a failure
             log.exception("lease %s/%s: unexpected failure", self.namespace, self.name)

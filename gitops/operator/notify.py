@@ -115,7 +115,8 @@ class _Channel:
     tokens: float
     refilled: float
     headers: dict[str, str] = field(default_factory=dict, repr=False)
-    pending: OrderedDict[str, tuple[Notification, int]] = field(default_factory=OrderedDict)
+    pending: OrderedDict[tuple[str, str], tuple[Notification, int]] = field(
+        default_factory=OrderedDict)
     current: _Delivery | None = None
 
 
@@ -301,18 +302,19 @@ class Notifier:
         self._abandon()
 
     def _absorb(self) -> None:
-        """Move queued events to every URL's waiting list (coalescing per application)."""
+        """Move queued events to every URL's waiting list (coalescing per application and
+        reason: a newer SyncFailed replaces a waiting SyncFailed, never a DriftDetected)."""
         with self._cond:
             events = list(self._inbox)
             self._inbox.clear()
         for event in events:
             for channel in self._channels:
-                earlier = channel.pending.pop(event.app, None)
+                earlier = channel.pending.pop((event.app, event.reason), None)
                 coalesced = 0
                 if earlier is not None:
                     coalesced = earlier[1] + 1
                     self._count("coalesced")
-                channel.pending[event.app] = (event, coalesced)
+                channel.pending[(event.app, event.reason)] = (event, coalesced)
                 if len(channel.pending) > self.queue_size:
                     channel.pending.popitem(last=False)
                     self._drop(1, f"too many waiting for {channel.shown}")

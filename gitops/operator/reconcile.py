@@ -156,6 +156,7 @@ class AppReconciler:
         self._status: AppStatus | None = None
         #: ``metadata.generation`` of the Application object (0 in files), as observed
         self.generation = 0
+        self._reported: str | None = None  # the failure last reported (SyncFailed)
 
     # -- plugins -------------------------------------------------------------------------
 
@@ -300,6 +301,7 @@ class AppReconciler:
 
     def _observed(self, before: AppStatus, plan: Plan, reasons: list[str]) -> ReconcileOutcome:
         """Nothing to write: record what is (in sync, or drift left for a person to sync)."""
+        self._reported = None
         assert self._target is not None
         health = app_health(self._target, plan)
         sync = "Synced" if plan.in_sync else "OutOfSync"
@@ -343,6 +345,7 @@ class AppReconciler:
             return self._failed(before, trigger, plan.revision, f"{type(exc).__name__}: {exc}",
                                 stalled=False, synced=False)
         status, more = self._record_result(before, result, trigger)
+        self._reported = None if result.succeeded else self._reported
         return ReconcileOutcome(status, (*reasons, *more), failed=not result.succeeded,
                                 synced=bool(plan.changes))
 
@@ -407,9 +410,9 @@ class AppReconciler:
         if last is None or (last.result, last.message, last.revision) != (
                 record.result, record.message, record.revision):
             status = status.with_record(record)  # a failure repeated each retry is one entry
-            reasons: tuple[str, ...] = (SYNC_FAILED,)
-        else:
-            reasons = ()
+        # reported once per distinct failure and process (a restarted operator says it again)
+        reasons: tuple[str, ...] = () if self._reported == message else (SYNC_FAILED,)
+        self._reported = message
         status = self._conditions(status, failed=True, stalled=stalled)
         return ReconcileOutcome(self._save(status), reasons, failed=True, stalled=stalled,
                                 synced=synced, messages=(message,))

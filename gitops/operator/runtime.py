@@ -21,7 +21,7 @@ from gitops.operator.metrics import OperatorMetrics
 from gitops.operator.notify import Notifier
 from gitops.operator.scheduler import Operator
 from gitops.operator.status import StatusStore
-from gitops.operator.webhooks import PushEvent, read_secret_file, webhook_routes
+from gitops.operator.webhooks import PushEvent, pushed_to, read_secret_file, webhook_routes
 
 __all__ = ["Router", "Runtime", "configure", "matching_applications"]
 
@@ -48,7 +48,7 @@ def matching_applications(operator: Operator, event: PushEvent) -> list[str]:
     """The applications whose git source is the pushed repository and branch (or tag)."""
     return sorted(
         key for key, app in operator.applications().items()
-        if event.matches(app.spec.source.url, semver=app.spec.source.options.get("semver"))
+        if pushed_to(event, app.spec.source.url, app.spec.source.options.get("semver"))
     )
 
 

@@ -98,6 +98,10 @@ class Operator:
         self._random = random.Random(seed)
         self._clock = clock
         self._entries: dict[str, _Entry] = {}
+        self._draining: dict[str, _Entry] = {}  # removed while a reconcile of theirs runs
+        #: status of an application this scheduler does not run (another shard's), or None
+        self.dependency_status: Callable[[str], AppStatus | None] = lambda _key: None
+        self._waiting_logged: set[tuple[str, str]] = set()
         self._heap: list[tuple[float, int, str]] = []
         self._seq = itertools.count()
         self._cond = threading.Condition()
@@ -141,6 +145,12 @@ class Operator:
 
     def _upsert(self, app: Application, generation: int = 0) -> None:
         entry = self._entries.get(app.key)
+        draining = self._draining.pop(app.key, None) if entry is None else None
+        if draining is not None:  # removed while reconciling, back again: the same entry
+            draining.removed = False
+            self._entries[app.key] = draining
+            draining.app, draining.generation, draining.again = app, generation, "start"
+            return
         if entry is None:
             self._entries[app.key] = entry = _Entry(app, self._runner(app), generation=generation)
             entry.runner.generation = generation
@@ -173,7 +183,9 @@ class Operator:
     def _remove(self, key: str) -> None:
         entry = self._entries.pop(key)
         entry.removed = True
-        if not entry.running:
+        if entry.running:
+            self._draining[key] = entry  # a re-add waits for this reconcile to end
+        else:
             entry.runner.close()
         if self._metrics is not None:
             self._metrics.forget(key)
@@ -318,15 +330,30 @@ class Operator:
         app = entry.app
         waiting = [d for d in app.dependencies if not self._ready(d)]
         if waiting and entry.trigger != "manual":
-            log.info("%s: waiting for %s to be Ready", app.key, ", ".join(waiting),
-                     extra={"app": app.key, "reason": "DependencyNotReady"})
+            for dep in waiting:  # said once per dependency, louder when it is unknown here
+                if (app.key, dep) not in self._waiting_logged:
+                    self._waiting_logged.add((app.key, dep))
+                    known = dep in self._entries or self.dependency_status(dep) is not None
+                    log.log(logging.INFO if known else logging.WARNING,
+                            "%s: waiting for %s to be Ready%s", app.key, dep,
+                            "" if known else " (no such application is known)",
+                            extra={"app": app.key, "reason": "DependencyNotReady"})
             self._schedule(entry, min(float(app.spec.interval), _DEPENDENCY_RECHECK), "dependency")
             return False
         return True
 
     def _ready(self, key: str) -> bool:
+        """Whether dependency ``key`` is Ready: as last reconciled here, else as its stored
+        status says (suspended here, or reconciled by another replica)."""
         entry = self._entries.get(key)
-        return entry is not None and entry.ready
+        if entry is not None and entry.ready:
+            return True
+        try:
+            status = (entry.runner.stored_status() if entry is not None
+                      else self.dependency_status(key))
+        except Exception:
+            return False
+        return status is not None and status.ready
 
     # -- work ------------------------------------------------------------------------------
 
@@ -359,6 +386,8 @@ class Operator:
             entry.runner.update(entry.app)  # a new version came while it ran
             entry.runner.generation = entry.generation
         if entry.removed:
+            if self._draining.get(entry.app.key) is entry:
+                del self._draining[entry.app.key]
             entry.runner.close()
             return
         if skipped:  # suspended: look again at the next interval

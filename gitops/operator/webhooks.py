@@ -41,6 +41,7 @@ __all__ = [
     "WebhookRejected",
     "normalize_repository",
     "parse_push",
+    "pushed_to",
     "read_secret_file",
     "source_repository",
     "webhook_routes",
@@ -402,3 +403,13 @@ def webhook_routes(
         return json_response(202, {"triggered": 1, "app": key})
 
     return {("POST", GIT_HOOK_PATH): git_hook, ("POST", APP_HOOK_PREFIX): app_hook}
+
+
+def pushed_to(event: PushEvent, url: str, semver: object) -> bool:
+    """Whether ``event`` pushed to the source ``url``; a URL that does not parse never
+    matches (its application reports the problem itself), so one typo cannot break the
+    webhook for every other application."""
+    try:
+        return event.matches(url, semver=semver if isinstance(semver, str) else None)
+    except GitopsError:
+        return False
