@@ -198,11 +198,13 @@ class WatchStream:
             return
         self._closed = True
         shutdown = getattr(self._response, "shutdown", None)  # urllib3 >= 2.3: unblocks a read
-        # RuntimeError: the stream ended and urllib3 already returned the connection
-        with contextlib.suppress(urllib3.exceptions.HTTPError, OSError, RuntimeError):
+        # RuntimeError, ValueError: the stream ended and urllib3 already returned the
+        # connection (or never had one to shut down)
+        ended = (urllib3.exceptions.HTTPError, OSError, RuntimeError, ValueError)
+        with contextlib.suppress(*ended):
             if shutdown is not None:
                 shutdown()
-        with contextlib.suppress(urllib3.exceptions.HTTPError, OSError, RuntimeError):
+        with contextlib.suppress(*ended):
             self._response.release_conn()
 
 
