@@ -24,6 +24,7 @@ from gitops.model import Resource, ResourceKey
 pytest.importorskip("kubernetes")
 kube = pytest.importorskip("gitops.testing.kube")
 
+from operator_support import wait_for  # noqa: E402
 from test_kubernetes_target import configmap, namespace, write_tree  # noqa: E402
 
 from gitops.targets.kubernetes import DriftEvent, KubernetesTarget  # noqa: E402
@@ -58,14 +59,6 @@ def clusters_of(emulator: Any) -> list[Any]:
 
 def watch_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name.startswith("gitops-watch")]
-
-
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 class Recorder:
@@ -111,7 +104,7 @@ def test_targets_of_one_context_share_one_connection_until_the_last_closes(
         second.close()
         other_options.close()
     assert clusters_of(emulator) == []
-    wait_until(lambda: not watch_threads(), "the shared watches to stop")
+    wait_for(lambda: not watch_threads(), 10, "the shared watches to stop")
 
 
 def test_a_kubeconfig_changed_on_disk_is_read_again_by_targets_opened_after(

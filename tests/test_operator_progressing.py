@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 
 import pytest
 import yaml
+from operator_support import wait_for
 from test_operator_core import CountingStore
 
 from gitops.apps import Application
@@ -45,14 +46,6 @@ class Looks:
         return None
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
-
-
 @pytest.fixture
 def target_name() -> Iterator[str]:
     yield f"progressing-{uuid.uuid4().hex[:8]}"
@@ -80,7 +73,7 @@ def test_a_progressing_application_is_looked_at_again_with_backoff_until_ready(
     operator.set_applications([app])
     operator.start()
     try:
-        wait_until(lambda: len(looks.times) >= 3, 10, "two looks again")
+        wait_for(lambda: len(looks.times) >= 3, 10, "two looks again")
         status = store.data[app.key]
         assert (status.sync, status.health, status.ready) == ("Synced", "Progressing", False)
         first, second = (b - a for a, b in zip(looks.times[:2], looks.times[1:3], strict=True))
@@ -88,7 +81,7 @@ def test_a_progressing_application_is_looked_at_again_with_backoff_until_ready(
 
         target.set_status(DEPLOYMENT, ROLLED_OUT)  # the rollout finishes
         settled = time.monotonic()
-        wait_until(lambda: store.data[app.key].ready, 10, "Ready")
+        wait_for(lambda: store.data[app.key].ready, 10, "Ready")
         assert time.monotonic() - settled < 6  # the next look (4s at most), not the interval
         status = store.data[app.key]
         assert status.health == "Healthy"
