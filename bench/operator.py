@@ -702,8 +702,13 @@ def two_shards(tmp: Path, folders: list[Path]) -> int:
             wait_for(lambda: {shards_held(c) for c in controllers}
                      == {"shards held: [0]", "shards held: [1]"}, 120, "one shard each")
             print(f"  each holds one shard {time.monotonic() - started:.1f}s after start")
+            pids = [c.process.pid for c in controllers] + [emulator.process.pid]
+            cpu = [cpu_seconds(pid) for pid in pids]
             seconds, _ = converge(emulator, watcher, folders, f"{INTERVAL_S}s")
+            cpu = [cpu_seconds(pid) - before for pid, before in zip(pids, cpu, strict=True)]
             print(f"  all Ready in {seconds:.1f}s (no budget)")
+            print(f"  controllers CPU {cpu[0]:.1f}s and {cpu[1]:.1f}s; meanwhile the emulator "
+                  f"{cpu[2]:.1f}s")
     finally:
         watcher.close()
         for controller in controllers:
