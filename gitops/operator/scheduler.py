@@ -4,7 +4,9 @@ Each application is reconciled once at start, then every ``spec.interval`` (with
 jitter, so a thousand applications with the same interval do not all poll at once),
 at once when something asks (a target watch event, a webhook, ``gitops sync``, a
 dependency that became Ready), and after a failure on ``spec.retry``'s exponential
-backoff. At most one reconcile of an application runs at a time; a request that
+backoff; one found Progressing (a rollout under way) is looked at again after 1s, 2s,
+4s... up to its interval, so it turns Ready soon after it settled. At most one
+reconcile of an application runs at a time; a request that
 arrives meanwhile runs right after it. ``spec.dependsOn`` holds an application back
 until every application it names is Ready. ``spec.suspend`` (or ``gitops suspend``)
 stops automated reconciles; :meth:`Operator.stop` lets the syncs in flight finish.
@@ -39,6 +41,7 @@ log = logging.getLogger("gitops.operator")
 StatusCallback = Callable[[Application, AppStatus, str], None]
 
 _DEPENDENCY_RECHECK = 30.0  # seconds between looks at a dependency that is not Ready
+_PROGRESSING_RECHECK = 1.0  # seconds to the first look again at an application Progressing
 
 
 class Metrics(Protocol):
@@ -71,6 +74,8 @@ class _Entry:
     token: int = 0
     ready: bool = False
     generation: int = 0
+    #: reconciles in a row that found it Progressing (backs off the next look)
+    progressing: int = 0
     done: threading.Event = field(default_factory=threading.Event)
 
 
@@ -404,6 +409,14 @@ class Operator:
                 delay = None
         else:
             entry.failures, delay = 0, None
+            if outcome is not None and outcome.status.health == "Progressing":
+                # a rollout under way: look again soon (1s, 2s, 4s... up to the interval)
+                # rather than leave it not Ready for a whole interval after it settled
+                delay = min(_PROGRESSING_RECHECK * 2 ** entry.progressing,
+                            float(entry.app.spec.interval))
+                entry.progressing += 1
+            else:
+                entry.progressing = 0
         if entry.again is not None:
             trigger, entry.again = entry.again, None
             self._schedule(entry, 0.0, trigger)

@@ -24,6 +24,7 @@ them created is left out. Pure functions: no I/O.
 from __future__ import annotations
 
 import base64
+import functools
 import gzip
 import hashlib
 import json
@@ -62,6 +63,7 @@ _GZIP_OVER = 256 * 1024
 _SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 
 
+@functools.lru_cache(maxsize=4096)
 def applyset_id(name: str, namespace: str, kind: str = "ConfigMap", group: str = "") -> str:
     """The ApplySet ID of a parent object, computed as kubectl computes it."""
     digest = hashlib.sha256(f"{name}.{namespace}.{kind}.{group}".encode()).digest()

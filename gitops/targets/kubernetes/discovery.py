@@ -20,7 +20,7 @@ from urllib.parse import quote
 from gitops.targets.kubernetes.errors import StatusError
 from gitops.targets.kubernetes.http import KubeClient
 
-__all__ = ["APIResource", "Discovery"]
+__all__ = ["APIResource", "Discovery", "DiscoveryView"]
 
 _SAFE = ":@!$&'()*+,;="  # RFC 3986 pchar: what client-go leaves unescaped in a name
 
@@ -81,31 +81,44 @@ class Discovery:
         self._groups_at = 0.0
         self._invalid: set[str] = set()  # groups to refetch on the next miss
 
-    def resolve(self, group: str, kind: str, version: str | None = None) -> APIResource | None:
+    def resolve(self, group: str, kind: str, version: str | None = None, *,
+                since: float | None = None, client: KubeClient | None = None
+                ) -> APIResource | None:
         """The resource serving ``kind`` in ``group`` (at ``version``, else the preferred one).
 
-        Returns None when the server does not serve it, after one refresh. Raises
-        StatusError/ConnectionFailed when discovery itself fails.
+        Returns None when the server does not serve it, after one refresh (also when the
+        answer was read before ``since``, a time on this object's clock); requests go
+        through ``client`` if given. Raises StatusError/ConnectionFailed when discovery
+        itself fails.
         """
+        via = client or self._client
         with self._lock:
             if version is None:
-                version = self.preferred_version(group)
+                version = self.preferred_version(group, since=since, client=via)
                 if version is None:
                     return None
-            found = self._lookup(group, version, kind, refresh=False)
-            if found is None and self._may_refresh(group, version):
-                found = self._lookup(group, version, kind, refresh=True)
+            found = self._lookup(group, version, kind, refresh=False, client=via)
+            if found is None and self._may_refresh(group, version, since):
+                found = self._lookup(group, version, kind, refresh=True, client=via)
             return found
 
-    def preferred_version(self, group: str) -> str | None:
+    def preferred_version(self, group: str, *, since: float | None = None,
+                          client: KubeClient | None = None) -> str | None:
         """The server's preferred version of ``group`` ("v1" for the core group)."""
         if not group:
             return "v1"
+        via = client or self._client
         with self._lock:
-            versions = self._group_versions(refresh=False).get(group)
-            if not versions and (group in self._invalid or self._stale(self._groups_at)):
-                versions = self._group_versions(refresh=True).get(group)
+            versions = self._group_versions(refresh=False, client=via).get(group)
+            if not versions and (group in self._invalid or self._stale(self._groups_at)
+                                 or _before(self._groups_at, since)):
+                versions = self._group_versions(refresh=True, client=via).get(group)
             return versions[0] if versions else None
+
+    def view(self, client: KubeClient | None = None) -> DiscoveryView:
+        """This cache as one more user sees it, asking through ``client`` (default: this
+        cache's) when the server must be asked: see :class:`DiscoveryView`."""
+        return DiscoveryView(self, self._clock(), client or self._client)
 
     def invalidate(self, group: str) -> None:
         """Forget what is known about ``group`` (a CRD of that group was just applied)."""
@@ -117,23 +130,25 @@ class Discovery:
     def _stale(self, fetched_at: float) -> bool:
         return self._clock() - fetched_at >= self._min_refresh
 
-    def _may_refresh(self, group: str, version: str) -> bool:
+    def _may_refresh(self, group: str, version: str, since: float | None = None) -> bool:
         known = self._gvs.get((group, version))
-        return known is None or group in self._invalid or self._stale(known.fetched_at)
+        return (known is None or group in self._invalid or self._stale(known.fetched_at)
+                or _before(known.fetched_at, since))
 
-    def _lookup(self, group: str, version: str, kind: str, *, refresh: bool) -> APIResource | None:
+    def _lookup(self, group: str, version: str, kind: str, *, refresh: bool,
+                client: KubeClient) -> APIResource | None:
         known = self._gvs.get((group, version))
         if known is None or refresh:
-            known = self._fetch(group, version)
+            known = self._fetch(group, version, client)
         return known.kinds.get(kind) if known.kinds is not None else None
 
-    def _fetch(self, group: str, version: str) -> _GroupVersion:
+    def _fetch(self, group: str, version: str, client: KubeClient) -> _GroupVersion:
         if group in self._invalid:
             self._invalid.discard(group)
             self._groups = None  # a new CRD may add a version to the group list too
         path = f"/apis/{group}/{version}" if group else f"/api/{version}"
         try:
-            document = self._client.request("GET", path, verb="discovery")
+            document = client.request("GET", path, verb="discovery")
         except StatusError as exc:
             if exc.code != 404:
                 raise
@@ -143,12 +158,43 @@ class Discovery:
         self._gvs[(group, version)] = known
         return known
 
-    def _group_versions(self, *, refresh: bool) -> dict[str, list[str]]:
+    def _group_versions(self, *, refresh: bool, client: KubeClient) -> dict[str, list[str]]:
         if self._groups is None or refresh:
-            document = self._client.request("GET", "/apis", verb="discovery")
+            document = client.request("GET", "/apis", verb="discovery")
             self._groups = _parse_groups(document)
             self._groups_at = self._clock()
         return self._groups
+
+
+class DiscoveryView:
+    """One user's (a target's) view of a :class:`Discovery` that others share.
+
+    What anyone read is reused; what must be read is asked through this user's client
+    (its request counts, retries and sleep); a "not served" answer read before the view
+    was made is checked again once, so a CustomResourceDefinition installed before a
+    target opened is seen by it at once, as by a target with discovery of its own.
+    """
+
+    def __init__(self, discovery: Discovery, since: float, client: KubeClient) -> None:
+        self.shared = discovery
+        self._since = since
+        self._client = client
+
+    def resolve(self, group: str, kind: str, version: str | None = None) -> APIResource | None:
+        """See :meth:`Discovery.resolve`."""
+        return self.shared.resolve(group, kind, version, since=self._since, client=self._client)
+
+    def preferred_version(self, group: str) -> str | None:
+        """See :meth:`Discovery.preferred_version`."""
+        return self.shared.preferred_version(group, since=self._since, client=self._client)
+
+    def invalidate(self, group: str) -> None:
+        """See :meth:`Discovery.invalidate` (for every user: a CRD changes the server)."""
+        self.shared.invalidate(group)
+
+
+def _before(fetched_at: float, since: float | None) -> bool:
+    return since is not None and fetched_at < since
 
 
 def _parse_resources(group: str, version: str, document: Any) -> dict[str, APIResource]:

@@ -75,6 +75,7 @@ APPLY_PATCH = "application/apply-patch+yaml"  # a JSON body is valid YAML
 _MAX_BACKOFF = 10.0
 _MAX_RECONNECTS = 12  # within unreachable_timeout, whatever ``sleep`` does
 _POOL_SIZE = 32
+_AUTH_REUSE = 1.0  # seconds the Authorization headers are reused
 
 
 class Loaded(NamedTuple):
@@ -197,11 +198,13 @@ class WatchStream:
             return
         self._closed = True
         shutdown = getattr(self._response, "shutdown", None)  # urllib3 >= 2.3: unblocks a read
-        # RuntimeError: the stream ended and urllib3 already returned the connection
-        with contextlib.suppress(urllib3.exceptions.HTTPError, OSError, RuntimeError):
+        # RuntimeError, ValueError: the stream ended and urllib3 already returned the
+        # connection (or never had one to shut down)
+        ended = (urllib3.exceptions.HTTPError, OSError, RuntimeError, ValueError)
+        with contextlib.suppress(*ended):
             if shutdown is not None:
                 shutdown()
-        with contextlib.suppress(urllib3.exceptions.HTTPError, OSError, RuntimeError):
+        with contextlib.suppress(*ended):
             self._response.release_conn()
 
 
@@ -249,6 +252,7 @@ class KubeClient:
         self._counts_lock = threading.Lock()
         self.counts: Counter[str] = Counter()
         self._down: tuple[float, str] | None = None  # (until, why): failing fast
+        self._auth: tuple[float, dict[str, str]] | None = None  # (when, headers)
 
     # -- requests ----------------------------------------------------------------------
 
@@ -424,12 +428,22 @@ class KubeClient:
         return scrub(text, _credentials(auth))
 
     def _auth_headers(self) -> dict[str, str]:
-        """Authorization from the configuration (refreshing exec/OIDC tokens as needed)."""
+        """Authorization from the configuration (refreshing exec/OIDC tokens as needed).
+
+        Asked of the configuration at most once a second: its refresh hook re-reads the
+        kubeconfig's settings each time (half a millisecond per request), and renews
+        tokens minutes before they expire, so a second's reuse never sends a stale one.
+        """
+        now = self._clock()
+        cached = self._auth
+        if cached is not None and 0 <= now - cached[0] < _AUTH_REUSE:
+            return cached[1]
         headers: dict[str, str] = {}
         settings: Mapping[str, Any] = self._configuration.auth_settings() or {}
         for setting in settings.values():
             if setting.get("in") == "header" and setting.get("value"):
                 headers[str(setting["key"])] = str(setting["value"])
+        self._auth = (now, headers)
         return headers
 
     def close(self) -> None:

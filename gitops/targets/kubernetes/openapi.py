@@ -36,11 +36,11 @@ from gitops.differs.lists import (
     version_priority,
 )
 from gitops.model import ListType
-from gitops.targets.kubernetes.discovery import Discovery
+from gitops.targets.kubernetes.discovery import Discovery, DiscoveryView
 from gitops.targets.kubernetes.errors import ConnectionFailed, StatusError
 from gitops.targets.kubernetes.http import KubeClient
 
-__all__ = ["ServerListTypes", "cluster_list_types"]
+__all__ = ["ServerListTypes", "ServerListTypesView", "cluster_list_types"]
 
 log = logging.getLogger("gitops.targets.kubernetes")
 
@@ -63,7 +63,7 @@ class ServerListTypes:
     def __init__(
         self,
         client: KubeClient,
-        discovery: Discovery | None = None,
+        discovery: Discovery | DiscoveryView | None = None,
         *,
         ttl: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
@@ -83,55 +83,75 @@ class ServerListTypes:
 
     def knows(self, group: str, kind: str) -> bool:
         """Whether a served document describes ``group/kind``."""
-        return self._for(group, kind) is not None
+        return self._for(group, kind, self._asking) is not None
 
     def list_type(self, group: str, kind: str, path: tuple[str, ...]) -> ListType | None:
         """The list type at ``path`` of ``group/kind`` objects, or None when unknown."""
-        found = self._for(group, kind)
+        found = self._for(group, kind, self._asking)
         return None if found is None else found.list_type(group, kind, path)
 
-    def _for(self, group: str, kind: str) -> SchemaListTypes | None:
+    def view(self, client: KubeClient, discovery: Discovery | DiscoveryView | None = None
+             ) -> ServerListTypesView:
+        """These list types as one more user sees them, asking through ``client`` (and
+        ``discovery``) when the server must be asked: see :class:`ServerListTypesView`."""
+        return ServerListTypesView(self, _Asking(client, discovery, self._clock()))
+
+    @property
+    def _asking(self) -> _Asking:
+        return _Asking(self._client, self._discovery, None)
+
+    def _fresh(self, known: tuple[float, SchemaListTypes | None] | None, now: float,
+               since: float | None) -> bool:
+        return known is not None and now - known[0] < self._ttl and (
+            known[1] is not None or since is None or known[0] >= since)
+
+    def _for(self, group: str, kind: str, asking: _Asking) -> SchemaListTypes | None:
         now = self._clock()
         known = self._kinds.get((group, kind))
-        if known is not None and now - known[0] < self._ttl:
+        if self._fresh(known, now, asking.since):
+            assert known is not None
             return known[1]
         with self._lock:
             known = self._kinds.get((group, kind))
-            if known is not None and now - known[0] < self._ttl:
+            if self._fresh(known, now, asking.since):
+                assert known is not None
                 return known[1]
+            if known is not None and asking.since is not None and self._index_at < asking.since:
+                self._index = None  # unknown since before the view: read the index again
             found = None
-            for version in self._versions(group):
-                document = self._document(group, version)
+            for version in self._versions(group, asking):
+                document = self._document(group, version, asking.client)
                 if document is not None and document.knows(group, kind):
                     found = document
                     break
             self._kinds[(group, kind)] = (now, found)
             return found
 
-    def _versions(self, group: str) -> list[str]:
-        index = self._read_index()
+    def _versions(self, group: str, asking: _Asking) -> list[str]:
+        index = self._read_index(asking.client)
         versions = sorted((v for g, v in index if g == group), key=version_priority)
-        preferred = self._preferred(group)
+        preferred = self._preferred(group, asking.discovery)
         if preferred in versions:
             versions.remove(preferred)
             versions.insert(0, preferred)
         return versions
 
-    def _preferred(self, group: str) -> str | None:
-        if self._discovery is None:
+    @staticmethod
+    def _preferred(group: str, discovery: Discovery | DiscoveryView | None) -> str | None:
+        if discovery is None:
             return None
         try:
-            return self._discovery.preferred_version(group)
+            return discovery.preferred_version(group)
         except (StatusError, ConnectionFailed) as exc:
             log.debug("preferred version of %r unknown: %s", group, exc)
             return None
 
-    def _read_index(self) -> dict[tuple[str, str], str]:
+    def _read_index(self, client: KubeClient) -> dict[tuple[str, str], str]:
         if self._index is not None and self._clock() - self._index_at < self._ttl:
             return self._index
         index: dict[tuple[str, str], str] = {}
         try:
-            document = self._client.request("GET", INDEX, verb="openapi")
+            document = client.request("GET", INDEX, verb="openapi")
         except (StatusError, ConnectionFailed) as exc:
             if not (isinstance(exc, StatusError) and exc.code == 404):
                 log.warning("cannot read %s (lists compare by position until the next try): "
@@ -146,7 +166,7 @@ class ServerListTypes:
         self._index, self._index_at = index, self._clock()
         return index
 
-    def _document(self, group: str, version: str) -> SchemaListTypes | None:
+    def _document(self, group: str, version: str, client: KubeClient) -> SchemaListTypes | None:
         url = (self._index or {}).get((group, version))
         if url is None:
             return None
@@ -155,9 +175,7 @@ class ServerListTypes:
             return cached.types
         parts = urlsplit(url)
         try:
-            raw = self._client.request(
-                "GET", parts.path, query=parse_qsl(parts.query), verb="openapi"
-            )
+            raw = client.request("GET", parts.path, query=parse_qsl(parts.query), verb="openapi")
         except (StatusError, ConnectionFailed) as exc:
             log.warning("cannot read %s (lists of %s compare by position until the next "
                         "try): %s", parts.path, group or "core", exc)
@@ -165,6 +183,40 @@ class ServerListTypes:
         types = openapi_list_types(raw) if isinstance(raw, dict) else None
         self._documents[(group, version)] = _Document(url, types)
         return types
+
+
+@dataclass(frozen=True, slots=True)
+class _Asking:
+    """Who asks: the client and discovery to read through; ``since``: a view's start."""
+
+    client: KubeClient
+    discovery: Discovery | DiscoveryView | None
+    since: float | None
+
+
+class ServerListTypesView:
+    """One user's (a target's) view of :class:`ServerListTypes` that others share.
+
+    What anyone read is reused; what must be read is asked through this user's client;
+    a kind found unknown before the view was made is looked for again once (its
+    CustomResourceDefinition may have been installed since).
+    """
+
+    def __init__(self, shared: ServerListTypes, asking: _Asking) -> None:
+        self.shared = shared
+        self._asking = asking
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.shared!r})"
+
+    def knows(self, group: str, kind: str) -> bool:
+        """See :meth:`ServerListTypes.knows`."""
+        return self.shared._for(group, kind, self._asking) is not None
+
+    def list_type(self, group: str, kind: str, path: tuple[str, ...]) -> ListType | None:
+        """See :meth:`ServerListTypes.list_type`."""
+        found = self.shared._for(group, kind, self._asking)
+        return None if found is None else found.list_type(group, kind, path)
 
 
 def _group_version(key: str) -> tuple[str, str] | None:
@@ -177,7 +229,8 @@ def _group_version(key: str) -> tuple[str, str] | None:
     return None
 
 
-def cluster_list_types(client: KubeClient, discovery: Discovery | None = None) -> ChainListTypes:
+def cluster_list_types(client: KubeClient, discovery: Discovery | DiscoveryView | None = None
+                       ) -> ChainListTypes:
     """What the Kubernetes target declares: Kubernetes 1.32's built-in table, then the server.
 
     The built-in kinds never cost a request (their documents are megabytes); custom

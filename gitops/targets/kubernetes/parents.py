@@ -69,6 +69,9 @@ class Parents:
         self._ensure_namespace = ensure_namespace
         self._alive = alive
         self._seen: dict[str, _Seen] = {}
+        #: inventory -> the parent object last parsed and what it held (objects from the
+        #: watch cache are never mutated: the same object is the same inventory)
+        self._parsed: dict[str, tuple[dict[str, Any], Inventory]] = {}
 
     def read(self, applyset: ApplySet) -> Inventory | None:
         """The inventory the parent holds (None if absent); it becomes the writes' basis.
@@ -193,10 +196,15 @@ class Parents:
     def _parse(self, applyset: ApplySet, parent: dict[str, Any] | None) -> Inventory | None:
         if parent is None:
             return None
+        last = self._parsed.get(applyset.inventory)
+        if last is not None and last[0] is parent:  # the same object (cached): same answer
+            return last[1]
         try:
-            return applyset.read(parent)
+            inventory = applyset.read(parent)
         except (ValueError, OSError, EOFError) as exc:  # JSON, base64, gzip
             raise TargetError(
                 f"{self._client.server}: ConfigMap {applyset.namespace}/{applyset.name} is not "
                 f"a usable gitops inventory: {exc}", url=self._url,
             ) from exc
+        self._parsed[applyset.inventory] = (parent, inventory)
+        return inventory

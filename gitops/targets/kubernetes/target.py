@@ -36,6 +36,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, ClassVar, NamedTuple, Self
 
+from gitops.differs.lists import ChainListTypes, builtin_list_types
 from gitops.errors import ApplyError, ConflictError, TargetError
 from gitops.health import assess
 from gitops.manifests import CRD, crd_kind, crd_kinds, origin_error
@@ -60,7 +61,13 @@ from gitops.targets.kubernetes.apply import (
     namespace_manifest,
 )
 from gitops.targets.kubernetes.applyset import PART_OF_LABEL, ApplySet
-from gitops.targets.kubernetes.cache import DriftEvent, DriftHandler, WatchCache, list_objects
+from gitops.targets.kubernetes.cache import (
+    DriftEvent,
+    DriftHandler,
+    Informers,
+    WatchCache,
+    list_objects,
+)
 from gitops.targets.kubernetes.discovery import APIResource, Discovery
 from gitops.targets.kubernetes.errors import (
     StatusError,
@@ -69,9 +76,10 @@ from gitops.targets.kubernetes.errors import (
     object_error,
     secret_values,
 )
-from gitops.targets.kubernetes.openapi import cluster_list_types
+from gitops.targets.kubernetes.openapi import ServerListTypes
 from gitops.targets.kubernetes.options import KubernetesOptions, parse_url
 from gitops.targets.kubernetes.parents import CONFIGMAPS, Parents
+from gitops.targets.kubernetes.shared import Cluster, open_cluster
 
 __all__ = ["KubernetesTarget"]
 
@@ -125,20 +133,25 @@ class KubernetesTarget(Target):
         elif keywords:
             raise TypeError("pass either options= or keyword options, not both")
         self.options: KubernetesOptions = options
-        self._owns_client = api_client is None
         self._context: str | None = None
+        # what this process shares per cluster connection (see .shared); an injected
+        # ApiClient is the embedder's: nothing is shared then
+        self._cluster: Cluster | None = None
         if api_client is None:
-            api_client, self._context = http.load_api_client(
-                self.url, options.kubeconfig, options.context
-            )
+            self._cluster = open_cluster(self.url, options)
+            api_client, self._context = self._cluster.api_client, self._cluster.context
         self.client = http.KubeClient(
             api_client, url=self.url, timeout=options.timeout,
             connect_timeout=options.connect_timeout,
             unreachable_timeout=options.unreachable_timeout, qps=options.qps,
             burst=options.burst, retries=options.retries, sleep=sleep,
         )
-        self.discovery = Discovery(self.client)
-        self._list_types = cluster_list_types(self.client, self.discovery)
+        shared = self._cluster
+        self.discovery = (shared.discovery if shared else Discovery(self.client)).view(self.client)
+        server_types = shared.list_types if shared else ServerListTypes(self.client)
+        self._list_types = ChainListTypes(builtin_list_types(),
+                                          server_types.view(self.client, self.discovery))
+        self._informers: Informers | None = shared.informers if shared else None
         self._sleep = sleep
         self._applyset: ApplySet | None = None  # the inventory this target is bound to
         self._applysets: dict[str, ApplySet] = {}  # inventory name -> its ApplySet
@@ -146,12 +159,15 @@ class KubernetesTarget(Target):
         self._owned: frozenset[ResourceKey] = frozenset()
         self._members: set[str] = set()  # ApplySet ids this target applied members of
         self._seen: dict[ResourceKey, _Seen] = {}
+        # the Resource and the health verdict last made of each live object (see _resource)
+        self._resources: dict[ResourceKey, Resource] = {}
+        self._health: dict[ResourceKey, tuple[dict[str, Any], HealthStatus]] = {}
         self._pending_kinds: set[tuple[str, str]] = set()  # defined by CRDs applied here
         self._namespaces: set[str] = set()  # known to exist
         self._handlers: list[DriftHandler] = []
         self._handlers_lock = threading.Lock()
         self._cache: WatchCache | None = (
-            WatchCache(self.client, self._drifted) if options.watch else None
+            WatchCache(self._watches(), self._drifted) if options.watch else None
         )
         self._parents = Parents(
             self.client, self.url, options.field_manager, cache=lambda: self._cache,
@@ -208,7 +224,13 @@ class KubernetesTarget(Target):
             scopes.setdefault((key.group, key.kind, key.namespace), []).append(key)
         found: dict[ResourceKey, Resource] = {}
         seen: dict[ResourceKey, _Seen] = {}
-        for (group, kind, namespace), scope_keys in sorted(scopes.items()):
+        # Namespaces first: nothing can exist in a namespace an unfiltered read found absent
+        # (a first sync of an application that brings its namespace lists nothing there)
+        for (group, kind, namespace), scope_keys in sorted(
+                scopes.items(), key=lambda item: (item[0][:2] != ("", "Namespace"), item[0])):
+            if namespace and seen.get(ResourceKey("", "Namespace", "", namespace)) is _ABSENT:
+                seen.update((key, _ABSENT) for key in scope_keys)
+                continue
             api = self._discover(group, kind, None)
             if api is None or api.namespaced != bool(namespace):
                 continue  # a kind the server does not serve, or a key in no possible scope
@@ -223,14 +245,24 @@ class KubernetesTarget(Target):
                         seen[key] = _ABSENT  # an unfiltered list proves absence
                     continue
                 seen[key] = _seen(obj)
-                found[key] = Resource(key, str(obj.get("apiVersion") or api.api_version), obj)
+                found[key] = self._resource(key, obj, api)
         return found, seen
+
+    def _resource(self, key: ResourceKey, obj: dict[str, Any], api: APIResource) -> Resource:
+        """``obj`` as a Resource; the one returned last time for the same object (from the
+        watch cache, never mutated), so the engine knows it unchanged without a diff."""
+        last = self._resources.get(key)
+        if last is not None and last.manifest is obj:
+            return last
+        resource = self._resources[key] = Resource(
+            key, str(obj.get("apiVersion") or api.api_version), obj)
+        return resource
 
     def _read_scope(
         self, api: APIResource, namespace: str, selector: str | None, names: set[str]
     ) -> dict[str, dict[str, Any]]:
         """The objects named ``names`` in one scope, each at the version it was applied at."""
-        objects = {name: obj for obj in self._list(api, namespace, selector)
+        objects = {name: obj for obj in self._list(api, namespace, selector, names)
                    if (name := str((obj.get("metadata") or {}).get("name"))) in names}
         moved: dict[str, set[str]] = {}
         for name, obj in objects.items():
@@ -241,18 +273,24 @@ class KubernetesTarget(Target):
             other = self.discovery.resolve(api.group, api.kind, version)
             if other is None:
                 continue  # no longer served: compare at the preferred version
-            for obj in self._list(other, namespace, selector):
+            for obj in self._list(other, namespace, selector, moved_names):
                 name = str((obj.get("metadata") or {}).get("name"))
                 if name in moved_names:
                     objects[name] = obj
         return objects
 
     def _list(
-        self, resource: APIResource, namespace: str, selector: str | None
+        self, resource: APIResource, namespace: str, selector: str | None, names: set[str]
     ) -> list[dict[str, Any]]:
+        """The objects of one scope that match ``selector``, among them those ``names``.
+
+        For a single name the LIST asks for that name alone (``metadata.name`` field
+        selector): a cold read of one Namespace does not fetch every Namespace.
+        """
         if self._cache is not None and selector is not None:
             return self._cache.read(resource, namespace, selector)
-        return list_objects(self.client, resource, namespace, selector)[0]
+        field = f"metadata.name={next(iter(names))}" if len(names) == 1 else None
+        return list_objects(self.client, resource, namespace, selector, field)[0]
 
     def _get(self, resource: APIResource, namespace: str, name: str) -> dict[str, Any] | None:
         if self._cache is not None:
@@ -334,7 +372,14 @@ class KubernetesTarget(Target):
             api = self._discover(key.group, key.kind, split_api_version(resource.api_version)[1])
             if api is None:
                 return HealthStatus.MISSING
-            return assess(self._get(api, key.namespace, key.name))
+            obj = self._get(api, key.namespace, key.name)
+            last = self._health.get(key)
+            if obj is not None and last is not None and last[0] is obj:
+                return last[1]  # the same cached object: the same verdict
+            verdict = assess(obj)
+            if obj is not None:
+                self._health[key] = (obj, verdict)
+            return verdict
         except (StatusError, TransportError) as exc:
             log.warning("health of %s unknown: %s", key, exc)
             return HealthStatus.UNKNOWN
@@ -696,7 +741,7 @@ class KubernetesTarget(Target):
         with self._handlers_lock:
             self._handlers.append(handler)
             if self._cache is None:
-                self._cache = WatchCache(self.client, self._drifted)
+                self._cache = WatchCache(self._watches(), self._drifted)
 
         def unsubscribe() -> None:
             with self._handlers_lock:
@@ -716,12 +761,22 @@ class KubernetesTarget(Target):
         """Requests sent so far, by verb (``list``, ``patch``, ``patch dry-run``, ...)."""
         return dict(self.client.counts)
 
+    def _watches(self) -> Informers:
+        """The informers this target's watch cache reads (its own without a shared cluster)."""
+        if self._informers is None:
+            self._informers = Informers(self.client)
+        return self._informers
+
     def close(self) -> None:
-        """Stop the watches and close the connections this target opened. Idempotent."""
+        """Stop reporting drift; the last target of a cluster connection closes it (its
+        watches and connections). Idempotent."""
         if self._cache is not None:
             self._cache.close()
-        if self._owns_client:
-            self.client.close()
+        if self._cluster is not None:
+            cluster, self._cluster = self._cluster, None
+            cluster.release()
+        elif self._informers is not None:  # its own, over the embedder's ApiClient
+            self._informers.close()
 
 
 def _seen(obj: dict[str, Any]) -> _Seen:
