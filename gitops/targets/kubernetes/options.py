@@ -72,7 +72,9 @@ class KubernetesOptions(PluginOptions):
 
 
 #: Options a URL query may set (everything but objects such as an injected ApiClient).
-URL_OPTIONS = frozenset(KubernetesOptions.model_fields) - {"context"}
+URL_OPTIONS: frozenset[str] = frozenset(
+    name for name in KubernetesOptions.__pydantic_fields__ if name != "context"
+)
 
 
 def parse_url(url: str) -> tuple[str, dict[str, Any]]:
