@@ -16,7 +16,9 @@ from typing import Any
 
 import pytest
 
+from gitops.apps import Application
 from gitops.operator.crd import crds_yaml
+from gitops.operator.status import AppStatus
 from gitops.testing.kube import KubeEmulator
 
 KUBECTL = shutil.which("kubectl")
@@ -58,3 +60,24 @@ def wait_for(condition: Callable[[], Any], timeout: float, what: str, step: floa
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout}s waiting for {what}")
         time.sleep(step)
+
+
+class MemoryStatusStore:
+    """A StatusStore in memory that counts its writes (``update`` included)."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, AppStatus] = {}
+        self.writes = 0
+
+    def read(self, app: Application) -> AppStatus | None:
+        return self.data.get(app.key)
+
+    def write(self, app: Application, status: AppStatus) -> None:
+        self.writes += 1
+        self.data[app.key] = status
+
+    def update(self, app: Application,
+               change: Callable[[AppStatus | None], AppStatus]) -> AppStatus:
+        status = change(self.read(app))
+        self.write(app, status)
+        return status

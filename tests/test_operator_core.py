@@ -8,12 +8,12 @@ Real sources (``dir:``, ``git+file://`` driven by the real git) and real targets
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from operator_support import MemoryStatusStore, wait_for
 
 from gitops.apps import Application
 from gitops.errors import InputError
@@ -88,7 +88,7 @@ def test_first_reconcile_applies_and_records_history(tmp_path: Path, src: Path) 
 def test_steady_state_writes_nothing(tmp_path: Path, src: Path) -> None:
     out = tmp_path / "out"
     app = Application.model_validate(app_doc("shop", f"dir:{src}", f"dir:{out}"))
-    store = CountingStore()
+    store = MemoryStatusStore()
     runner = AppReconciler(app, store)
     first = runner.reconcile("start")
     assert first.synced and store.writes == 1
@@ -102,27 +102,6 @@ def test_steady_state_writes_nothing(tmp_path: Path, src: Path) -> None:
     runner.close()
 
 
-class CountingStore:
-    """An in-memory StatusStore that counts writes."""
-
-    def __init__(self) -> None:
-        self.data: dict[str, AppStatus] = {}
-        self.writes = 0
-
-    def read(self, app: Application) -> AppStatus | None:
-        return self.data.get(app.key)
-
-    def write(self, app: Application, status: AppStatus) -> None:
-        self.writes += 1
-        self.data[app.key] = status
-
-    def update(self, app: Application,
-               change: Callable[[AppStatus | None], AppStatus]) -> AppStatus:
-        status = change(self.read(app))
-        self.write(app, status)
-        return status
-
-
 def drift(out: Path) -> None:
     object_file(out, "one").write_text(CM.format(name="one", value="tampered"))
 
@@ -130,7 +109,7 @@ def drift(out: Path) -> None:
 def test_self_heal_fixes_drift(tmp_path: Path, src: Path) -> None:
     out = tmp_path / "out"
     app = Application.model_validate(app_doc("shop", f"dir:{src}", f"dir:{out}"))
-    runner = AppReconciler(app, CountingStore())
+    runner = AppReconciler(app, MemoryStatusStore())
     runner.reconcile("start")
     drift(out)
     outcome = runner.reconcile("interval")
@@ -175,7 +154,7 @@ def test_without_self_heal_drift_is_reported_not_fixed(tmp_path: Path, src: Path
 def test_a_bad_manifest_fails_stalled_and_changes_nothing(tmp_path: Path, src: Path) -> None:
     out = tmp_path / "out"
     app = Application.model_validate(app_doc("shop", f"dir:{src}", f"dir:{out}"))
-    runner = AppReconciler(app, CountingStore())
+    runner = AppReconciler(app, MemoryStatusStore())
     runner.reconcile("start")
     before = object_file(out, "one").read_text()
     (src / "bad.yaml").write_text("kind: ConfigMap\nmetadata: {}\n")
@@ -194,7 +173,7 @@ def test_a_bad_manifest_fails_stalled_and_changes_nothing(tmp_path: Path, src: P
 def test_history_keeps_the_last_ten(tmp_path: Path, src: Path) -> None:
     out = tmp_path / "out"
     app = Application.model_validate(app_doc("shop", f"dir:{src}", f"dir:{out}"))
-    runner = AppReconciler(app, CountingStore())
+    runner = AppReconciler(app, MemoryStatusStore())
     for i in range(HISTORY_LIMIT + 3):
         (src / "cm.yaml").write_text(CM.format(name="one", value=str(i)))
         runner.reconcile("interval")
@@ -207,7 +186,7 @@ def test_history_keeps_the_last_ten(tmp_path: Path, src: Path) -> None:
 def test_conditions_keep_their_transition_time(tmp_path: Path, src: Path) -> None:
     out = tmp_path / "out"
     app = Application.model_validate(app_doc("shop", f"dir:{src}", f"dir:{out}"))
-    runner = AppReconciler(app, CountingStore())
+    runner = AppReconciler(app, MemoryStatusStore())
     first = runner.reconcile("start").status.condition("Ready")
     time.sleep(1.05)
     (src / "cm.yaml").write_text(CM.format(name="one", value="2"))
@@ -268,12 +247,11 @@ def test_rollback_applies_an_earlier_revision_and_suspends(tmp_path: Path, repo:
     operator.set_applications([app])
     operator.start()
     try:
-        assert operator.wait(app.key, 10) or True
-        wait_until(lambda: operator.idle, 10)
+        wait_for(lambda: operator.idle, 10, "the condition")  # its start came and was skipped
         assert "v1" in object_file(out, "one").read_text()
         set_suspended(catalog, app, False)
         operator.trigger(app.key, "manual")  # as `gitops sync` would; resume takes effect
-        wait_until(lambda: "v2" in object_file(out, "one").read_text(), 10)
+        wait_for(lambda: "v2" in object_file(out, "one").read_text(), 10, "the condition")
     finally:
         operator.stop()
     catalog.close()
@@ -304,14 +282,6 @@ def test_find_application_by_name_or_key(tmp_path: Path, src: Path) -> None:
 # -- the scheduler ----------------------------------------------------------------------------
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.02)
-
-
 def test_operator_orders_dependencies_and_retries_with_backoff(tmp_path: Path, src: Path
                                                                ) -> None:
     infra_src = tmp_path / "infra"
@@ -322,20 +292,20 @@ def test_operator_orders_dependencies_and_retries_with_backoff(tmp_path: Path, s
         retry={"limit": 3, "backoff": "100ms", "maxBackoff": "200ms"}))
     shop = Application.model_validate(app_doc(
         "shop", f"dir:{src}", f"dir:{tmp_path / 'shop-out'}", dependsOn=["infra"]))
-    store = CountingStore()
+    store = MemoryStatusStore()
     seen: list[tuple[str, str]] = []
     operator = Operator(store, workers=2)
     operator.on_status(lambda app, _status, reason: seen.append((app.name, reason)))
     operator.set_applications([shop, infra])
     operator.start()
     try:
-        wait_until(lambda: store.data.get("team/infra") is not None, 5)
+        wait_for(lambda: store.data.get("team/infra") is not None, 5, "the condition")
         time.sleep(0.5)  # long enough for the backoff retries (100 ms, 200 ms)
         assert "team/shop" not in store.data  # held back: infra is not Ready
         assert seen.count(("infra", "SyncFailed")) == 1  # one entry however many retries
         (infra_src / "bad.yaml").write_text(CM.format(name="infra", value="x"))
         operator.trigger("team/infra", "manual")
-        wait_until(lambda: (s := store.data.get("team/shop")) is not None and s.ready, 5)
+        wait_for(lambda: (s := store.data.get("team/shop")) is not None and s.ready, 5, "the condition")
         assert seen.index(("infra", "SyncSucceeded")) < seen.index(("shop", "SyncSucceeded"))
         assert store.data["team/shop"].history[0].trigger == "dependency"
     finally:
@@ -347,17 +317,17 @@ def test_operator_interval_and_stop_finish_in_flight(tmp_path: Path, src: Path) 
     app = Application.model_validate({**app_doc("shop", f"dir:{src}", f"dir:{out}"),
                                       "spec": {**app_doc("shop", f"dir:{src}", f"dir:{out}")[
                                           "spec"], "interval": "200ms"}})
-    store = CountingStore()
+    store = MemoryStatusStore()
     operator = Operator(store, workers=1, jitter=0.0)
     operator.set_applications([app])
     operator.start()
     try:
-        wait_until(lambda: object_file(out, "one").exists(), 5)
+        wait_for(lambda: object_file(out, "one").exists(), 5, "the condition")
         drift(out)  # a file tree cannot watch: the next interval heals it
-        wait_until(lambda: "tampered" not in object_file(out, "one").read_text(), 5)
+        wait_for(lambda: "tampered" not in object_file(out, "one").read_text(), 5, "the condition")
         assert store.data[app.key].history[-1].trigger == "interval"
         operator.set_applications([])  # dropped: no more reconciles, objects stay
-        wait_until(lambda: operator.idle, 5)
+        wait_for(lambda: operator.idle, 5, "the condition")
         drift(out)
         time.sleep(0.5)
         assert "tampered" in object_file(out, "one").read_text()
@@ -384,7 +354,7 @@ def test_a_real_status_fits_the_crd_status_schema(tmp_path: Path, src: Path) -> 
     out = tmp_path / "out"
     app = Application.model_validate(app_doc("shop", f"dir:{src}", f"dir:{out}",
                                              selfHeal=False))
-    store = CountingStore()
+    store = MemoryStatusStore()
     runner = AppReconciler(app, store)
     runner.reconcile("start")
     drift(out)
@@ -412,7 +382,7 @@ def test_a_revision_that_changes_nothing_here_keeps_self_heal_off_working(
     out = tmp_path / "out"
     app = Application.model_validate(app_doc("shop", f"git+file://{repo.path}@main",
                                              f"dir:{out}", selfHeal=False))
-    runner = AppReconciler(app, CountingStore())
+    runner = AppReconciler(app, MemoryStatusStore())
     runner.reconcile("start")
     repo.write({"README.md": "unrelated"})
     repo.commit("docs")

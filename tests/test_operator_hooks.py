@@ -7,7 +7,6 @@ the hook, and the ConfigMap is not applied.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,27 +15,11 @@ import yaml
 
 pytest.importorskip("kubernetes")
 
+from operator_support import MemoryStatusStore
+
 from gitops.apps import Application
 from gitops.operator import AppReconciler
-from gitops.operator.status import AppStatus
 from gitops.testing.kube import KubeEmulator
-
-
-class MemoryStore:
-    def __init__(self) -> None:
-        self.data: dict[str, AppStatus] = {}
-
-    def read(self, app: Application) -> AppStatus | None:
-        return self.data.get(app.key)
-
-    def write(self, app: Application, status: AppStatus) -> None:
-        self.data[app.key] = status
-
-    def update(self, app: Application,
-               change: Callable[[AppStatus | None], AppStatus]) -> AppStatus:
-        status = change(self.read(app))
-        self.write(app, status)
-        return status
 
 
 def job(result: str) -> dict[str, Any]:
@@ -80,7 +63,7 @@ def test_a_presync_hook_job_gates_the_sync(kube_emulator: KubeEmulator, tmp_path
                  "target": {"url": "k8s:",
                             "options": {"kubeconfig": str(kube_emulator.kubeconfig_path)}},
                  "wait": {"timeout": "20s"}}})
-    runner = AppReconciler(app, MemoryStore())
+    runner = AppReconciler(app, MemoryStatusStore())
     try:
         outcome = runner.reconcile("start")
         assert not outcome.failed, outcome.status.message

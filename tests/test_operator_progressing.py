@@ -14,8 +14,7 @@ from typing import Literal
 
 import pytest
 import yaml
-from operator_support import wait_for
-from test_operator_core import CountingStore
+from operator_support import MemoryStatusStore, wait_for
 
 from gitops.apps import Application
 from gitops.model import ResourceKey
@@ -68,7 +67,7 @@ def test_a_progressing_application_is_looked_at_again_with_backoff_until_ready(
         "metadata": {"name": "web", "namespace": "team"},
         "spec": {"source": {"url": f"dir:{src}"}, "target": {"url": f"mock:{target_name}"},
                  "interval": "1h"}})
-    store, looks = CountingStore(), Looks()
+    store, looks = MemoryStatusStore(), Looks()
     operator = Operator(store, workers=1, metrics=looks)
     operator.set_applications([app])
     operator.start()

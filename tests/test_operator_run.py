@@ -17,13 +17,14 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from operator_support import wait_for
 from prometheus_client.parser import text_string_to_metric_families
 
 from gitops.operator.commands import FileCatalog, find_application
@@ -65,14 +66,6 @@ class Sink:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 class Setup:
@@ -190,9 +183,9 @@ def test_gitops_run_end_to_end(setup: Setup, tmp_path: Path) -> None:
     )
     try:
         # every application is reconciled once at start
-        wait_until(lambda: setup.value(setup.out_a, "a") == "1"
+        wait_for(lambda: setup.value(setup.out_a, "a") == "1"
                    and setup.value(setup.out_b, "b") == "1", 30, "the first syncs")
-        wait_until(lambda: set(sink.reasons("team/a")) >= {"SyncSucceeded"}
+        wait_for(lambda: set(sink.reasons("team/a")) >= {"SyncSucceeded"}
                    and "SyncSucceeded" in sink.reasons("team/b"), 10, "notifications")
         note = next(n for n in sink.received if n["app"] == "team/a")
         assert set(note) >= {"app", "reason", "revision", "message", "time", "text"}
@@ -201,7 +194,7 @@ def test_gitops_run_end_to_end(setup: Setup, tmp_path: Path) -> None:
         # selfHeal on: drift is put back by the next interval
         path_a = setup.out_a / "default" / "ConfigMap" / "a.yaml"
         path_a.write_text(CM.format(name="a", value="tampered"))
-        wait_until(lambda: setup.value(setup.out_a, "a") != "tampered", 10, "self-heal")
+        wait_for(lambda: setup.value(setup.out_a, "a") != "tampered", 10, "self-heal")
 
         # selfHeal off: drift found by a reconcile (asked through the app webhook) is only
         # reported
@@ -210,7 +203,7 @@ def test_gitops_run_end_to_end(setup: Setup, tmp_path: Path) -> None:
         assert setup.post("/hooks/apps/team/b", b"", {"Authorization": "Bearer wrong"}) == 401
         assert setup.post("/hooks/apps/team/b", b"",
                           {"Authorization": f"Bearer {SECRET.decode()}"}) == 202
-        wait_until(lambda: "DriftDetected" in sink.reasons("team/b"), 10, "drift report")
+        wait_for(lambda: "DriftDetected" in sink.reasons("team/b"), 10, "drift report")
         assert setup.value(setup.out_b, "b") == "tampered"
         status_b = setup.status("team/b")
         assert status_b is not None and status_b.sync == "OutOfSync"
@@ -231,7 +224,7 @@ def test_gitops_run_end_to_end(setup: Setup, tmp_path: Path) -> None:
         assert setup.value(setup.out_b, "b") != "2"
         pushed = time.monotonic()
         assert setup.github_push() == 202
-        wait_until(lambda: setup.value(setup.out_b, "b") == "2", 5, "the pushed commit")
+        wait_for(lambda: setup.value(setup.out_b, "b") == "2", 5, "the pushed commit")
         assert time.monotonic() - pushed < 2.0
         status_b = setup.status("team/b")
         assert status_b is not None and status_b.history[-1].trigger == "webhook"
@@ -240,13 +233,13 @@ def test_gitops_run_end_to_end(setup: Setup, tmp_path: Path) -> None:
         # running; a new application starts at once
         good = setup.apps.read_text()
         setup.apps.write_text(good + "---\nkind: Application\nspec: {}\n")
-        wait_until(lambda: b"not reloaded" in _stderr_so_far(process), 10, "a reload error")
+        wait_for(lambda: b"not reloaded" in _stderr_so_far(process), 10, "a reload error")
         third = {"apiVersion": "gitops.dev/v1alpha1", "kind": "Application",
                  "metadata": {"name": "c", "namespace": "team"},
                  "spec": {"source": {"url": yaml.safe_load_all(good).__next__()["spec"][
                      "source"]["url"]}, "target": {"url": f"dir:{tmp_path / 'out-c'}"}}}
         setup.apps.write_text(good + "---\n" + yaml.safe_dump(third))
-        wait_until(lambda: setup.value(tmp_path / "out-c", "a") == "1", 10, "the new app")
+        wait_for(lambda: setup.value(tmp_path / "out-c", "a") == "1", 10, "the new app")
 
         # readiness and liveness
         for path in ("/healthz", "/readyz"):

@@ -191,14 +191,35 @@ def _age(when: datetime | None) -> str:
 
 def _status_row(app: Application, status: AppStatus | None) -> dict[str, Any]:
     status = status or AppStatus()
-    suspended = app.spec.suspend or status.suspended
+    when = status.last_sync_time
     return {
         "name": app.name, "namespace": app.namespace,
         "sync": status.sync, "health": status.health,
         "revision": status.last_applied_revision,
-        "lastSyncTime": status.to_dict().get("lastSyncTime"),
-        "suspended": suspended, "message": status.message,
+        "lastSyncTime": when.strftime("%Y-%m-%dT%H:%M:%SZ") if when else None,
+        "suspended": app.spec.suspend or status.suspended, "message": status.message,
     }
+
+
+def _print_applications(rows: list[dict[str, Any]], args: argparse.Namespace, out: Out, *,
+                        last_sync: bool) -> bool:
+    """Print the rows of ``status`` and ``run --once``; whether all are Synced and Healthy."""
+    if args.output == "json":
+        out.write(json.dumps({"applications": rows}, indent=2) + "\n")
+    else:
+        table = [["NAME", "SYNC", "HEALTH", "REVISION", *(["LAST SYNC"] if last_sync else []),
+                  "MESSAGE"]]
+        for r in rows:
+            when = r["lastSyncTime"]
+            table.append([
+                f"{r['namespace']}/{r['name']}",
+                r["sync"] + (" (suspended)" if r["suspended"] and last_sync else ""),
+                r["health"], short_revision(r["revision"]) or "-",
+                *([_age(datetime.fromisoformat(when) if when else None)] if last_sync else []),
+                _one_line(r["message"]),
+            ])
+        _table(table, out)
+    return all(r["sync"] == "Synced" and r["health"] == "Healthy" for r in rows)
 
 
 def _table(rows: Sequence[Sequence[str]], out: Out) -> None:
@@ -218,18 +239,7 @@ def cmd_status(args: argparse.Namespace, out: Out) -> int:
         data.append({"name": name, "namespace": namespace, "sync": "Unknown",
                      "health": "Unknown", "revision": "", "lastSyncTime": None,
                      "suspended": False, "message": f"invalid: {problem}"})
-    healthy = all(d["sync"] == "Synced" and d["health"] == "Healthy" for d in data)
-    if args.output == "json":
-        out.write(json.dumps({"applications": data}, indent=2) + "\n")
-    else:
-        table = [["NAME", "SYNC", "HEALTH", "REVISION", "LAST SYNC", "MESSAGE"]]
-        times = [status.last_sync_time if status else None for _, status in rows]
-        for i, d in enumerate(data):
-            sync = d["sync"] + (" (suspended)" if d["suspended"] else "")
-            table.append([f"{d['namespace']}/{d['name']}", sync, d["health"],
-                          short_revision(d["revision"]) or "-",
-                          _age(times[i] if i < len(times) else None), _one_line(d["message"])])
-        _table(table, out)
+    healthy = _print_applications(data, args, out, last_sync=True)
     return EXIT_OK if healthy and data else EXIT_NOT_READY
 
 
@@ -359,15 +369,7 @@ def _report_once(results: list[tuple[Application, ReconcileOutcome | None]],
         if outcome is None:
             row["message"] = "not reconciled: suspended, or a dependency is not Ready"
         rows.append(row)
-    ok = all(r["sync"] == "Synced" and r["health"] == "Healthy" for r in rows)
-    if args.output == "json":
-        out.write(json.dumps({"applications": rows}, indent=2) + "\n")
-    else:
-        table = [["NAME", "SYNC", "HEALTH", "REVISION", "MESSAGE"]]
-        table += [[f"{r['namespace']}/{r['name']}", r["sync"], r["health"],
-                   short_revision(r["revision"]) or "-", _one_line(r["message"])] for r in rows]
-        _table(table, out)
-    return EXIT_OK if ok else EXIT_NOT_READY
+    return EXIT_OK if _print_applications(rows, args, out, last_sync=False) else EXIT_NOT_READY
 
 
 @contextmanager

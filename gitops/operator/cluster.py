@@ -27,7 +27,10 @@ from gitops.operator.status import AppStatus, Condition, now
 from gitops.operator.webhooks import PushEvent, pushed_to
 from gitops.targets.kubernetes.errors import StatusError, TransportError
 
-__all__ = ["REQUESTED_AT", "ClusterCatalog", "ClusterStatusStore", "Controller", "with_cluster_defaults"]
+__all__ = [
+    "REQUESTED_AT", "ClusterCatalog", "ClusterStatusStore", "Controller", "cluster_status",
+    "status_in", "with_cluster_defaults",
+]
 
 log = logging.getLogger("gitops.operator")
 
@@ -57,6 +60,23 @@ def with_cluster_defaults(app: Application, kubeconfig: str | None,
     return app.model_copy(update={"spec": app.spec.model_copy(update={"target": target})})
 
 
+def status_in(obj: Mapping[str, Any] | None, key: str) -> AppStatus | None:
+    """The status an ``Application`` object holds (None when it has none yet)."""
+    status = obj.get("status") if obj is not None else None
+    if not isinstance(status, dict) or not status:
+        return None
+    return AppStatus.from_dict(status, where=f"Application {key}")
+
+
+def cluster_status(status: AppStatus) -> dict[str, Any]:
+    """``status`` as an Application's status subresource holds it (suspension is
+    ``spec.suspend`` in a cluster, so those two fields are left out)."""
+    data = status.to_dict()
+    data.pop("suspended", None)
+    data.pop("suspendedReason", None)
+    return data
+
+
 class ClusterStatusStore:
     """Application status in the status subresource of each ``Application`` object."""
 
@@ -79,6 +99,11 @@ class ClusterStatusStore:
         with self._lock:
             return self._objects.get(key)
 
+    def objects(self) -> dict[str, dict[str, Any]]:
+        """Every object seen and not forgotten, by key (a snapshot)."""
+        with self._lock:
+            return dict(self._objects)
+
     def read(self, app: Application) -> AppStatus | None:
         obj = self.object(app.key)
         if obj is None:
@@ -86,10 +111,7 @@ class ClusterStatusStore:
             if obj is None:
                 return None
             self.seen(obj)
-        status = obj.get("status")
-        if not isinstance(status, dict) or not status:
-            return None
-        return AppStatus.from_dict(status, where=f"Application {app.key}")
+        return status_in(obj, app.key)
 
     def update(self, app: Application,
                change: Callable[[AppStatus | None], AppStatus]) -> AppStatus:
@@ -99,10 +121,7 @@ class ClusterStatusStore:
             obj = self._api.get_application(app.namespace, app.name)
             if obj is None:
                 return change(None)  # deleted meanwhile: nothing to record it on
-            current = obj.get("status")
-            fresh = (AppStatus.from_dict(current, where=f"Application {app.key}")
-                     if isinstance(current, dict) and current else None)
-            status = change(fresh)
+            status = change(status_in(obj, app.key))
             version = str((obj.get("metadata") or {}).get("resourceVersion") or "")
             try:
                 self._write(app, status, version or None)
@@ -116,11 +135,9 @@ class ClusterStatusStore:
         self._write(app, status, None)
 
     def _write(self, app: Application, status: AppStatus, version: str | None) -> None:
-        data = status.to_dict()
-        data.pop("suspended", None)  # in a cluster, suspension is spec.suspend
-        data.pop("suspendedReason", None)
         try:
-            stored = self._api.write_status(app.namespace, app.name, data, version)
+            stored = self._api.write_status(app.namespace, app.name, cluster_status(status),
+                                            version)
         except Conflict:
             raise
         except StatusError as exc:
@@ -204,20 +221,14 @@ class Controller:
         self._namespace = namespace
         self._kubeconfig, self._context = kubeconfig, context
         self._accept = accept
-        self._objects: dict[str, dict[str, Any]] = {}
         self._invalid: dict[str, str] = {}
-        self._lock = threading.Lock()
         operator.on_status(self._on_status)
         operator.dependency_status = self._status_of
 
     def _status_of(self, key: str) -> AppStatus | None:
         """The status of any watched Application (a dependency another replica reconciles)."""
-        obj = self._store.object(key)
-        status = obj.get("status") if obj is not None else None
-        if not isinstance(status, dict) or not status:
-            return None
         try:
-            return AppStatus.from_dict(status, where=f"Application {key}")
+            return status_in(self._store.object(key), key)
         except InputError:
             return None
 
@@ -229,8 +240,7 @@ class Controller:
         keys = set()
         for obj in objects:
             keys.add(self._observe(obj))
-        with self._lock:
-            gone = [k for k in self._objects if k not in keys]
+        gone = [k for k in self._store.objects() if k not in keys]
         for key in gone:
             self._deleted(key)
         return version
@@ -238,10 +248,8 @@ class Controller:
     def _observe(self, obj: dict[str, Any]) -> str:
         meta = obj.get("metadata") or {}
         key = f"{meta.get('namespace')}/{meta.get('name')}"
+        before = self._store.object(key)
         self._store.seen(obj)
-        with self._lock:
-            before = self._objects.get(key)
-            self._objects[key] = obj
         self._hand_over(key, obj)
         asked = (meta.get("annotations") or {}).get(REQUESTED_AT)
         if asked and before is not None and asked != (
@@ -259,9 +267,7 @@ class Controller:
         ``gitops.dev/requested-at``, which that replica's watch turns into a reconcile.
         False if there is no such Application.
         """
-        with self._lock:
-            known = key in self._objects
-        if not known:
+        if self._store.object(key) is None:
             return False
         if self._accept(key) and self._operator.trigger(key, "webhook"):
             return True
@@ -276,8 +282,7 @@ class Controller:
 
     def matching(self, event: PushEvent) -> list[str]:
         """Keys of the (valid) Applications whose git source ``event`` pushed to."""
-        with self._lock:
-            objects = dict(self._objects)
+        objects = self._store.objects()
         keys = []
         for key, obj in objects.items():
             source = (obj.get("spec") or {}).get("source") or {}
@@ -319,10 +324,8 @@ class Controller:
                       last_transition_time=stamp, observed_generation=generation),
         ]
         meta = obj.get("metadata") or {}
-        status = AppStatus(message=message, observed_generation=generation,
-                           conditions=tuple(conditions)).to_dict()
-        status.pop("suspended", None)
-        status.pop("suspendedReason", None)
+        status = cluster_status(AppStatus(message=message, observed_generation=generation,
+                                          conditions=tuple(conditions)))
         try:
             self._api.write_status(str(meta.get("namespace")), str(meta.get("name")), status)
         except (StatusError, TransportError) as exc:
@@ -330,17 +333,13 @@ class Controller:
         _event(self._api, obj, "Warning", "InvalidSpec", message)
 
     def _deleted(self, key: str) -> None:
-        with self._lock:
-            self._objects.pop(key, None)
         self._invalid.pop(key, None)
         self._store.forget(key)
         self._operator.remove(key)
 
     def refilter(self) -> None:
         """Hand over or withdraw applications after ``accept`` changed its answers."""
-        with self._lock:
-            objects = dict(self._objects)
-        for key, obj in objects.items():
+        for key, obj in self._store.objects().items():
             self._hand_over(key, obj)
 
     def _on_status(self, app: Application, status: AppStatus, reason: str) -> None:

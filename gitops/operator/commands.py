@@ -18,7 +18,7 @@ from gitops.apps.spec import Application, split_ref
 from gitops.errors import GitopsError, InputError
 from gitops.operator.files import ApplicationFiles, TargetStatusStore
 from gitops.operator.reconcile import AppReconciler, ReconcileOutcome
-from gitops.operator.status import AppStatus, StatusStore, SyncRecord
+from gitops.operator.status import AppStatus, StatusStore, SyncRecord, Trigger
 from gitops.plugins import open_source
 
 __all__ = [
@@ -101,11 +101,11 @@ def find_application(catalog: Catalog, ref: str) -> Application:
 
 
 def sync_now(catalog: Catalog, app: Application, *, revision: str | None = None,
-             rollback: bool = False) -> ReconcileOutcome:
-    """Reconcile ``app`` here and now (a person asked), whatever ``selfHeal`` says."""
+             trigger: Trigger = "manual") -> ReconcileOutcome:
+    """Reconcile ``app`` here and now, once (a person asked: whatever ``selfHeal`` says)."""
     runner = AppReconciler(app, catalog.store)
     try:
-        return runner.reconcile("rollback" if rollback else "manual", revision=revision)
+        return runner.reconcile(trigger, revision=revision)
     finally:
         runner.close()
 
@@ -151,11 +151,7 @@ def run_once(catalog: Catalog) -> list[tuple[Application, ReconcileOutcome | Non
         if blocked or app.spec.suspend or (status is not None and status.suspended):
             done[app.key] = None
             continue
-        runner = AppReconciler(app, catalog.store)
-        try:
-            done[app.key] = runner.reconcile("start")
-        finally:
-            runner.close()
+        done[app.key] = sync_now(catalog, app, trigger="start")
     return [(app, done[app.key]) for app in order]
 
 
@@ -180,7 +176,7 @@ def rollback(catalog: Catalog, app: Application, revision: str, *,
     was_suspended = before is not None and before.suspended
     set_suspended(catalog, app, True, f"rolled back to {wanted}")
     try:
-        outcome = sync_now(catalog, app, revision=wanted, rollback=True)
+        outcome = sync_now(catalog, app, revision=wanted, trigger="rollback")
     except BaseException:
         if not was_suspended:
             set_suspended(catalog, app, False)

@@ -21,7 +21,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from typing import Any
 
 from gitops.apps.spec import Application
@@ -72,7 +72,6 @@ class ReconcileOutcome:
     #: something was written to the target
     synced: bool = False
     seconds: float = 0.0
-    messages: tuple[str, ...] = field(default=())
 
 
 class _TimedSource(Source):
@@ -195,11 +194,6 @@ class AppReconciler:
         if self._on_event is not None:
             self._on_event(self.app, event)
 
-    @property
-    def target(self) -> Target | None:
-        """The open target (None until the first reconcile opened it)."""
-        return self._target
-
     def close(self) -> None:
         """Close the source and target; the next reconcile opens them again."""
         with self._lock:
@@ -265,10 +259,7 @@ class AppReconciler:
         with self._lock:
             started = time.perf_counter()
             outcome = self._reconcile(trigger, revision)
-            return ReconcileOutcome(
-                outcome.status, outcome.reasons, outcome.failed, outcome.stalled,
-                outcome.synced, time.perf_counter() - started, outcome.messages,
-            )
+            return replace(outcome, seconds=time.perf_counter() - started)
 
     def _reconcile(self, trigger: Trigger, revision: str | None) -> ReconcileOutcome:
         app = self.app
@@ -280,12 +271,11 @@ class AppReconciler:
                 engine = self._engine(self._source, revision)
             plan = engine.plan()
         except GitopsError as exc:
-            return self._failed(before, trigger, "", str(exc), stalled=isinstance(exc, InputError),
-                                synced=False)
+            return self._failed(before, trigger, "", str(exc), stalled=isinstance(exc, InputError))
         except Exception as exc:  # a plugin's bug: reported, never fatal to the operator
             log.exception("%s: reconcile failed unexpectedly", app.key, extra={"app": app.key})
             return self._failed(before, trigger, "", f"{type(exc).__name__}: {exc}",
-                                stalled=False, synced=False)
+                                stalled=False)
         new_revision = plan.revision != before.last_applied_revision
         drift = not plan.in_sync
         wanted = (
@@ -319,7 +309,7 @@ class AppReconciler:
         update: dict[str, Any] = {
             "sync": sync, "health": health, "message": message,
             "resources": len(plan.desired),
-            "observed_generation": self._generation(),
+            "observed_generation": self.generation,
         }
         if plan.in_sync:  # a new revision that changes nothing here is applied all the same
             update["last_applied_revision"] = update["last_attempted_revision"] = plan.revision
@@ -333,7 +323,7 @@ class AppReconciler:
             result = engine.sync(plan)
         except GitopsError as exc:  # refused before writing (a stale plan, a conflict)
             return self._failed(before, trigger, plan.revision, str(exc),
-                                stalled=isinstance(exc, InputError), synced=False)
+                                stalled=isinstance(exc, InputError))
         except KeyboardInterrupt as exc:  # SyncInterrupted: record, then let it stop us
             partial = getattr(exc, "result", None)
             if isinstance(partial, SyncResult):
@@ -343,7 +333,7 @@ class AppReconciler:
             log.exception("%s: sync failed unexpectedly", self.app.key,
                           extra={"app": self.app.key})
             return self._failed(before, trigger, plan.revision, f"{type(exc).__name__}: {exc}",
-                                stalled=False, synced=False)
+                                stalled=False)
         status, more = self._record_result(before, result, trigger)
         self._reported = None if result.succeeded else self._reported
         return ReconcileOutcome(status, (*reasons, *more), failed=not result.succeeded,
@@ -386,7 +376,7 @@ class AppReconciler:
             "message": message,
             "resources": len(plan.desired),
             "counts": counts,
-            "observed_generation": self._generation(),
+            "observed_generation": self.generation,
         }).with_record(SyncRecord(revision=plan.revision, time=now(), result=name,
                                   trigger=trigger, message=message))
         status = self._conditions(status, failed=not ok, stalled=False)
@@ -396,13 +386,13 @@ class AppReconciler:
         return self._save(status), tuple(reasons)
 
     def _failed(self, before: AppStatus, trigger: Trigger, revision: str, message: str, *,
-                stalled: bool, synced: bool) -> ReconcileOutcome:
+                stalled: bool) -> ReconcileOutcome:
         """A reconcile that could not plan or sync: recorded in the status and history."""
         status = before.model_copy(update={
             "sync": "Unknown" if not revision else "OutOfSync",
             "message": message,
             "last_attempted_revision": revision or before.last_attempted_revision,
-            "observed_generation": self._generation(),
+            "observed_generation": self.generation,
         })
         record = SyncRecord(revision=revision or before.last_attempted_revision, time=now(),
                             result="Failed", trigger=trigger, message=message)
@@ -414,11 +404,7 @@ class AppReconciler:
         reasons: tuple[str, ...] = () if self._reported == message else (SYNC_FAILED,)
         self._reported = message
         status = self._conditions(status, failed=True, stalled=stalled)
-        return ReconcileOutcome(self._save(status), reasons, failed=True, stalled=stalled,
-                                synced=synced, messages=(message,))
-
-    def _generation(self) -> int:
-        return self.generation
+        return ReconcileOutcome(self._save(status), reasons, failed=True, stalled=stalled)
 
     def _conditions(self, status: AppStatus, *, failed: bool, stalled: bool) -> AppStatus:
         """``Ready``, ``Reconciling`` and ``Stalled`` from the status (Kubernetes conventions)."""

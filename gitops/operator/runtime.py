@@ -23,7 +23,7 @@ from gitops.operator.scheduler import Operator
 from gitops.operator.status import StatusStore
 from gitops.operator.webhooks import PushEvent, pushed_to, read_secret_file, webhook_routes
 
-__all__ = ["Router", "Runtime", "configure", "matching_applications"]
+__all__ = ["LocalRouter", "Router", "Runtime", "configure"]
 
 log = logging.getLogger("gitops.operator")
 
@@ -44,19 +44,28 @@ def configure(args: argparse.Namespace) -> None:
         logging.getLogger("gitops.engine").setLevel(logging.WARNING)
 
 
-def matching_applications(operator: Operator, event: PushEvent) -> list[str]:
-    """The applications whose git source is the pushed repository and branch (or tag)."""
-    return sorted(
-        key for key, app in operator.applications().items()
-        if pushed_to(event, app.spec.source.url, app.spec.source.options.get("semver"))
-    )
-
-
 class Router(Protocol):
-    """Where webhooks go when applications may belong to another replica."""
+    """Where webhooks go: which applications a push concerns, and how to reconcile one."""
 
     def matching(self, event: PushEvent) -> list[str]: ...
     def request(self, key: str) -> bool: ...
+
+
+class LocalRouter:
+    """Webhooks for the applications this process's scheduler runs (``gitops run``)."""
+
+    def __init__(self, operator: Operator) -> None:
+        self._operator = operator
+
+    def matching(self, event: PushEvent) -> list[str]:
+        """The applications whose git source is the pushed repository and branch (or tag)."""
+        return sorted(
+            key for key, app in self._operator.applications().items()
+            if pushed_to(event, app.spec.source.url, app.spec.source.options.get("semver"))
+        )
+
+    def request(self, key: str) -> bool:
+        return self._operator.trigger(key, "webhook")
 
 
 class Runtime:
@@ -75,7 +84,7 @@ class Runtime:
                 raise InputError("--webhook-addr needs --webhook-secret-file PATH")
             self._secret = read_secret_file(args.webhook_secret_file)
         self._started = False
-        self._router: Router | None = None
+        self._router: Router = LocalRouter(self.operator)
 
     def ready(self) -> bool:
         """Serving: the scheduler runs (``/readyz``)."""
@@ -96,27 +105,21 @@ class Runtime:
         self._started = True
 
     def route_to(self, router: Router) -> None:
-        """Send webhooks through ``router`` (a controller: other replicas' applications too)."""
+        """Send webhooks through ``router`` instead of this process's scheduler (a
+        controller, which passes on those of applications other replicas run)."""
         self._router = router
 
     def _on_push(self, event: PushEvent) -> int:
-        if self._router is not None:
-            keys = self._router.matching(event)
-            for key in keys:
-                self._router.request(key)
-        else:
-            keys = matching_applications(self.operator, event)
-            for key in keys:
-                self.operator.trigger(key, "webhook")
+        keys = self._router.matching(event)
+        for key in keys:
+            self._router.request(key)
         log.info("push to %s (%s): %d applications triggered", ", ".join(sorted(
             event.repositories)), event.branch or event.tag or "?", len(keys),
             extra={"reason": "WebhookPush", "revision": event.revision})
         return len(keys)
 
     def _on_app(self, key: str) -> bool:
-        if self._router is not None:
-            return self._router.request(key)
-        return self.operator.trigger(key, "webhook")
+        return self._router.request(key)
 
     def close(self) -> None:
         """Stop the scheduler (syncs in flight finish), the servers and the notifier."""

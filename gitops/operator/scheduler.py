@@ -25,7 +25,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from gitops.apps.spec import Application
@@ -76,7 +76,6 @@ class _Entry:
     generation: int = 0
     #: reconciles in a row that found it Progressing (backs off the next look)
     progressing: int = 0
-    done: threading.Event = field(default_factory=threading.Event)
 
 
 class Operator:
@@ -206,12 +205,6 @@ class Operator:
             entry = self._entries.get(key)
         return None if entry is None else entry.runner.stored_status()
 
-    def runner(self, key: str) -> AppReconciler | None:
-        """The reconciler of application ``key`` (its open source and target)."""
-        with self._cond:
-            entry = self._entries.get(key)
-        return None if entry is None else entry.runner
-
     def on_status(self, callback: StatusCallback) -> None:
         """Call ``callback(app, status, reason)`` after each reconcile, once per reason."""
         self._callbacks.append(callback)
@@ -222,21 +215,16 @@ class Operator:
             entry = self._entries.get(key)
             if entry is None:
                 return False
-            if entry.running:
-                entry.again = reason
-            else:
-                self._schedule(entry, 0.0, reason)
+            self._request(entry, reason)
             self._cond.notify_all()
             return True
 
-    def wait(self, key: str, timeout: float) -> bool:
-        """Wait until application ``key`` finished a reconcile after this call; False on timeout."""
-        with self._cond:
-            entry = self._entries.get(key)
-            if entry is None:
-                return False
-            entry.done.clear()
-        return entry.done.wait(timeout)
+    def _request(self, entry: _Entry, reason: Trigger) -> None:
+        """Reconcile ``entry`` now, or right after the reconcile of it in flight."""
+        if entry.running:
+            entry.again = reason
+        else:
+            self._schedule(entry, 0.0, reason)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -386,7 +374,6 @@ class Operator:
         """Bookkeeping after a reconcile (condition held): next due time, dependents."""
         self._active -= 1
         entry.running = False
-        entry.done.set()
         if entry.runner.app != entry.app or entry.runner.generation != entry.generation:
             entry.runner.update(entry.app)  # a new version came while it ran
             entry.runner.generation = entry.generation
@@ -425,8 +412,8 @@ class Operator:
                            "interval")
         if entry.ready and not was_ready:
             for other in self._entries.values():
-                if entry.app.key in other.app.dependencies and not other.running:
-                    self._schedule(other, 0.0, "dependency")
+                if entry.app.key in other.app.dependencies:
+                    self._request(other, "dependency")
 
     def _report(self, app: Application, outcome: ReconcileOutcome) -> None:
         status = outcome.status
