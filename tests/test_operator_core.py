@@ -7,6 +7,7 @@ Real sources (``dir:``, ``git+file://`` driven by the real git) and real targets
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -409,3 +410,43 @@ def test_a_rollback_to_a_revision_the_source_lacks_writes_nothing(tmp_path: Path
         rollback(catalog, app, "deadbeef")
     assert catalog.store.read(app) == before  # not suspended, no history entry
     catalog.close()
+
+
+def test_an_unreachable_target_or_source_never_stops_the_others_nor_shows_credentials(
+        tmp_path: Path, src: Path, capsys: pytest.CaptureFixture[str],
+        caplog: pytest.LogCaptureFixture) -> None:
+    """One application whose `k8s:` target (where its status lives) is down and one whose
+    Git source, with a password in its URL, is down: `gitops run --once` and `gitops status`
+    still reconcile and list the third, exit 1, and no credential appears anywhere."""
+    pytest.importorskip("kubernetes")
+    from gitops.cli import main
+
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "x",
+        "clusters": [{"name": "c", "cluster": {"server": "http://127.0.0.1:1"}}],
+        "users": [{"name": "u", "user": {"token": "tok-SECRET-123"}}],
+        "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}]}))
+    files = write_apps(
+        tmp_path / "apps.yaml",
+        app_doc("good", f"dir:{src}", f"dir:{tmp_path / 'out'}"),
+        {**app_doc("dead", f"dir:{src}", "k8s:"),
+         "spec": {**app_doc("dead", f"dir:{src}", "k8s:")["spec"],
+                  "target": {"url": "k8s:", "options": {"kubeconfig": str(kubeconfig)}}}},
+        app_doc("creds", "git+https://alice:s3cr3tpass@127.0.0.1:1/repo.git@main",
+                f"dir:{tmp_path / 'out2'}"),
+    )
+    args = ["-f", str(files), "-o", "json"]
+    assert main(["run", "--once", "--metrics-addr", "off", *args]) == 1
+    once = {a["name"]: a for a in json.loads(capsys.readouterr().out)["applications"]}
+    assert once["good"]["sync"] == "Synced" and once["good"]["health"] == "Healthy"
+    assert "API server unreachable" in once["dead"]["message"]
+    assert "cannot connect" in once["creds"]["message"]
+    assert main(["status", *args]) == 1
+    listed = {a["name"]: a for a in json.loads(capsys.readouterr().out)["applications"]}
+    assert listed["good"]["sync"] == "Synced" and "cannot read its status" in listed[
+        "dead"]["message"]
+    shown = json.dumps([once, listed]) + caplog.text + capsys.readouterr().err + "".join(
+        p.read_text() for p in tmp_path.rglob("*.json"))
+    for secret in ("s3cr3tpass", "tok-SECRET-123"):
+        assert secret not in shown

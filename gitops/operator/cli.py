@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from gitops.apps.spec import Application
-from gitops.errors import InputError
+from gitops.errors import GitopsError, InputError
 from gitops.operator.commands import (
     Catalog,
     FileCatalog,
@@ -228,10 +228,18 @@ def _table(rows: Sequence[Sequence[str]], out: Out) -> None:
     table(rows, out)  # type: ignore[arg-type]
 
 
+def _read_status(catalog: Catalog, app: Application) -> AppStatus | None:
+    """The stored status of ``app``; one that cannot be read is a row saying why."""
+    try:
+        return catalog.store.read(app)
+    except GitopsError as exc:
+        return AppStatus(message=f"cannot read its status: {exc}")
+
+
 def cmd_status(args: argparse.Namespace, out: Out) -> int:
     with catalog_of(args) as catalog:
         apps = sorted(catalog.applications(), key=lambda a: a.key)
-        rows = [(app, catalog.store.read(app)) for app in apps]
+        rows = [(app, _read_status(catalog, app)) for app in apps]
         invalid = catalog.invalid()
     data = [_status_row(app, status) for app, status in rows]
     for key, problem in invalid:  # listed, never Ready: the object is not a valid Application

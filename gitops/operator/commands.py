@@ -145,13 +145,17 @@ def run_once(catalog: Catalog) -> list[tuple[Application, ReconcileOutcome | Non
     for app in apps.values():
         visit(app)
     for app in order:
-        status = catalog.store.read(app)
-        blocked = [d for d in app.dependencies
-                   if (o := done.get(d)) is None or not o.status.ready]
-        if blocked or app.spec.suspend or (status is not None and status.suspended):
-            done[app.key] = None
-            continue
-        done[app.key] = sync_now(catalog, app, trigger="start")
+        try:
+            status = catalog.store.read(app)
+            blocked = [d for d in app.dependencies
+                       if (o := done.get(d)) is None or not o.status.ready]
+            if blocked or app.spec.suspend or (status is not None and status.suspended):
+                done[app.key] = None
+                continue
+            done[app.key] = sync_now(catalog, app, trigger="start")
+        except GitopsError as exc:  # its status cannot be read or kept: the others go on
+            done[app.key] = ReconcileOutcome(
+                AppStatus(message=f"cannot keep its status: {exc}"), failed=True)
     return [(app, done[app.key]) for app in order]
 
 
