@@ -234,7 +234,7 @@ def test_bad_metadata(tmp_path: Path, metadata: dict[str, Any], expected: str) -
     ("v1", "ConfigMap", "not a gitops.dev document"),
     ("argoproj.io/v1alpha1", "Application", "not a gitops.dev document"),
     ("gitops.dev/v1beta1", "Application", "apiVersion gitops.dev/v1beta1 is not supported"),
-    ("gitops.dev/v1alpha1", "ImagePolicy", "kind ImagePolicy of gitops.dev is not supported"),
+    ("gitops.dev/v1alpha1", "Kustomization", "kind Kustomization of gitops.dev is not supported"),
     (None, "Application", "apiVersion and kind are required"),
 ])
 def test_wrong_kind_or_api_version(tmp_path: Path, api_version: str | None, kind: str, expected: str) -> None:

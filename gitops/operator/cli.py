@@ -339,30 +339,31 @@ def cmd_run(args: argparse.Namespace, out: Out) -> int:
     from gitops.operator.files import ApplicationFiles, TargetStatusStore
 
     files = ApplicationFiles(args.file)
-    apps = files.load()
+    declared = files.load_declarations()
     store = TargetStatusStore()
     stop = threading.Event()
     with _signals(stop), Runtime(args, store) as runtime:
-        runtime.operator.set_applications(apps)
+        runtime.apply(declared)
         runtime.start()
-        log.info("keeping %d applications converged", len(apps))
+        log.info("keeping %d applications converged", len(declared.applications))
         while not stop.wait(args.reload_interval):
             if files.changed():
                 try:
-                    loaded = files.load()
+                    loaded = files.load_declarations()
                 except InputError as exc:
                     files.seen()  # said once per change, not every interval
                     log.error("not reloaded: %s", exc, extra={"reason": "ReloadFailed"})
                     continue
-                if apps and not loaded:  # a file truncated mid-write, most likely
+                if declared and not loaded:  # a file truncated mid-write, most likely
                     files.seen()
-                    log.error("not reloaded: the files declare no application any more; "
-                              "keeping the %d running (stop gitops run to drop them all)",
-                              len(apps), extra={"reason": "ReloadFailed"})
+                    log.error("not reloaded: the files declare nothing any more; keeping the "
+                              "%d declarations running (stop gitops run to drop them all)",
+                              len(declared), extra={"reason": "ReloadFailed"})
                     continue
-                apps = loaded
-                log.info("reloaded %d applications", len(apps), extra={"reason": "Reloaded"})
-                runtime.operator.set_applications(apps)
+                declared = loaded
+                log.info("reloaded %d applications", len(declared.applications),
+                         extra={"reason": "Reloaded"})
+                runtime.apply(declared)
         log.info("stopping: letting the syncs in flight finish")
     store.close()
     return EXIT_OK

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from gitops.apps.load import load_applications
+from gitops.apps.load import Declarations, load_declarations
 from gitops.apps.spec import Application
 from gitops.errors import ConflictError
 from gitops.operator.status import AppStatus
@@ -43,10 +43,15 @@ class ApplicationFiles:
 
     def load(self) -> list[Application]:
         """Every application in the files; InputError naming the file and document at fault."""
+        return list(self.load_declarations().applications)
+
+    def load_declarations(self) -> Declarations:
+        """Every document in the files (applications, image automation, application sets);
+        InputError naming the file and document at fault."""
         signatures = self._signatures()
-        apps = load_applications(*self.paths)
+        declared = load_declarations(*self.paths)
         self._seen = signatures
-        return apps
+        return declared
 
     def seen(self) -> None:
         """Take the files as they are now as seen (after a load that failed)."""

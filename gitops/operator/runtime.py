@@ -14,6 +14,7 @@ import logging
 from types import TracebackType
 from typing import Protocol, Self
 
+from gitops.apps.load import Declarations
 from gitops.errors import InputError
 from gitops.operator.httpserver import Server, operator_routes, serve
 from gitops.operator.logs import configure_logging
@@ -103,6 +104,10 @@ class Runtime:
             log.info("webhooks on %s", self.servers[-1].url)
         self.operator.start()
         self._started = True
+
+    def apply(self, declared: Declarations) -> None:
+        """Keep what the files declare: the applications (added, changed, removed)."""
+        self.operator.set_applications(declared.applications)
 
     def route_to(self, router: Router) -> None:
         """Send webhooks through ``router`` instead of this process's scheduler (a
