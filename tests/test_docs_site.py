@@ -1,0 +1,157 @@
+"""The reference site builds with warnings as errors, and its generators say what the code has.
+
+``mkdocs build --strict`` fails on a broken link, a missing anchor, a page left out of the
+navigation or an unresolvable cross-reference; these tests run it as ``make docs`` does.
+Without MkDocs installed they skip, except under CI (``CI=true``), where they fail: CI
+installs the ``docs`` extra, so its absence there is a broken set-up, not a reason to skip.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIG = ROOT / "mkdocs.yml"
+
+
+def _require_mkdocs() -> None:
+    missing = [name for name in ("mkdocs", "material", "mkdocstrings_handlers.python")
+               if importlib.util.find_spec(name.split(".")[0]) is None]
+    if not missing:
+        return
+    message = f"{', '.join(missing)} not installed: pip install -e '.[docs]'"
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def _gen_cli() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("gen_cli", ROOT / "docs" / "gen_cli.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _build(config: Path, site: Path) -> subprocess.CompletedProcess[str]:
+    """``mkdocs build --strict`` (never ``-q``: below WARNING nothing is counted, nothing fails)."""
+    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1", "PYTHONPATH": str(ROOT)}
+    env.pop("GITOPS_DOCS_REPO_URL", None)
+    return subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "-f", str(config),
+         "-d", str(site)],
+        capture_output=True, text=True, env=env, timeout=120, check=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    _require_mkdocs()
+    out = tmp_path_factory.mktemp("site")
+    result = _build(CONFIG, out)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "WARNING" not in output, output
+    return out
+
+
+def _text(page: Path) -> str:
+    return re.sub(r"<[^>]+>", "", page.read_text(encoding="utf-8"))
+
+
+def test_site_builds_with_no_warning(site: Path) -> None:
+    for page in ("index.html", "concepts/index.html", "urls/index.html",
+                 "comparison/index.html", "cli-reference/index.html", "api/index.html",
+                 "api/plugins/index.html", "api/operator/index.html", "plugins/index.html"):
+        assert (site / page).is_file(), page
+    assert not list((site).glob("gen_*.py")), "the generators are not part of the site"
+
+
+def test_cli_reference_lists_every_command_and_flag(site: Path) -> None:
+    from gitops.cli import _parser
+
+    page = _text(site / "cli-reference" / "index.html")
+    gen_cli = _gen_cli()
+    names = [name for name, _, _ in gen_cli._commands(_parser(), "")]
+    assert {"gitops diff", "gitops sync", "gitops run", "gitops controller"} <= set(names)
+    for name in names:
+        assert name in page, name
+    for flag in ("--prune", "--dry-run", "--leader-elect", "--reload-interval", "--workers"):
+        assert flag in page, flag
+
+
+def test_api_reference_documents_the_public_api(site: Path) -> None:
+    import gitops
+
+    page = _text(site / "api" / "index.html")
+    for name in gitops.__all__:
+        if not name.startswith("_"):
+            assert f"gitops.{name}" in page or name in page, name
+    plugins = _text(site / "api" / "plugins" / "index.html")
+    for contract in ("gitops.sources.base.Source", "gitops.targets.base.Target",
+                     "gitops.differs.base.Differ", "gitops.renderers.base.Renderer"):
+        assert contract in plugins, contract
+    # Sphinx roles in docstrings became references or code, never raw markup.
+    assert ":class:" not in page and ":meth:" not in plugins
+
+
+def test_a_broken_link_fails_the_build(tmp_path: Path) -> None:
+    _require_mkdocs()
+    copy = tmp_path / "repo"
+    copy.mkdir()
+    for entry in ROOT.iterdir():
+        if entry.name not in ("docs", "mkdocs.yml", "site", ".git"):
+            (copy / entry.name).symlink_to(entry)
+    (copy / "mkdocs.yml").write_text(CONFIG.read_text(encoding="utf-8"), encoding="utf-8")
+    docs = copy / "docs"
+    docs.mkdir()
+    for page in (ROOT / "docs").rglob("*"):
+        if page.is_file() and "__pycache__" not in page.parts:
+            (docs / page.relative_to(ROOT / "docs")).parent.mkdir(parents=True, exist_ok=True)
+            (docs / page.relative_to(ROOT / "docs")).write_bytes(page.read_bytes())
+    with (docs / "index.md").open("a", encoding="utf-8") as index:
+        index.write("\n[gone](no-such-page.md) [anchor](concepts.md#no-such-anchor) "
+                    "[api][gitops.NoSuchThing] [file](../no/such/file.py)\n")
+    result = _build(copy / "mkdocs.yml", tmp_path / "site")
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    for culprit in ("no-such-page.md", "no-such-anchor", "gitops.NoSuchThing",
+                    "../no/such/file.py"):
+        assert culprit in output, culprit
+
+
+def _toy_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tool", description="A toy.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    image = sub.add_parser("image", help="images")
+    nested = image.add_subparsers(dest="verb", metavar="VERB")
+    update = nested.add_parser("update", help="update the *tags* | now", aliases=["up"])
+    update.add_argument("policy", metavar="POLICY", help="a policy file")
+    update.add_argument("--interval", type=float, default=2.5,
+                        help="seconds between checks (default %(default)s)")
+    update.add_argument("--mode", choices=("a|b", "c"), default="c")
+    update.add_argument("--tag", action="append", default=[], help="a tag")
+    update.add_argument("--secret", help=argparse.SUPPRESS)
+    return parser
+
+
+def test_generator_walks_nested_commands_with_defaults_and_help() -> None:
+    markdown = _gen_cli().cli_reference(_toy_parser())
+    assert "## `tool image update`" in markdown
+    assert markdown.count("## `tool image update`") == 1, "an alias is not a second command"
+    assert "[`tool image update`](#tool-image-update)" in markdown
+    assert "| `--interval INTERVAL` | `2.5` | seconds between checks (default 2.5) |" in markdown
+    assert "| `--tag TAG` |  | a tag (repeatable) |" in markdown
+    assert "| `POLICY` |  | a policy file |" in markdown
+    assert "update the \\*tags\\* \\| now" in markdown  # literal text, one table cell
+    assert "--secret" not in markdown
+    assert "usage: tool image update [-h]" in markdown
