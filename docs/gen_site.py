@@ -2,8 +2,9 @@
 
 - The documented code is this checkout's: the repository root goes first on ``sys.path``,
   so an installed ``gitops`` elsewhere is never what the site describes.
-- ``cli-reference.md`` is generated from the argument parser (:mod:`gen_cli`) on every
-  build; it is never a file in ``docs/``.
+- ``cli-reference.md`` (from the argument parser, :mod:`gen_cli`) and ``api/modules.md``
+  (from the package's files, :mod:`gen_modules`) are generated on every build; they are
+  never files in ``docs/``.
 - Links from a page to a repository file outside ``docs/`` (``../examples/...``) must
   name a file or folder that exists, else the build warns (and ``--strict`` fails). They
   become links to ``repo_url`` when the site has one, else the path in plain text: the
@@ -26,6 +27,7 @@ from mkdocs.structure.pages import Page
 log = get_plugin_logger(__name__)
 
 CLI_REFERENCE = "cli-reference.md"
+MODULE_INDEX = "api/modules.md"
 _LINK = re.compile(r"\[(?P<text>[^\]\n]*)\]\((?P<target>[^)\s]+)\)")
 _FENCE = re.compile(r"^\s*(```|~~~)")
 _SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:")
@@ -62,12 +64,15 @@ def on_config(config: MkDocsConfig) -> MkDocsConfig:
 
 
 def on_files(files: Files, config: MkDocsConfig) -> Files:
-    """Add the CLI reference, generated from the parser of the code being documented."""
+    """Add the pages generated from the code: the CLI reference and the module index."""
     from gen_cli import cli_reference
+    from gen_modules import module_index
 
     from gitops.cli import _parser
 
     files.append(File.generated(config, CLI_REFERENCE, content=cli_reference(_parser())))
+    package = _repo_root(config) / "gitops"
+    files.append(File.generated(config, MODULE_INDEX, content=module_index(package)))
     return files
 
 

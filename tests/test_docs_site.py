@@ -9,6 +9,7 @@ installs the ``docs`` extra, so its absence there is a broken set-up, not a reas
 from __future__ import annotations
 
 import argparse
+import importlib
 import importlib.util
 import os
 import re
@@ -34,12 +35,17 @@ def _require_mkdocs() -> None:
     pytest.skip(message)
 
 
+def _generator(name: str) -> ModuleType:
+    """A module of docs/ (they import each other by bare name, as the mkdocs hook does)."""
+    sys.path.insert(0, str(ROOT / "docs"))
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(str(ROOT / "docs"))
+
+
 def _gen_cli() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("gen_cli", ROOT / "docs" / "gen_cli.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return _generator("gen_cli")
 
 
 def _build(config: Path, site: Path) -> subprocess.CompletedProcess[str]:
@@ -155,3 +161,28 @@ def test_generator_walks_nested_commands_with_defaults_and_help() -> None:
     assert "update the \\*tags\\* \\| now" in markdown  # literal text, one table cell
     assert "--secret" not in markdown
     assert "usage: tool image update [-h]" in markdown
+
+
+def test_module_index_lists_every_public_module_from_the_files(tmp_path: Path) -> None:
+    package = tmp_path / "pkg"
+    (package / "sub").mkdir(parents=True)
+    (package / "__init__.py").write_text('"""The package.\n\nMore."""\n', encoding="utf-8")
+    (package / "sub" / "__init__.py").write_text("", encoding="utf-8")
+    (package / "sub" / "new.py").write_text(
+        '"""Added later: see :class:`~pkg.sub.new.Thing` | piped."""\nimport not_installed\n',
+        encoding="utf-8")
+    (package / "_private.py").write_text('"""Hidden."""\n', encoding="utf-8")
+    markdown = _generator("gen_modules").module_index(package)
+    rows = [line for line in markdown.splitlines() if line.startswith("| <autoref")]
+    assert [row.split('"')[1] for row in rows] == ["pkg", "pkg.sub", "pkg.sub.new"]
+    assert rows[0].endswith("| The package. |")
+    assert rows[1].endswith("| — |")
+    assert '<autoref identifier="pkg.sub.new.Thing" optional><code>Thing</code></autoref>' in rows[2]
+    assert "&#124; piped" in rows[2]
+    assert "Hidden" not in markdown
+
+
+def test_module_index_page_lists_the_package(site: Path) -> None:
+    page = _text(site / "api" / "modules" / "index.html")
+    for module in ("gitops.engine", "gitops.operator.scheduler", "gitops.sources.git"):
+        assert module in page, module
