@@ -157,8 +157,8 @@ def _cell_md(markdown: str) -> str:
 
 
 def _anchor(name: str) -> str:
-    """The id Python-Markdown's toc gives the heading ``## `name` ``."""
-    return re.sub(r"[-\s]+", "-", re.sub(r"[^\w\s-]", "", name).strip().lower())
+    """The id of the heading ``## `name` `` (GitHub's slugs, as ``mkdocs.yml`` sets them)."""
+    return re.sub(r"[^\w\- ]", "", name.strip().lower()).replace(" ", "-")
 
 
 def main() -> None:
