@@ -75,9 +75,9 @@ def _text(page: Path) -> str:
 
 
 def test_site_builds_with_no_warning(site: Path) -> None:
-    for page in ("index.html", "concepts/index.html", "urls/index.html",
-                 "comparison/index.html", "cli-reference/index.html", "api/index.html",
-                 "api/plugins/index.html", "api/operator/index.html", "plugins/index.html"):
+    for page in ("index.html", "concepts.html", "urls.html", "comparison.html",
+                 "cli-reference.html", "api/index.html", "api/plugins.html",
+                 "api/operator.html", "api/modules.html", "plugins.html"):
         assert (site / page).is_file(), page
     assert not list((site).glob("gen_*.py")), "the generators are not part of the site"
 
@@ -85,7 +85,7 @@ def test_site_builds_with_no_warning(site: Path) -> None:
 def test_cli_reference_lists_every_command_and_flag(site: Path) -> None:
     from gitops.cli import _parser
 
-    page = _text(site / "cli-reference" / "index.html")
+    page = _text(site / "cli-reference.html")
     gen_cli = _gen_cli()
     names = [name for name, _, _ in gen_cli._commands(_parser(), "")]
     assert {"gitops diff", "gitops sync", "gitops run", "gitops controller"} <= set(names)
@@ -102,7 +102,7 @@ def test_api_reference_documents_the_public_api(site: Path) -> None:
     for name in gitops.__all__:
         if not name.startswith("_"):
             assert f"gitops.{name}" in page or name in page, name
-    plugins = _text(site / "api" / "plugins" / "index.html")
+    plugins = _text(site / "api" / "plugins.html")
     for contract in ("gitops.sources.base.Source", "gitops.targets.base.Target",
                      "gitops.differs.base.Differ", "gitops.renderers.base.Renderer"):
         assert contract in plugins, contract
@@ -183,6 +183,6 @@ def test_module_index_lists_every_public_module_from_the_files(tmp_path: Path) -
 
 
 def test_module_index_page_lists_the_package(site: Path) -> None:
-    page = _text(site / "api" / "modules" / "index.html")
+    page = _text(site / "api" / "modules.html")
     for module in ("gitops.engine", "gitops.operator.scheduler", "gitops.sources.git"):
         assert module in page, module
