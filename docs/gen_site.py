@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import posixpath
 import re
 import sys
@@ -96,9 +97,8 @@ def _repo_link(match: re.Match[str], page: Page, config: MkDocsConfig) -> str:
     resolved = posixpath.normpath(posixpath.join(posixpath.dirname(page.file.src_uri), path))
     if not resolved.startswith("../"):
         return match[0]  # within docs/: mkdocs validates it
-    docs = Path(config.docs_dir).resolve()
-    repo_path = (docs / resolved).resolve()
     root = _repo_root(config)
+    repo_path = Path(os.path.normpath(Path(config.docs_dir).absolute() / resolved))
     if not repo_path.is_relative_to(root) or not repo_path.exists():
         log.warning("Doc file '%s' links to '%s', which is not a file of the repository",
                     page.file.src_uri, target)
@@ -111,5 +111,5 @@ def _repo_link(match: re.Match[str], page: Page, config: MkDocsConfig) -> str:
 
 
 def _repo_root(config: MkDocsConfig) -> Path:
-    """The folder holding ``mkdocs.yml``."""
-    return Path(config.config_file_path).resolve().parent
+    """The folder holding ``mkdocs.yml`` (as named: symbolic links in it are the repository's)."""
+    return Path(os.path.normpath(Path(config.config_file_path).absolute().parent))
