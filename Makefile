@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO_OUT ?= demo-out
 
-.PHONY: demo test lint typecheck unit bench clean
+.PHONY: demo test docs lint typecheck unit bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +18,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 EXAMPLE_PLUGIN := examples/plugins/gitops-plugin-example
 
 $(VENV)/.installed-test: pyproject.toml $(EXAMPLE_PLUGIN)/pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[test,kubernetes]'
+	$(BIN)/pip install --quiet -e '.[test,kubernetes,docs]'
 	$(BIN)/pip install --quiet -e $(EXAMPLE_PLUGIN)
 	touch $@
 
@@ -37,16 +37,24 @@ demo: $(VENV)/.installed
 
 ## test: install what the tests need, then lint, type-check and run the whole suite
 test: $(VENV)/.installed-test typecheck
-	$(BIN)/ruff check gitops tests bench examples
+	$(BIN)/ruff check gitops tests bench examples docs
 	GITOPS_REQUIRE_EXAMPLE_PLUGIN=1 $(BIN)/pytest -q
 
 ## typecheck: mypy --strict on the package, the tests and the benchmarks. One run per test
 ## folder: each has its own conftest.py and helper modules imported by bare name.
-TYPED_FOLDERS := tests tests/git tests/oci bench $(EXAMPLE_PLUGIN)/tests
+TYPED_FOLDERS := tests tests/git tests/oci bench docs $(EXAMPLE_PLUGIN)/tests
 typecheck: $(VENV)/.installed-test
 	$(BIN)/mypy --strict gitops $(EXAMPLE_PLUGIN)/src
 	@for d in $(TYPED_FOLDERS); do echo "mypy --strict $$d/*.py"; \
 	    $(BIN)/mypy --strict $$d/*.py || exit 1; done
+
+## docs: build the reference site (mkdocs.yml) into site/; any warning fails it
+$(VENV)/.installed-docs: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[docs]'
+	touch $@
+
+docs: $(VENV)/.installed-docs
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 ## bench: run every benchmark at the scale its issue names; fails if any budget is over
 BENCHMARKS ?= plan_10k replan git_fetch oci_pull k8s_requests kustomize_render operator
@@ -58,4 +66,4 @@ bench: $(VENV)/.installed-test
 	done; exit $$status
 
 clean:
-	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(DEMO_OUT) site .pytest_cache .mypy_cache .ruff_cache .hypothesis
