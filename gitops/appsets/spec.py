@@ -70,11 +70,12 @@ def check_generators(value: list[GeneratorSpec], *, where: str = "generators") -
 class TemplateMetadata(_Model):
     """``template.metadata``: ``name`` (required) and the rest; strings may hold ``{{param}}``.
 
-    Checked as an Application's metadata (DNS labels) once filled in.
+    Checked as an Application's metadata (DNS labels) once filled in; ``namespace``
+    absent: the set's own namespace (as Argo CD puts generated Applications beside their set).
     """
 
     name: str = Field(min_length=1)
-    namespace: str = "default"
+    namespace: str | None = None
     labels: dict[str, str] = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
 
