@@ -68,6 +68,10 @@ def test_matrix_is_the_cartesian_product_and_the_second_may_use_the_first() -> N
 def test_matrix_needs_two_generators_and_agreeing_parameters() -> None:
     with pytest.raises(InputError, match="generators"):
         _run({"matrix": {"generators": [{"list": {"elements": []}}]}})
+    with pytest.raises(InputError, match=r"spec.generators\[0\].matrix.generators\[1\].list: "
+                                         r"elements: Input should be a valid list"):
+        _run({"matrix": {"generators": [{"list": {"elements": [{"a": "1"}]}},
+                                        {"list": {"elements": "x"}}]}})
     with pytest.raises(InputError, match="both generators of the matrix give parameter 'a'"):
         _run({"matrix": {"generators": [{"list": {"elements": [{"a": "1"}]}},
                                         {"list": {"elements": [{"a": "2"}]}}]}})
@@ -80,7 +84,8 @@ def test_merge_overrides_by_key_later_generators_win() -> None:
         {"list": {"elements": [{"name": "us", "size": "xl"}]}},
     ]}})
     assert params == [{"name": "eu", "size": "s"}, {"name": "us", "size": "xl", "extra": "1"}]
-    with pytest.raises(InputError, match="without merge key 'name'"):
+    with pytest.raises(InputError, match=r"spec.generators\[0\].merge: generators\[1\] gives a "
+                                         r"parameter set without merge key 'name'"):
         _run({"merge": {"mergeKeys": ["name"], "generators": [
             {"list": {"elements": [{"name": "eu"}]}}, {"list": {"elements": [{"size": "m"}]}}]}})
 

@@ -48,7 +48,7 @@ class MatrixGenerator(Generator):
         except ValueError as exc:
             raise context.error(str(exc)) from None
         first_entry, second_entry = model.generators
-        base = f"{context.field_path}.matrix.generators"
+        base = f"{context.field_path}.generators"
         firsts = [flatten(p) for p in context.generate(first_entry, f"{base}[0]")]
         where = f"{base}[1]"
         shared: list[dict[str, str]] | None = None

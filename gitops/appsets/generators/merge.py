@@ -38,7 +38,7 @@ class MergeGenerator(Generator):
             check_generators(model.generators, where="generators")
         except ValueError as exc:
             raise context.error(str(exc)) from None
-        base_path = f"{context.field_path}.merge.generators"
+        base_path = f"{context.field_path}.generators"
         keys = model.merge_keys
 
         def identity(params: Mapping[str, str], index: int) -> tuple[str, ...]:
