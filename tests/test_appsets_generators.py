@@ -118,6 +118,19 @@ def test_a_registered_plugin_generates_and_records_its_revision() -> None:
     assert generated.keys == ("ops/n0", "ops/n1") and generated.revisions == {"count": "2"}
 
 
+def test_gitops_plugins_lists_generators(capsys: pytest.CaptureFixture[str]) -> None:
+    from gitops.cli import main
+
+    gitops.plugins.register("generator", "doubling", Doubling)
+    try:
+        assert main(["plugins", "-o", "json"]) == 0
+    finally:
+        gitops.plugins.unregister("generator", "doubling")
+    rows = json.loads(capsys.readouterr().out)["plugins"]
+    assert {"kind": "generator", "name": "doubling", "status": "ok"}.items() <= next(
+        r for r in rows if r["name"] == "doubling").items()
+
+
 def test_unknown_generator_lists_the_installed_ones() -> None:
     with pytest.raises(InputError, match=r"spec.generators\[0\]: no generator plugin for 'nope'"):
         generate(_appset([{"nope": {}}]))
