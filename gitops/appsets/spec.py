@@ -16,10 +16,19 @@ import re
 from collections.abc import Iterator, Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from gitops.apps.durations import Duration
 from gitops.apps.spec import Metadata
+from gitops.errors import InputError
 
 __all__ = [
     "APPLICATIONS_SYNC_POLICIES",
@@ -227,6 +236,27 @@ class ApplicationSet(_Model):
     kind: Literal["ApplicationSet"] = "ApplicationSet"
     metadata: Metadata
     spec: ApplicationSetSpec
+
+    @classmethod
+    def from_object(cls, manifest: Mapping[str, Any]) -> ApplicationSet:
+        """The set a Kubernetes ``ApplicationSet`` object declares: ``status`` and the
+        metadata the API server sets are ignored. InputError naming the set and each
+        problem (never a value)."""
+        from gitops.apps.load import SERVER_METADATA  # one error format with Applications
+        from gitops.apps.load import _problems as problems
+
+        if not isinstance(manifest, Mapping):
+            raise InputError("an ApplicationSet object must be a mapping")
+        data = {k: v for k, v in manifest.items() if k != "status"}
+        metadata = data.get("metadata")
+        where = "ApplicationSet"
+        if isinstance(metadata, Mapping):
+            data["metadata"] = {k: v for k, v in metadata.items() if k not in SERVER_METADATA}
+            where = f"ApplicationSet {metadata.get('namespace', 'default')}/{metadata.get('name', '?')}"
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise InputError(f"{where}: {problems(exc)}") from None
 
     @property
     def name(self) -> str:

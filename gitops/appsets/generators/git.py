@@ -126,11 +126,11 @@ class GitGenerator(Generator):
         opened = context.cache.get(key, lambda: _OpenSource(open_source(model.url, **model.options)))
         with opened.lock:
             revision = opened.source.resolve()
-            folders: list[str] | None = context.cache.peek((*key, revision))
-            if folders is None:
-                artifact = opened.source.fetch(revision)
-                folders = list_directories(artifact.tree)
-                context.cache.put((*key, revision), folders)
+            listed: tuple[str, list[str]] | None = context.cache.peek((*key, "folders"))
+            if listed is None or listed[0] != revision:  # only the latest listing is kept
+                listed = (revision, list_directories(opened.source.fetch(revision).tree))
+                context.cache.put((*key, "folders"), listed)
+            folders = listed[1]
         context.record_revision(opened.source.url, revision)
         includes = [d.path for d in model.directories if not d.exclude]
         excludes = [d.path for d in model.directories if d.exclude]
