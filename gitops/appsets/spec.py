@@ -104,6 +104,10 @@ class TemplateSpec(_Model):
     metadata: TemplateMetadata
     spec: dict[str, Any]
 
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        yield "metadata", self.metadata
+        yield "spec", sorted(self.spec)  # names only: options may hold credentials
+
     @field_validator("spec")
     @classmethod
     def _has_source_and_target(cls, value: dict[str, Any]) -> dict[str, Any]:
@@ -227,6 +231,11 @@ class ApplicationSetSpec(_Model):
         default="1m", gt=0, validate_default=True,
         description="how often the generators are evaluated again",
     )
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        for key, value in super().__repr_args__():
+            # generator names only: a config may hold credentials (a git source's options)
+            yield key, ([next(iter(g)) for g in self.generators] if key == "generators" else value)
 
 
 class ApplicationSet(_Model):
