@@ -71,7 +71,8 @@ def policies(tmp_path: Path, registry: LocalRegistry, extra: str = "") -> Path:
 @pytest.fixture
 def repo(served: Path, home: Path, tmp_path: Path, registry: LocalRegistry) -> Bare:
     files = {"deploy/web.yaml": f"image: {registry.host}/acme/web:1.0.0 "
-                                f"# {marker('default:web')}\n"}
+                                f"# {marker('default:web')}\n",
+             "deploy/other.yaml": f"image: other:1 # {marker('other:thing')}\n"}
     return new_bare(served, home, files, tmp=tmp_path)
 
 
@@ -94,11 +95,14 @@ def test_update_pushes_the_chosen_tag_once_and_then_nothing(
         "file": "deploy/web.yaml", "line": 1, "policy": "default:web", "field": "image",
         "old": f"{registry.host}/acme/web:1.0.0", "new": f"{registry.host}/acme/web:1.4.0"}]
     assert document["images"][0]["tag"] == "1.4.0"
+    assert document["unknown"] == [{"file": "deploy/other.yaml", "line": 1,
+                                    "policy": "other:thing"}]
     assert repo.show("main", "deploy/web.yaml") == (
         f"image: {registry.host}/acme/web:1.4.0 # {marker('default:web')}\n")
 
     code, text = run(daemon.url(repo.name) + "@main", [file])
     assert code == 0 and "up to date, nothing to commit" in text
+    assert "deploy/other.yaml:1: no image policy other:thing here; marker left alone" in text
     assert repo.head() == document["commit"]
 
 

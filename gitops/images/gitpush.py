@@ -68,6 +68,8 @@ class UpdateResult:
     pushed: bool
     #: how many times the edit was made (more than one after a concurrent push)
     attempts: int = 1
+    #: files with markers naming a policy not given (left alone; see FileUpdate.unknown)
+    unknown: tuple[FileUpdate, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -187,18 +189,19 @@ class _Updater:
         self._checkout(repo, base)
         dirty = Path(repo.controldir()) / _DIRTY
         dirty.touch()
-        updates = [u for u in update_tree(self.workdir, plan.path, self.choices,
-                                          pin_digest=plan.pin_digest) if u.changed]
+        marked = update_tree(self.workdir, plan.path, self.choices, pin_digest=plan.pin_digest)
+        updates = [u for u in marked if u.changed]
+        unknown = tuple(u for u in marked if u.unknown)
         if not updates:
             dirty.unlink()
-            return UpdateResult(None, plan.push_branch, (), False, attempt)
+            return UpdateResult(None, plan.push_branch, (), False, attempt, unknown)
         commit = self._commit(repo, base, updates)
         repo.refs[Ref(b"HEAD")] = ObjectID(commit.encode())  # the tree on disk is the commit's
         dirty.unlink()
         self.remote.push(repo, push_ref, remote_push, commit)
         log.info("%s: pushed %s to %s (%d change(s))", plan.key, commit[:12], plan.push_branch,
                  sum(len(u.changes) for u in updates))
-        return UpdateResult(commit, plan.push_branch, tuple(updates), True, attempt)
+        return UpdateResult(commit, plan.push_branch, tuple(updates), True, attempt, unknown)
 
     # -- the working tree ----------------------------------------------------------------
 

@@ -123,12 +123,18 @@ def _print(result: UpdateResult, automation: ImageUpdateAutomation,
             "changes": [{"file": u.path, "line": c.line, "policy": c.policy,
                          "field": c.field, "old": c.old, "new": c.new}
                         for u in result.changes for c in u.changes],
+            "unknown": [{"file": u.path, "line": m.line, "policy": m.policy}
+                        for u in result.unknown for m in u.unknown],
         }
         out.write(json.dumps(document, indent=2) + "\n")
         return
     for choice in chosen:
         out.write(f"{choice.policy}: {choice.reference}"
                   + (f"@{choice.digest}" if choice.digest else "") + "\n")
+    for update in result.unknown:
+        for unknown in update.unknown:
+            out.write(f"  {update.path}:{unknown.line}: no image policy {unknown.policy} "
+                      "here; marker left alone\n")
     if result.commit is None:
         out.write(f"{shown} {result.branch}: up to date, nothing to commit\n")
         return
