@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from images_git import Bare, marker, new_bare
 
+from gitops.cli import main
 from gitops.errors import InputError
 from gitops.images.update_cli import cmd_update
 from gitops.sources.oci import push
@@ -78,7 +79,7 @@ def repo(served: Path, home: Path, tmp_path: Path, registry: LocalRegistry) -> B
 
 def run(url: str, files: list[Path], output: str = "text", **extra: object) -> tuple[int, str]:
     out = io.StringIO()
-    args = argparse.Namespace(url=url, file=[os.fspath(f) for f in files], output=output,
+    args = argparse.Namespace(repository=url, file=[os.fspath(f) for f in files], output=output,
                               **extra)
     return cmd_update(args, out), out.getvalue()
 
@@ -140,3 +141,17 @@ def test_the_branch_is_required_and_errors_name_the_url_without_credentials(
     code, plain = run(secret_url + "@main", [file])
     for shown in (text, plain, caplog.text, repo.git("log", "-p", "main")):
         assert http.password not in shown
+
+
+def test_the_command_line_runs_it(repo: Bare, daemon: GitDaemon, registry: LocalRegistry,
+                                  tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    file = policies(tmp_path, registry)
+    code = main(["image", "update", daemon.url(repo.name) + "@main", "-f", os.fspath(file),
+                 "--push-branch", "bump", "--author-name", "CLI Bot", "--message",
+                 "bump to $images", "-o", "json"])
+    document = json.loads(capsys.readouterr().out)
+    assert code == 0 and document["branch"] == "bump" and document["commit"] == repo.head("bump")
+    assert repo.git("log", "-1", "--format=%an|%s", "bump").strip() == (
+        f"CLI Bot|bump to {registry.host}/acme/web:1.4.0")
+    code = main(["image", "update", daemon.url(repo.name), "-f", os.fspath(file)])
+    assert code == 2 and "give the branch to update" in capsys.readouterr().err
