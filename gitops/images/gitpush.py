@@ -268,6 +268,8 @@ class _Updater:
         target.parent.mkdir(parents=True, exist_ok=True)
         if target.is_symlink() or target.is_file():
             target.unlink()
+        elif target.is_dir():  # a folder becomes a file: its files' deletions come later
+            shutil.rmtree(target)
         kind = mode & 0o170000
         if kind == 0o160000:  # a submodule: an empty folder, as git clone leaves it
             target.mkdir(exist_ok=True)
