@@ -32,6 +32,7 @@ from dulwich.object_store import commit_tree_changes
 from dulwich.objects import Blob, Commit, ObjectID, Tree
 from dulwich.refs import Ref
 from dulwich.repo import Repo
+from filelock import FileLock
 
 from gitops.errors import GitopsError, InputError, RevisionNotFoundError
 from gitops.images.latest import LatestImage
@@ -56,6 +57,7 @@ MESSAGE_FIELDS = ("automation", "branch", "changes", "files", "images", "count")
 DEFAULT_MESSAGE = "Update images (automation $automation)\n\n$changes\n"
 _DIRTY = "gitops-update-in-progress"
 _ATTEMPTS = 5
+_LOCK = 300.0  # seconds an update waits for another one using the same workdir
 
 
 @dataclass(frozen=True)
@@ -167,7 +169,8 @@ class _Updater:
         self.shown = remote.shown
 
     def run(self, attempts: int) -> UpdateResult:
-        with closing(self.remote), self._repo() as repo:
+        with closing(self.remote), self._repo() as repo, \
+                FileLock(os.path.join(repo.controldir(), "gitops-update.lock"), timeout=_LOCK):
             for attempt in range(1, attempts + 1):
                 try:
                     return self._attempt(repo, attempt)
