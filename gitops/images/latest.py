@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gitops.errors import InputError, SourceError
+from gitops.errors import InputError, SourceError, TransientError
 from gitops.images.policy import select_tag
 from gitops.images.scan import ImageRepository, TagCache, scan_tags
 from gitops.images.spec import ImagePolicy
@@ -71,6 +71,9 @@ def latest_image(
                     + f" ({len(result.tags)} tags considered)",
                 )
             digest = repo.digest(tag) if with_digest else None
-    except SourceError as exc:
-        raise type(exc)(exc.url, f"ImagePolicy {policy.ref}: {exc.reason}") from exc
+    except SourceError as exc:  # the same error, saying which policy met it
+        named = type(exc)(exc.url, f"ImagePolicy {policy.ref}: {exc.reason}")
+        if isinstance(exc, TransientError) and isinstance(named, TransientError):
+            named.retry_after = exc.retry_after
+        raise named from exc
     return LatestImage(policy.ref, spec.image, tag, digest)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -70,6 +70,35 @@ def compile_go_regex(pattern: str) -> re.Pattern[str]:
 
 class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+
+class _Document(_Model):
+    """What both documents share besides their fields: names, ``key``, ``to_dict``, repr."""
+
+    if TYPE_CHECKING:
+        metadata: Metadata
+        spec: Any
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+    @property
+    def namespace(self) -> str:
+        return self.metadata.namespace
+
+    @property
+    def key(self) -> str:
+        """``namespace/name``: how files, commands and logs name the document."""
+        return f"{self.metadata.namespace}/{self.metadata.name}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The document as YAML/JSON data (camelCase, durations as Go strings)."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        yield "key", self.key
+        yield "spec", self.spec
 
 
 # -- ImagePolicy ---------------------------------------------------------------------------
@@ -244,7 +273,7 @@ class ImagePolicySpec(_Model):
             yield key, (sorted(self.options) if key == "options" else value)
 
 
-class ImagePolicy(_Model):
+class ImagePolicy(_Document):
     """``kind: ImagePolicy``: the newest allowed tag of one image repository.
 
     Setter markers in Git name it ``NAMESPACE:NAME`` (:attr:`ref`).
@@ -257,30 +286,9 @@ class ImagePolicy(_Model):
     spec: ImagePolicySpec
 
     @property
-    def name(self) -> str:
-        return self.metadata.name
-
-    @property
-    def namespace(self) -> str:
-        return self.metadata.namespace
-
-    @property
-    def key(self) -> str:
-        """``namespace/name``: how files, commands and logs name the policy."""
-        return f"{self.metadata.namespace}/{self.metadata.name}"
-
-    @property
     def ref(self) -> str:
         """``namespace:name``: how setter markers (``{"$imagepolicy": "NS:NAME"}``) name it."""
         return f"{self.metadata.namespace}:{self.metadata.name}"
-
-    def to_dict(self) -> dict[str, Any]:
-        """The document as YAML/JSON data (camelCase, durations as Go strings)."""
-        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
-
-    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
-        yield "key", self.key
-        yield "spec", self.spec
 
 
 # -- ImageUpdateAutomation -----------------------------------------------------------------
@@ -397,7 +405,7 @@ class AutomationSpec(_Model):
     suspend: bool = False
 
 
-class ImageUpdateAutomation(_Model):
+class ImageUpdateAutomation(_Document):
     """``kind: ImageUpdateAutomation``: apply every ImagePolicy of its namespace to a Git branch."""
 
     api_version: Literal["gitops.dev/v1alpha1"] = Field(default="gitops.dev/v1alpha1",
@@ -406,29 +414,8 @@ class ImageUpdateAutomation(_Model):
     metadata: Metadata
     spec: AutomationSpec
 
-    @property
-    def name(self) -> str:
-        return self.metadata.name
-
-    @property
-    def namespace(self) -> str:
-        return self.metadata.namespace
-
-    @property
-    def key(self) -> str:
-        """``namespace/name``."""
-        return f"{self.metadata.namespace}/{self.metadata.name}"
-
     def policies(self, declared: Mapping[str, ImagePolicy] | tuple[ImagePolicy, ...]) \
             -> tuple[ImagePolicy, ...]:
         """The policies this automation applies: those of its namespace, in the given order."""
         values = declared.values() if isinstance(declared, Mapping) else declared
         return tuple(p for p in values if p.namespace == self.namespace)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The document as YAML/JSON data (camelCase, durations as Go strings)."""
-        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
-
-    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
-        yield "key", self.key
-        yield "spec", self.spec
