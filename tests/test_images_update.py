@@ -59,11 +59,12 @@ def http(served: Path) -> Iterator[GitHTTPServer]:
         yield server
 
 
-def policies(tmp_path: Path, registry: LocalRegistry, extra: str = "") -> Path:
+def policies(tmp_path: Path, registry: LocalRegistry, extra: str = "",
+             namespace: str = "default") -> Path:
     path = tmp_path / "policies.yaml"
     path.write_text(
         "apiVersion: gitops.dev/v1alpha1\nkind: ImagePolicy\n"
-        "metadata: {name: web, namespace: default}\n"
+        f"metadata: {{name: web, namespace: {namespace}}}\n"
         f"spec:\n  image: {registry.host}/acme/web\n  policy:\n    semver: {{range: '>=1.0.0'}}\n"
         + extra)
     return path
@@ -155,3 +156,24 @@ def test_the_command_line_runs_it(repo: Bare, daemon: GitDaemon, registry: Local
         f"CLI Bot|bump to {registry.host}/acme/web:1.4.0")
     code = main(["image", "update", daemon.url(repo.name), "-f", os.fspath(file)])
     assert code == 2 and "give the branch to update" in capsys.readouterr().err
+
+
+def test_without_an_automation_every_policy_applies_and_with_one_its_namespace_only(
+    repo: Bare, daemon: GitDaemon, registry: LocalRegistry, tmp_path: Path
+) -> None:
+    elsewhere = policies(tmp_path, registry, namespace="other")
+    repo.work.git("pull", "-q", "--ff-only", os.fspath(repo.path), "main")
+    repo.work.write({"deploy/other.yaml": f"image: other:1 # {marker('other:web')}\n"})
+    repo.work.commit("a marker for other:web")
+    repo.work.git("push", "-q", os.fspath(repo.path), "HEAD:refs/heads/main")
+    code, text = run(daemon.url(repo.name) + "@main", [elsewhere], "json")
+    assert code == 0
+    assert [c["file"] for c in json.loads(text)["changes"]] == ["deploy/other.yaml"]
+
+    automation = ("---\napiVersion: gitops.dev/v1alpha1\nkind: ImageUpdateAutomation\n"
+                  "metadata: {name: auto, namespace: default}\nspec:\n  git:\n"
+                  "    url: git+file:///ignored.git\n    checkout: {ref: {branch: x}}\n"
+                  "    commit: {author: {name: a, email: a@example.com}}\n")
+    with pytest.raises(InputError, match="no ImagePolicy in namespace default to apply"):
+        run(daemon.url(repo.name) + "@main", [policies(tmp_path, registry, automation,
+                                                       namespace="other")])

@@ -46,11 +46,14 @@ def cmd_update(args: argparse.Namespace, out: Out) -> int:
     ``author_email``, ``message``, ``signing_key``, ``pin_digest``."""
     files = args.file if isinstance(args.file, list) else [args.file]
     declared = load_declarations(*files)
-    automation = _automation(args, declared.of("ImageUpdateAutomation"))
-    policies = automation.policies(declared.of("ImagePolicy"))
+    automations = declared.of("ImageUpdateAutomation")
+    automation = _automation(args, automations)
+    policies = declared.of("ImagePolicy")
+    if automations:  # a declared automation applies its namespace's policies only
+        policies = automation.policies(policies)
     if not policies:
-        raise InputError(f"{', '.join(map(str, files))}: no ImagePolicy in namespace "
-                         f"{automation.namespace} to apply")
+        where = f" in namespace {automation.namespace}" if automations else ""
+        raise InputError(f"{', '.join(map(str, files))}: no ImagePolicy{where} to apply")
     pin = automation.spec.update.pin_digest
     choices = {p.ref: latest_image(p, with_digest=pin) for p in policies}
     result = update_repository(automation, choices)
