@@ -48,7 +48,6 @@ from gitops.sources.git.url import GitURL
 __all__ = ["RefMovedError", "Remote", "RemoteRefs"]
 
 _PEELED = "^{}"
-_ZERO = ObjectID(b"0" * 40)
 _MOVED = re.compile(r"non-fast-forward|fetch first|stale|failed to lock|failed to update|"
                     r"cannot lock|reference already exists", re.IGNORECASE)
 
