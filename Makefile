@@ -57,7 +57,7 @@ docs: $(VENV)/.installed-docs
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 ## bench: run every benchmark at the scale its issue names; fails if any budget is over
-BENCHMARKS ?= plan_10k replan git_fetch oci_pull k8s_requests kustomize_render operator fleet images
+BENCHMARKS ?= plan_10k replan git_fetch oci_pull k8s_requests kustomize_render operator fleet images images_update
 bench: $(VENV)/.installed-test
 	@status=0; for b in $(BENCHMARKS); do \
 	    echo "== bench/$$b.py"; \
