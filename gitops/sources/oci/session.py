@@ -101,6 +101,8 @@ class RegistrySession:
         self.scheme = "http" if plain else "https"
         self.base = f"{self.scheme}://{ref.api_registry}"
         self._authorization: str | None = None
+        #: HTTP requests sent so far (auth challenges and token requests included)
+        self.round_trips = 0
         timeout = urllib3.Timeout(connect=options.timeout, read=options.timeout)
         retries = urllib3.Retry(total=5, connect=0, read=0, status=0, other=0, redirect=5)
         pool_kw: dict[str, Any] = {}
@@ -260,6 +262,7 @@ class RegistrySession:
         body: bytes | IO[bytes] | None,
         stream: bool,
     ) -> urllib3.BaseHTTPResponse:
+        self.round_trips += 1
         try:
             with warnings.catch_warnings():
                 if self._options.insecure:
