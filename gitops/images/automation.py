@@ -88,16 +88,22 @@ class ImageNotifier(Protocol):
 
 
 def _latest_image(policy: ImagePolicy, *, with_digest: bool = False) -> LatestImage:
+    """The real scan, through the tag cache: a list younger than half the policy's
+    interval is reused, so policies sharing a repository list it about once an interval,
+    and a new tag is still seen within one."""
     from gitops.images.latest import latest_image
+    from gitops.images.scan import TagCache
 
-    return latest_image(policy, with_digest=with_digest)
+    cache = TagCache(max_age=float(policy.spec.interval) / 2)
+    return latest_image(policy, with_digest=with_digest, cache=cache)
 
 
 def _update_repository(automation: ImageUpdateAutomation,
                        choices: Mapping[str, LatestImage]) -> Any:
-    from gitops.images.gitpush import update_repository
+    import importlib  # TODO(img-ops): a plain import once gitops.images.gitpush is merged
 
-    return update_repository(automation, choices)
+    return importlib.import_module("gitops.images.gitpush").update_repository(
+        automation, choices)
 
 
 @dataclass(eq=False)
@@ -149,7 +155,7 @@ class ImageAutomation:
         self._latest_fn: LatestFunction = latest or _latest_image
         self._update_fn: UpdateFunction = update or _update_repository
         self._cond = threading.Condition()
-        self._jobs: dict[tuple[str, str], _Job] = {}
+        self._jobs: dict[tuple[ImageKind, str], _Job] = {}
         self._seen = _Seen()
         self._stopping = False
         self._thread: threading.Thread | None = None
@@ -165,7 +171,7 @@ class ImageAutomation:
                     automations: Iterable[ImageUpdateAutomation]) -> None:
         """Run exactly these objects: new ones at once, changed ones at once (or right
         after their run in flight), removed ones no more (their status stays)."""
-        wanted: dict[tuple[str, str], Any] = {}
+        wanted: dict[tuple[ImageKind, str], Any] = {}
         for policy in policies:
             wanted[(POLICY_KIND, policy.key)] = policy
         for automation in automations:

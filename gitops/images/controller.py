@@ -141,7 +141,8 @@ def image_crd(kind: ImageKind) -> dict[str, Any]:
             "versions": [{
                 "name": VERSION, "served": True, "storage": True,
                 "schema": {"openAPIV3Schema": {
-                    "description": _model(kind).__doc__.strip().splitlines()[0],
+                    "description": _model(kind).__doc__.strip().splitlines()[0].replace(
+                        "``", "`"),
                     "type": "object",
                     "required": ["spec"],
                     "properties": {

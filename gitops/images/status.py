@@ -25,7 +25,7 @@ import os
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Final, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -35,21 +35,21 @@ from gitops.operator.status import Condition, _zulu, now
 from gitops.urls import scrub
 
 __all__ = [
-    "POLICY_KIND",
     "AUTOMATION_KIND",
+    "POLICY_KIND",
     "AutomationStatus",
     "FileImageStatusStore",
+    "ImageKind",
     "ImagePolicyStatus",
     "ImageStatusStore",
-    "ImageKind",
     "ready_condition",
 ]
 
 log = logging.getLogger("gitops.images")
 
-POLICY_KIND = "ImagePolicy"
-AUTOMATION_KIND = "ImageUpdateAutomation"
 ImageKind = Literal["ImagePolicy", "ImageUpdateAutomation"]
+POLICY_KIND: Final = "ImagePolicy"
+AUTOMATION_KIND: Final = "ImageUpdateAutomation"
 
 
 class _Status(BaseModel):
