@@ -216,10 +216,12 @@ class WorkRepo:
 
 
 class GitDaemon(_Server):
-    """``git daemon`` serving every repository under ``root`` (``git://127.0.0.1:PORT/x.git``)."""
+    """``git daemon`` serving every repository under ``root`` (``git://127.0.0.1:PORT/x.git``);
+    ``receive_pack=True`` accepts pushes too."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, receive_pack: bool = False) -> None:
         self.root = root
+        self.receive_pack = receive_pack
         self.port = 0
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -229,6 +231,7 @@ class GitDaemon(_Server):
             self._proc = subprocess.Popen(
                 ["git", "daemon", "--reuseaddr", "--export-all", "--informative-errors",
                  f"--base-path={self.root}", "--listen=127.0.0.1", f"--port={self.port}",
+                 *(["--enable=receive-pack"] if self.receive_pack else []),
                  os.fspath(self.root)],
                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
                 env=git_env(self.root),

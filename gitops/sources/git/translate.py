@@ -18,7 +18,7 @@ from dulwich.errors import GitProtocolError, HangupException, NotGitRepository
 from gitops.errors import GitopsError, SourceAuthenticationError, SourceError
 from gitops.urls import redact
 
-__all__ = ["WantRefusedError", "translating"]
+__all__ = ["WantRefusedError", "translate_text", "translating"]
 
 _HOST_KEY = re.compile(
     r"Host key verification failed|host key .* is known|HOST IDENTIFICATION HAS CHANGED"
@@ -143,6 +143,11 @@ def _os_reason(text: str) -> str:
     """The operating system's words ("Connection refused") out of urllib3's long story."""
     match = re.search(r"\[Errno -?\d+\] ([^()'\"]+)", text)
     return match.group(1).strip() if match else _short(text)
+
+
+def translate_text(text: str, secrets: Iterable[str]) -> str:
+    """A remote's words for a message: secrets redacted, one short line."""
+    return _short(_clean(text, secrets))
 
 
 def _clean(text: str, secrets: Iterable[str]) -> str:

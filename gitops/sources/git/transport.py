@@ -11,6 +11,7 @@ never decides *what* to fetch and never writes outside the repository it is give
 from __future__ import annotations
 
 import os
+import re
 import select
 import socket
 from collections.abc import Callable, Mapping, Sequence
@@ -41,12 +42,19 @@ from gitops.errors import SourceError
 from gitops.sources.git.credentials import Credentials
 from gitops.sources.git.localrefs import read_local_refs
 from gitops.sources.git.ssh import OpenSSHVendor
-from gitops.sources.git.translate import translating
+from gitops.sources.git.translate import translate_text, translating
 from gitops.sources.git.url import GitURL
 
-__all__ = ["Remote", "RemoteRefs"]
+__all__ = ["RefMovedError", "Remote", "RemoteRefs"]
 
 _PEELED = "^{}"
+_ZERO = ObjectID(b"0" * 40)
+_MOVED = re.compile(r"non-fast-forward|fetch first|stale|failed to lock|failed to update|"
+                    r"cannot lock|reference already exists", re.IGNORECASE)
+
+
+class RefMovedError(SourceError):
+    """The remote's ref is not where the push expected it (someone pushed meanwhile)."""
 
 
 @dataclass(frozen=True)
@@ -122,6 +130,37 @@ class Remote:
                 protocol_version=self.protocol_version,
             )
             return int(getattr(client, "protocol_version", 0) or 0)
+
+    def push(self, source: Any, ref: str, old: str | None, new: str) -> None:
+        """Move the remote's ``ref`` from ``old`` (None: it must not exist) to ``new``,
+        sending the objects ``source`` (a dulwich repository) has and the remote lacks.
+
+        A compare-and-swap: raises RefMovedError when the remote's ref is elsewhere, before
+        anything is sent, or when the server refuses because it moved meanwhile; any
+        other refusal is a SourceError with the server's reason.
+        """
+        name = Ref(ref.encode())
+
+        def update_refs(refs: dict[Ref, ObjectID]) -> dict[Ref, ObjectID]:
+            current = refs.get(name)
+            if (current.decode() if current else None) != old:
+                raise RefMovedError(self.shown, f"{ref} moved on the remote (now "
+                                                f"{current.decode()[:12] if current else 'absent'})")
+            return {name: ObjectID(new.encode("ascii"))}
+
+        def generate_pack_data(have: Any, want: Any, **kwargs: Any) -> Any:
+            return source.object_store.generate_pack_data(
+                have, want, shallow=source.get_shallow(), progress=kwargs.get("progress"),
+                ofs_delta=kwargs.get("ofs_delta", True))
+
+        with self._translating(f"pushing {ref}"):
+            result = self._get_client().send_pack(self._path().encode(), update_refs,
+                                                  generate_pack_data)
+        reason = (result.ref_status or {}).get(name)
+        if reason:
+            reason = translate_text(reason, self._creds.secrets())
+            error = RefMovedError if _MOVED.search(reason) else SourceError
+            raise error(self.shown, f"pushing {ref}: the server refused: {reason}")
 
     def close(self) -> None:
         """Release pooled connections and temporary key files. Idempotent."""
