@@ -24,6 +24,7 @@ and never stops the others. :meth:`ImageAutomation.stop` lets the runs in flight
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import random
 import threading
@@ -33,6 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from gitops.cache import cache_root
 from gitops.errors import GitopsError, InputError
 from gitops.images.status import (
     AUTOMATION_KIND,
@@ -48,8 +50,10 @@ from gitops.urls import scrub
 
 if TYPE_CHECKING:
     from gitops.apps.load import Declarations
+    from gitops.images.gitpush import UpdateResult
     from gitops.images.latest import LatestImage
     from gitops.images.metrics import ImageMetrics
+    from gitops.images.setters import FileUpdate
     from gitops.images.spec import ImagePolicy, ImageUpdateAutomation
     from gitops.operator.runtime import Runtime
 
@@ -66,6 +70,7 @@ __all__ = [
 log = logging.getLogger("gitops.images")
 
 _JITTER = 0.1  # ± of the interval, so many objects with one interval do not run together
+_WORKTREE_PATIENCE = 300.0  # seconds to wait for another process's update of the same tree
 
 
 class LatestFunction(Protocol):
@@ -78,7 +83,7 @@ class UpdateFunction(Protocol):
     """:func:`gitops.images.gitpush.update_repository`'s signature, as the runner calls it."""
 
     def __call__(self, automation: ImageUpdateAutomation,
-                 choices: Mapping[str, LatestImage]) -> Any: ...
+                 choices: Mapping[str, LatestImage]) -> UpdateResult: ...
 
 
 class ImageNotifier(Protocol):
@@ -99,11 +104,18 @@ def _latest_image(policy: ImagePolicy, *, with_digest: bool = False) -> LatestIm
 
 
 def _update_repository(automation: ImageUpdateAutomation,
-                       choices: Mapping[str, LatestImage]) -> Any:
-    import importlib  # TODO(img-ops): a plain import once gitops.images.gitpush is merged
+                       choices: Mapping[str, LatestImage]) -> UpdateResult:
+    """The real update, in a working tree kept between runs under the cache (only what
+    changed is fetched), locked so two processes never share it at once."""
+    from filelock import FileLock
 
-    return importlib.import_module("gitops.images.gitpush").update_repository(
-        automation, choices)
+    from gitops.images.gitpush import update_repository
+
+    identity = f"{automation.key} {automation.spec.git.url}"  # hashed: no credential in a path
+    root = cache_root() / "image-worktrees" / hashlib.sha256(identity.encode()).hexdigest()[:24]
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(f"{root}.lock", timeout=_WORKTREE_PATIENCE):
+        return update_repository(automation, choices, workdir=root)
 
 
 @dataclass(eq=False)
@@ -349,9 +361,6 @@ class ImageAutomation:
         with self._cond:
             moved = self._seen.latest.get(key) != found
             first = key not in self._seen.evaluated
-            self._seen.latest[key] = found
-            self._seen.evaluated.add(key)
-            self._seen.failures.pop((POLICY_KIND, key), None)
         if self._metrics is not None:
             self._metrics.scanned(key, "success", image=found.image, tag=found.tag)
         if moved:
@@ -364,6 +373,10 @@ class ImageAutomation:
             status = status.model_copy(update={"conditions": before.conditions})
         self._write(POLICY_KIND, key, status.with_ready(
             True, "Succeeded", f"latest image {found.reference}", generation))
+        with self._cond:  # after the status: an automation woken now reads it as recorded
+            self._seen.latest[key] = found
+            self._seen.evaluated.add(key)
+            self._seen.failures.pop((POLICY_KIND, key), None)
         if moved or first:
             self._wake_automations(policy.namespace)
 
@@ -414,8 +427,8 @@ class ImageAutomation:
         with self._cond:
             self._seen.failures.pop((AUTOMATION_KIND, key), None)
         seconds = time.monotonic() - started
-        commit = getattr(result, "commit", None)
-        pushed = bool(getattr(result, "pushed", False)) and bool(commit)
+        commit = result.commit
+        pushed = result.pushed and commit is not None
         if self._metrics is not None:
             self._metrics.updated(key, "pushed" if pushed else "unchanged", seconds)
         update: dict[str, Any] = {"last_automation_run_time": began}
@@ -425,7 +438,7 @@ class ImageAutomation:
                 True, "Succeeded", message))
             return
         assert commit is not None
-        changed = _describe_changes(getattr(result, "changes", ()))
+        changed = _describe_changes(result.changes)
         message = f"pushed commit {commit[:12]} to {where} ({branch})" + (
             f": {changed}" if changed else "")
         log.info("ImageUpdateAutomation %s: %s", key, message,
@@ -523,13 +536,10 @@ def _said(exc: BaseException) -> str:
     return scrub(text)
 
 
-def _describe_changes(changes: Iterable[Any]) -> str:
-    """``deploy.yaml (app:1.0.0 -> app:1.1.0)``, from the file updates of a push."""
+def _describe_changes(updates: Iterable[FileUpdate]) -> str:
+    """``deploy.yaml (HOST/app:1.0.0 -> HOST/app:1.1.0)``, from the file updates of a push."""
     parts = []
-    for update in changes:
-        path = getattr(update, "path", None)
-        inner = getattr(update, "changes", ())
-        moves = ", ".join(f"{c.old} -> {c.new}" for c in inner if hasattr(c, "old"))
-        if path is not None:
-            parts.append(f"{path} ({moves})" if moves else str(path))
+    for update in updates:
+        moves = ", ".join(f"{c.old} -> {c.new}" for c in update.changes)
+        parts.append(f"{update.path} ({moves})" if moves else update.path)
     return "; ".join(parts)
