@@ -33,15 +33,16 @@ from dulwich.refs import Ref
 from dulwich.repo import Repo
 
 from gitops.errors import GitopsError, InputError, RevisionNotFoundError
+from gitops.images.latest import LatestImage
 from gitops.images.setters import FileUpdate, ImageChoice, update_tree
+from gitops.images.spec import ImageUpdateAutomation
 from gitops.sources.git.credentials import resolve_credentials
 from gitops.sources.git.transport import RefMovedError, Remote
-from gitops.sources.git.url import parse_git_url, valid_ref_name
+from gitops.sources.git.url import parse_git_url
 
 __all__ = [
     "DEFAULT_MESSAGE",
     "MESSAGE_FIELDS",
-    "PushPlan",
     "UpdateResult",
     "render_message",
     "update_repository",
@@ -69,8 +70,8 @@ class UpdateResult:
 
 
 @dataclass(frozen=True)
-class PushPlan:
-    """What an ``ImageUpdateAutomation`` asks of Git, independent of how it was declared."""
+class _Plan:
+    """What an ``ImageUpdateAutomation`` asks of Git."""
 
     key: str
     url: str
@@ -78,36 +79,23 @@ class PushPlan:
     push_branch: str
     author_name: str
     author_email: str
-    message_template: str | None = None
-    signing_key: str | None = None
-    path: str = "."
-    pin_digest: bool = False
+    message_template: str | None
+    signing_key: str | None
+    path: str
+    pin_digest: bool
 
-
-def plan_of(automation: object) -> PushPlan:
-    """The :class:`PushPlan` of an ``ImageUpdateAutomation`` model."""
-    spec = automation.spec  # type: ignore[attr-defined]
-    git = spec.git
-    checkout = git.checkout.ref.branch
-    push = git.push.branch if git.push is not None and git.push.branch else checkout
-    commit = git.commit
-    return PushPlan(
-        key=str(automation.key),  # type: ignore[attr-defined]
-        url=git.url,
-        checkout_branch=checkout,
-        push_branch=push,
-        author_name=commit.author.name,
-        author_email=commit.author.email,
-        message_template=commit.messageTemplate,
-        signing_key=commit.signingKey,
-        path=spec.update.path if spec.update is not None else ".",
-        pin_digest=bool(spec.update.pinDigest) if spec.update is not None else False,
-    )
+    @classmethod
+    def of(cls, automation: ImageUpdateAutomation) -> _Plan:
+        git, update = automation.spec.git, automation.spec.update
+        return cls(automation.key, git.url, git.checkout.ref.branch, git.push_branch,
+                   git.commit.author.name, git.commit.author.email,
+                   git.commit.message_template, git.commit.signing_key, update.path,
+                   update.pin_digest)
 
 
 def update_repository(
-    automation: object,
-    choices: Mapping[str, ImageChoice],
+    automation: ImageUpdateAutomation,
+    choices: Mapping[str, LatestImage],
     *,
     workdir: Path | None = None,
     timeout: float = 30.0,
@@ -121,7 +109,7 @@ def update_repository(
     SourceError (credential-free) when the remote cannot be read or refuses the push,
     RefMovedError when others kept pushing through ``attempts`` tries.
     """
-    plan = automation if isinstance(automation, PushPlan) else plan_of(automation)
+    plan = _Plan.of(automation)
     _check_plan(plan)
     if workdir is not None:
         return _Updater(plan, choices, workdir, timeout).run(attempts)
@@ -154,22 +142,14 @@ def render_message(template: str | None, *, automation: str, branch: str,
     return parsed.substitute(values)
 
 
-def _check_plan(plan: PushPlan) -> None:
-    where = f"ImageUpdateAutomation {plan.key}"
-    url = parse_git_url(plan.url)
-    if url.ref is not None or url.semver is not None:
-        raise InputError(f"{where}: git.url {url.display} must not select a ref; the branch "
-                         "is git.checkout.ref.branch")
-    for field, branch in (("git.checkout.ref.branch", plan.checkout_branch),
-                          ("git.push.branch", plan.push_branch)):
-        if not valid_ref_name(branch) or branch.startswith("refs/"):
-            raise InputError(f"{where}: {field} {branch!r} is not a branch name")
+def _check_plan(plan: _Plan) -> None:
+    """What the spec's model cannot check alone: the message template's fields."""
     render_message(plan.message_template, automation=plan.key, branch=plan.push_branch,
                    updates=())
 
 
 class _Updater:
-    def __init__(self, plan: PushPlan, choices: Mapping[str, ImageChoice], workdir: Path,
+    def __init__(self, plan: _Plan, choices: Mapping[str, ImageChoice], workdir: Path,
                  timeout: float) -> None:
         self.plan = plan
         self.choices = choices
