@@ -238,8 +238,10 @@ def test_the_controller_writes_latest_image_into_the_status_subresource(
         kubectl(emulator, "apply", "--server-side", "-f", "-", stdin=crds_yaml())
         bad = policy_doc(registry.host, "broken")
         bad["spec"]["image"] = f"127.0.0.1:{free_port()}/nothing"  # no registry there
+        invalid = policy_doc(registry.host, "invalid")
+        invalid["spec"]["policy"]["alphabetical"] = {"order": "asc"}  # two orderings
         kubectl(emulator, "apply", "-f", "-",
-                stdin=yaml.safe_dump_all([policy_doc(registry.host), bad]))
+                stdin=yaml.safe_dump_all([policy_doc(registry.host), bad, invalid]))
         assert emulator.kubeconfig_path is not None
         log = (tmp_path / "controller.log").open("wb")
         process = subprocess.Popen(
@@ -266,6 +268,10 @@ def test_the_controller_writes_latest_image_into_the_status_subresource(
             assert broken["conditions"][0]["status"] == "False"
             assert broken["conditions"][0]["reason"] == "ScanFailed"
             assert "/nothing" in broken["message"]
+            refused = wait_for(lambda: status("invalid").get("conditions") and
+                               status("invalid"), 15, "the invalid policy's status")
+            assert refused["conditions"][0]["reason"] == "InvalidSpec"
+            assert "exactly one of semver" in refused["message"]
             table = kubectl(emulator, "get", "imagepolicies.gitops.dev", "-n", "default").stdout
             assert f"{registry.host}/app:1.1.0" in table
         finally:

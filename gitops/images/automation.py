@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from gitops.cache import cache_root
 from gitops.errors import GitopsError, InputError
+from gitops.images.latest import NoMatchingTagError
 from gitops.images.status import (
     AUTOMATION_KIND,
     POLICY_KIND,
@@ -203,25 +204,6 @@ class ImageAutomation:
                     self._request(job)
             self._cond.notify_all()
 
-    def upsert(self, obj: ImagePolicy | ImageUpdateAutomation) -> None:
-        """Add or replace one object (a controller's watch event)."""
-        with self._cond:
-            policies = [j.obj for j in self._jobs.values() if j.kind == POLICY_KIND]
-            automations = [j.obj for j in self._jobs.values() if j.kind == AUTOMATION_KIND]
-        if obj.kind == POLICY_KIND:
-            policies = [p for p in policies if p.key != obj.key] + [obj]
-        else:
-            automations = [a for a in automations if a.key != obj.key] + [obj]
-        self.set_objects(policies, automations)
-
-    def remove(self, kind: ImageKind, key: str) -> bool:
-        """Stop running one object; False if it was not running."""
-        with self._cond:
-            job = self._jobs.pop((kind, key), None)
-            if job is not None:
-                self._forget((kind, key))
-            return job is not None
-
     def keys(self, kind: ImageKind) -> list[str]:
         """The keys of the objects of ``kind`` being run, sorted."""
         with self._cond:
@@ -270,23 +252,6 @@ class ImageAutomation:
             pool.shutdown(wait=True, cancel_futures=True)
         with self._cond:
             self._thread = self._pool = None
-
-    @property
-    def idle(self) -> bool:
-        """Nothing is running or due now."""
-        moment = time.monotonic()
-        with self._cond:
-            return not any(j.running or j.due <= moment for j in self._jobs.values())
-
-    def run_now(self, kind: ImageKind, key: str) -> bool:
-        """Run one object as soon as a worker is free; False if there is no such object."""
-        with self._cond:
-            job = self._jobs.get((kind, key))
-            if job is None:
-                return False
-            self._request(job)
-            self._cond.notify_all()
-            return True
 
     # -- scheduling ----------------------------------------------------------------------
 
@@ -337,7 +302,7 @@ class ImageAutomation:
     # -- ImagePolicy ---------------------------------------------------------------------
 
     def _evaluate(self, policy: ImagePolicy) -> None:
-        key, generation = policy.key, 0
+        key = policy.key
         with self._cond:
             with_digest = any(j.obj.spec.update.pin_digest for j in self._jobs.values()
                               if j.kind == AUTOMATION_KIND and j.namespace == policy.namespace)
@@ -345,13 +310,14 @@ class ImageAutomation:
             found = self._latest_fn(policy, with_digest=with_digest)
         except Exception as exc:
             message = f"ImagePolicy {key}: image {policy.spec.image}: {_said(exc)}"
-            reason = "InvalidPolicy" if isinstance(exc, InputError) else "ScanFailed"
+            reason = ("NoMatchingTag" if isinstance(exc, NoMatchingTagError) else
+                      "InvalidPolicy" if isinstance(exc, InputError) else "ScanFailed")
             self._failed(POLICY_KIND, key, reason, message, unexpected=not isinstance(
                 exc, GitopsError))
             if self._metrics is not None:
                 self._metrics.scanned(key, "error")
             before = self._status(POLICY_KIND, key) or ImagePolicyStatus()
-            self._write(POLICY_KIND, key, before.with_ready(False, reason, message, generation))
+            self._write(POLICY_KIND, key, before.with_ready(False, reason, message))
             with self._cond:  # not applied until it chooses again
                 self._seen.evaluated.add(key)
                 self._seen.latest.pop(key, None)
@@ -372,7 +338,7 @@ class ImageAutomation:
         if before is not None:
             status = status.model_copy(update={"conditions": before.conditions})
         self._write(POLICY_KIND, key, status.with_ready(
-            True, "Succeeded", f"latest image {found.reference}", generation))
+            True, "Succeeded", f"latest image {found.reference}"))
         with self._cond:  # after the status: an automation woken now reads it as recorded
             self._seen.latest[key] = found
             self._seen.evaluated.add(key)
