@@ -35,6 +35,8 @@ from gitops.differs import (
 from gitops.differs.base import DEFAULT_POLICY
 from gitops.engine import Reconciler
 from gitops.errors import GitopsError, InputError, InvalidURLError, PluginError, SyncInterrupted
+from gitops.images.cli import COMMANDS as IMAGE_COMMANDS
+from gitops.images.cli import add_commands as add_image_commands
 from gitops.manifests import origin_where
 from gitops.model import (
     Action,
@@ -138,6 +140,7 @@ def _parser() -> argparse.ArgumentParser:
     push.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
                       help=argparse.SUPPRESS)
     add_commands(sub)
+    add_image_commands(sub)
     plugins = sub.add_parser("plugins", help="list installed sources, targets, differs, renderers")
     plugins.add_argument("-o", "--output", choices=("text", "json"), default="text")
     plugins.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
@@ -551,6 +554,7 @@ Command = Callable[[argparse.Namespace, _Output], int]
 _COMMANDS: dict[str, Command] = {
     "diff": _cmd_diff, "sync": _cmd_sync, "plugins": _cmd_plugins, "push": _cmd_push,
     **OPERATOR_COMMANDS,  # they write to anything with .write()
+    **IMAGE_COMMANDS,
 }
 
 

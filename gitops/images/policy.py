@@ -25,7 +25,6 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 import semantic_version
-from semantic_version import base as semver_base
 
 from gitops.images.spec import TagFilter, TagPolicy
 from gitops.versions import parse_range, parse_tag
@@ -114,35 +113,48 @@ def _filtered(tags: Iterable[str], filter_tags: TagFilter | None) -> Iterator[tu
 def _semver_keys(
     pairs: Iterable[tuple[str, str]], expression: str
 ) -> Iterator[tuple[Any, str]]:
-    alternatives = []
-    for text in expression.split("||"):
-        spec = parse_range("policy.semver.range", text)
-        alternatives.append((spec, bool(_PRERELEASE_IN_RANGE.search(text))))
+    spec = parse_range("policy.semver.range", expression)
+    prerelease_alternatives = [
+        _comparators(text) for text in expression.split("||")
+        if _PRERELEASE_IN_RANGE.search(text)
+    ]
     for value, tag in pairs:
         version = parse_tag(value)
         if version is None:
             continue
         if version.prerelease:
-            ok = any(named and _natural_match(spec.clause, version)
-                     for spec, named in alternatives)
+            bare = version.truncate("prerelease")  # build metadata has no precedence
+            ok = any(all(_holds(op, target, bare) for op, target in alternative)
+                     for alternative in prerelease_alternatives)
         else:
-            ok = any(spec.match(version) for spec, _ in alternatives)
+            ok = spec.match(version)
         if ok:
             yield version.precedence_key, tag
 
 
-def _natural_match(clause: Any, version: semantic_version.Version) -> bool:
-    """``clause`` (an NpmSpec's AnyOf/AllOf/Range tree) by plain semver precedence."""
-    if isinstance(clause, semver_base.AnyOf):
-        return any(_natural_match(c, version) for c in clause.clauses)
-    if isinstance(clause, semver_base.AllOf):
-        return all(_natural_match(c, version) for c in clause.clauses)
-    natural = semver_base.Range(
-        clause.operator, clause.target,
-        prerelease_policy=semver_base.Range.PRERELEASE_ALWAYS,
-        build_policy=clause.build_policy,
-    )
-    return bool(natural.match(version))
+def _comparators(alternative: str) -> list[tuple[str, semantic_version.Version]]:
+    """One ``||`` alternative as primitive comparators (``^``, ``~``, ``x`` and ``a - b``
+    expanded by semantic_version's npm parser)."""
+    group = " ".join(alternative.replace(",", " ").split()) or ">=0.0.0"
+    parse = semantic_version.NpmSpec.Parser.parse_simple
+    if " - " in group:
+        low, _, high = group.partition(" - ")
+        ranges = parse(">=" + low) + parse("<=" + high)
+    else:
+        ranges = [r for block in group.split(" ") for r in parse(block)]
+    return [(r.operator, r.target.truncate("prerelease")) for r in ranges]
+
+
+def _holds(operator: str, target: semantic_version.Version,
+           version: semantic_version.Version) -> bool:
+    """``version OPERATOR target`` by plain precedence; ``< X.Y.Z`` excludes X.Y.Z's
+    pre-releases (they sort below X.Y.Z, yet are not "below version X.Y.Z")."""
+    if operator == "<" and not target.prerelease:
+        target = semantic_version.Version(major=target.major, minor=target.minor,
+                                          patch=target.patch, prerelease=("0",))
+    compare = {"<": version < target, "<=": version <= target, "==": version == target,
+               ">=": version >= target, ">": version > target, "!=": version != target}
+    return bool(compare[operator])
 
 
 def _numeric_keys(pairs: Iterable[tuple[str, str]]) -> Iterator[tuple[float, str]]:

@@ -205,18 +205,20 @@ class ImageRepository:
         return self._client.session.round_trips
 
     def list_tags(self) -> list[str]:
-        """Every tag, in the registry's order, all pages. Raises RevisionNotFoundError for an
+        """Every tag, in the registry's order, all pages (each tag once). Registries that
+        ignore ``n`` (distribution 2.x answers every tag at once) take one round trip. Raises RevisionNotFoundError for an
         unknown repository, AuthenticationError, SourceError (RegistryUnavailableError when
         it cannot be reached)."""
         session = self._client.session
         base = f"{self._client.repo_url}/tags/list"
         url: str | None = f"{base}?n={self.page_size}"
         tags: list[str] = []
-        seen: set[str] = set()
+        known: set[str] = set()
+        pages = 0
         while url is not None:
-            if url in seen or len(seen) >= _MAX_PAGES:
+            pages += 1
+            if pages > _MAX_PAGES:
                 raise SourceError(self.display, "the registry's tag list pages do not end")
-            seen.add(url)
             response = session.request("GET", url, stream=True)
             if response.status != 200:
                 raise session.status_error(response, "tag list", repository=response.status == 404)
@@ -225,9 +227,14 @@ class ImageRepository:
             finally:
                 discard(response)
             page = _page_tags(self.display, body)
-            tags.extend(page)
+            fresh = [tag for tag in page if tag not in known]
+            known.update(fresh)
+            tags.extend(fresh)
             url = session.next_page(response.headers.get("Link"))
-            if url is None and len(page) >= self.page_size:
+            if not fresh:  # a page with nothing new: the registry is going round in circles
+                break
+            if url is None and len(page) == self.page_size:
+                # no Link, yet a full page: a registry that pages by ``last`` only
                 url = f"{base}?n={self.page_size}&last={quote(page[-1], safe='')}"
         return tags
 
