@@ -16,7 +16,7 @@ from images_git import Bare, automation, choice, marker, new_bare
 from gitops.errors import InputError, SourceAuthenticationError
 from gitops.images.gitpush import render_message, update_repository
 from gitops.sources.git.transport import Remote
-from gitops.testing.gitserver import GitDaemon, GitHTTPServer, GpgKey, make_gpg_key
+from gitops.testing.gitserver import GitDaemon, GitHTTPServer, GpgKey, SSHServer, make_gpg_key
 
 WEB_OLD = "ghcr.io/acme/web:1.0.0"
 DEPLOY = (
@@ -235,3 +235,21 @@ def test_an_interrupted_run_leaves_a_workdir_that_is_checked_out_again(
         "'1.0.0'", "'1.4.0'")
     assert (workdir / "apps" / "values.yaml").read_bytes() == repo.show(
         "main", "apps/values.yaml").encode()
+
+
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory: pytest.TempPathFactory, home: Path) -> Iterator[SSHServer]:
+    need("/usr/sbin/sshd")
+    need("ssh")
+    with SSHServer(tmp_path_factory.mktemp("sshd")).start() as server:
+        yield server
+
+
+def test_over_ssh_with_a_key_and_known_hosts(repo: Bare, sshd: SSHServer) -> None:
+    url = sshd.url(repo.path)
+    result = update_repository(automation(url), NEW, credentials={
+        "ssh_key": sshd.user_key, "known_hosts": sshd.known_hosts})
+    assert result.pushed and repo.head() == result.commit
+    with pytest.raises(SourceAuthenticationError, match="SSH"):
+        update_repository(automation(url), NEW, credentials={
+            "ssh_key": sshd.stranger_key, "known_hosts": sshd.known_hosts})

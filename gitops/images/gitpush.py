@@ -24,6 +24,7 @@ from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from string import Template
+from typing import Any
 
 from dulwich.diff_tree import tree_changes
 from dulwich.index import validate_path
@@ -100,21 +101,27 @@ def update_repository(
     workdir: Path | None = None,
     timeout: float = 30.0,
     attempts: int = _ATTEMPTS,
+    credentials: Mapping[str, Any] | None = None,
 ) -> UpdateResult:
     """Rewrite the marked fields of the automation's branch to ``choices`` and push once.
 
     ``choices`` maps ``NS:NAME`` to what each policy chose. ``workdir`` keeps the
     working tree between calls (only what changed is fetched and written again); by
-    default a temporary one is used. Raises InputError for a bad spec or marker,
+    default a temporary one is used. ``credentials`` are the Git source's credential and
+    trust options (``username``, ``password``, ``bearer_token``, ``ssh_key``,
+    ``ssh_key_passphrase``, ``known_hosts``, ``ca_bundle``, ...; docs/git.md), over the
+    URL's userinfo and the ``GITOPS_GIT_*`` environment. Raises InputError for a bad spec or marker,
     SourceError (credential-free) when the remote cannot be read or refuses the push,
     RefMovedError when others kept pushing through ``attempts`` tries.
     """
     plan = _Plan.of(automation)
     _check_plan(plan)
+    url = parse_git_url(plan.url)
+    remote = Remote(url, resolve_credentials(url, **(credentials or {})), timeout=timeout)
     if workdir is not None:
-        return _Updater(plan, choices, workdir, timeout).run(attempts)
+        return _Updater(plan, choices, workdir, remote).run(attempts)
     with tempfile.TemporaryDirectory(prefix="gitops-image-update-") as tmp:
-        return _Updater(plan, choices, Path(tmp), timeout).run(attempts)
+        return _Updater(plan, choices, Path(tmp), remote).run(attempts)
 
 
 def render_message(template: str | None, *, automation: str, branch: str,
@@ -150,13 +157,12 @@ def _check_plan(plan: _Plan) -> None:
 
 class _Updater:
     def __init__(self, plan: _Plan, choices: Mapping[str, ImageChoice], workdir: Path,
-                 timeout: float) -> None:
+                 remote: Remote) -> None:
         self.plan = plan
         self.choices = choices
         self.workdir = workdir
-        url = parse_git_url(plan.url)
-        self.remote = Remote(url, resolve_credentials(url), timeout=timeout)
-        self.shown = url.display
+        self.remote = remote
+        self.shown = remote.shown
 
     def run(self, attempts: int) -> UpdateResult:
         with closing(self.remote), self._repo() as repo:

@@ -37,7 +37,7 @@ DEFAULT_AUTHOR = ("gitops", "gitops@localhost")
 
 
 class Out(Protocol):
-    def write(self, text: str) -> None: ...
+    def write(self, text: str, /) -> object: ...
 
 
 def cmd_update(args: argparse.Namespace, out: Out) -> int:
