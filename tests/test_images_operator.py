@@ -22,9 +22,10 @@ from prometheus_client import CollectorRegistry, generate_latest
 from structural_schema import structural_problems
 
 from gitops.apps.load import load_declarations
+from gitops.apps.spec import Application
 from gitops.cli import main
 from gitops.errors import InputError, SourceError
-from gitops.images.automation import ImageAutomation, pushed_event
+from gitops.images.automation import ImageAutomation, git_credentials, pushed_event
 from gitops.images.controller import image_crds, image_object
 from gitops.images.gitpush import UpdateResult
 from gitops.images.latest import LatestImage
@@ -89,9 +90,11 @@ class Git:
         self.applied: dict[str, str] = {}
         self.error: Exception | None = None
         self.commits = 0
+        self.credentials: Mapping[str, Any] | None = None
 
-    def __call__(self, automation: ImageUpdateAutomation,
-                 choices: Mapping[str, LatestImage]) -> UpdateResult:
+    def __call__(self, automation: ImageUpdateAutomation, choices: Mapping[str, LatestImage],
+                 *, credentials: Mapping[str, Any] | None = None) -> UpdateResult:
+        self.credentials = credentials
         wanted = {ref: c.reference for ref, c in choices.items()}
         self.calls.append(wanted)
         if self.error is not None:
@@ -362,3 +365,37 @@ def test_declarations_files_feed_the_runner(tmp_path: Path, parts: dict[str, Any
     runner.apply(load_declarations(files))
     assert runner.keys(POLICY_KIND) == ["default/app"]
     assert runner.keys(AUTOMATION_KIND) == ["default/auto"]
+
+
+def application(name: str, url: str, namespace: str = "default", **options: Any) -> Application:
+    return Application.model_validate({
+        "apiVersion": "gitops.dev/v1alpha1", "kind": "Application",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"source": {"url": url, "options": options}, "target": {"url": "mock:"}}})
+
+
+def test_an_automation_pushes_with_the_credentials_of_an_application_of_its_namespace(
+        parts: dict[str, Any]) -> None:
+    other = application("other", "git+https://git.example.com/team/other.git@main",
+                        username="nobody")
+    foreign = application("a-foreign", "git+https://git.example.com/team/config.git@main",
+                          namespace="elsewhere", username="stranger")
+    mine = application("shop", "git+https://git.example.com/team/config@main#path=deploy",
+                       username="bot", password=SECRET, ssh_key="/keys/id", depth=1,
+                       timeout=5)
+    auto = automation()
+    assert git_credentials(auto, [other, foreign]) == {}
+    assert git_credentials(auto, [foreign, other, mine]) == {
+        "username": "bot", "password": SECRET, "ssh_key": "/keys/id"}
+
+    registry, git = parts["registry"], parts["git"]
+    registry.tags["registry.example.com/team/app"] = "1.0.0"
+    runner = ImageAutomation(parts["store"], latest=registry, update=git,
+                             credentials=lambda a: git_credentials(a, [mine]))
+    runner.set_objects([policy("app")], [auto])
+    runner.start()
+    try:
+        wait_for(lambda: git.commits == 1, 5, "the push")
+    finally:
+        runner.stop()
+    assert git.credentials == {"username": "bot", "password": SECRET, "ssh_key": "/keys/id"}

@@ -25,6 +25,7 @@ and never stops the others. :meth:`ImageAutomation.stop` lets the runs in flight
 from __future__ import annotations
 
 import hashlib
+import inspect
 import logging
 import random
 import threading
@@ -46,11 +47,12 @@ from gitops.images.status import (
     ImageStatusStore,
 )
 from gitops.operator.status import now
-from gitops.operator.webhooks import PushEvent, normalize_repository
+from gitops.operator.webhooks import PushEvent, normalize_repository, source_repository
 from gitops.urls import scrub
 
 if TYPE_CHECKING:
     from gitops.apps.load import Declarations
+    from gitops.apps.spec import Application
     from gitops.images.gitpush import UpdateResult
     from gitops.images.latest import LatestImage
     from gitops.images.metrics import ImageMetrics
@@ -63,6 +65,7 @@ __all__ = [
     "ImageNotifier",
     "LatestFunction",
     "UpdateFunction",
+    "git_credentials",
     "keep_images",
     "pushed_event",
     "runner_for",
@@ -83,8 +86,8 @@ class LatestFunction(Protocol):
 class UpdateFunction(Protocol):
     """:func:`gitops.images.gitpush.update_repository`'s signature, as the runner calls it."""
 
-    def __call__(self, automation: ImageUpdateAutomation,
-                 choices: Mapping[str, LatestImage]) -> UpdateResult: ...
+    def __call__(self, automation: ImageUpdateAutomation, choices: Mapping[str, LatestImage],
+                 *, credentials: Mapping[str, Any] | None = None) -> UpdateResult: ...
 
 
 class ImageNotifier(Protocol):
@@ -104,8 +107,8 @@ def _latest_image(policy: ImagePolicy, *, with_digest: bool = False) -> LatestIm
     return latest_image(policy, with_digest=with_digest, cache=cache)
 
 
-def _update_repository(automation: ImageUpdateAutomation,
-                       choices: Mapping[str, LatestImage]) -> UpdateResult:
+def _update_repository(automation: ImageUpdateAutomation, choices: Mapping[str, LatestImage],
+                       *, credentials: Mapping[str, Any] | None = None) -> UpdateResult:
     """The real update, in a working tree kept between runs under the cache (only what
     changed is fetched), locked so two processes never share it at once."""
     from filelock import FileLock
@@ -116,7 +119,7 @@ def _update_repository(automation: ImageUpdateAutomation,
     root = cache_root() / "image-worktrees" / hashlib.sha256(identity.encode()).hexdigest()[:24]
     root.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(f"{root}.lock", timeout=_WORKTREE_PATIENCE):
-        return update_repository(automation, choices, workdir=root)
+        return update_repository(automation, choices, workdir=root, credentials=credentials)
 
 
 @dataclass(eq=False)
@@ -148,14 +151,18 @@ class _Seen:
 class ImageAutomation:
     """Keeps image policies evaluated and update automations running; see the module doc.
 
-    ``store`` keeps the status; ``metrics``, ``notifier`` and ``on_push`` (called with a
-    :class:`~gitops.operator.webhooks.PushEvent` after each push) are optional.
+    ``store`` keeps the status; ``metrics``, ``notifier``, ``on_push`` (called with a
+    :class:`~gitops.operator.webhooks.PushEvent` after each push) and ``credentials``
+    (the Git credential options for an automation, see :func:`git_credentials`) are
+    optional.
     ``latest`` and ``update`` default to the real scan and Git update.
     """
 
     def __init__(self, store: ImageStatusStore, *, metrics: ImageMetrics | None = None,
                  notifier: ImageNotifier | None = None,
-                 on_push: Callable[[PushEvent], object] | None = None, workers: int = 2,
+                 on_push: Callable[[PushEvent], object] | None = None,
+                 credentials: Callable[[ImageUpdateAutomation], Mapping[str, Any]] | None = None,
+                 workers: int = 2,
                  latest: LatestFunction | None = None,
                  update: UpdateFunction | None = None) -> None:
         if workers < 1:
@@ -164,6 +171,7 @@ class ImageAutomation:
         self._metrics = metrics
         self._notifier = notifier
         self._on_push = on_push
+        self._credentials = credentials
         self._workers = workers
         self._latest_fn: LatestFunction = latest or _latest_image
         self._update_fn: UpdateFunction = update or _update_repository
@@ -378,7 +386,8 @@ class ImageAutomation:
                 f"{automation.namespace} has a latest image"))
             return
         try:
-            result = self._update_fn(automation, choices)
+            credentials = self._credentials(automation) if self._credentials else None
+            result = self._update_fn(automation, choices, credentials=credentials)
         except Exception as exc:
             message = f"ImageUpdateAutomation {key}: {where} ({branch}): {_said(exc)}"
             first = self._failed(AUTOMATION_KIND, key, "UpdateFailed", message,
@@ -468,7 +477,34 @@ def runner_for(runtime: Runtime, store: ImageStatusStore) -> ImageAutomation:
     from gitops.images.metrics import ImageMetrics
 
     return ImageAutomation(store, metrics=ImageMetrics(runtime.metrics.registry),
-                           notifier=runtime.notifier, on_push=runtime.push_received)
+                           notifier=runtime.notifier, on_push=runtime.push_received,
+                           credentials=lambda automation: git_credentials(
+                               automation, runtime.operator.applications().values()))
+
+
+def git_credentials(automation: ImageUpdateAutomation,
+                    applications: Iterable[Application]) -> dict[str, Any]:
+    """The Git credential options (``ssh_key``, ``username``/``password``, ``known_hosts``,
+    ``ca_bundle``...) of the first Application of the automation's namespace, by name,
+    whose source is the automation's repository: the repository the operator already
+    reads is pushed to with the same credentials. Never another namespace's: a tenant
+    must not push with someone else's key. Empty when there is none (the URL's userinfo
+    and the ``GITOPS_GIT_*`` environment still apply)."""
+    from gitops.sources.git.credentials import resolve_credentials
+
+    wanted = normalize_repository(automation.spec.git.url)
+    names = [p for p in inspect.signature(resolve_credentials).parameters
+             if p not in ("url", "environ")]
+    for app in sorted(applications, key=lambda a: a.key):
+        if app.namespace != automation.namespace:
+            continue
+        try:
+            found = source_repository(app.spec.source.url)
+        except GitopsError:
+            continue
+        if found is not None and found[0] == wanted:
+            return {k: v for k, v in app.spec.source.options.items() if k in names}
+    return {}
 
 
 def keep_images(runtime: Runtime, declared: Declarations) -> ImageAutomation | None:
