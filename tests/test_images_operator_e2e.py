@@ -37,6 +37,7 @@ from gitops.testing.kube import KubeEmulator
 from gitops.testing.registry import LocalRegistry, registry_binary
 
 INTERVAL = 1.0
+REGISTRY_PASSWORD = "reg-S3cret-pw-41"  # basic auth: it must appear nowhere we write
 
 DEPLOYMENT = """\
 apiVersion: apps/v1
@@ -66,7 +67,8 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRegistry
         if os.environ.get("CI") == "true":
             pytest.fail("docker-registry is not installed")
         pytest.skip("docker-registry is not installed")
-    started = LocalRegistry(tmp_path_factory.mktemp("registry"), binary=binary).start()
+    started = LocalRegistry(tmp_path_factory.mktemp("registry"), binary=binary,
+                            auth="htpasswd", password=REGISTRY_PASSWORD).start()
     yield started
     started.stop()
 
@@ -75,14 +77,16 @@ def push_tag(registry: LocalRegistry, tmp: Path, tag: str) -> None:
     content = tmp / f"content-{tag}"
     content.mkdir(exist_ok=True)
     (content / "version").write_text(tag)
-    push(content, f"oci://{registry.host}/app:{tag}")
+    push(content, f"oci://{registry.host}/app:{tag}", username=registry.username,
+         password=registry.password)
 
 
-def policy_doc(host: str, name: str = "app") -> dict[str, Any]:
+def policy_doc(registry: LocalRegistry, name: str = "app") -> dict[str, Any]:
     return {"apiVersion": "gitops.dev/v1alpha1", "kind": "ImagePolicy",
             "metadata": {"name": name, "namespace": "default"},
-            "spec": {"image": f"{host}/app", "policy": {"semver": {"range": "^1"}},
-                     "interval": "1s"}}
+            "spec": {"image": f"{registry.host}/app", "policy": {"semver": {"range": "^1"}},
+                     "interval": "1s", "options": {"username": registry.username,
+                                                   "password": registry.password}}}
 
 
 class Run:
@@ -106,7 +110,7 @@ class Run:
              "metadata": {"name": "shop", "namespace": "default"},
              "spec": {"source": {"url": f"{url}@main#path=deploy"},
                       "target": {"url": f"dir:{self.out}"}, "interval": "1h"}},
-            policy_doc(self.host),
+            policy_doc(registry),
             {"apiVersion": "gitops.dev/v1alpha1", "kind": "ImageUpdateAutomation",
              "metadata": {"name": "images", "namespace": "default"},
              "spec": {"interval": "1s", "git": {
@@ -224,6 +228,9 @@ def test_a_pushed_tag_is_committed_once_and_deployed_within_an_interval(
     assert run.stop() == 0
     lines = [json.loads(line) for line in run.logs().splitlines() if line.startswith("{")]
     assert any(line.get("reason") == "ImageUpdated" for line in lines)
+    written = [run.logs(), json.dumps(status), metrics, run.git("log", "--format=%B", "main"),
+               *(p.read_text() for p in (tmp_path / "cache" / "image-status").rglob("*.json"))]
+    assert all(REGISTRY_PASSWORD not in text for text in written)
 
 
 # -- gitops controller ----------------------------------------------------------------------------
@@ -236,12 +243,12 @@ def test_the_controller_writes_latest_image_into_the_status_subresource(
     push_tag(registry, tmp_path, "1.1.0")
     with KubeEmulator() as emulator:
         kubectl(emulator, "apply", "--server-side", "-f", "-", stdin=crds_yaml())
-        bad = policy_doc(registry.host, "broken")
+        bad = policy_doc(registry, "broken")
         bad["spec"]["image"] = f"127.0.0.1:{free_port()}/nothing"  # no registry there
-        invalid = policy_doc(registry.host, "invalid")
+        invalid = policy_doc(registry, "invalid")
         invalid["spec"]["policy"]["alphabetical"] = {"order": "asc"}  # two orderings
         kubectl(emulator, "apply", "-f", "-",
-                stdin=yaml.safe_dump_all([policy_doc(registry.host), bad, invalid]))
+                stdin=yaml.safe_dump_all([policy_doc(registry), bad, invalid]))
         assert emulator.kubeconfig_path is not None
         log = (tmp_path / "controller.log").open("wb")
         process = subprocess.Popen(
@@ -278,4 +285,6 @@ def test_the_controller_writes_latest_image_into_the_status_subresource(
             process.send_signal(signal.SIGTERM)
             code = process.wait(timeout=20)
             log.close()
-        assert code == 0, (tmp_path / "controller.log").read_text()[-2000:]
+        logged = (tmp_path / "controller.log").read_text()
+        assert code == 0, logged[-2000:]
+        assert REGISTRY_PASSWORD not in logged + json.dumps([found, broken])
