@@ -9,8 +9,10 @@ repository has exactly one new commit changing exactly the marked field, and the
 ``dir:`` target's Deployment runs ``HOST/app:1.1.0`` (the Application's own interval is an
 hour: only the trigger after the push can deploy it that fast).
 
-Then the same policy as an object in the API emulator, watched by ``gitops controller``:
-its status subresource gets ``latestImage``.
+Then the same objects in the API emulator, watched by ``gitops controller``: the policy's
+status subresource gets ``latestImage``, the automation pushes and records
+``lastPushCommit`` and an ``ImageUpdated`` Event; a broken and an invalid policy are not
+Ready and stop nothing.
 """
 
 from __future__ import annotations
@@ -89,21 +91,47 @@ def policy_doc(registry: LocalRegistry, name: str = "app") -> dict[str, Any]:
                                                    "password": registry.password}}}
 
 
+class ConfigRepo:
+    """The configuration repository, served by ``git daemon`` with receive-pack."""
+
+    def __init__(self, tmp: Path, host: str) -> None:
+        served = tmp / "served"
+        served.mkdir()
+        self.bare = served / "config.git"
+        self.work = WorkRepo(tmp / "work", home=tmp / "home")
+        self.deployment = DEPLOYMENT.format(host=host)
+        self.work.write({"deploy/app.yaml": self.deployment, "README.md": "config\n"})
+        self.first = self.work.commit("first")
+        self.work.push(self.bare)
+        self.daemon = GitDaemon(served, receive_pack=True).start()
+        self.url = self.daemon.url("config.git")
+
+    def git(self, *args: str) -> str:
+        return subprocess.run(["git", "-C", str(self.bare), *args], capture_output=True,
+                              text=True, check=True, env=self.work.env).stdout
+
+    def head(self) -> str:
+        return self.git("rev-parse", "refs/heads/main").strip()
+
+
+def automation_doc(url: str) -> dict[str, Any]:
+    return {"apiVersion": "gitops.dev/v1alpha1", "kind": "ImageUpdateAutomation",
+            "metadata": {"name": "images", "namespace": "default"},
+            "spec": {"interval": "1s", "git": {
+                "url": url, "checkout": {"ref": {"branch": "main"}},
+                "commit": {"author": {"name": "Image Bot", "email": "bot@example.com"}}},
+                "update": {"path": "./deploy"}}}
+
+
 class Run:
     """A ``gitops run`` process and what it works on."""
 
     def __init__(self, tmp: Path, registry: LocalRegistry) -> None:
         self.tmp, self.host = tmp, registry.host
-        served = tmp / "served"
-        served.mkdir()
-        self.bare = served / "config.git"
-        self.work = WorkRepo(tmp / "work", home=tmp / "home")
-        self.deployment = DEPLOYMENT.format(host=self.host)
-        self.work.write({"deploy/app.yaml": self.deployment, "README.md": "config\n"})
-        self.first = self.work.commit("first")
-        self.work.push(self.bare)
-        self.daemon = GitDaemon(served, receive_pack=True).start()
-        url = self.daemon.url("config.git")
+        self.repo = ConfigRepo(tmp, registry.host)
+        self.deployment, self.first = self.repo.deployment, self.repo.first
+        self.git, self.head, self.daemon = self.repo.git, self.repo.head, self.repo.daemon
+        url = self.repo.url
         self.out = tmp / "out"
         docs = [
             {"apiVersion": "gitops.dev/v1alpha1", "kind": "Application",
@@ -111,12 +139,7 @@ class Run:
              "spec": {"source": {"url": f"{url}@main#path=deploy"},
                       "target": {"url": f"dir:{self.out}"}, "interval": "1h"}},
             policy_doc(registry),
-            {"apiVersion": "gitops.dev/v1alpha1", "kind": "ImageUpdateAutomation",
-             "metadata": {"name": "images", "namespace": "default"},
-             "spec": {"interval": "1s", "git": {
-                 "url": url, "checkout": {"ref": {"branch": "main"}},
-                 "commit": {"author": {"name": "Image Bot", "email": "bot@example.com"}}},
-                 "update": {"path": "./deploy"}}},
+            automation_doc(url),
         ]
         self.apps = tmp / "apps.yaml"
         self.apps.write_text(yaml.safe_dump_all(docs))
@@ -128,13 +151,6 @@ class Run:
              "run", "-f", str(self.apps), "--metrics-addr", f"127.0.0.1:{self.metrics_port}",
              "--log-format", "json"],
             stdout=subprocess.DEVNULL, stderr=self.log, env=self.env)
-
-    def git(self, *args: str) -> str:
-        return subprocess.run(["git", "-C", str(self.bare), *args], capture_output=True,
-                              text=True, check=True, env=self.work.env).stdout
-
-    def head(self) -> str:
-        return self.git("rev-parse", "refs/heads/main").strip()
 
     def deployed_images(self) -> list[str] | None:
         path = self.out / "default" / "Deployment.apps" / "app.yaml"
@@ -236,9 +252,16 @@ def test_a_pushed_tag_is_committed_once_and_deployed_within_an_interval(
 # -- gitops controller ----------------------------------------------------------------------------
 
 
+@pytest.fixture
+def repo(tmp_path: Path, registry: LocalRegistry) -> Iterator[ConfigRepo]:
+    served = ConfigRepo(tmp_path, registry.host)
+    yield served
+    served.daemon.stop()
+
+
 @needs_kubectl
 def test_the_controller_writes_latest_image_into_the_status_subresource(
-        registry: LocalRegistry, tmp_path: Path) -> None:
+        registry: LocalRegistry, repo: ConfigRepo, tmp_path: Path) -> None:
     push_tag(registry, tmp_path, "1.0.0")
     push_tag(registry, tmp_path, "1.1.0")
     with KubeEmulator() as emulator:
@@ -248,7 +271,8 @@ def test_the_controller_writes_latest_image_into_the_status_subresource(
         invalid = policy_doc(registry, "invalid")
         invalid["spec"]["policy"]["alphabetical"] = {"order": "asc"}  # two orderings
         kubectl(emulator, "apply", "-f", "-",
-                stdin=yaml.safe_dump_all([policy_doc(registry), bad, invalid]))
+                stdin=yaml.safe_dump_all([policy_doc(registry), bad, invalid,
+                                          automation_doc(repo.url)]))
         assert emulator.kubeconfig_path is not None
         log = (tmp_path / "controller.log").open("wb")
         process = subprocess.Popen(
@@ -281,6 +305,22 @@ def test_the_controller_writes_latest_image_into_the_status_subresource(
             assert "exactly one of semver" in refused["message"]
             table = kubectl(emulator, "get", "imagepolicies.gitops.dev", "-n", "default").stdout
             assert f"{registry.host}/app:1.1.0" in table
+
+            def automation() -> dict[str, Any]:
+                done = kubectl(emulator, "get", "imageupdateautomations.gitops.dev", "images",
+                               "-n", "default", "-o", "json")
+                return dict(json.loads(done.stdout).get("status") or {})
+
+            pushed = wait_for(lambda: automation().get("lastPushCommit") and automation(), 15,
+                              "lastPushCommit in the automation's status")
+            assert pushed["lastPushCommit"] == repo.head() != repo.first
+            assert repo.git("rev-list", f"{repo.first}..main").split() == [repo.head()]
+            assert f"{registry.host}/app:1.1.0 #" in repo.git("show", "main:deploy/app.yaml")
+            events = json.loads(kubectl(emulator, "get", "events", "-n", "default",
+                                        "-o", "json").stdout)["items"]
+            assert any(e["reason"] == "ImageUpdated" and
+                       e["involvedObject"]["kind"] == "ImageUpdateAutomation" and
+                       e["involvedObject"]["name"] == "images" for e in events)
         finally:
             process.send_signal(signal.SIGTERM)
             code = process.wait(timeout=20)

@@ -470,14 +470,16 @@ class ImageAutomation:
             return f"ImageAutomation(objects={len(self._jobs)})"
 
 
-def runner_for(runtime: Runtime, store: ImageStatusStore) -> ImageAutomation:
-    """A runner with ``runtime``'s metrics registry and notifier, whose pushes go the way
-    a webhook's do (the matching applications are reconciled at once, on whichever
-    replica runs them)."""
+def runner_for(runtime: Runtime, store: ImageStatusStore, *,
+               notifier: ImageNotifier | None = None) -> ImageAutomation:
+    """A runner with ``runtime``'s metrics registry and notifier (or ``notifier``), whose
+    pushes go the way a webhook's do (the matching applications are reconciled at once,
+    on whichever replica runs them), pushing with :func:`git_credentials`."""
     from gitops.images.metrics import ImageMetrics
 
     return ImageAutomation(store, metrics=ImageMetrics(runtime.metrics.registry),
-                           notifier=runtime.notifier, on_push=runtime.push_received,
+                           notifier=notifier or runtime.notifier,
+                           on_push=runtime.push_received,
                            credentials=lambda automation: git_credentials(
                                automation, runtime.operator.applications().values()))
 

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from gitops.apps.load import SERVER_METADATA, _validate_declaration
 from gitops.apps.spec import API_VERSION, GROUP, VERSION
 from gitops.errors import GitopsError, InputError
-from gitops.images.automation import ImageAutomation, runner_for
+from gitops.images.automation import ImageAutomation, ImageNotifier, runner_for
 from gitops.images.status import (
     AUTOMATION_KIND,
     POLICY_KIND,
@@ -207,8 +207,12 @@ class ClusterImageStatusStore:
         self._lock = threading.Lock()
 
     def seen(self, kind: ImageKind, obj: Mapping[str, Any]) -> None:
+        with self._lock:  # a watch's Watch fills in Application's kind when one is missing
+            self._objects[(kind, _key(obj))] = {**obj, "apiVersion": API_VERSION, "kind": kind}
+
+    def object(self, kind: ImageKind, key: str) -> dict[str, Any] | None:
         with self._lock:
-            self._objects[(kind, _key(obj))] = dict(obj)
+            return self._objects.get((kind, key))
 
     def forget(self, kind: ImageKind, key: str) -> None:
         with self._lock:
@@ -389,10 +393,30 @@ def run_in_cluster(api: OperatorAPI, runtime: Runtime, stop: threading.Event, *,
     (its metrics, notifications and webhook path; stopped by ``runtime.close()``) fed by
     an :class:`ImageController` watching on a thread until ``stop`` is set."""
     store = ClusterImageStatusStore(api)
-    runner = runner_for(runtime, store)
+    runner = runner_for(runtime, store, notifier=_Events(api, store, runtime.notifier))
     runtime.images = runner
     runner.start()
     controller = ImageController(api, store, runner, namespace=namespace, accept=accept)
     threading.Thread(target=controller.run, args=(stop,), name="gitops-images-watch",
                      daemon=True).start()
     return controller
+
+
+class _Events:
+    """Notifications of an automation also as Kubernetes Events on its object
+    (``ImageUpdated`` Normal, ``ImageUpdateFailed`` Warning), then to ``--notify``."""
+
+    def __init__(self, api: OperatorAPI, store: ClusterImageStatusStore,
+                 notifier: ImageNotifier | None) -> None:
+        self._api, self._store, self._notifier = api, store, notifier
+
+    def notify(self, app: str, reason: str, revision: str | None, message: str) -> None:
+        obj = self._store.object(AUTOMATION_KIND, app)
+        if obj is not None:
+            try:
+                self._api.create_event(obj, "Normal" if reason == "ImageUpdated" else "Warning",
+                                       reason, message)
+            except (StatusError, TransportError, GitopsError) as exc:  # best effort
+                log.debug("event %s not recorded: %s", reason, exc)
+        if self._notifier is not None:
+            self._notifier.notify(app, reason, revision, message)
