@@ -253,3 +253,36 @@ def test_over_ssh_with_a_key_and_known_hosts(repo: Bare, sshd: SSHServer) -> Non
     with pytest.raises(SourceAuthenticationError, match="SSH"):
         update_repository(automation(url), NEW, credentials={
             "ssh_key": sshd.stranger_key, "known_hosts": sshd.known_hosts})
+
+
+def test_the_kept_working_tree_follows_files_becoming_folders_and_back(
+    repo: Bare, daemon: GitDaemon, tmp_path: Path
+) -> None:
+    workdir = tmp_path / "wd"
+    spec = automation(daemon.url(repo.name))
+    update_repository(spec, {}, workdir=workdir)  # a first checkout, nothing to change
+    repo.work.git("pull", "-q", "--ff-only", os.fspath(repo.path), "main")
+    repo.work.remove("apps/plain.yaml", "README.md")
+    repo.work.write({"apps/plain.yaml/inner.yaml": "kind: Inner\n", "README.md/x": "x\n"})
+    repo.work.symlink("link.yaml", "apps/web.yaml")
+    repo.work.commit("files become folders")
+    repo.work.git("push", "-q", os.fspath(repo.path), "HEAD:refs/heads/main")
+
+    result = update_repository(spec, NEW, workdir=workdir)
+    assert result.pushed
+    assert (workdir / "apps" / "plain.yaml" / "inner.yaml").read_text() == "kind: Inner\n"
+    assert (workdir / "link.yaml").is_symlink()
+    assert repo.git("ls-tree", "-r", "--name-only", "main").split() == [
+        "README.md/x", "apps/plain.yaml/inner.yaml", "apps/values.yaml", "apps/web.yaml",
+        "link.yaml"]
+    assert repo.git("cat-file", "-p", "main:link.yaml") == "apps/web.yaml"
+
+    repo.work.git("pull", "-q", "--ff-only", os.fspath(repo.path), "main")
+    repo.work.remove("apps/plain.yaml")
+    repo.work.write({"apps/plain.yaml": "kind: File again\n"})
+    repo.work.commit("and back")
+    repo.work.git("push", "-q", os.fspath(repo.path), "HEAD:refs/heads/main")
+    newer = {"default:web": choice("default:web", "ghcr.io/acme/web", "1.5.0")}
+    assert update_repository(spec, newer, workdir=workdir).pushed
+    assert (workdir / "apps" / "plain.yaml").read_text() == "kind: File again\n"
+    assert "1.5.0" in repo.show("main", "apps/web.yaml")

@@ -93,6 +93,14 @@ def test_crlf_and_trailing_whitespace_are_kept() -> None:
     assert out == text.replace("web:1 #", "ghcr.io/acme/web:1.4.0 #")
 
 
+def test_a_marker_inside_a_string_is_not_a_comment() -> None:
+    text = f"a: '#{marker('apps:db')}' # {marker('apps:web')}\nb: |\n  x # {marker('apps:web')}\n"
+    result = rewrite(text, CHOICES)
+    assert yaml.safe_load(result.text) == {"a": "ghcr.io/acme/web:1.4.0",
+                                           "b": f"x # {marker('apps:web')}\n"}
+    assert [c.line for c in result.changes] == [1]
+
+
 def test_text_without_markers_is_returned_as_is() -> None:
     text = "not: [valid yaml\n"
     assert rewrite(text, CHOICES).text is text

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from images_git import Bare, marker, new_bare
 
+from gitops.cli import main
 from gitops.errors import InputError
 from gitops.images.update_cli import cmd_update
 from gitops.sources.oci import push
@@ -71,13 +72,14 @@ def policies(tmp_path: Path, registry: LocalRegistry, extra: str = "") -> Path:
 @pytest.fixture
 def repo(served: Path, home: Path, tmp_path: Path, registry: LocalRegistry) -> Bare:
     files = {"deploy/web.yaml": f"image: {registry.host}/acme/web:1.0.0 "
-                                f"# {marker('default:web')}\n"}
+                                f"# {marker('default:web')}\n",
+             "deploy/other.yaml": f"image: other:1 # {marker('other:thing')}\n"}
     return new_bare(served, home, files, tmp=tmp_path)
 
 
 def run(url: str, files: list[Path], output: str = "text", **extra: object) -> tuple[int, str]:
     out = io.StringIO()
-    args = argparse.Namespace(url=url, file=[os.fspath(f) for f in files], output=output,
+    args = argparse.Namespace(repository=url, file=[os.fspath(f) for f in files], output=output,
                               **extra)
     return cmd_update(args, out), out.getvalue()
 
@@ -94,11 +96,14 @@ def test_update_pushes_the_chosen_tag_once_and_then_nothing(
         "file": "deploy/web.yaml", "line": 1, "policy": "default:web", "field": "image",
         "old": f"{registry.host}/acme/web:1.0.0", "new": f"{registry.host}/acme/web:1.4.0"}]
     assert document["images"][0]["tag"] == "1.4.0"
+    assert document["unknown"] == [{"file": "deploy/other.yaml", "line": 1,
+                                    "policy": "other:thing"}]
     assert repo.show("main", "deploy/web.yaml") == (
         f"image: {registry.host}/acme/web:1.4.0 # {marker('default:web')}\n")
 
     code, text = run(daemon.url(repo.name) + "@main", [file])
     assert code == 0 and "up to date, nothing to commit" in text
+    assert "deploy/other.yaml:1: no image policy other:thing here; marker left alone" in text
     assert repo.head() == document["commit"]
 
 
@@ -136,3 +141,17 @@ def test_the_branch_is_required_and_errors_name_the_url_without_credentials(
     code, plain = run(secret_url + "@main", [file])
     for shown in (text, plain, caplog.text, repo.git("log", "-p", "main")):
         assert http.password not in shown
+
+
+def test_the_command_line_runs_it(repo: Bare, daemon: GitDaemon, registry: LocalRegistry,
+                                  tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    file = policies(tmp_path, registry)
+    code = main(["image", "update", daemon.url(repo.name) + "@main", "-f", os.fspath(file),
+                 "--push-branch", "bump", "--author-name", "CLI Bot", "--message",
+                 "bump to $images", "-o", "json"])
+    document = json.loads(capsys.readouterr().out)
+    assert code == 0 and document["branch"] == "bump" and document["commit"] == repo.head("bump")
+    assert repo.git("log", "-1", "--format=%an|%s", "bump").strip() == (
+        f"CLI Bot|bump to {registry.host}/acme/web:1.4.0")
+    code = main(["image", "update", daemon.url(repo.name), "-f", os.fspath(file)])
+    assert code == 2 and "give the branch to update" in capsys.readouterr().err

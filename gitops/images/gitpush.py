@@ -32,6 +32,7 @@ from dulwich.object_store import commit_tree_changes
 from dulwich.objects import Blob, Commit, ObjectID, Tree
 from dulwich.refs import Ref
 from dulwich.repo import Repo
+from filelock import FileLock
 
 from gitops.errors import GitopsError, InputError, RevisionNotFoundError
 from gitops.images.latest import LatestImage
@@ -56,6 +57,7 @@ MESSAGE_FIELDS = ("automation", "branch", "changes", "files", "images", "count")
 DEFAULT_MESSAGE = "Update images (automation $automation)\n\n$changes\n"
 _DIRTY = "gitops-update-in-progress"
 _ATTEMPTS = 5
+_LOCK = 300.0  # seconds an update waits for another one using the same workdir
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,8 @@ class UpdateResult:
     pushed: bool
     #: how many times the edit was made (more than one after a concurrent push)
     attempts: int = 1
+    #: files with markers naming a policy not given (left alone; see FileUpdate.unknown)
+    unknown: tuple[FileUpdate, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -165,7 +169,8 @@ class _Updater:
         self.shown = remote.shown
 
     def run(self, attempts: int) -> UpdateResult:
-        with closing(self.remote), self._repo() as repo:
+        with closing(self.remote), self._repo() as repo, \
+                FileLock(os.path.join(repo.controldir(), "gitops-update.lock"), timeout=_LOCK):
             for attempt in range(1, attempts + 1):
                 try:
                     return self._attempt(repo, attempt)
@@ -187,18 +192,19 @@ class _Updater:
         self._checkout(repo, base)
         dirty = Path(repo.controldir()) / _DIRTY
         dirty.touch()
-        updates = [u for u in update_tree(self.workdir, plan.path, self.choices,
-                                          pin_digest=plan.pin_digest) if u.changed]
+        marked = update_tree(self.workdir, plan.path, self.choices, pin_digest=plan.pin_digest)
+        updates = [u for u in marked if u.changed]
+        unknown = tuple(u for u in marked if u.unknown)
         if not updates:
             dirty.unlink()
-            return UpdateResult(None, plan.push_branch, (), False, attempt)
+            return UpdateResult(None, plan.push_branch, (), False, attempt, unknown)
         commit = self._commit(repo, base, updates)
         repo.refs[Ref(b"HEAD")] = ObjectID(commit.encode())  # the tree on disk is the commit's
         dirty.unlink()
         self.remote.push(repo, push_ref, remote_push, commit)
         log.info("%s: pushed %s to %s (%d change(s))", plan.key, commit[:12], plan.push_branch,
                  sum(len(u.changes) for u in updates))
-        return UpdateResult(commit, plan.push_branch, tuple(updates), True, attempt)
+        return UpdateResult(commit, plan.push_branch, tuple(updates), True, attempt, unknown)
 
     # -- the working tree ----------------------------------------------------------------
 
@@ -265,6 +271,8 @@ class _Updater:
         target.parent.mkdir(parents=True, exist_ok=True)
         if target.is_symlink() or target.is_file():
             target.unlink()
+        elif target.is_dir():  # a folder becomes a file: its files' deletions come later
+            shutil.rmtree(target)
         kind = mode & 0o170000
         if kind == 0o160000:  # a submodule: an empty folder, as git clone leaves it
             target.mkdir(exist_ok=True)

@@ -44,7 +44,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _KEY = "$imagepolicy"
-_MARKER_RE = re.compile(r"#[ \t]*(\{[^\r\n]*\$imagepolicy[^\r\n]*\})[ \t]*\r?$", re.MULTILINE)
+_MARKER_RE = re.compile(r"#[ \t]*(\{[^\r\n#]*\$imagepolicy[^\r\n#]*\})[ \t]*\r?$", re.MULTILINE)
 _FIELDS = ("tag", "name", "digest")
 _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _SUFFIXES = (".yaml", ".yml")

@@ -41,7 +41,7 @@ class Out(Protocol):
 
 
 def cmd_update(args: argparse.Namespace, out: Out) -> int:
-    """Run one update; ``args``: ``url`` (GIT_URL@BRANCH), ``file`` (paths), ``output``
+    """Run one update; ``args``: ``repository`` (GIT_URL@BRANCH), ``file`` (paths), ``output``
     ("text" | "json"), and optionally ``push_branch``, ``path``, ``author_name``,
     ``author_email``, ``message``, ``signing_key``, ``pin_digest``."""
     files = args.file if isinstance(args.file, list) else [args.file]
@@ -61,12 +61,12 @@ def cmd_update(args: argparse.Namespace, out: Out) -> int:
 def _automation(args: argparse.Namespace, declared: tuple[Any, ...]) -> ImageUpdateAutomation:
     """The automation to run: the command line's URL and branch over the declared one's
     settings (or defaults)."""
-    url = parse_git_url(args.url)
+    url = parse_git_url(args.repository)
     if url.ref is None or url.commit is not None:
         raise InputError(f"{url.display}: give the branch to update: GIT_URL@BRANCH")
     branch = url.ref.removeprefix("refs/heads/")
     bare = url.display.partition("#")[0].rpartition("@")[0]
-    raw = args.url.partition("#")[0]
+    raw = args.repository.partition("#")[0]
     git_url = raw[: raw.rfind("@")]  # credentials kept: the push needs them
     if len(declared) > 1:
         raise InputError(f"the files declare {len(declared)} ImageUpdateAutomations "
@@ -89,8 +89,10 @@ def _automation(args: argparse.Namespace, declared: tuple[Any, ...]) -> ImageUpd
     commit = commit.model_copy(update=overrides)
     if getattr(args, "push_branch", None):
         push = GitPush(branch=args.push_branch)
-    if getattr(args, "path", None) or getattr(args, "pin_digest", False):
-        update = UpdateSpec(path=getattr(args, "path", None) or update.path,
+    path = getattr(args, "path", None)
+    path = path if path not in (None, ".") else None  # "." is the option's default
+    if path or getattr(args, "pin_digest", False):
+        update = UpdateSpec(path=path or update.path,
                             pin_digest=bool(getattr(args, "pin_digest", False)) or update.pin_digest)
     try:
         git = GitSpec(url=git_url, checkout=GitCheckout(ref=GitCheckoutRef(branch=branch)),
@@ -123,12 +125,18 @@ def _print(result: UpdateResult, automation: ImageUpdateAutomation,
             "changes": [{"file": u.path, "line": c.line, "policy": c.policy,
                          "field": c.field, "old": c.old, "new": c.new}
                         for u in result.changes for c in u.changes],
+            "unknown": [{"file": u.path, "line": m.line, "policy": m.policy}
+                        for u in result.unknown for m in u.unknown],
         }
         out.write(json.dumps(document, indent=2) + "\n")
         return
     for choice in chosen:
         out.write(f"{choice.policy}: {choice.reference}"
                   + (f"@{choice.digest}" if choice.digest else "") + "\n")
+    for update in result.unknown:
+        for unknown in update.unknown:
+            out.write(f"  {update.path}:{unknown.line}: no image policy {unknown.policy} "
+                      "here; marker left alone\n")
     if result.commit is None:
         out.write(f"{shown} {result.branch}: up to date, nothing to commit\n")
         return
