@@ -74,7 +74,6 @@ __all__ = [
 log = logging.getLogger("gitops.images")
 
 _JITTER = 0.1  # ± of the interval, so many objects with one interval do not run together
-_WORKTREE_PATIENCE = 300.0  # seconds to wait for another process's update of the same tree
 
 
 class LatestFunction(Protocol):
@@ -110,16 +109,12 @@ def _latest_image(policy: ImagePolicy, *, with_digest: bool = False) -> LatestIm
 def _update_repository(automation: ImageUpdateAutomation, choices: Mapping[str, LatestImage],
                        *, credentials: Mapping[str, Any] | None = None) -> UpdateResult:
     """The real update, in a working tree kept between runs under the cache (only what
-    changed is fetched), locked so two processes never share it at once."""
-    from filelock import FileLock
-
+    changed is fetched; ``update_repository`` locks it, so two processes take turns)."""
     from gitops.images.gitpush import update_repository
 
     identity = f"{automation.key} {automation.spec.git.url}"  # hashed: no credential in a path
     root = cache_root() / "image-worktrees" / hashlib.sha256(identity.encode()).hexdigest()[:24]
-    root.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(f"{root}.lock", timeout=_WORKTREE_PATIENCE):
-        return update_repository(automation, choices, workdir=root, credentials=credentials)
+    return update_repository(automation, choices, workdir=root, credentials=credentials)
 
 
 @dataclass(eq=False)
