@@ -15,6 +15,7 @@ from operator_support import kubectl, needs_kubectl, operator_emulator
 from structural_schema import instance_problems, structural_problems
 
 from gitops.apps import Application, application_json_schema, parse_duration
+from gitops.images.controller import image_crds
 from gitops.operator.crd import (
     CRD_NAME,
     POSITIVE_DURATION_PATTERN,
@@ -126,8 +127,9 @@ def test_names_scope_version_subresource_and_columns() -> None:
 
 
 def test_crds_yaml_is_the_crd() -> None:
-    [document] = list(yaml.safe_load_all(crds_yaml()))
+    document, *images = list(yaml.safe_load_all(crds_yaml()))
     assert document == application_crd()
+    assert images == image_crds()  # tests/test_images_operator.py checks those
 
 
 # -- true to the model ----------------------------------------------------------------------------

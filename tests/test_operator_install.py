@@ -61,6 +61,8 @@ def test_objects_in_the_order_to_apply_them() -> None:
     assert [(m["kind"], m["metadata"]["name"]) for m in manifests] == [
         ("Namespace", "gitops-system"),
         ("CustomResourceDefinition", "applications.gitops.dev"),
+        ("CustomResourceDefinition", "imagepolicies.gitops.dev"),
+        ("CustomResourceDefinition", "imageupdateautomations.gitops.dev"),
         ("ServiceAccount", "gitops-controller"),
         ("ClusterRole", "gitops-controller"),
         ("ClusterRoleBinding", "gitops-controller"),

@@ -17,7 +17,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from gitops.apps.spec import Application
 from gitops.errors import GitopsError, InputError
@@ -32,6 +32,9 @@ from gitops.operator.commands import (
 )
 from gitops.operator.reconcile import ReconcileOutcome
 from gitops.operator.status import AppStatus, short_revision
+
+if TYPE_CHECKING:
+    from gitops.images.report import ImageReport
 
 __all__ = ["COMMANDS", "add_app_options", "add_commands", "cmd_app_sync"]
 
@@ -202,10 +205,12 @@ def _status_row(app: Application, status: AppStatus | None) -> dict[str, Any]:
 
 
 def _print_applications(rows: list[dict[str, Any]], args: argparse.Namespace, out: Out, *,
-                        last_sync: bool) -> bool:
-    """Print the rows of ``status`` and ``run --once``; whether all are Synced and Healthy."""
+                        last_sync: bool, images: ImageReport | None = None) -> bool:
+    """Print the rows of ``status`` and ``run --once``; whether all are Synced and Healthy
+    (and every image object, when the files declare some, Ready)."""
     if args.output == "json":
-        out.write(json.dumps({"applications": rows}, indent=2) + "\n")
+        out.write(json.dumps({"applications": rows, **(images.to_json() if images else {})},
+                             indent=2) + "\n")
     else:
         table = [["NAME", "SYNC", "HEALTH", "REVISION", *(["LAST SYNC"] if last_sync else []),
                   "MESSAGE"]]
@@ -218,8 +223,12 @@ def _print_applications(rows: list[dict[str, Any]], args: argparse.Namespace, ou
                 *([_age(datetime.fromisoformat(when) if when else None)] if last_sync else []),
                 _one_line(r["message"]),
             ])
-        _table(table, out)
-    return all(r["sync"] == "Synced" and r["health"] == "Healthy" for r in rows)
+        if rows or not images:
+            _table(table, out)
+        if images:
+            images.print_tables(lambda rows: _table(rows, out))
+    return all(r["sync"] == "Synced" and r["health"] == "Healthy" for r in rows) and (
+        images is None or images.ready)
 
 
 def _table(rows: Sequence[Sequence[str]], out: Out) -> None:
@@ -241,14 +250,25 @@ def cmd_status(args: argparse.Namespace, out: Out) -> int:
         apps = sorted(catalog.applications(), key=lambda a: a.key)
         rows = [(app, _read_status(catalog, app)) for app in apps]
         invalid = catalog.invalid()
+        images = _image_report(catalog)
     data = [_status_row(app, status) for app, status in rows]
     for key, problem in invalid:  # listed, never Ready: the object is not a valid Application
         namespace, _, name = key.partition("/")
         data.append({"name": name, "namespace": namespace, "sync": "Unknown",
                      "health": "Unknown", "revision": "", "lastSyncTime": None,
                      "suspended": False, "message": f"invalid: {problem}"})
-    healthy = _print_applications(data, args, out, last_sync=True)
-    return EXIT_OK if healthy and data else EXIT_NOT_READY
+    healthy = _print_applications(data, args, out, last_sync=True, images=images)
+    return EXIT_OK if healthy and (data or images) else EXIT_NOT_READY
+
+
+def _image_report(catalog: Catalog) -> ImageReport | None:
+    """The image objects the files declare, with their status (None for a cluster, or
+    files that declare none: ``kubectl get imagepolicies`` shows a cluster's)."""
+    if not isinstance(catalog, FileCatalog):
+        return None
+    from gitops.images.report import image_report
+
+    return image_report(catalog.files.load_declarations()) or None
 
 
 def _one_line(text: str, width: int = 80) -> str:

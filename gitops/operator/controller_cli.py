@@ -22,7 +22,7 @@ from gitops.apps.durations import parse_duration
 from gitops.errors import InputError
 from gitops.operator.cli import EXIT_OK, Out, _signals
 from gitops.operator.cluster import ClusterStatusStore, Controller
-from gitops.operator.crd import application_crd, crds_yaml
+from gitops.operator.crd import all_crds, crds_yaml
 from gitops.operator.install import install_manifests, install_yaml
 from gitops.operator.kubeapi import OperatorAPI
 from gitops.operator.leader import LeaderElector, ShardElector, default_identity, shard_of
@@ -47,7 +47,7 @@ def _print(documents: list[dict[str, Any]], yaml_text: str, args: argparse.Names
 
 
 def cmd_crds(args: argparse.Namespace, out: Out) -> int:
-    return _print([application_crd()], crds_yaml(), args, out)
+    return _print(all_crds(), crds_yaml(), args, out)
 
 
 def cmd_install(args: argparse.Namespace, out: Out) -> int:
@@ -90,6 +90,9 @@ def cmd_controller(args: argparse.Namespace, out: Out) -> int:
                                 kubeconfig=args.kubeconfig, context=args.context,
                                 accept=accept)
         runtime.route_to(controller)
+        from gitops.images.controller import run_in_cluster  # image automation, same gating
+
+        run_in_cluster(api, runtime, stop, namespace=args.namespace, accept=accept)
         runtime.start()
         elector: ShardElector | LeaderElector | None = None
         if shards:

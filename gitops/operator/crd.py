@@ -30,6 +30,7 @@ __all__ = [
     "POSITIVE_DURATION_PATTERN",
     "SHORT_NAMES",
     "SINGULAR",
+    "all_crds",
     "application_crd",
     "application_schema",
     "crds_yaml",
@@ -103,8 +104,15 @@ def application_crd() -> dict[str, Any]:
 
 
 def crds_yaml() -> str:
-    """What ``gitops crds`` prints: the CRD as one YAML document (``kubectl apply --server-side -f -``)."""
-    return yaml_documents([application_crd()])
+    """What ``gitops crds`` prints: the CRDs as YAML documents (``kubectl apply --server-side -f -``)."""
+    return yaml_documents(all_crds())
+
+
+def all_crds() -> list[dict[str, Any]]:
+    """Every CRD the controller serves: Application, then the image automation kinds."""
+    from gitops.images.controller import image_crds  # it builds on this module
+
+    return [application_crd(), *image_crds()]
 
 
 def application_schema() -> dict[str, Any]:

@@ -18,7 +18,8 @@ from typing import Any
 
 from gitops import __version__
 from gitops.apps.spec import GROUP
-from gitops.operator.crd import PLURAL, application_crd, yaml_documents
+from gitops.images.controller import IMAGE_PLURALS
+from gitops.operator.crd import PLURAL, all_crds, yaml_documents
 
 __all__ = [
     "CONTROLLER_NAME",
@@ -91,13 +92,14 @@ def install_manifests(
 
     manifests: list[dict[str, Any]] = [
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace, "labels": dict(labels)}},
-        application_crd(),
+        *all_crds(),
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta(CONTROLLER_NAME)},
         {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
          "metadata": meta(CONTROLLER_NAME, namespaced=False), "rules": [
-             {"apiGroups": [GROUP], "resources": [PLURAL],
+             {"apiGroups": [GROUP], "resources": [PLURAL, *IMAGE_PLURALS.values()],
               "verbs": ["get", "list", "watch", "update", "patch"]},
-             {"apiGroups": [GROUP], "resources": [f"{PLURAL}/status"], "verbs": ["get", "update", "patch"]},
+             {"apiGroups": [GROUP], "resources": [f"{p}/status" for p in (PLURAL, *IMAGE_PLURALS.values())],
+              "verbs": ["get", "update", "patch"]},
              {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
          ]},
         binding("ClusterRoleBinding", "ClusterRole", CONTROLLER_NAME, namespaced=False),

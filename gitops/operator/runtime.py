@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import logging
 from types import TracebackType
-from typing import Protocol, Self
+from typing import TYPE_CHECKING, Protocol, Self
 
 from gitops.apps.load import Declarations
 from gitops.errors import InputError
@@ -23,6 +23,9 @@ from gitops.operator.notify import Notifier
 from gitops.operator.scheduler import Operator
 from gitops.operator.status import StatusStore
 from gitops.operator.webhooks import PushEvent, pushed_to, read_secret_file, webhook_routes
+
+if TYPE_CHECKING:
+    from gitops.images.automation import ImageAutomation
 
 __all__ = ["LocalRouter", "Router", "Runtime", "configure"]
 
@@ -86,6 +89,7 @@ class Runtime:
             self._secret = read_secret_file(args.webhook_secret_file)
         self._started = False
         self._router: Router = LocalRouter(self.operator)
+        self.images: ImageAutomation | None = None  # image automation, once declared
 
     def ready(self) -> bool:
         """Serving: the scheduler runs (``/readyz``)."""
@@ -106,13 +110,21 @@ class Runtime:
         self._started = True
 
     def apply(self, declared: Declarations) -> None:
-        """Keep what the files declare: the applications (added, changed, removed)."""
+        """Keep what the files declare: the applications (added, changed, removed) and
+        the image automation (:func:`gitops.images.automation.keep_images`)."""
         self.operator.set_applications(declared.applications)
+        from gitops.images.automation import keep_images
+
+        self.images = keep_images(self, declared)
 
     def route_to(self, router: Router) -> None:
         """Send webhooks through ``router`` instead of this process's scheduler (a
         controller, which passes on those of applications other replicas run)."""
         self._router = router
+
+    def push_received(self, event: PushEvent) -> int:
+        """Reconcile the applications ``event`` pushed to (as a webhook does); how many."""
+        return self._on_push(event)
 
     def _on_push(self, event: PushEvent) -> int:
         keys = self._router.matching(event)
@@ -129,6 +141,8 @@ class Runtime:
     def close(self) -> None:
         """Stop the scheduler (syncs in flight finish), the servers and the notifier."""
         self._started = False
+        if self.images is not None:
+            self.images.stop()
         self.operator.stop()
         for server in reversed(self.servers):
             server.close()
