@@ -40,8 +40,10 @@ __all__ = ["THREADS", "AsyncEventHandler", "Reconciler", "shared_executor"]
 log = logging.getLogger("gitops.aio")
 
 #: How many worker threads the shared pool has: at most this many engine calls (plans,
-#: syncs) run at once across all reconcilers of the process that use it; more wait their turn.
-THREADS = 8
+#: syncs) run at once across all reconcilers of the process that use it; more wait their
+#: turn. Few on purpose: the engine's CPU work holds the GIL, and each thread busy with it
+#: lengthens the loop's wait for the GIL; its network waits do not.
+THREADS = 4
 
 #: An event subscriber; called in the event loop's thread.
 AsyncEventHandler = Callable[[Event], object]
@@ -58,7 +60,20 @@ def shared_executor() -> ThreadPoolExecutor:
     with _pool_lock:
         if _pool is None:
             _pool = ThreadPoolExecutor(max_workers=THREADS, thread_name_prefix="gitops-aio")
+            # Start the threads from a thread of their own: a submit that has to start
+            # one waits until it runs, which would stall the loop that submitted.
+            threading.Thread(target=_start_threads, args=(_pool,), daemon=True).start()
         return _pool
+
+
+def _start_threads(pool: ThreadPoolExecutor) -> None:
+    ready = threading.Barrier(THREADS + 1)
+    waiting = [pool.submit(ready.wait, 5) for _ in range(THREADS)]
+    with contextlib.suppress(threading.BrokenBarrierError):
+        ready.wait(5)  # all threads exist once each holds one of these at once
+    for done in waiting:
+        with contextlib.suppress(threading.BrokenBarrierError):
+            done.result()
 
 
 class Reconciler:
@@ -89,6 +104,8 @@ class Reconciler:
         """The blocking reconciler every call runs (its ``options``, ``source``, ``target``)."""
         self._executor = executor if executor is not None else shared_executor()
         self._handlers: list[AsyncEventHandler] = []
+        self._pending: list[Event] = []  # events on their way to the loop
+        self._pending_lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._turn = asyncio.Lock()  # one engine call at a time: the engine is not thread-safe
         self._closed = False
@@ -112,21 +129,33 @@ class Reconciler:
         self._handlers.append(handler)
 
     def _forward(self, event: Event) -> None:
-        """The engine's subscriber (a worker thread): hand the event to the loop."""
-        loop = self._loop
-        if loop is None:
-            return
-        with contextlib.suppress(RuntimeError):  # the loop was closed meanwhile
-            loop.call_soon_threadsafe(self._deliver, event)
+        """The engine's subscriber (a worker thread): queue the event for the loop.
 
-    def _deliver(self, event: Event) -> None:
-        for handler in self._handlers:
-            try:
-                outcome = handler(event)
-                if asyncio.iscoroutine(outcome):
-                    asyncio.ensure_future(outcome).add_done_callback(_log_failure)
-            except Exception:  # a subscriber's bug must never stop a sync
-                log.exception("event handler %r failed on %s; continuing", handler, event.reason)
+        One wake-up of the loop per batch, not per event: each wake-up costs the loop a
+        turn at the GIL, which busy worker threads make dear.
+        """
+        loop = self._loop
+        if loop is None or not self._handlers:
+            return
+        with self._pending_lock:
+            self._pending.append(event)
+            if len(self._pending) > 1:
+                return  # a delivery is already scheduled
+        with contextlib.suppress(RuntimeError):  # the loop was closed meanwhile
+            loop.call_soon_threadsafe(self._deliver)
+
+    def _deliver(self) -> None:
+        with self._pending_lock:
+            events, self._pending = self._pending, []
+        for event in events:
+            for handler in self._handlers:
+                try:
+                    outcome = handler(event)
+                    if asyncio.iscoroutine(outcome):
+                        asyncio.ensure_future(outcome).add_done_callback(_log_failure)
+                except Exception:  # a subscriber's bug must never stop a sync
+                    log.exception("event handler %r failed on %s; continuing", handler,
+                                  event.reason)
 
     # -- calls -----------------------------------------------------------------------
 
