@@ -23,19 +23,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
+import queue
 import threading
 from collections.abc import AsyncGenerator, Callable
-from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, ParamSpec, Self, TypeVar
 
 from gitops import engine
 from gitops.model import Event, Plan, SyncResult
 from gitops.sources.base import Source
 from gitops.targets.base import Target
 
-__all__ = ["THREADS", "AsyncEventHandler", "Reconciler", "shared_executor"]
+__all__ = ["THREADS", "AsyncEventHandler", "Pool", "Reconciler", "shared_executor"]
 
 log = logging.getLogger("gitops.aio")
 
@@ -49,31 +51,84 @@ THREADS = 4
 AsyncEventHandler = Callable[[Event], object]
 
 _T = TypeVar("_T")
-_pool: ThreadPoolExecutor | None = None
+_P = ParamSpec("_P")
+_pool: Pool | None = None
 _pool_lock = threading.Lock()
 
 
-def shared_executor() -> ThreadPoolExecutor:
+class Pool(Executor):
+    """``threads`` worker threads named ``NAME-N``, all started when the pool is made.
+
+    They are started from a thread of their own: starting a thread waits until it runs,
+    which would stall an event loop that made the pool (``ThreadPoolExecutor`` starts
+    its threads in ``submit``, on the caller's thread). Work never started can be
+    cancelled (``Future.cancel()``). Daemon threads: they do not keep a finished program
+    alive (a cancelled sync has written its inventory before its task ends).
+    """
+
+    def __init__(self, threads: int, name: str = "gitops-aio") -> None:
+        if threads < 1:
+            raise ValueError(f"a pool needs at least one thread, not {threads}")
+        self.threads = threads
+        self._work: queue.SimpleQueue[tuple[Future[Any], Callable[[], Any]] | None] = (
+            queue.SimpleQueue()
+        )
+        self._workers = [threading.Thread(target=self._serve, name=f"{name}-{i}", daemon=True)
+                         for i in range(threads)]
+        self._shut = False
+        threading.Thread(target=self._start, name=f"{name}-starter", daemon=True).start()
+
+    def _start(self) -> None:
+        for worker in self._workers:
+            worker.start()
+
+    def submit(self, fn: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs) -> Future[_T]:
+        """Queue ``fn(*args, **kwargs)``; its future."""
+        if self._shut:
+            raise RuntimeError("the pool is shut down")
+        future: Future[_T] = Future()
+        self._work.put((future, functools.partial(fn, *args, **kwargs)))
+        return future
+
+    def _serve(self) -> None:
+        while (item := self._work.get()) is not None:
+            future, work = item
+            if not future.set_running_or_notify_cancel():
+                continue  # cancelled before it started
+            try:
+                result = work()
+            except BaseException as exc:  # SyncInterrupted is a KeyboardInterrupt
+                future.set_exception(exc)
+            else:
+                future.set_result(result)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Stop the threads once the work queued before is done (or cancelled, with
+        ``cancel_futures``)."""
+        self._shut = True
+        while cancel_futures:
+            try:
+                item = self._work.get_nowait()
+            except queue.Empty:
+                break
+            if item is not None:
+                item[0].cancel()
+        for _ in self._workers:
+            self._work.put(None)
+        if wait:
+            for worker in self._workers:
+                if worker.is_alive():
+                    worker.join()
+
+
+def shared_executor() -> Pool:
     """The pool every :class:`Reconciler` uses unless given one: :data:`THREADS` threads
-    named ``gitops-aio-N``, created on first use and shared by all event loops."""
+    named ``gitops-aio-N``, made on first use and shared by all event loops."""
     global _pool
     with _pool_lock:
         if _pool is None:
-            _pool = ThreadPoolExecutor(max_workers=THREADS, thread_name_prefix="gitops-aio")
-            # Start the threads from a thread of their own: a submit that has to start
-            # one waits until it runs, which would stall the loop that submitted.
-            threading.Thread(target=_start_threads, args=(_pool,), daemon=True).start()
+            _pool = Pool(THREADS)
         return _pool
-
-
-def _start_threads(pool: ThreadPoolExecutor) -> None:
-    ready = threading.Barrier(THREADS + 1)
-    waiting = [pool.submit(ready.wait, 5) for _ in range(THREADS)]
-    with contextlib.suppress(threading.BrokenBarrierError):
-        ready.wait(5)  # all threads exist once each holds one of these at once
-    for done in waiting:
-        with contextlib.suppress(threading.BrokenBarrierError):
-            done.result()
 
 
 class Reconciler:
@@ -106,6 +161,7 @@ class Reconciler:
         self._handlers: list[AsyncEventHandler] = []
         self._pending: list[Event] = []  # events on their way to the loop
         self._pending_lock = threading.Lock()
+        self._tasks: set[asyncio.Future[Any]] = set()  # async handlers still running
         self._loop: asyncio.AbstractEventLoop | None = None
         self._turn = asyncio.Lock()  # one engine call at a time: the engine is not thread-safe
         self._closed = False
@@ -152,10 +208,17 @@ class Reconciler:
                 try:
                     outcome = handler(event)
                     if asyncio.iscoroutine(outcome):
-                        asyncio.ensure_future(outcome).add_done_callback(_log_failure)
+                        task = asyncio.ensure_future(outcome)
+                        self._tasks.add(task)  # the loop keeps only a weak reference
+                        task.add_done_callback(self._handled)
                 except Exception:  # a subscriber's bug must never stop a sync
                     log.exception("event handler %r failed on %s; continuing", handler,
                                   event.reason)
+
+    def _handled(self, task: asyncio.Future[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("async event handler failed; continuing", exc_info=task.exception())
 
     # -- calls -----------------------------------------------------------------------
 
@@ -283,6 +346,3 @@ async def _settled(future: asyncio.Future[Any]) -> None:
             await asyncio.wait({future})
 
 
-def _log_failure(task: asyncio.Future[Any]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.error("async event handler failed; continuing", exc_info=task.exception())

@@ -77,8 +77,9 @@ def test_engine_work_runs_on_the_pool_of_its_own_never_on_the_loop(tmp_path: Pat
         assert loop_thread not in threads
 
     asyncio.run(main())
-    assert threads and all(name.startswith("gitops-aio") for name in threads)
-    assert aio.shared_executor()._max_workers == aio.THREADS
+    assert threads and all(name.startswith("gitops-aio-") for name in threads)
+    pool = {t.name for t in threading.enumerate() if t.name.startswith("gitops-aio-")}
+    assert pool == {f"gitops-aio-{i}" for i in range(aio.THREADS)}
 
 
 def test_events_reach_the_loop_thread_before_the_call_returns(tmp_path: Path) -> None:
