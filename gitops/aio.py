@@ -235,7 +235,8 @@ class Reconciler:
         Cancelled, it stops as Ctrl-C stops the blocking engine (finishes the write in
         flight, attempts nothing more, writes the inventory) and then raises
         ``asyncio.CancelledError`` with the :class:`~gitops.errors.SyncInterrupted` as
-        its ``__cause__``.
+        its ``__cause__``. (A sync with nothing left to write when the cancel came ends
+        normally in its thread; the task still ends cancelled, as asyncio expects.)
         """
         cancel = threading.Event()
         return await self._call(lambda: self.engine.sync(plan, cancel=cancel), cancel)

@@ -104,17 +104,16 @@ _SETTLED = frozenset({HealthStatus.HEALTHY, HealthStatus.DEGRADED})
 #: Hook phases whose runs are reported even when not attempted (SyncFail only when run).
 _ALWAYS_REPORTED = (HookPhase.PRE_SYNC, HookPhase.SYNC, HookPhase.POST_SYNC)
 _PHASE_ORDER = {phase: i for i, phase in enumerate(HookPhase)}
-
-
-class _Cancelled(KeyboardInterrupt):
-    """``sync(cancel=...)`` was set: the sync ends on the path a Ctrl-C takes."""
-
 #: The event of a successful write: (action, of a hook?) -> reason.
 _DONE_EVENTS = {
     (Action.CREATE, False): "Created", (Action.UPDATE, False): "Updated",
     (Action.DELETE, False): "Pruned", (Action.CREATE, True): "HookCreated",
     (Action.UPDATE, True): "HookCreated", (Action.DELETE, True): "HookDeleted",
 }
+
+
+class _Cancelled(KeyboardInterrupt):
+    """``sync(cancel=...)`` was set: the sync ends on the path a Ctrl-C takes."""
 
 
 def _phase(hook_run: HookRun | None) -> HookPhase | None:
@@ -523,7 +522,9 @@ class Reconciler(HookRunner):
 
     # -- sync --------------------------------------------------------------------
 
-    def sync(self, plan: Plan | None = None, *, cancel: threading.Event | None = None) -> SyncResult:
+    def sync(
+        self, plan: Plan | None = None, *, cancel: threading.Event | None = None
+    ) -> SyncResult:
         """Plan (unless a plan is given) and apply it; report each resource's outcome.
 
         Holds the target's lock (:meth:`~gitops.targets.base.Target.lock`) from reading

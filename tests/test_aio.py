@@ -210,3 +210,27 @@ def test_calls_on_one_reconciler_run_one_at_a_time_in_order(tmp_path: Path) -> N
 
     asyncio.run(main())
     assert overlap and max(overlap) == 1
+
+
+def test_the_pool_runs_work_cancels_what_never_started_and_shuts_down() -> None:
+    pool = aio.Pool(1, name="test-pool")
+    gate = threading.Event()
+    blocker = pool.submit(gate.wait, 5)
+    queued = pool.submit(lambda: "never")
+    failing = pool.submit(interrupted)
+    assert queued.cancel(), "work not started yet can be cancelled"
+    gate.set()
+    assert blocker.result(5) is True
+    with pytest.raises(KeyboardInterrupt):  # SyncInterrupted is one: it reaches the caller
+        failing.result(5)
+    assert queued.cancelled()
+    pool.shutdown()
+    assert not any(t.name.startswith("test-pool-") for t in threading.enumerate())
+    with pytest.raises(RuntimeError, match="shut down"):
+        pool.submit(print)
+    with pytest.raises(ValueError, match="at least one thread"):
+        aio.Pool(0)
+
+
+def interrupted() -> None:
+    raise KeyboardInterrupt
