@@ -92,7 +92,8 @@ def operator(kube_emulator: KubeEmulator, tmp_path: Path) -> Iterator[subprocess
         pytest.skip("kopf is not installed")
     kubectl(kube_emulator, "apply", "--server-side", "-f", str(EXAMPLE / "crd.yaml"))
     env = {**os.environ, "KUBECONFIG": str(kube_emulator.kubeconfig_path),
-           "PYTHONPATH": str(ROOT), "GITOPS_TICK": "0.2", "HOME": str(tmp_path)}
+           "PYTHONPATH": str(ROOT), "GITOPS_TICK": "0.2", "HOME": str(tmp_path),
+           "PYTHONUNBUFFERED": "1"}
     log = (tmp_path / "kopf.log").open("w")
     process = subprocess.Popen(
         [str(KOPF) if KOPF.exists() else "kopf", "run", str(EXAMPLE / "operator.py"),
@@ -133,6 +134,8 @@ def test_an_environment_is_reconciled_end_to_end(
         == [("ConfigMap", "extra", "create", "succeeded"),
             ("ConfigMap", "settings", "create", "succeeded")]
     assert FINALIZER in env["metadata"]["finalizers"]
+    log = (tmp_path / "kopf.log").read_text()  # Reconciling=True was written before the sync
+    assert log.index("Handler 'mark_reconciling' succeeded") < log.index("Planned: 2 changes")
 
     # a spec change (another source) is applied at once, well before the hour's interval
     second = write_source(tmp_path / "v2", {"settings": {"mode": "two"}})
