@@ -112,6 +112,10 @@ _DONE_EVENTS = {
 }
 
 
+class _Cancelled(KeyboardInterrupt):
+    """``sync(cancel=...)`` was set: the sync ends on the path a Ctrl-C takes."""
+
+
 def _phase(hook_run: HookRun | None) -> HookPhase | None:
     return None if hook_run is None else hook_run.phase
 
@@ -228,7 +232,9 @@ class Reconciler(HookRunner):
         self.differ = differ if differ is not None else open_differ("structural")
         self.renderer = renderer if renderer is not None else open_renderer("auto")
         self._handlers: list[EventHandler] = [on_event] if on_event else []
-        self._sleep = sleep
+        self._nap = sleep
+        self._sleep = self._sleep_unless_cancelled
+        self._cancel: threading.Event | None = None
         self._memo = _Memo()
 
     # -- lifecycle ---------------------------------------------------------------
@@ -516,7 +522,9 @@ class Reconciler(HookRunner):
 
     # -- sync --------------------------------------------------------------------
 
-    def sync(self, plan: Plan | None = None) -> SyncResult:
+    def sync(
+        self, plan: Plan | None = None, *, cancel: threading.Event | None = None
+    ) -> SyncResult:
         """Plan (unless a plan is given) and apply it; report each resource's outcome.
 
         Holds the target's lock (:meth:`~gitops.targets.base.Target.lock`) from reading
@@ -525,7 +533,9 @@ class Reconciler(HookRunner):
         narrowed to the new set after success; it is written whatever happens in between.
         Changes that fail are reported per resource; later waves and pruning are skipped,
         and after the target becomes unreachable nothing more is attempted. Ctrl-C raises
-        :class:`~gitops.errors.SyncInterrupted` carrying the partial result.
+        :class:`~gitops.errors.SyncInterrupted` carrying the partial result; so does setting
+        ``cancel`` (from another thread), checked before each write and during each wait:
+        the write in flight finishes, the inventory is written, nothing more is attempted.
 
         A plan with changes runs its hooks (:mod:`gitops.hooks`): ``PreSync`` first (one
         that fails stops the sync: nothing else is applied), ``Sync`` hooks in their
@@ -546,6 +556,7 @@ class Reconciler(HookRunner):
                 self._check_given_plan(plan)
             self._report_unsupported_options(plan)
             run = SyncState()
+            self._cancel = cancel
             try:
                 if self.options.dry_run:
                     self._dry_run(plan, run)
@@ -559,6 +570,8 @@ class Reconciler(HookRunner):
                            f"after {done} of {len(plan.changes)} changes",
                            revision=plan.revision, warning=True)
                 raise SyncInterrupted(result) from None
+            finally:
+                self._cancel = None
         result = self._result(plan, run, started)
         if result.succeeded:
             self._emit("SyncSucceeded", f"{plan.target} at {plan.revision}: "
@@ -881,6 +894,8 @@ class Reconciler(HookRunner):
         result can say the change was abandoned mid-way. ``hook`` is the phase of the
         hook run it belongs to, if any (its result and events say so).
         """
+        if self._cancel is not None and self._cancel.is_set():
+            raise _Cancelled
         run.in_flight = None if dry_run else change
         run.in_flight_hook = hook
         result = self._attempt_with_retries(change, run, dry_run=dry_run, hook=hook)
@@ -929,6 +944,19 @@ class Reconciler(HookRunner):
                 what = str(change.key) if hook is None else f"{hook.value} hook {change.key}"
                 self._emit(reason, what, key=change.key)
             return ResourceResult(change, Outcome.SUCCEEDED, attempts=attempts, hook=hook)
+
+    def _sleep_unless_cancelled(self, seconds: float) -> None:
+        """Sleep (retry backoff, health polls); a ``cancel`` set meanwhile ends the sync."""
+        cancel = self._cancel
+        if cancel is None:
+            self._nap(seconds)
+            return
+        if self._nap is time.sleep:
+            cancel.wait(seconds)
+        else:  # an injected clock (tests): sleep on it, then look
+            self._nap(seconds)
+        if cancel.is_set():
+            raise _Cancelled
 
     def _message(self, exc: GitopsError) -> str:
         if isinstance(exc, TargetError) and not exc.url:
@@ -997,7 +1025,7 @@ class Reconciler(HookRunner):
         """
         stop = stop or threading.Event()
         drift = threading.Event()
-        unsubscribe = self._watch_drift(drift)
+        unsubscribe = self._watch_drift(drift.set)
         count = 0
         try:
             while not stop.is_set() and (iterations is None or count < iterations):
@@ -1024,19 +1052,26 @@ class Reconciler(HookRunner):
         try:
             result = self.sync()
         except Exception as exc:
-            if not isinstance(exc, GitopsError):
-                log.exception("reconcile of %s failed unexpectedly", self.name)
-            self._emit("ReconcileError", f"{type(exc).__name__}: {exc}"
-                       if not isinstance(exc, GitopsError) else str(exc), warning=True)
+            self._report_iteration_error(exc)
             return
         yield result
 
-    def _watch_drift(self, drift: threading.Event) -> Callable[[], None] | None:
+    def _report_iteration_error(self, exc: Exception) -> None:
+        """Report what one iteration of a reconcile loop raised: a ``ReconcileError`` event.
+
+        For loops that drive :meth:`sync` themselves (:mod:`gitops.aio`) as :meth:`run` does.
+        """
+        if not isinstance(exc, GitopsError):
+            log.exception("reconcile of %s failed unexpectedly", self.name, exc_info=exc)
+        self._emit("ReconcileError", f"{type(exc).__name__}: {exc}"
+                   if not isinstance(exc, GitopsError) else str(exc), warning=True)
+
+    def _watch_drift(self, on_drift: Callable[[], None]) -> Callable[[], None] | None:
         """Subscribe to the target's drift events (``supports_watch``); None if it has none."""
         if not self.target.supports_watch:
             return None
         try:
-            return self.target.watch(lambda _event: drift.set())
+            return self.target.watch(lambda _event: on_drift())
         except Exception as exc:
             self._emit("WatchFailed", f"{self.target.url}: cannot watch for drift: {exc}",
                        warning=True)

@@ -1,0 +1,236 @@
+"""gitops.aio.Reconciler: plan, sync and run from an event loop, events delivered into it,
+the engine's work on a pool of its own, and closing."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+import yaml
+
+from gitops import Event, aio
+from gitops.sources.directory import DirectorySource
+from gitops.testing import MemoryTarget
+
+
+def write_configmaps(root: Path, names: list[str], value: str = "1") -> None:
+    for old in root.glob("*.yaml"):
+        old.unlink()
+    for name in names:
+        (root / f"{name}.yaml").write_text(yaml.safe_dump({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": name, "namespace": "team-a"}, "data": {"v": value}}))
+
+
+class WatchedTarget(MemoryTarget):
+    """A MemoryTarget that reports drift when the test says so."""
+
+    supports_watch: ClassVar[bool] = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.handlers: list[Callable[[Any], None]] = []
+        self.unsubscribed = threading.Event()
+
+    def watch(self, handler: Callable[[Any], None]) -> Callable[[], None]:
+        self.handlers.append(handler)
+        return self.unsubscribed.set
+
+
+def test_plan_and_sync_through_the_loop(tmp_path: Path) -> None:
+    write_configmaps(tmp_path, ["a", "b"])
+    target = MemoryTarget()
+
+    async def main() -> None:
+        async with aio.Reconciler(DirectorySource(tmp_path), target, prune=True) as reconciler:
+            plan = await reconciler.plan()
+            assert len(plan.changes) == 2
+            result = await reconciler.sync(plan)
+            assert result.succeeded and len(result.results) == 2
+            assert (await reconciler.plan()).in_sync
+            write_configmaps(tmp_path, ["a"])
+            pruned = await reconciler.sync()
+            assert [r.change.key.name for r in pruned.results] == ["b"]
+
+    asyncio.run(main())
+    assert sorted(k.name for k in target.objects()) == ["a"]
+
+
+def test_engine_work_runs_on_the_pool_of_its_own_never_on_the_loop(tmp_path: Path) -> None:
+    write_configmaps(tmp_path, ["a"])
+    threads: list[str] = []
+
+    class Recording(MemoryTarget):
+        def apply(self, resource: Any, *, dry_run: bool = False) -> Any:
+            threads.append(threading.current_thread().name)
+            return super().apply(resource, dry_run=dry_run)
+
+    async def main() -> None:
+        loop_thread = threading.current_thread().name
+        async with aio.Reconciler(DirectorySource(tmp_path), Recording()) as reconciler:
+            await reconciler.sync()
+        assert loop_thread not in threads
+
+    asyncio.run(main())
+    assert threads and all(name.startswith("gitops-aio-") for name in threads)
+    pool = {t.name for t in threading.enumerate() if t.name.startswith("gitops-aio-")}
+    assert pool == {f"gitops-aio-{i}" for i in range(aio.THREADS)}
+
+
+def test_events_reach_the_loop_thread_before_the_call_returns(tmp_path: Path) -> None:
+    write_configmaps(tmp_path, ["a", "b"])
+    seen: list[tuple[str, str]] = []
+    from_async: list[str] = []
+
+    async def main() -> None:
+        loop_thread = threading.current_thread().name
+
+        def handler(event: Event) -> None:
+            seen.append((event.reason, threading.current_thread().name))
+
+        def broken(event: Event) -> None:
+            raise RuntimeError("a subscriber's bug")
+
+        async def async_handler(event: Event) -> None:
+            from_async.append(event.reason)
+
+        async with aio.Reconciler(DirectorySource(tmp_path), MemoryTarget()) as reconciler:
+            reconciler.subscribe(broken)
+            reconciler.subscribe(handler)
+            reconciler.subscribe(async_handler)
+            result = await reconciler.sync()
+            assert result.succeeded
+            # everything the sync reported was delivered before it returned
+            assert [r for r, _ in seen] == ["Planned", "Created", "Created", "SyncSucceeded"]
+            assert {thread for _, thread in seen} == {loop_thread}
+            await asyncio.sleep(0)
+            assert from_async == ["Planned", "Created", "Created", "SyncSucceeded"]
+
+    asyncio.run(main())
+
+
+def test_run_yields_results_reports_errors_and_goes_on(tmp_path: Path) -> None:
+    write_configmaps(tmp_path, ["a"])
+    source = DirectorySource(tmp_path)
+    reasons: list[str] = []
+    results: list[int] = []
+
+    async def main() -> None:
+        async with aio.Reconciler(source, MemoryTarget(), prune=True) as reconciler:
+            reconciler.subscribe(lambda e: reasons.append(e.reason))
+            async for result in reconciler.run(0.01, iterations=3):
+                results.append(len(result.results))
+                (tmp_path / "bad.yaml").write_text("kind: ConfigMap\n")  # breaks iteration 2
+
+    asyncio.run(main())
+    assert results == [1], "the iterations that failed yield nothing"
+    assert reasons.count("ReconcileError") == 2
+
+
+def test_run_starts_the_next_sync_at_once_on_drift(tmp_path: Path) -> None:
+    write_configmaps(tmp_path, ["a"])
+    target = WatchedTarget()
+
+    async def main() -> list[str]:
+        reasons: list[str] = []
+        async with aio.Reconciler(DirectorySource(tmp_path), target) as reconciler:
+            reconciler.subscribe(lambda e: reasons.append(e.reason))
+            count = 0
+            async with contextlib.aclosing(reconciler.run(3600)) as results:
+                async for _ in results:
+                    count += 1
+                    if count == 2:
+                        break
+                    # someone else changes an owned object, seen from the watch's thread
+                    key = next(iter(target.objects()))
+                    target.mutate(key, lambda obj: obj["data"].update(v="drifted"))
+                    threading.Thread(target=target.handlers[0], args=(None,)).start()
+        return reasons
+
+    reasons = asyncio.run(asyncio.wait_for(main(), 10))
+    assert "DriftDetected" in reasons
+    assert reasons.count("Updated") == 1, "the drift was healed by the second sync"
+    assert target.unsubscribed.is_set(), "leaving the loop stops watching"
+
+
+def test_closing_closes_what_it_opened_and_refuses_calls_after(tmp_path: Path) -> None:
+    write_configmaps(tmp_path, ["a"])
+
+    async def main() -> None:
+        reconciler = aio.Reconciler(f"dir:{tmp_path}", "mock:")
+        closed: list[str] = []
+        source = reconciler.engine.source
+        original = source.close
+
+        def close() -> None:
+            closed.append("source")
+            original()
+
+        source.close = close  # type: ignore[method-assign]
+        await reconciler.sync()
+        await reconciler.aclose()
+        await reconciler.aclose()  # idempotent
+        assert closed == ["source"]
+        with pytest.raises(RuntimeError, match="is closed"):
+            await reconciler.plan()
+
+    asyncio.run(main())
+
+
+def test_on_event_is_refused_in_favour_of_subscribe(tmp_path: Path) -> None:
+    with pytest.raises(TypeError, match="subscribe"):
+        aio.Reconciler(DirectorySource(tmp_path), MemoryTarget(), on_event=print)
+
+
+def test_calls_on_one_reconciler_run_one_at_a_time_in_order(tmp_path: Path) -> None:
+    write_configmaps(tmp_path, ["a", "b", "c"])
+    active: list[int] = []
+    overlap: list[int] = []
+
+    class Counting(MemoryTarget):
+        def live(self, keys: Any) -> Any:
+            active.append(1)
+            overlap.append(len(active))
+            try:
+                return super().live(keys)
+            finally:
+                active.pop()
+
+    async def main() -> None:
+        async with aio.Reconciler(DirectorySource(tmp_path), Counting(), prune=True) as r:
+            results = await asyncio.gather(r.sync(), r.sync(), r.plan(), r.sync())
+        first, second, plan, third = results
+        assert len(first.results) == 3
+        assert second.results == () and third.results == () and plan.in_sync
+
+    asyncio.run(main())
+    assert overlap and max(overlap) == 1
+
+
+def test_the_pool_runs_work_cancels_what_never_started_and_shuts_down() -> None:
+    pool = aio.Pool(1, name="test-pool")
+    gate = threading.Event()
+    blocker = pool.submit(gate.wait, 5)
+    queued = pool.submit(lambda: "never")
+    failing = pool.submit(interrupted)
+    assert queued.cancel(), "work not started yet can be cancelled"
+    gate.set()
+    assert blocker.result(5) is True
+    with pytest.raises(KeyboardInterrupt):  # SyncInterrupted is one: it reaches the caller
+        failing.result(5)
+    assert queued.cancelled()
+    pool.shutdown()
+    assert not any(t.name.startswith("test-pool-") for t in threading.enumerate())
+    with pytest.raises(RuntimeError, match="shut down"):
+        pool.submit(print)
+    with pytest.raises(ValueError, match="at least one thread"):
+        aio.Pool(0)
+
+
+def interrupted() -> None:
+    raise KeyboardInterrupt
