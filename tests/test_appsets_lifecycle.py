@@ -1,0 +1,152 @@
+"""Lifecycle of generated applications: deleting an application prunes what its inventory
+owns (through the engine) and drops its records; a set's applications are created,
+updated and deleted as its generators say, under ``applicationsSync``.
+
+Real sources (``dir:``) and targets (``dir:``, ``mock:``); nothing about the engine is faked.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from operator_support import MemoryStatusStore, wait_for
+
+from gitops.apps import Application
+from gitops.engine import Reconciler
+from gitops.model import ResourceKey
+from gitops.operator import Operator, TargetStatusStore
+from gitops.operator.deletion import delete_application
+from gitops.targets.faults import FailWhen
+from gitops.targets.memory import MemoryTarget
+
+CM = """apiVersion: v1
+kind: ConfigMap
+metadata: {{name: {name}, namespace: default}}
+data: {{value: "{value}"}}
+"""
+
+
+def app_of(name: str, source: str, target: str, **spec: Any) -> Application:
+    return Application.model_validate({
+        "apiVersion": "gitops.dev/v1alpha1", "kind": "Application",
+        "metadata": {"name": name, "namespace": "team"},
+        "spec": {"source": {"url": source}, "target": {"url": target}, "interval": "1h",
+                 **spec},
+    })
+
+
+def folder(path: Path, **values: str) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    for name, value in values.items():
+        (path / f"{name}.yaml").write_text(CM.format(name=name, value=value))
+    return path
+
+
+def object_file(out: Path, name: str) -> Path:
+    return out / "default" / "ConfigMap" / f"{name}.yaml"
+
+
+# -- deleting one application --------------------------------------------------------------
+
+
+def test_delete_application_prunes_its_objects_and_forgets_its_records(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    src_a = folder(tmp_path / "a", one="1", two="2")
+    src_b = folder(tmp_path / "b", three="3")
+    store = TargetStatusStore()
+    a = app_of("a", f"dir:{src_a}", f"dir:{out}")
+    b = app_of("b", f"dir:{src_b}", f"dir:{out}")
+    operator = Operator(store, workers=2)
+    operator.set_applications([a, b])
+    operator.start()
+    try:
+        wait_for(lambda: object_file(out, "one").exists() and object_file(out, "three").exists(),
+                 10, "both applications applied")
+        wait_for(lambda: store.read(a) is not None, 5, "a's status record")
+        assert operator.delete(a.key)
+        wait_for(lambda: not object_file(out, "one").exists(), 10, "a's objects pruned")
+        wait_for(lambda: store.read(a) is None, 5, "a's status record deleted")
+    finally:
+        operator.stop()
+        store.close()
+    assert not object_file(out, "two").exists()
+    assert object_file(out, "three").exists(), "another application's object was touched"
+    assert not (out / ".gitops" / "inventory" / f"{a.inventory_name}.json").exists()
+    assert (out / ".gitops" / "inventory" / f"{b.inventory_name}.json").exists()
+    assert a.key not in operator.applications()
+    assert not operator.delete(a.key), "deleting an unknown application says so"
+
+
+def test_delete_keeps_objects_marked_prune_false_and_others_inventories(tmp_path: Path) -> None:
+    src = folder(tmp_path / "src", gone="1")
+    (src / "kept.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: kept\n  namespace: default\n"
+        "  annotations: {argocd.argoproj.io/sync-options: Prune=false}\ndata: {v: '1'}\n")
+    target = MemoryTarget.from_url("mock:lifecycle-keep")
+    app = app_of("keep", f"dir:{src}", "mock:lifecycle-keep")
+    with Reconciler(f"dir:{src}", target, name=app.inventory_name) as engine:
+        assert engine.sync().succeeded
+    result = delete_application(app)
+    assert result.succeeded and (result.deleted, result.kept) == (1, 1), result
+    keys = [ResourceKey("", "ConfigMap", "default", n) for n in ("gone", "kept")]
+    assert {k.name for k in target.live(keys)} == {"kept"}
+    assert target.read_inventory(app.inventory_name) is None, "the inventory is forgotten"
+
+
+def test_a_failed_prune_is_retried_on_the_backoff(tmp_path: Path) -> None:
+    src = folder(tmp_path / "src", x="1")
+    refuse = FailWhen(lambda call: True, method="delete", times=2, transient=False)
+    app = app_of("retry", f"dir:{src}", "mock:lifecycle-retry",
+                 retry={"limit": 5, "backoff": "50ms", "maxBackoff": "100ms"})
+    app = app.model_copy(update={"spec": app.spec.model_copy(update={
+        "target": app.spec.target.model_copy(update={"options": {"faults": (refuse,)}})})})
+    target = MemoryTarget.from_url("mock:lifecycle-retry")
+    key = ResourceKey("", "ConfigMap", "default", "x")
+    operator = Operator(MemoryStatusStore(), workers=1)
+    operator.set_applications([app])
+    operator.start()
+    try:
+        wait_for(lambda: target.live([key]), 10, "applied")
+        operator.delete(app.key)
+        wait_for(lambda: not target.live([key]), 10, "pruned after two refusals")
+        wait_for(lambda: target.read_inventory(app.inventory_name) is None, 5, "forgotten")
+    finally:
+        operator.stop()
+    assert refuse.fired == 2
+
+
+def test_adding_an_application_again_while_it_is_deleted_brings_it_back(
+        tmp_path: Path) -> None:
+    src = folder(tmp_path / "src", x="1")
+    out = tmp_path / "out"
+    app = app_of("back", f"dir:{src}", f"dir:{out}")
+    operator = Operator(MemoryStatusStore(), workers=1)
+    operator.set_applications([app])
+    operator.start()
+    try:
+        wait_for(lambda: object_file(out, "x").exists(), 10, "applied")
+        operator.delete(app.key)
+        operator.set_applications([app])  # back before (or while) it is deleted
+        wait_for(lambda: operator.status(app.key) is not None
+                 and object_file(out, "x").exists() and operator.idle, 10, "applied again")
+        assert app.key in operator.applications()
+    finally:
+        operator.stop()
+    assert object_file(out, "x").exists()
+
+
+def test_delete_before_start_runs_at_start(tmp_path: Path) -> None:
+    src = folder(tmp_path / "src", y="1")
+    out = tmp_path / "out"
+    app = app_of("early", f"dir:{src}", f"dir:{out}")
+    with Reconciler(f"dir:{src}", f"dir:{out}", name=app.inventory_name) as engine:
+        assert engine.sync().succeeded
+    operator = Operator(MemoryStatusStore(), workers=1)
+    assert operator.delete(app.key, app)
+    assert object_file(out, "y").exists()
+    operator.start()
+    try:
+        wait_for(lambda: not object_file(out, "y").exists(), 10, "pruned once started")
+    finally:
+        operator.stop()
