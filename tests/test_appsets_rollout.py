@@ -1,0 +1,188 @@
+"""Progressive rollout: the revision gate (:func:`gitops.appsets.rollout.advance`) on its own,
+then the set controller driving real applications on ``mock:`` targets from a git repository.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from gitops.appsets.rollout import (
+    RolloutState,
+    advance,
+    commit_of,
+    pin_source,
+    same_revision,
+    step_members,
+)
+from gitops.appsets.spec import RollingSyncStep
+from gitops.apps import Application
+from gitops.errors import InputError
+from gitops.operator.status import AppStatus, Condition, now
+
+OLD = "main@sha1:" + "a" * 40
+NEW = "main@sha1:" + "b" * 40
+NEWER = "main@sha1:" + "c" * 40
+
+
+def step(env: str, max_update: int | str | None = None) -> RollingSyncStep:
+    data: dict[str, Any] = {"matchExpressions": [{"key": "env", "operator": "In",
+                                                  "values": [env]}]}
+    if max_update is not None:
+        data["maxUpdate"] = max_update
+    return RollingSyncStep.model_validate(data)
+
+
+STEPS = [step("staging"), step("prod")]
+LABELS = {"s/a": {"env": "staging"}, "s/b": {"env": "staging"},
+          "p/a": {"env": "prod"}, "p/b": {"env": "prod"}}
+
+
+def status(revision: str, *, sync: str = "Synced", health: str = "Healthy",
+           attempted: str | None = None, failed: bool = False) -> AppStatus:
+    ready = Condition(type="Ready", status="False" if failed or health != "Healthy" else "True",
+                      reason="ReconciliationFailed" if failed else "x", last_transition_time=now())
+    return AppStatus.model_validate({
+        "sync": sync, "health": health, "lastAppliedRevision": revision,
+        "lastAttemptedRevision": attempted or revision, "conditions": [ready.model_dump(
+            by_alias=True)], "message": "what happened"})
+
+
+def settled(revision: str) -> RolloutState:
+    """Everything pinned at ``revision``, complete."""
+    return RolloutState(revision=revision, phase="Complete", pins=dict.fromkeys(LABELS, revision))
+
+
+def test_a_new_revision_moves_step_one_only() -> None:
+    statuses = {key: status(OLD) for key in LABELS}
+    state, events = advance("ns/set", STEPS, LABELS, NEW, settled(OLD), statuses)
+    assert state.phase == "Progressing" and state.step == 1
+    assert state.pins == {"s/a": NEW, "s/b": NEW, "p/a": OLD, "p/b": OLD}
+    assert state.holding == "s/a"
+    assert [e.reason for e in events] == ["RolloutStarted"]
+
+
+def test_prod_moves_only_once_staging_is_synced_and_healthy_at_the_revision() -> None:
+    state, _ = advance("ns/set", STEPS, LABELS, NEW, settled(OLD),
+                       {key: status(OLD) for key in LABELS})
+    # staging reconciled at NEW, but one is still Progressing
+    statuses = {"s/a": status("sha1:" + "b" * 40), "s/b": status(NEW, health="Progressing"),
+                "p/a": status(OLD), "p/b": status(OLD)}
+    state, _ = advance("ns/set", STEPS, LABELS, NEW, state, statuses)
+    assert state.pins["p/a"] == OLD and state.holding == "s/b"
+    statuses["s/b"] = status(NEW)
+    state, events = advance("ns/set", STEPS, LABELS, NEW, state, statuses)
+    assert state.step == 2 and state.pins["p/a"] == state.pins["p/b"] == NEW
+    statuses["p/a"] = statuses["p/b"] = status(NEW)
+    state, events = advance("ns/set", STEPS, LABELS, NEW, state, statuses)
+    assert state.complete and [e.reason for e in events] == ["RolloutCompleted"]
+    again, events = advance("ns/set", STEPS, LABELS, NEW, state, statuses)
+    assert again.complete and events == [], "completed is said once"
+
+
+def test_a_stale_status_at_the_old_revision_does_not_count() -> None:
+    state, _ = advance("ns/set", STEPS, LABELS, NEW, settled(OLD),
+                       {key: status(OLD) for key in LABELS})
+    state, _ = advance("ns/set", STEPS, LABELS, NEW, state,
+                       {key: status(OLD) for key in LABELS})
+    assert state.step == 1 and state.pins["p/a"] == OLD
+
+
+@pytest.mark.parametrize("bad", [
+    {"health": "Degraded"},
+    {"sync": "OutOfSync", "health": "Healthy", "failed": True},
+])
+def test_a_degraded_or_failed_application_halts_and_later_steps_keep_the_old_revision(
+        bad: dict[str, Any]) -> None:
+    state, _ = advance("ns/set", STEPS, LABELS, NEW, settled(OLD),
+                       {key: status(OLD) for key in LABELS})
+    revision = OLD if bad.get("failed") else NEW
+    statuses = {"s/a": status(NEW), "s/b": status(revision, attempted=NEW, **bad),
+                "p/a": status(OLD), "p/b": status(OLD)}
+    state, events = advance("ns/set", STEPS, LABELS, NEW, state, statuses)
+    assert state.phase == "Halted" and state.holding == "s/b"
+    assert state.halted is not None and state.halted.revision == NEW and state.halted.step == 1
+    assert "s/b" in state.message and "what happened" in state.message
+    assert [e.reason for e in events] == ["RolloutHalted"]
+    # even once s/b looks fine again, the halt holds (until resumed or a newer commit)
+    statuses["s/b"] = status(NEW)
+    for _ in range(3):
+        state, events = advance("ns/set", STEPS, LABELS, NEW, state, statuses)
+        assert state.phase == "Halted" and events == []
+        assert state.pins["p/a"] == state.pins["p/b"] == OLD
+
+
+def test_resume_accepts_the_halting_application_and_continues() -> None:
+    state, _ = advance("ns/set", STEPS, LABELS, NEW, settled(OLD),
+                       {key: status(OLD) for key in LABELS})
+    statuses = {"s/a": status(NEW), "s/b": status(NEW, health="Degraded"),
+                "p/a": status(OLD), "p/b": status(OLD)}
+    state, _ = advance("ns/set", STEPS, LABELS, NEW, state, statuses)
+    assert state.phase == "Halted"
+    state, events = advance("ns/set", STEPS, LABELS, NEW,
+                            state.model_copy(update={"resume_requested": True}), statuses)
+    assert [e.reason for e in events] == ["RolloutResumed"]
+    assert state.phase == "Progressing" and state.step == 2
+    assert state.pins["p/a"] == NEW and not state.resume_requested
+
+
+def test_a_newer_commit_after_a_halt_starts_again_from_step_one() -> None:
+    state, _ = advance("ns/set", STEPS, LABELS, NEW, settled(OLD),
+                       {key: status(OLD) for key in LABELS})
+    statuses = {"s/a": status(NEW), "s/b": status(NEW, health="Degraded"),
+                "p/a": status(OLD), "p/b": status(OLD)}
+    state, _ = advance("ns/set", STEPS, LABELS, NEW, state, statuses)
+    state, events = advance("ns/set", STEPS, LABELS, NEWER, state, statuses)
+    assert state.phase == "Progressing" and state.step == 1 and state.halted is None
+    assert state.pins == {"s/a": NEWER, "s/b": NEWER, "p/a": OLD, "p/b": OLD}
+    assert [e.reason for e in events] == ["RolloutStarted"]
+
+
+def test_max_update_moves_that_many_at_once() -> None:
+    labels = {f"s/{i}": {"env": "staging"} for i in range(4)}
+    steps = [step("staging", max_update="50%")]
+    state = RolloutState(revision=OLD, phase="Complete", pins=dict.fromkeys(labels, OLD))
+    statuses = {key: status(OLD) for key in labels}
+    state, _ = advance("ns/set", steps, labels, NEW, state, statuses)
+    assert sorted(k for k, v in state.pins.items() if v == NEW) == ["s/0", "s/1"]
+    statuses["s/0"] = status(NEW)  # one done: one more may move
+    state, _ = advance("ns/set", steps, labels, NEW, state, statuses)
+    assert sorted(k for k, v in state.pins.items() if v == NEW) == ["s/0", "s/1", "s/2"]
+    zero = [step("staging", max_update=0)]
+    held, _ = advance("ns/set", zero, labels, NEWER, state, statuses)
+    assert held.phase == "Progressing" and NEWER not in held.pins.values()
+
+
+def test_new_applications_are_held_back_until_their_step_and_unselected_ones_go_last() -> None:
+    labels = {**LABELS, "x/other": {"team": "x"}}
+    assert step_members(STEPS, labels) == [["s/a", "s/b"], ["p/a", "p/b"], ["x/other"]]
+    state, _ = advance("ns/set", STEPS, labels, NEW, RolloutState(), {})
+    assert state.pins == {"s/a": NEW, "s/b": NEW}, "a first rollout starts with step 1 only"
+    statuses = {"s/a": status(NEW), "s/b": status(NEW)}
+    state, _ = advance("ns/set", STEPS, labels, NEW, state, statuses)
+    assert set(state.pins) == {"s/a", "s/b", "p/a", "p/b"}
+    statuses |= {"p/a": status(NEW), "p/b": status(NEW)}
+    state, _ = advance("ns/set", STEPS, labels, NEW, state, statuses)
+    assert state.pins.get("x/other") == NEW and state.step == 3
+
+
+def test_revisions_and_pins() -> None:
+    commit = "b" * 40
+    assert commit_of(NEW) == commit and commit_of("sha1:" + commit) == commit
+    assert commit_of("v1@sha256:" + "e" * 64) is None
+    assert same_revision(NEW, "sha1:" + commit) and not same_revision(NEW, OLD)
+    app = Application.model_validate({
+        "apiVersion": "gitops.dev/v1alpha1", "kind": "Application",
+        "metadata": {"name": "web"},
+        "spec": {"source": {"url": "git+http://u:secret@h:9/r.git@main#path=apps/web"},
+                 "target": {"url": "mock:x"}}})
+    pinned = pin_source(app, NEW, where="ns/set")
+    assert pinned.spec.source.url == f"git+http://u:secret@h:9/r.git@{commit}#path=apps/web"
+    bare = app.model_copy(update={"spec": app.spec.model_copy(update={
+        "source": app.spec.source.model_copy(update={"url": "git+http://h/r.git"})})})
+    assert pin_source(bare, NEW, where="ns/set").spec.source.url == f"git+http://h/r.git@{commit}"
+    local = app.model_copy(update={"spec": app.spec.model_copy(update={
+        "source": app.spec.source.model_copy(update={"url": "dir:/tmp/x"})})})
+    with pytest.raises(InputError, match="ns/set.*not a git repository"):
+        pin_source(local, NEW, where="ns/set")
