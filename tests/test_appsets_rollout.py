@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from gitops.apps import Application
 from gitops.appsets.rollout import (
     RolloutState,
     advance,
@@ -17,7 +18,6 @@ from gitops.appsets.rollout import (
     step_members,
 )
 from gitops.appsets.spec import RollingSyncStep
-from gitops.apps import Application
 from gitops.errors import InputError
 from gitops.operator.status import AppStatus, Condition, now
 
@@ -184,5 +184,5 @@ def test_revisions_and_pins() -> None:
     assert pin_source(bare, NEW, where="ns/set").spec.source.url == f"git+http://h/r.git@{commit}"
     local = app.model_copy(update={"spec": app.spec.model_copy(update={
         "source": app.spec.source.model_copy(update={"url": "dir:/tmp/x"})})})
-    with pytest.raises(InputError, match="ns/set.*not a git repository"):
+    with pytest.raises(InputError, match=r"ns/set.*not a git repository"):
         pin_source(local, NEW, where="ns/set")

@@ -24,8 +24,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from gitops.appsets.spec import RollingSyncStep
 from gitops.apps.spec import Application
+from gitops.appsets.spec import RollingSyncStep
 from gitops.errors import InputError
 from gitops.operator.status import AppStatus, now, short_revision
 
