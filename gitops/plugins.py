@@ -1,7 +1,8 @@
 """The plugin registry: URL scheme (or plugin name) -> plugin class.
 
-Plugins are found through four entry-point groups, ``gitops.sources``,
-``gitops.targets``, ``gitops.differs`` and ``gitops.renderers``; the built-ins are
+Plugins are found through five entry-point groups, ``gitops.sources``,
+``gitops.targets``, ``gitops.differs``, ``gitops.renderers`` and ``gitops.generators``
+(ApplicationSet generators, see docs/fleets.md); the built-ins are
 registered the same way in gitops' own ``pyproject.toml``. Entry points are strings
 (``"module:Class"``) and a plugin is imported only when first used, so a broken or
 heavy plugin costs nothing until someone asks for it.
@@ -27,6 +28,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from typing import Any, Literal
 
+from gitops.appsets.generators.base import Generator
 from gitops.differs.base import Differ
 from gitops.errors import PluginError
 from gitops.renderers.base import Renderer
@@ -46,7 +48,7 @@ __all__ = [
     "split_scheme",
 ]
 
-PluginKind = Literal["source", "target", "differ", "renderer"]
+PluginKind = Literal["source", "target", "differ", "renderer", "generator"]
 
 #: Entry-point group of each plugin kind.
 GROUPS: dict[PluginKind, str] = {
@@ -54,6 +56,7 @@ GROUPS: dict[PluginKind, str] = {
     "target": "gitops.targets",
     "differ": "gitops.differs",
     "renderer": "gitops.renderers",
+    "generator": "gitops.generators",
 }
 
 _BASES: dict[PluginKind, type] = {
@@ -61,6 +64,7 @@ _BASES: dict[PluginKind, type] = {
     "target": Target,
     "differ": Differ,
     "renderer": Renderer,
+    "generator": Generator,
 }
 
 _SCHEME_RE = re.compile(r"^([A-Za-z][A-Za-z0-9.+-]*):")
