@@ -4,9 +4,13 @@ then the set controller driving real applications on ``mock:`` targets from a gi
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+from operator_support import MemoryStatusStore, wait_for
 
 from gitops.apps import Application
 from gitops.appsets.rollout import (
@@ -17,9 +21,14 @@ from gitops.appsets.rollout import (
     same_revision,
     step_members,
 )
-from gitops.appsets.spec import RollingSyncStep
+from gitops.appsets.controller import RolloutFiles, SetController
+from gitops.appsets.spec import ApplicationSet, RollingSyncStep
 from gitops.errors import InputError
+from gitops.model import ResourceKey
+from gitops.operator import Operator
 from gitops.operator.status import AppStatus, Condition, now
+from gitops.targets.memory import MemoryTarget
+from gitops.testing.gitserver import GitDaemon, WorkRepo
 
 OLD = "main@sha1:" + "a" * 40
 NEW = "main@sha1:" + "b" * 40
@@ -186,3 +195,159 @@ def test_revisions_and_pins() -> None:
         "source": app.spec.source.model_copy(update={"url": "dir:/tmp/x"})})})
     with pytest.raises(InputError, match=r"ns/set.*not a git repository"):
         pin_source(local, NEW, where="ns/set")
+
+
+# -- the set controller on mock: targets, from a repository on git daemon ------------------
+
+DEPLOYMENT = """apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: web, namespace: default}}
+spec:
+  replicas: 1
+  selector: {{matchLabels: {{app: web}}}}
+  template:
+    metadata: {{labels: {{app: web}}}}
+    spec: {{containers: [{{name: web, image: "web:{version}"}}]}}
+"""
+
+
+def image_of(target: MemoryTarget) -> str | None:
+    obj = target.objects().get(WEB)
+    if obj is None:
+        return None
+    return str(obj["spec"]["template"]["spec"]["containers"][0]["image"])
+
+
+WEB = ResourceKey("apps", "Deployment", "default", "web")
+
+
+class Rollout:
+    """A repository served by git daemon, two mock targets (staging, prod) whose Deployments
+    turn Healthy, Progressing (image ``*-slow``) or Degraded (``*-broken``), and a set."""
+
+    def __init__(self, root: Path, daemon: GitDaemon) -> None:
+        self.work = WorkRepo(root / "work", home=root)
+        self.bare = root / "served" / "fleet.git"
+        self.daemon = daemon
+        self.targets: dict[str, MemoryTarget] = {}
+        for env in ("staging", "prod"):
+            name = f"ro-{env}-{root.name}"
+            self.targets[env] = MemoryTarget.shared(name, status_factory=_deployment_status)
+
+    def commit(self, version: str) -> str:
+        self.work.write({"apps/web/deploy.yaml": DEPLOYMENT.format(version=version)})
+        sha = self.work.commit(f"web {version}")
+        self.work.push(self.bare)
+        return sha
+
+    def appset(self, **spec: Any) -> ApplicationSet:
+        url = self.daemon.url("fleet.git")
+        elements = [{"env": env, "target": target.url} for env, target in self.targets.items()]
+        return ApplicationSet.model_validate({
+            "apiVersion": "gitops.dev/v1alpha1", "kind": "ApplicationSet",
+            "metadata": {"name": "web", "namespace": "team"},
+            "spec": {
+                "generators": [{"list": {"elements": elements}}],
+                "template": {
+                    "metadata": {"name": "web-{{env}}", "labels": {"env": "{{env}}"}},
+                    "spec": {"source": {"url": f"{url}@main#path=apps/web"},
+                             "target": {"url": "{{target}}"}, "interval": "1h",
+                             "retry": {"limit": 1, "backoff": "100ms"}}},
+                "strategy": {"type": "RollingSync", "rollingSync": {"steps": [
+                    {"matchExpressions": [{"key": "env", "operator": "In",
+                                           "values": ["staging"]}]},
+                    {"matchExpressions": [{"key": "env", "operator": "In",
+                                           "values": ["prod"]}]}]}},
+                "interval": "300ms", **spec}})
+
+
+def _deployment_status(obj: dict[str, Any]) -> dict[str, Any] | None:
+    if obj.get("kind") != "Deployment":
+        return None
+    image = obj["spec"]["template"]["spec"]["containers"][0]["image"]
+    if image.endswith("-broken"):
+        return {"conditions": [{"type": "Progressing", "status": "False",
+                                "reason": "ProgressDeadlineExceeded"}]}
+    if image.endswith("-slow"):
+        return {"replicas": 1, "updatedReplicas": 0, "availableReplicas": 0}
+    return {"replicas": 1, "updatedReplicas": 1, "availableReplicas": 1}
+
+
+HEALTHY = {"replicas": 1, "updatedReplicas": 1, "availableReplicas": 1}
+
+
+@pytest.fixture
+def fleet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Rollout]:
+    monkeypatch.setenv("GITOPS_CACHE_DIR", str(tmp_path / "cache"))
+    (tmp_path / "served").mkdir()
+    with GitDaemon(tmp_path / "served").start() as daemon:
+        yield Rollout(tmp_path, daemon)
+    MemoryTarget.clear_shared()
+
+
+def test_a_commit_reaches_prod_only_after_staging_and_a_degraded_staging_halts_it(
+        fleet: Rollout, tmp_path: Path) -> None:
+    staging, prod = fleet.targets["staging"], fleet.targets["prod"]
+    fleet.commit("1")
+    store = RolloutFiles(tmp_path / "state")
+    notes = Notes()
+    operator = Operator(MemoryStatusStore(), workers=2)
+    sets = SetController(operator, store, notifier=notes, tick=0.05)
+    appset = fleet.appset()
+    operator.start()
+    try:
+        sets.apply([], [appset])
+        assert set(sets.applications("team/web")) == {"team/web-staging"}, \
+            "a first rollout deploys step 1 first"
+        wait_for(lambda: image_of(prod) == "web:1", 15, "v1 in prod")
+        wait_for(lambda: (store.read(appset) or RolloutState()).complete, 5, "complete")
+        assert image_of(staging) == "web:1"
+
+        second = fleet.commit("2-slow")  # staging will stay Progressing
+        wait_for(lambda: image_of(staging) == "web:2-slow", 10, "v2 in staging")
+        state = wait_for(lambda: _state(store, appset, "Progressing", second), 5, "in progress")
+        assert state.holding == "team/web-staging" and state.step == 1
+        assert sets.applications("team/web")["team/web-prod"].spec.source.url.endswith(
+            f"@{fleet.work.head('HEAD~1')}#path=apps/web")
+        time.sleep(0.7)  # two intervals of the set: prod must not move meanwhile
+        assert image_of(prod) == "web:1"
+        staging.set_status(WEB, HEALTHY)  # staging's rollout settles
+        wait_for(lambda: image_of(prod) == "web:2-slow", 10, "v2 in prod after staging")
+        assert not _state(store, appset, "Complete", second), "prod is still Progressing"
+        prod.set_status(WEB, HEALTHY)
+        wait_for(lambda: _state(store, appset, "Complete", second), 10, "complete at v2")
+
+        bad = fleet.commit("3-broken")
+        wait_for(lambda: image_of(staging) == "web:3-broken", 10, "v3 in staging")
+        state = wait_for(lambda: _state(store, appset, "Halted", bad), 10, "halted")
+        assert state.halted is not None and state.halted.application == "team/web-staging"
+        assert "Degraded" in state.message and bad[:7] in state.message
+        time.sleep(1.0)  # several intervals: the halt holds, prod keeps v2
+        assert image_of(prod) == "web:2-slow"
+        assert _state(store, appset, "Halted", bad)
+        assert ("team/web", "RolloutHalted") in notes.seen
+        assert ("team/web", "RolloutCompleted") in notes.seen
+
+        fixed = fleet.commit("4")  # a newer commit: a new rollout from step 1
+        wait_for(lambda: image_of(prod) == "web:4", 15, "v4 everywhere")
+        wait_for(lambda: _state(store, appset, "Complete", fixed), 10, "complete at v4")
+        assert image_of(staging) == "web:4"
+    finally:
+        sets.close()
+        operator.stop()
+
+
+def _state(store: RolloutFiles, appset: ApplicationSet, phase: str,
+           commit: str) -> RolloutState | None:
+    state = store.read(appset)
+    if state is None or state.phase != phase or commit_of(state.revision) != commit:
+        return None
+    return state
+
+
+class Notes:
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, str]] = []
+
+    def notify(self, app: str, reason: str, revision: str, message: str) -> None:
+        self.seen.append((app, reason))

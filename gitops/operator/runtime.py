@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import logging
 from types import TracebackType
-from typing import Protocol, Self
+from typing import Any, Protocol, Self
 
 from gitops.apps.load import Declarations
 from gitops.errors import InputError
@@ -86,6 +86,7 @@ class Runtime:
             self._secret = read_secret_file(args.webhook_secret_file)
         self._started = False
         self._router: Router = LocalRouter(self.operator)
+        self._appsets: Any = None  # gitops.appsets.controller.SetController, once a set is declared
 
     def ready(self) -> bool:
         """Serving: the scheduler runs (``/readyz``)."""
@@ -106,8 +107,15 @@ class Runtime:
         self._started = True
 
     def apply(self, declared: Declarations) -> None:
-        """Keep what the files declare: the applications (added, changed, removed)."""
-        self.operator.set_applications(declared.applications)
+        """Keep what the files declare: the applications (added, changed, removed) and
+        the ones application sets generate."""
+        if self._appsets is None and declared.of("ApplicationSet"):
+            from gitops.appsets.controller import SetController
+            self._appsets = SetController.for_runtime(self, self._args, self.notifier)
+        if self._appsets is not None:
+            self._appsets.apply(declared.applications, declared.of("ApplicationSet"))
+        else:
+            self.operator.set_applications(declared.applications)
 
     def route_to(self, router: Router) -> None:
         """Send webhooks through ``router`` instead of this process's scheduler (a
@@ -118,6 +126,8 @@ class Runtime:
         keys = self._router.matching(event)
         for key in keys:
             self._router.request(key)
+        if self._appsets is not None:
+            keys = [*keys, *self._appsets.pushed(event)]
         log.info("push to %s (%s): %d applications triggered", ", ".join(sorted(
             event.repositories)), event.branch or event.tag or "?", len(keys),
             extra={"reason": "WebhookPush", "revision": event.revision})
@@ -129,6 +139,8 @@ class Runtime:
     def close(self) -> None:
         """Stop the scheduler (syncs in flight finish), the servers and the notifier."""
         self._started = False
+        if self._appsets is not None:
+            self._appsets.close()
         self.operator.stop()
         for server in reversed(self.servers):
             server.close()
