@@ -13,6 +13,7 @@ import pytest
 from operator_support import MemoryStatusStore, wait_for
 
 from gitops.apps import Application
+from gitops.appsets.controller import RolloutFiles, SetController
 from gitops.appsets.rollout import (
     RolloutState,
     advance,
@@ -21,7 +22,6 @@ from gitops.appsets.rollout import (
     same_revision,
     step_members,
 )
-from gitops.appsets.controller import RolloutFiles, SetController
 from gitops.appsets.spec import ApplicationSet, RollingSyncStep
 from gitops.errors import InputError
 from gitops.model import ResourceKey

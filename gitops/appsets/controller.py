@@ -34,10 +34,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from gitops.apps.spec import Application
 from gitops.appsets.lifecycle import decide
 from gitops.appsets.rollout import RolloutEvent, RolloutState, advance, commit_of, pin_source
 from gitops.appsets.spec import ApplicationSet
-from gitops.apps.spec import Application
 from gitops.errors import GitopsError, InputError
 from gitops.operator.scheduler import Notifier, Operator
 from gitops.operator.status import AppStatus
@@ -271,8 +271,8 @@ class SetController:
                 changed = False
                 for entry in list(self._sets.values()):
                     due = entry.regenerate or entry.due <= now
-                    if due or entry.appset.spec.strategy is not None and \
-                            entry.appset.spec.strategy.rolling:
+                    if due or (entry.appset.spec.strategy is not None and \
+                            entry.appset.spec.strategy.rolling):
                         changed |= self._evaluate(entry, regenerate=due)
                 if changed:
                     self._publish()

@@ -21,8 +21,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from gitops.appsets.spec import SyncPolicySpec
 from gitops.apps.spec import Application
+from gitops.appsets.spec import SyncPolicySpec
 
 __all__ = ["Ownership", "decide"]
 
