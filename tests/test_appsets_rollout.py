@@ -4,16 +4,18 @@ then the set controller driving real applications on ``mock:`` targets from a gi
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from operator_support import MemoryStatusStore, wait_for
 
 from gitops.apps import Application
-from gitops.appsets.controller import RolloutFiles, SetController
+from gitops.appsets.controller import RolloutFiles, SetController, state_dir
 from gitops.appsets.rollout import (
     RolloutState,
     advance,
@@ -23,6 +25,7 @@ from gitops.appsets.rollout import (
     step_members,
 )
 from gitops.appsets.spec import ApplicationSet, RollingSyncStep
+from gitops.cli import main
 from gitops.errors import InputError
 from gitops.model import ResourceKey
 from gitops.operator import Operator
@@ -286,14 +289,22 @@ def fleet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Rollout]:
 
 
 def test_a_commit_reaches_prod_only_after_staging_and_a_degraded_staging_halts_it(
-        fleet: Rollout, tmp_path: Path) -> None:
+        fleet: Rollout, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     staging, prod = fleet.targets["staging"], fleet.targets["prod"]
     fleet.commit("1")
-    store = RolloutFiles(tmp_path / "state")
+    appset = fleet.appset()
+    declared = tmp_path / "fleet.yaml"
+    declared.write_text(yaml.safe_dump(appset.to_dict()))
+    store = RolloutFiles(state_dir([declared]))
     notes = Notes()
     operator = Operator(MemoryStatusStore(), workers=2)
     sets = SetController(operator, store, notifier=notes, tick=0.05)
-    appset = fleet.appset()
+
+    def rollout(*args: str) -> tuple[int, str]:
+        capsys.readouterr()
+        code = main(["rollout", *args, "web", "-f", str(declared)])
+        return code, capsys.readouterr().out
+
     operator.start()
     try:
         sets.apply([], [appset])
@@ -307,6 +318,8 @@ def test_a_commit_reaches_prod_only_after_staging_and_a_degraded_staging_halts_i
         wait_for(lambda: image_of(staging) == "web:2-slow", 10, "v2 in staging")
         state = wait_for(lambda: _state(store, appset, "Progressing", second), 5, "in progress")
         assert state.holding == "team/web-staging" and state.step == 1
+        code, text = rollout("status")
+        assert code == 1 and "Progressing" in text and "waiting for: team/web-staging" in text
         assert sets.applications("team/web")["team/web-prod"].spec.source.url.endswith(
             f"@{fleet.work.head('HEAD~1')}#path=apps/web")
         time.sleep(0.7)  # two intervals of the set: prod must not move meanwhile
@@ -327,11 +340,25 @@ def test_a_commit_reaches_prod_only_after_staging_and_a_degraded_staging_halts_i
         assert _state(store, appset, "Halted", bad)
         assert ("team/web", "RolloutHalted") in notes.seen
         assert ("team/web", "RolloutCompleted") in notes.seen
+        code, text = rollout("status", "-o", "json")
+        shown = json.loads(text)
+        assert code == 1 and shown["phase"] == "Halted" and shown["complete"] is False
+        assert shown["holding"] == "team/web-staging"
+        assert shown["halted"]["revision"].endswith(bad)
+
+        code, text = rollout("resume")  # accept staging at v3: prod gets it, and halts there
+        assert code == 0 and "resume requested" in text
+        wait_for(lambda: image_of(prod) == "web:3-broken", 10, "v3 in prod once resumed")
+        state = wait_for(lambda: _state(store, appset, "Halted", bad) if (
+            store.read(appset) or RolloutState()).step == 2 else None, 10, "halted by prod")
+        assert state.holding == "team/web-prod"
+        assert ("team/web", "RolloutResumed") in notes.seen
 
         fixed = fleet.commit("4")  # a newer commit: a new rollout from step 1
         wait_for(lambda: image_of(prod) == "web:4", 15, "v4 everywhere")
         wait_for(lambda: _state(store, appset, "Complete", fixed), 10, "complete at v4")
         assert image_of(staging) == "web:4"
+        assert rollout("status")[0] == 0
     finally:
         sets.close()
         operator.stop()
