@@ -7,18 +7,26 @@ Real sources (``dir:``) and targets (``dir:``, ``mock:``); nothing about the eng
 
 from __future__ import annotations
 
+import contextlib
+import shutil
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 from operator_support import MemoryStatusStore, wait_for
 
 from gitops.apps import Application
+from gitops.appsets.controller import RolloutFiles, SetController
+from gitops.appsets.spec import ApplicationSet
 from gitops.engine import Reconciler
 from gitops.model import ResourceKey
 from gitops.operator import Operator, TargetStatusStore
 from gitops.operator.deletion import delete_application
 from gitops.targets.faults import FailWhen
 from gitops.targets.memory import MemoryTarget
+from gitops.testing.gitserver import GitDaemon, WorkRepo
 
 CM = """apiVersion: v1
 kind: ConfigMap
@@ -150,3 +158,132 @@ def test_delete_before_start_runs_at_start(tmp_path: Path) -> None:
         wait_for(lambda: not object_file(out, "y").exists(), 10, "pruned once started")
     finally:
         operator.stop()
+
+
+# -- a set's Applications, as its generators change -----------------------------------------
+
+
+class Fleet:
+    """A repository on git daemon with ``apps/*`` folders, one ConfigMap each."""
+
+    def __init__(self, root: Path, daemon: GitDaemon) -> None:
+        self.root = root
+        self.work = WorkRepo(root / "work", home=root)
+        self.bare = root / "served" / "fleet.git"
+        self.url = daemon.url("fleet.git")
+        self.out = root / "out"
+
+    def publish(self, *folders: str, value: str = "1") -> None:
+        self.work.replace({f"apps/{name}/cm.yaml": CM.format(name=name, value=value)
+                           for name in folders})
+        self.work.commit("folders")
+        self.work.push(self.bare)
+
+    def appset(self, policy: dict[str, Any] | None = None, *, interval: str = "1h",
+               labels: dict[str, str] | None = None) -> ApplicationSet:
+        spec: dict[str, Any] = {
+            "generators": [{"git": {"url": f"{self.url}@main",
+                                    "directories": [{"path": "apps/*"}]}}],
+            "template": {
+                "metadata": {"name": "{{path.basename}}", "labels": labels or {}},
+                "spec": {"source": {"url": f"{self.url}@main#path={{{{path}}}}"},
+                         "target": {"url": f"dir:{self.out}/{{{{path.basename}}}}"},
+                         "interval": "1h", "prune": True}},
+            "interval": interval,
+        }
+        if policy is not None:
+            spec["syncPolicy"] = policy
+        return ApplicationSet.model_validate({
+            "apiVersion": "gitops.dev/v1alpha1", "kind": "ApplicationSet",
+            "metadata": {"name": "fleet", "namespace": "team"}, "spec": spec})
+
+    def value(self, folder: str) -> str | None:
+        path = object_file(self.out / folder, folder)
+        return path.read_text() if path.exists() else None
+
+
+@pytest.fixture
+def fleet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Fleet]:
+    monkeypatch.setenv("GITOPS_CACHE_DIR", str(tmp_path / "cache"))
+    (tmp_path / "served").mkdir()
+    with GitDaemon(tmp_path / "served").start() as daemon:
+        yield Fleet(tmp_path, daemon)
+
+
+@contextlib.contextmanager
+def running(tmp_path: Path) -> Iterator[tuple[Operator, SetController]]:
+    operator = Operator(TargetStatusStore(), workers=2)
+    sets = SetController(operator, RolloutFiles(tmp_path / "state"), tick=0.05)
+    operator.start()
+    try:
+        yield operator, sets
+    finally:
+        sets.close()
+        operator.stop()
+
+
+def test_folders_come_and_go_with_their_applications_and_objects(fleet: Fleet,
+                                                                 tmp_path: Path) -> None:
+    fleet.publish("web", "api")
+    with running(tmp_path) as (operator, sets):
+        appset = fleet.appset(interval="200ms")
+        sets.apply([], [appset])
+        assert set(operator.applications()) == {"team/web", "team/api"}
+        app = operator.applications()["team/web"]
+        assert app.metadata.annotations["gitops.dev/application-set"] == "team/fleet"
+        wait_for(lambda: fleet.value("web") and fleet.value("api"), 10, "both applied")
+        fleet.publish("web", "api", "db")  # a folder added: picked up on the set's interval
+        wait_for(lambda: fleet.value("db"), 10, "db applied")
+        fleet.publish("web", "db")  # a folder removed: its Application and objects go
+        wait_for(lambda: fleet.value("api") is None, 10, "api pruned")
+        assert set(operator.applications()) == {"team/web", "team/db"}
+        records = fleet.out / "api" / ".gitops"
+        wait_for(lambda: not any(records.glob("inventory/*.json"))
+                 and not any(records.glob("status/*.json")), 5, "api's records deleted")
+        assert fleet.value("web") and fleet.value("db")
+
+
+@pytest.mark.parametrize("policy", ["create-update", "create-only"])
+def test_policies_that_never_delete_keep_the_application_and_its_objects(
+        fleet: Fleet, tmp_path: Path, policy: str) -> None:
+    fleet.publish("web", "api")
+    with running(tmp_path) as (operator, sets):
+        sets.apply([], [fleet.appset({"applicationsSync": policy})])
+        wait_for(lambda: fleet.value("web") and fleet.value("api"), 10, "both applied")
+        fleet.publish("web")
+        sets.apply([], [fleet.appset({"applicationsSync": policy}, labels={"v": "2"})])
+        assert set(operator.applications()) == {"team/web", "team/api"}
+        web = operator.applications()["team/web"]
+        assert web.metadata.labels == ({} if policy == "create-only" else {"v": "2"}), \
+            "create-only never updates an existing Application; create-update does"
+        assert fleet.value("api"), "its objects stay"
+
+
+def test_preserve_resources_and_a_set_removed(fleet: Fleet, tmp_path: Path) -> None:
+    fleet.publish("web", "api")
+    with running(tmp_path) as (operator, sets):
+        sets.apply([], [fleet.appset({"preserveResourcesOnDeletion": True})])
+        wait_for(lambda: fleet.value("web") and fleet.value("api"), 10, "both applied")
+        fleet.publish("web")
+        sets.apply([], [fleet.appset({"preserveResourcesOnDeletion": True})])
+        assert set(operator.applications()) == {"team/web"}
+        time.sleep(0.3)
+        assert fleet.value("api"), "preserveResourcesOnDeletion keeps the objects"
+        static = app_of("static", f"dir:{folder(tmp_path / 'static', s='1')}",
+                        f"dir:{tmp_path / 'static-out'}")
+        sets.apply([static], [fleet.appset()])
+        assert set(operator.applications()) == {"team/web", "team/static"}
+        sets.apply([static], [])  # the set is gone: so are its Applications and objects
+        wait_for(lambda: fleet.value("web") is None, 10, "web pruned with its set")
+        assert set(operator.applications()) == {"team/static"}
+
+
+def test_a_repository_that_cannot_be_read_deletes_nothing(fleet: Fleet, tmp_path: Path) -> None:
+    fleet.publish("web")
+    with running(tmp_path) as (operator, sets):
+        sets.apply([], [fleet.appset()])
+        wait_for(lambda: fleet.value("web"), 10, "applied")
+        shutil.rmtree(fleet.bare)  # the repository vanishes
+        sets.apply([], [fleet.appset(labels={"v": "2"})])
+        assert set(operator.applications()) == {"team/web"}
+        assert fleet.value("web")
