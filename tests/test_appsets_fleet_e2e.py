@@ -1,0 +1,230 @@
+"""A fleet end to end: two API emulators as two clusters (one kubeconfig, contexts ``staging``
+and ``prod``), a repository with ``apps/*`` folders on ``git daemon``, and ``gitops run -f``
+as a real process reading an ApplicationSet; ``gitops rollout status`` from another process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+import yaml
+from operator_support import wait_for
+
+from gitops.testing.gitserver import GitDaemon, WorkRepo
+from gitops.testing.kube import KubeEmulator
+
+ROOT = Path(__file__).resolve().parent.parent
+CLUSTERS = ("staging", "prod")
+
+CONFIGMAP = """apiVersion: v1
+kind: ConfigMap
+metadata: {{name: {name}, namespace: default}}
+data: {{cluster: "${{CLUSTER}}", folder: {name}}}
+"""
+
+DEPLOYMENT = """apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  namespace: default
+  annotations: {{kube-emulator.gitops.dev/rollout: {mode}}}
+spec:
+  replicas: 1
+  selector: {{matchLabels: {{app: web}}}}
+  template:
+    metadata: {{labels: {{app: web}}}}
+    spec: {{containers: [{{name: web, image: "web:{version}"}}]}}
+"""
+
+
+class Fleet:
+    """Two emulators, their kubeconfig, a repository served by git daemon, a folder of files."""
+
+    def __init__(self, root: Path, emulators: dict[str, KubeEmulator], daemon: GitDaemon) -> None:
+        self.root = root
+        self.emulators = emulators
+        self.work = WorkRepo(root / "work", home=root)
+        self.bare = root / "served" / "fleet.git"
+        self.url = daemon.url("fleet.git")
+        self.kubeconfig = root / "kubeconfig"
+        self.kubeconfig.write_text(yaml.safe_dump({
+            "apiVersion": "v1", "kind": "Config",
+            "clusters": [{"name": n, "cluster": {"server": e.url}} for n, e in emulators.items()],
+            "users": [{"name": "u", "user": {"token": "t"}}],
+            "contexts": [{"name": n, "context": {"cluster": n, "user": "u"}} for n in emulators],
+            "current-context": "staging"}))
+        self.kubeconfig.chmod(0o600)
+        self.declared = root / "fleet.yaml"
+
+    def publish(self, files: dict[str, str]) -> str:
+        self.work.replace(files)
+        sha = self.work.commit("fleet")
+        self.work.push(self.bare)
+        return sha
+
+    def configmaps(self, cluster: str) -> dict[str, dict[str, Any]]:
+        return {o["metadata"]["name"]: o.get("data") or {} for o in self.emulators[cluster].objects(
+            kind="ConfigMap", namespace="default") if "folder" in (o.get("data") or {})}
+
+    def image(self, cluster: str) -> str | None:
+        found = self.emulators[cluster].objects(kind="Deployment", namespace="default")
+        return found[0]["spec"]["template"]["spec"]["containers"][0]["image"] if found else None
+
+    def phase(self) -> str:
+        """The rollout's phase, as the state file ``gitops run`` keeps says."""
+        path = self.root / ".gitops" / "appsets" / "team_fleet.json"
+        return str(json.loads(path.read_text())["phase"]) if path.exists() else ""
+
+    def gitops(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "gitops.cli", *args], capture_output=True,
+                              text=True, timeout=30, env=self.env, check=False)
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "PYTHONPATH": str(ROOT), "GITOPS_CACHE_DIR": str(self.root / "cache")}
+
+    def run(self, *extra: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "gitops.cli", "run", "-f", str(self.declared),
+             "--metrics-addr", "off", "--reload-interval", "0.2", *extra],
+            stdout=subprocess.DEVNULL, stderr=open(self.root / "run.log", "w"),
+            text=True, env=self.env)
+
+
+@pytest.fixture
+def fleet(tmp_path: Path) -> Iterator[Fleet]:
+    (tmp_path / "served").mkdir()
+    with KubeEmulator() as staging, KubeEmulator() as prod, \
+            GitDaemon(tmp_path / "served").start() as daemon:
+        yield Fleet(tmp_path, {"staging": staging, "prod": prod}, daemon)
+
+
+@pytest.fixture
+def stopped() -> Iterator[list[subprocess.Popen[str]]]:
+    processes: list[subprocess.Popen[str]] = []
+    yield processes
+    for process in processes:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def appset(fleet: Fleet, *, rolling: bool) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "generators": [{"matrix": {"generators": [
+            {"git": {"url": f"{fleet.url}@main", "directories": [{"path": "apps/*"}]}},
+            {"clusters": {"kubeconfig": str(fleet.kubeconfig)}}]}}],
+        "template": {
+            "metadata": {"name": "{{path.basename}}-{{name}}", "labels": {"env": "{{name}}"}},
+            "spec": {"source": {"url": f"{fleet.url}@main#path={{{{path}}}}"},
+                     "target": {"url": "{{target}}"}, "interval": "1h", "prune": True,
+                     "substitute": {"CLUSTER": "{{name}}"},
+                     "retry": {"limit": 1, "backoff": "200ms"}}},
+        "interval": "300ms",
+    }
+    if rolling:
+        spec["strategy"] = {"type": "RollingSync", "rollingSync": {"steps": [
+            {"matchExpressions": [{"key": "env", "operator": "In", "values": ["staging"]}]},
+            {"matchExpressions": [{"key": "env", "operator": "In", "values": ["prod"]}]}]}}
+    return {"apiVersion": "gitops.dev/v1alpha1", "kind": "ApplicationSet",
+            "metadata": {"name": "fleet", "namespace": "team"}, "spec": spec}
+
+
+def test_folders_times_clusters_come_and_go_with_a_per_cluster_parameter(
+        fleet: Fleet, stopped: list[subprocess.Popen[str]]) -> None:
+    fleet.publish({f"apps/{n}/cm.yaml": CONFIGMAP.format(name=n) for n in ("web", "api")})
+    fleet.declared.write_text(yaml.safe_dump(appset(fleet, rolling=False)))
+    stopped.append(fleet.run())
+    for cluster in CLUSTERS:
+        wait_for(lambda c=cluster: set(fleet.configmaps(c)) == {"web", "api"}, 20,  # type: ignore[misc]
+                 f"web and api on {cluster}")
+        assert {d["cluster"] for d in fleet.configmaps(cluster).values()} == {cluster}, \
+            "the per-cluster parameter is in the objects"
+
+    fleet.publish({f"apps/{n}/cm.yaml": CONFIGMAP.format(name=n) for n in ("web", "api", "db")})
+    for cluster in CLUSTERS:
+        wait_for(lambda c=cluster: "db" in fleet.configmaps(c), 15,  # type: ignore[misc]
+                 f"db on {cluster}")
+    fleet.publish({f"apps/{n}/cm.yaml": CONFIGMAP.format(name=n) for n in ("web", "db")})
+    for cluster in CLUSTERS:
+        wait_for(lambda c=cluster: set(fleet.configmaps(c)) == {"web", "db"}, 15,  # type: ignore[misc]
+                 f"api pruned from {cluster}")
+        wait_for(lambda c=cluster: not any("-api-" in o["metadata"]["name"] for o in  # type: ignore[misc]
+                                           fleet.emulators[c].objects(
+                                               kind="ConfigMap", namespace="gitops-system")),
+                 5, f"api's inventory and status record deleted from {cluster}")
+    assert "Traceback" not in (fleet.root / "run.log").read_text()
+
+
+class Hooks(BaseHTTPRequestHandler):
+    received: ClassVar[list[dict[str, Any]]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        Hooks.received.append(json.loads(body))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        return None
+
+
+@pytest.fixture
+def hooks() -> Iterator[str]:
+    Hooks.received = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Hooks)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/hook"
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_commit_reaches_prod_only_after_staging_and_a_degraded_one_never_does(
+        fleet: Fleet, stopped: list[subprocess.Popen[str]], hooks: str) -> None:
+    fleet.publish({"apps/web/deploy.yaml": DEPLOYMENT.format(mode="complete", version="1")})
+    fleet.declared.write_text(yaml.safe_dump(appset(fleet, rolling=True)))
+    stopped.append(fleet.run("--notify", hooks))
+    wait_for(lambda: fleet.image("prod") == "web:1", 20, "v1 in prod")
+    wait_for(lambda: fleet.phase() == "Complete", 10, "v1 complete")
+
+    fleet.publish({"apps/web/deploy.yaml": DEPLOYMENT.format(mode="complete", version="2")})
+    seen: dict[str, float] = {}
+    deadline = time.monotonic() + 20
+    while len(seen) < 2 and time.monotonic() < deadline:
+        for cluster in CLUSTERS:
+            if cluster not in seen and fleet.image(cluster) == "web:2":
+                seen[cluster] = time.monotonic()
+        time.sleep(0.01)
+    assert set(seen) == set(CLUSTERS), seen
+    assert seen["staging"] < seen["prod"], "prod got the commit before staging"
+
+    bad = fleet.publish({"apps/web/deploy.yaml": DEPLOYMENT.format(mode="failed", version="3")})
+    wait_for(lambda: fleet.image("staging") == "web:3", 15, "v3 in staging")
+
+    wait_for(lambda: fleet.phase() == "Halted", 20, "the rollout halted")
+    done = fleet.gitops("rollout", "status", "fleet", "-f", str(fleet.declared), "-o", "json")
+    shown = json.loads(done.stdout)
+    assert done.returncode == 1 and shown["phase"] == "Halted"
+    assert shown["holding"] == "team/web-staging"
+    assert shown["halted"]["revision"].endswith(bad) and "Degraded" in shown["message"]
+    time.sleep(1.0)  # three intervals of the set: prod keeps the good commit
+    assert fleet.image("prod") == "web:2"
+    text = fleet.gitops("rollout", "status", "fleet", "-f", str(fleet.declared))
+    assert text.returncode == 1 and "Halted" in text.stdout
+    assert "stopped by: team/web-staging" in text.stdout
+    wait_for(lambda: any(h["reason"] == "RolloutHalted" and h["app"] == "team/fleet"
+                         for h in Hooks.received), 10, "a RolloutHalted notification")
