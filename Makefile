@@ -49,7 +49,7 @@ typecheck: $(VENV)/.installed-test
 	    $(BIN)/mypy --strict $$d/*.py || exit 1; done
 
 ## bench: run every benchmark at the scale its issue names; fails if any budget is over
-BENCHMARKS ?= plan_10k replan git_fetch oci_pull k8s_requests kustomize_render operator
+BENCHMARKS ?= plan_10k replan git_fetch oci_pull k8s_requests kustomize_render operator fleet
 bench: $(VENV)/.installed-test
 	@status=0; for b in $(BENCHMARKS); do \
 	    echo "== bench/$$b.py"; \

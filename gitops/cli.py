@@ -28,6 +28,8 @@ import yaml
 from gitops import __version__
 from gitops.appsets.rollout_cli import COMMANDS as ROLLOUT_COMMANDS
 from gitops.appsets.rollout_cli import add_commands as add_rollout_commands
+from gitops.appsets.preview_cli import COMMANDS as APPSET_COMMANDS
+from gitops.appsets.preview_cli import add_commands as add_appset_commands
 from gitops.differs import (
     Explanation,
     explanations_json,
@@ -141,6 +143,7 @@ def _parser() -> argparse.ArgumentParser:
                       help=argparse.SUPPRESS)
     add_commands(sub)
     add_rollout_commands(sub)
+    add_appset_commands(sub)
     plugins = sub.add_parser("plugins", help="list installed sources, targets, differs, renderers")
     plugins.add_argument("-o", "--output", choices=("text", "json"), default="text")
     plugins.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
@@ -555,6 +558,7 @@ _COMMANDS: dict[str, Command] = {
     "diff": _cmd_diff, "sync": _cmd_sync, "plugins": _cmd_plugins, "push": _cmd_push,
     **OPERATOR_COMMANDS,  # they write to anything with .write()
     **ROLLOUT_COMMANDS,
+    **APPSET_COMMANDS,
 }
 
 

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from gitops.apps.durations import Duration
 from gitops.apps.spec import Metadata
@@ -26,6 +26,7 @@ __all__ = [
     "KIND",
     "ApplicationSet",
     "ApplicationSetSpec",
+    "GeneratorList",
     "GeneratorSpec",
     "LabelSelectorRequirement",
     "RollingSyncStep",
@@ -65,6 +66,10 @@ def check_generators(value: list[GeneratorSpec], *, where: str = "generators") -
         if not _GENERATOR_NAME.match(name):
             raise ValueError(f"{where}[{index}]: a generator name is letters, digits, '_', '.', '-'")
     return value
+
+
+#: ``generators``: a list of ``{name: config}`` entries, each checked by :func:`check_generators`
+GeneratorList = Annotated[list[GeneratorSpec], AfterValidator(check_generators)]
 
 
 class TemplateMetadata(_Model):
@@ -205,7 +210,7 @@ class StrategySpec(_Model):
 class ApplicationSetSpec(_Model):
     """``spec``: ``generators``, ``template``, ``syncPolicy``, ``strategy`` and ``interval``."""
 
-    generators: list[GeneratorSpec] = Field(min_length=1)
+    generators: GeneratorList = Field(min_length=1)
     template: TemplateSpec
     sync_policy: SyncPolicySpec = Field(default_factory=SyncPolicySpec, alias="syncPolicy")
     strategy: StrategySpec | None = None
@@ -213,11 +218,6 @@ class ApplicationSetSpec(_Model):
         default="1m", gt=0, validate_default=True,
         description="how often the generators are evaluated again",
     )
-
-    @field_validator("generators")
-    @classmethod
-    def _one_key_each(cls, value: list[GeneratorSpec]) -> list[GeneratorSpec]:
-        return check_generators(value)
 
 
 class ApplicationSet(_Model):

@@ -63,8 +63,11 @@ class FileCatalog:
         return self._store
 
     def applications(self) -> list[Application]:
+        """The files' Applications, then those their ApplicationSets generate."""
         if self._apps is None:
-            self._apps = self.files.load()
+            from gitops.appsets.generate import declared_applications
+
+            self._apps = declared_applications(self.files.load_declarations())
         return list(self._apps)
 
     def suspend(self, app: Application, suspended: bool, reason: str) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import Field
 
 from gitops.appsets.generators.base import ConfigModel, Generator, GeneratorContext, ParameterSet
-from gitops.appsets.spec import check_generators
+from gitops.appsets.spec import GeneratorList
 from gitops.appsets.template import PLACEHOLDER, flatten, render
 
 __all__ = ["MatrixGenerator"]
@@ -23,7 +23,7 @@ __all__ = ["MatrixGenerator"]
 class MatrixConfig(ConfigModel):
     """``generators``: exactly two ``{name: config}`` entries."""
 
-    generators: list[dict[str, dict[str, Any]]] = Field(min_length=2, max_length=2)
+    generators: GeneratorList = Field(min_length=2, max_length=2)
 
 
 def _uses_parameters(value: Any) -> bool:
@@ -43,12 +43,8 @@ class MatrixGenerator(Generator):
 
     def generate(self, config: Mapping[str, Any], context: GeneratorContext) -> list[ParameterSet]:
         model = context.validate(MatrixConfig, config)
-        try:
-            check_generators(model.generators, where="generators")
-        except ValueError as exc:
-            raise context.error(str(exc)) from None
         first_entry, second_entry = model.generators
-        base = f"{context.field_path}.matrix.generators"
+        base = f"{context.field_path}.generators"
         firsts = [flatten(p) for p in context.generate(first_entry, f"{base}[0]")]
         where = f"{base}[1]"
         shared: list[dict[str, str]] | None = None

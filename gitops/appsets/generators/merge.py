@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import Field
 
 from gitops.appsets.generators.base import ConfigModel, Generator, GeneratorContext, ParameterSet
-from gitops.appsets.spec import check_generators
+from gitops.appsets.spec import GeneratorList
 from gitops.appsets.template import flatten
 
 __all__ = ["MergeGenerator"]
@@ -24,7 +24,7 @@ class MergeConfig(ConfigModel):
     """``mergeKeys`` and ``generators`` (two or more; the first is the base)."""
 
     merge_keys: list[str] = Field(alias="mergeKeys", min_length=1)
-    generators: list[dict[str, dict[str, Any]]] = Field(min_length=2)
+    generators: GeneratorList = Field(min_length=2)
 
 
 class MergeGenerator(Generator):
@@ -34,11 +34,7 @@ class MergeGenerator(Generator):
 
     def generate(self, config: Mapping[str, Any], context: GeneratorContext) -> list[ParameterSet]:
         model = context.validate(MergeConfig, config)
-        try:
-            check_generators(model.generators, where="generators")
-        except ValueError as exc:
-            raise context.error(str(exc)) from None
-        base_path = f"{context.field_path}.merge.generators"
+        base_path = f"{context.field_path}.generators"
         keys = model.merge_keys
 
         def identity(params: Mapping[str, str], index: int) -> tuple[str, ...]:
