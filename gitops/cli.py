@@ -26,10 +26,10 @@ from typing import Any, NoReturn, TextIO
 import yaml
 
 from gitops import __version__
-from gitops.appsets.rollout_cli import COMMANDS as ROLLOUT_COMMANDS
-from gitops.appsets.rollout_cli import add_commands as add_rollout_commands
 from gitops.appsets.preview_cli import COMMANDS as APPSET_COMMANDS
 from gitops.appsets.preview_cli import add_commands as add_appset_commands
+from gitops.appsets.rollout_cli import COMMANDS as ROLLOUT_COMMANDS
+from gitops.appsets.rollout_cli import add_commands as add_rollout_commands
 from gitops.differs import (
     Explanation,
     explanations_json,
