@@ -45,8 +45,8 @@ from gitops.operator.webhooks import PushEvent, pushed_to
 from gitops.plugins import open_source
 from gitops.sources.base import Source
 
-__all__ = ["RolloutFiles", "RolloutStore", "SetController", "git_urls", "resolve_revision",
-           "state_dir"]
+__all__ = ["OperatorSink", "RolloutFiles", "RolloutStore", "SetController", "Sink", "git_urls",
+           "resolve_revision", "state_dir"]
 
 log = logging.getLogger("gitops.appsets")
 
@@ -62,6 +62,59 @@ class RolloutStore(Protocol):
 
     def update(self, appset: ApplicationSet,
                change: Callable[[RolloutState | None], RolloutState]) -> RolloutState: ...
+
+
+class Sink(Protocol):
+    """Where a set's Applications go: a scheduler (``gitops run``), or Application objects."""
+
+    #: publish every tick, not only when something changed (put hand edits back)
+    always: bool
+
+    def publish(self, static: Sequence[Application],
+                generated: Mapping[str, Mapping[str, Application]]) -> None:
+        """Make these the Applications: the static ones, and each set's (by set key)."""
+
+    def give_up(self, app: Application, *, prune: bool) -> None:
+        """``app`` is no longer generated: delete it (pruning its objects when ``prune``)."""
+
+    def status(self, key: str) -> AppStatus | None:
+        """The last status of Application ``key``."""
+
+    def owned(self, appset: ApplicationSet) -> dict[str, Application]:
+        """The Applications the set owns already (objects in a cluster; none in a process)."""
+
+
+class OperatorSink:
+    """``gitops run``: the scheduler runs the static Applications plus every set's."""
+
+    always = False
+
+    def __init__(self, operator: Operator) -> None:
+        self.operator = operator
+
+    def publish(self, static: Sequence[Application],
+                generated: Mapping[str, Mapping[str, Application]]) -> None:
+        apps: dict[str, Application] = {app.key: app for app in static}
+        for set_key in sorted(generated):
+            for key, app in generated[set_key].items():
+                if key in apps:
+                    log.error("%s: generated Application %s is declared already; ignored",
+                              set_key, key, extra={"app": key})
+                    continue
+                apps[key] = app
+        self.operator.set_applications(apps.values())
+
+    def give_up(self, app: Application, *, prune: bool) -> None:
+        if prune:
+            self.operator.delete(app.key, app)
+        else:
+            self.operator.remove(app.key)
+
+    def status(self, key: str) -> AppStatus | None:
+        return self.operator.status(key)
+
+    def owned(self, appset: ApplicationSet) -> dict[str, Application]:
+        return {}
 
 
 def state_dir(files: Sequence[str | os.PathLike[str]]) -> Path:
@@ -166,6 +219,7 @@ class _Set:
     due: float = 0.0
     regenerate: bool = True
     error: str = ""
+    seeded: bool = False
 
     def close(self) -> None:
         for source in self.sources.values():
@@ -180,10 +234,10 @@ class _Set:
 class SetController:
     """Keeps declared ApplicationSets evaluated and the operator's applications in step."""
 
-    def __init__(self, operator: Operator, store: RolloutStore, *,
+    def __init__(self, sink: Sink | Operator, store: RolloutStore, *,
                  notifier: Notifier | None = None, tick: float = GATE_TICK,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        self._operator = operator
+        self._sink: Sink = OperatorSink(sink) if isinstance(sink, Operator) else sink
         self._store = store
         self._notifier = notifier
         self._tick = tick
@@ -198,7 +252,8 @@ class SetController:
     @classmethod
     def for_runtime(cls, runtime: Any, args: Any, notifier: Notifier | None) -> SetController:
         """The controller of ``gitops run`` (its operator; states beside its ``-f`` files)."""
-        return cls(runtime.operator, RolloutFiles(state_dir(args.file)), notifier=notifier)
+        return cls(OperatorSink(runtime.operator), RolloutFiles(state_dir(args.file)),
+                   notifier=notifier)
 
     # -- what the files declare ----------------------------------------------------------
 
@@ -271,14 +326,12 @@ class SetController:
                 changed = False
                 for entry in list(self._sets.values()):
                     due = entry.regenerate or entry.due <= now
-                    if due or (entry.appset.spec.strategy is not None and \
-                            entry.appset.spec.strategy.rolling):
+                    if due or _rolling(entry.appset):
                         changed |= self._evaluate(entry, regenerate=due)
-                if changed:
+                if changed or self._sink.always:
                     self._publish()
                 waits = [e.due - self._clock() for e in self._sets.values()]
-                if any(e.appset.spec.strategy and e.appset.spec.strategy.rolling
-                       for e in self._sets.values()):
+                if self._sink.always or any(_rolling(e.appset) for e in self._sets.values()):
                     waits.append(self._tick)
                 self._wake.wait(max(0.01, min(waits)) if waits else None)
 
@@ -293,6 +346,9 @@ class SetController:
             self._generate(entry)
         if entry.generated is None:
             return False
+        if not entry.seeded:  # what it owned before this process (Application objects)
+            entry.seeded = True
+            entry.owned = {**self._sink.owned(appset), **entry.owned}
         ownership = decide(appset.spec.sync_policy, entry.owned, entry.generated)
         for app in ownership.delete:
             self._give_up(app, prune=ownership.prune)
@@ -340,7 +396,7 @@ class SetController:
         steps = strategy.rolling_sync.steps
         labels = {key: app.metadata.labels for key, app in entry.owned.items()}
         statuses: dict[str, AppStatus | None] = {
-            key: self._operator.status(key) for key in entry.owned}
+            key: self._sink.status(key) for key in entry.owned}
         events: list[RolloutEvent] = []
 
         def change(before: RolloutState | None) -> RolloutState:
@@ -375,10 +431,7 @@ class SetController:
         log.info("%s: no longer generated: %s", app.key,
                  "deleting it and its objects" if prune else "deleting it, keeping its objects",
                  extra={"app": app.key, "reason": "ApplicationRemoved"})
-        if prune:
-            self._operator.delete(app.key, app)
-        else:
-            self._operator.remove(app.key)
+        self._sink.give_up(app, prune=prune)
 
     def _drop(self, entry: _Set) -> None:
         """A set no longer declared: its Applications go as its policy deletes them."""
@@ -388,16 +441,11 @@ class SetController:
         entry.close()
 
     def _publish(self) -> None:
-        """Give the operator the static Applications and every set's (lock held)."""
-        apps: dict[str, Application] = {app.key: app for app in self._static}
-        for key in sorted(self._sets):
-            for app_key, app in self._sets[key].final.items():
-                if app_key in apps:
-                    log.error("%s: generated Application %s is declared already; ignored",
-                              key, app_key, extra={"app": app_key})
-                    continue
-                apps[app_key] = app
-        self._operator.set_applications(apps.values())
+        """Give the sink the static Applications and every set's (lock held)."""
+        try:
+            self._sink.publish(self._static, {k: e.final for k, e in self._sets.items()})
+        except GitopsError as exc:  # a cluster that refused: the next tick tries again
+            log.error("publishing the generated Applications failed: %s", exc)
 
     def _notify(self, key: str, reason: str, revision: str, message: str) -> None:
         log.log(logging.WARNING if reason in ("RolloutHalted", "GenerateFailed")
