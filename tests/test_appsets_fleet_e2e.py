@@ -18,10 +18,12 @@ from typing import Any, ClassVar
 
 import pytest
 import yaml
-from operator_support import wait_for
+from operator_support import operator_emulator, wait_for
 
 from gitops.testing.gitserver import GitDaemon, WorkRepo
 from gitops.testing.kube import KubeEmulator
+
+__all__ = ["operator_emulator"]  # a fixture (the Application and ApplicationSet CRDs applied)
 
 ROOT = Path(__file__).resolve().parent.parent
 CLUSTERS = ("staging", "prod")
@@ -228,3 +230,67 @@ def test_a_commit_reaches_prod_only_after_staging_and_a_degraded_one_never_does(
     assert "stopped by: team/web-staging" in text.stdout
     wait_for(lambda: any(h["reason"] == "RolloutHalted" and h["app"] == "team/fleet"
                          for h in Hooks.received), 10, "a RolloutHalted notification")
+
+
+# -- in a cluster: gitops controller and ApplicationSet objects -----------------------------
+
+SETS = "/apis/gitops.dev/v1alpha1/namespaces/team/applicationsets"
+APPS = "/apis/gitops.dev/v1alpha1/namespaces/team/applications"
+
+
+def test_the_controller_owns_generated_application_objects(
+        operator_emulator: KubeEmulator, tmp_path: Path,
+        stopped: list[subprocess.Popen[str]]) -> None:
+    emulator = operator_emulator
+    for name in ("web", "api"):
+        folder = tmp_path / "src" / name
+        folder.mkdir(parents=True)
+        (folder / "cm.yaml").write_text(CONFIGMAP.replace("${CLUSTER}", "in-cluster")
+                                        .format(name=f"cm-{name}"))
+    emulator.expect_ok("POST", "/api/v1/namespaces", {
+        "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team"}})
+
+    def the_set(*names: str) -> dict[str, Any]:
+        return {"apiVersion": "gitops.dev/v1alpha1", "kind": "ApplicationSet",
+                "metadata": {"name": "fleet", "namespace": "team"},
+                "spec": {"generators": [{"list": {"elements": [{"app": n} for n in names]}}],
+                         "template": {"metadata": {"name": "{{app}}"},
+                                      "spec": {"source": {"url": f"dir:{tmp_path}/src/{{{{app}}}}"},
+                                               "target": {"url": "k8s:"}, "interval": "1h",
+                                               "prune": True}},
+                         "interval": "1h"}}
+
+    created = emulator.expect_ok("POST", SETS, the_set("web", "api"))
+    assert emulator.kubeconfig_path is not None
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gitops.cli", "controller", "--kubeconfig",
+         str(emulator.kubeconfig_path), "--metrics-addr", "off"],
+        stdout=subprocess.DEVNULL, stderr=open(tmp_path / "controller.log", "w"),  # noqa: SIM115
+        env={**os.environ, "PYTHONPATH": str(ROOT), "GITOPS_CACHE_DIR": str(tmp_path / "cache")})
+    stopped.append(process)  # type: ignore[arg-type]
+
+    def apps() -> dict[str, dict[str, Any]]:
+        status, body = emulator.request("GET", APPS)
+        return {o["metadata"]["name"]: o for o in body.get("items") or []} if status == 200 else {}
+
+    def configmaps() -> set[str]:
+        return {o["metadata"]["name"] for o in emulator.objects(kind="ConfigMap",
+                                                                namespace="default")
+                if o["metadata"]["name"].startswith("cm-")}
+
+    wait_for(lambda: set(apps()) == {"web", "api"}, 20, "two Application objects")
+    web = apps()["web"]
+    assert web["metadata"]["ownerReferences"][0]["uid"] == created["metadata"]["uid"]
+    assert web["metadata"]["annotations"]["gitops.dev/application-set"] == "team/fleet"
+    wait_for(lambda: configmaps() == {"cm-web", "cm-api"}, 20, "their objects applied")
+
+    emulator.expect_ok("PATCH", f"{APPS}/web", {"spec": {"interval": "5m"}},
+                       content_type="application/merge-patch+json")  # edited by hand
+    wait_for(lambda: apps()["web"]["spec"]["interval"] == "1h0m0s", 10, "the edit put back")
+
+    current = emulator.expect_ok("GET", f"{SETS}/fleet")
+    emulator.expect_ok("PUT", f"{SETS}/fleet", {**the_set("web"),
+                                                "metadata": current["metadata"]})
+    wait_for(lambda: set(apps()) == {"web"}, 10, "api's Application deleted")
+    wait_for(lambda: configmaps() == {"cm-web"}, 10, "api's objects pruned")
+    assert "Traceback" not in (tmp_path / "controller.log").read_text()

@@ -126,8 +126,9 @@ def test_names_scope_version_subresource_and_columns() -> None:
 
 
 def test_crds_yaml_is_the_crd() -> None:
-    [document] = list(yaml.safe_load_all(crds_yaml()))
+    document, appsets = list(yaml.safe_load_all(crds_yaml()))
     assert document == application_crd()
+    assert appsets["metadata"]["name"] == "applicationsets.gitops.dev"
 
 
 # -- true to the model ----------------------------------------------------------------------------

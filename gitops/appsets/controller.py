@@ -347,8 +347,12 @@ class SetController:
         if entry.generated is None:
             return False
         if not entry.seeded:  # what it owned before this process (Application objects)
+            try:
+                entry.owned = {**self._sink.owned(appset), **entry.owned}
+            except GitopsError as exc:
+                log.error("%s: %s", appset.key, exc, extra={"app": appset.key})
+                return False
             entry.seeded = True
-            entry.owned = {**self._sink.owned(appset), **entry.owned}
         ownership = decide(appset.spec.sync_policy, entry.owned, entry.generated)
         for app in ownership.delete:
             self._give_up(app, prune=ownership.prune)

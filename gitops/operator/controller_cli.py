@@ -22,7 +22,7 @@ from gitops.apps.durations import parse_duration
 from gitops.errors import InputError
 from gitops.operator.cli import EXIT_OK, Out, _signals
 from gitops.operator.cluster import ClusterStatusStore, Controller
-from gitops.operator.crd import application_crd, crds_yaml
+from gitops.operator.crd import crds, crds_yaml
 from gitops.operator.install import install_manifests, install_yaml
 from gitops.operator.kubeapi import OperatorAPI
 from gitops.operator.leader import LeaderElector, ShardElector, default_identity, shard_of
@@ -47,7 +47,7 @@ def _print(documents: list[dict[str, Any]], yaml_text: str, args: argparse.Names
 
 
 def cmd_crds(args: argparse.Namespace, out: Out) -> int:
-    return _print([application_crd()], crds_yaml(), args, out)
+    return _print(crds(), crds_yaml(), args, out)
 
 
 def cmd_install(args: argparse.Namespace, out: Out) -> int:
@@ -91,6 +91,11 @@ def cmd_controller(args: argparse.Namespace, out: Out) -> int:
                                 accept=accept)
         runtime.route_to(controller)
         runtime.start()
+        from gitops.appsets.cluster import ClusterSets  # ApplicationSet objects
+        sets = ClusterSets(api, store, runtime.operator, namespace=args.namespace,
+                           kubeconfig=args.kubeconfig, context=args.context, accept=accept,
+                           notifier=runtime.notifier)
+        sets.start(stop)
         elector: ShardElector | LeaderElector | None = None
         if shards:
             def changed(now_owned: frozenset[int]) -> None:
@@ -98,6 +103,7 @@ def cmd_controller(args: argparse.Namespace, out: Out) -> int:
                 log.info("shards held: %s", sorted(now_owned) or "none",
                          extra={"reason": "ShardsChanged"})
                 controller.refilter()
+                sets.refilter()
 
             elector = ShardElector(
                 api, namespace=args.lease_namespace, shards=shards, identity=identity,
@@ -108,6 +114,7 @@ def cmd_controller(args: argparse.Namespace, out: Out) -> int:
                 log.info("%s leads", identity, extra={"reason": "LeaderElected"})
                 leading.set()
                 controller.refilter()
+                sets.refilter()
 
             def stopped() -> None:
                 if leading.is_set() and not stop.is_set():  # lost, not handed back
@@ -125,6 +132,7 @@ def cmd_controller(args: argparse.Namespace, out: Out) -> int:
             controller.run(stop)
         finally:
             # drain first: the Lease is handed over only once no sync of ours is in flight
+            sets.close()
             runtime.operator.stop()
             if isinstance(elector, LeaderElector):
                 elector.stop(release=not lost.is_set())

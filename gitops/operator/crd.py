@@ -32,6 +32,7 @@ __all__ = [
     "SINGULAR",
     "application_crd",
     "application_schema",
+    "crds",
     "crds_yaml",
     "status_schema",
     "yaml_documents",
@@ -102,9 +103,16 @@ def application_crd() -> dict[str, Any]:
     }
 
 
+def crds() -> list[dict[str, Any]]:
+    """Every CRD the controller serves: Application, ApplicationSet."""
+    from gitops.appsets.cluster import applicationset_crd  # the model lives with the sets
+
+    return [application_crd(), applicationset_crd()]
+
+
 def crds_yaml() -> str:
-    """What ``gitops crds`` prints: the CRD as one YAML document (``kubectl apply --server-side -f -``)."""
-    return yaml_documents([application_crd()])
+    """What ``gitops crds`` prints: the CRDs as YAML documents (``kubectl apply --server-side -f -``)."""
+    return yaml_documents(crds())
 
 
 def application_schema() -> dict[str, Any]:

@@ -89,9 +89,12 @@ def install_manifests(
                 "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": role_kind, "name": name},
                 "subjects": subject}
 
+    from gitops.appsets.cluster import RBAC_RULES, applicationset_crd  # ApplicationSets
+
     manifests: list[dict[str, Any]] = [
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace, "labels": dict(labels)}},
         application_crd(),
+        applicationset_crd(),
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta(CONTROLLER_NAME)},
         {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
          "metadata": meta(CONTROLLER_NAME, namespaced=False), "rules": [
@@ -99,6 +102,7 @@ def install_manifests(
               "verbs": ["get", "list", "watch", "update", "patch"]},
              {"apiGroups": [GROUP], "resources": [f"{PLURAL}/status"], "verbs": ["get", "update", "patch"]},
              {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
+             *RBAC_RULES,
          ]},
         binding("ClusterRoleBinding", "ClusterRole", CONTROLLER_NAME, namespaced=False),
         {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
