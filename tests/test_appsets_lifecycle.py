@@ -24,6 +24,7 @@ from gitops.engine import Reconciler
 from gitops.model import ResourceKey
 from gitops.operator import Operator, TargetStatusStore
 from gitops.operator.deletion import delete_application
+from gitops.operator.webhooks import PushEvent, normalize_repository
 from gitops.targets.faults import FailWhen
 from gitops.targets.memory import MemoryTarget
 from gitops.testing.gitserver import GitDaemon, WorkRepo
@@ -276,6 +277,22 @@ def test_preserve_resources_and_a_set_removed(fleet: Fleet, tmp_path: Path) -> N
         sets.apply([static], [])  # the set is gone: so are its Applications and objects
         wait_for(lambda: fleet.value("web") is None, 10, "web pruned with its set")
         assert set(operator.applications()) == {"team/static"}
+
+
+def test_a_push_to_the_repository_evaluates_the_set_at_once(fleet: Fleet,
+                                                            tmp_path: Path) -> None:
+    fleet.publish("web")
+    with running(tmp_path) as (operator, sets):
+        sets.apply([], [fleet.appset(interval="1h")])
+        wait_for(lambda: fleet.value("web"), 10, "applied")
+        fleet.publish("web", "db")
+        other = PushEvent("github", frozenset({normalize_repository("git://127.0.0.1:1/x.git")}),
+                          "refs/heads/main", "main", None, None)
+        assert sets.pushed(other) == []
+        push = PushEvent("github", frozenset({normalize_repository(fleet.url)}),
+                         "refs/heads/main", "main", None, None)
+        assert sets.pushed(push) == ["team/fleet"]
+        wait_for(lambda: fleet.value("db"), 10, "the pushed folder applied")
 
 
 def test_a_repository_that_cannot_be_read_deletes_nothing(fleet: Fleet, tmp_path: Path) -> None:
