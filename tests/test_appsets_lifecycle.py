@@ -282,7 +282,7 @@ def test_preserve_resources_and_a_set_removed(fleet: Fleet, tmp_path: Path) -> N
 def test_a_push_to_the_repository_evaluates_the_set_at_once(fleet: Fleet,
                                                             tmp_path: Path) -> None:
     fleet.publish("web")
-    with running(tmp_path) as (operator, sets):
+    with running(tmp_path) as (_operator, sets):
         sets.apply([], [fleet.appset(interval="1h")])
         wait_for(lambda: fleet.value("web"), 10, "applied")
         fleet.publish("web", "db")

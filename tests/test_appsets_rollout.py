@@ -125,12 +125,19 @@ def test_a_degraded_or_failed_application_halts_and_later_steps_keep_the_old_rev
         assert state.pins["p/a"] == state.pins["p/b"] == OLD
 
 
-def test_resume_accepts_the_halting_application_and_continues() -> None:
+def halted_by_staging() -> tuple[RolloutState, dict[str, AppStatus | None]]:
+    """NEW rolled out to staging, where s/b is Degraded: halted."""
     state, _ = advance("ns/set", STEPS, LABELS, NEW, settled(OLD),
                        {key: status(OLD) for key in LABELS})
-    statuses = {"s/a": status(NEW), "s/b": status(NEW, health="Degraded"),
-                "p/a": status(OLD), "p/b": status(OLD)}
+    statuses: dict[str, AppStatus | None] = {
+        "s/a": status(NEW), "s/b": status(NEW, health="Degraded"),
+        "p/a": status(OLD), "p/b": status(OLD)}
     state, _ = advance("ns/set", STEPS, LABELS, NEW, state, statuses)
+    return state, statuses
+
+
+def test_resume_accepts_the_halting_application_and_continues() -> None:
+    state, statuses = halted_by_staging()
     assert state.phase == "Halted"
     state, events = advance("ns/set", STEPS, LABELS, NEW,
                             state.model_copy(update={"resume_requested": True}), statuses)
@@ -140,11 +147,7 @@ def test_resume_accepts_the_halting_application_and_continues() -> None:
 
 
 def test_a_newer_commit_after_a_halt_starts_again_from_step_one() -> None:
-    state, _ = advance("ns/set", STEPS, LABELS, NEW, settled(OLD),
-                       {key: status(OLD) for key in LABELS})
-    statuses = {"s/a": status(NEW), "s/b": status(NEW, health="Degraded"),
-                "p/a": status(OLD), "p/b": status(OLD)}
-    state, _ = advance("ns/set", STEPS, LABELS, NEW, state, statuses)
+    state, statuses = halted_by_staging()
     state, events = advance("ns/set", STEPS, LABELS, NEWER, state, statuses)
     assert state.phase == "Progressing" and state.step == 1 and state.halted is None
     assert state.pins == {"s/a": NEWER, "s/b": NEWER, "p/a": OLD, "p/b": OLD}
