@@ -381,3 +381,26 @@ class Notes:
 
     def notify(self, app: str, reason: str, revision: str, message: str) -> None:
         self.seen.append((app, reason))
+
+
+def test_a_rolling_set_whose_sources_cannot_be_pinned_is_refused_once(tmp_path: Path) -> None:
+    (tmp_path / "src").mkdir()
+    appset = ApplicationSet.model_validate({
+        "apiVersion": "gitops.dev/v1alpha1", "kind": "ApplicationSet",
+        "metadata": {"name": "local", "namespace": "team"},
+        "spec": {"generators": [{"list": {"elements": [{"env": "staging"}]}}],
+                 "template": {"metadata": {"name": "web-{{env}}", "labels": {"env": "{{env}}"}},
+                              "spec": {"source": {"url": f"dir:{tmp_path / 'src'}"},
+                                       "target": {"url": "mock:"}}},
+                 "strategy": {"rollingSync": {"steps": [{"matchExpressions": [
+                     {"key": "env", "operator": "Exists"}]}]}}}})
+    notes = Notes()
+    operator = Operator(MemoryStatusStore(), workers=1)
+    sets = SetController(operator, RolloutFiles(tmp_path / "state"), notifier=notes, tick=0.05)
+    try:
+        sets.apply([], [appset])
+        sets.apply([], [appset])
+        assert operator.applications() == {}
+        assert notes.seen == [("team/local", "GenerateFailed")]
+    finally:
+        sets.close()

@@ -378,6 +378,8 @@ class SetController:
                                      "Application's revision; it needs applicationsSync sync "
                                      "or create-update")
                 entry.revision = resolve_revision(appset, generated.applications, entry.sources)
+                for app in generated.applications:  # each must be pinnable: said once, here
+                    pin_source(app, entry.revision, where=f"ApplicationSet {appset.key}")
         except GitopsError as exc:
             if str(exc) != entry.error:
                 log.error("%s: not evaluated: %s", appset.key, exc,
