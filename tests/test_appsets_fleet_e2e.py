@@ -20,6 +20,11 @@ import pytest
 import yaml
 from operator_support import operator_emulator, wait_for
 
+from gitops.appsets.cluster import ClusterRollouts
+from gitops.appsets.rollout import Halt, RolloutState
+from gitops.appsets.spec import ApplicationSet
+from gitops.cli import main
+from gitops.operator.kubeapi import OperatorAPI
 from gitops.testing.gitserver import GitDaemon, WorkRepo
 from gitops.testing.kube import KubeEmulator
 
@@ -294,3 +299,42 @@ def test_the_controller_owns_generated_application_objects(
     wait_for(lambda: set(apps()) == {"web"}, 10, "api's Application deleted")
     wait_for(lambda: configmaps() == {"cm-web"}, 10, "api's objects pruned")
     assert "Traceback" not in (tmp_path / "controller.log").read_text()
+
+
+def test_rollout_status_and_resume_of_an_applicationset_object(
+        operator_emulator: KubeEmulator, capsys: pytest.CaptureFixture[str]) -> None:
+    emulator = operator_emulator
+    assert emulator.kubeconfig_path is not None
+    kubeconfig = str(emulator.kubeconfig_path)
+    emulator.expect_ok("POST", "/api/v1/namespaces", {
+        "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "roll"}})
+    document = {"apiVersion": "gitops.dev/v1alpha1", "kind": "ApplicationSet",
+                "metadata": {"name": "web", "namespace": "roll"},
+                "spec": {"generators": [{"list": {"elements": [{"env": "staging"}]}}],
+                         "template": {"metadata": {"name": "web-{{env}}"},
+                                      "spec": {"source": {"url": "git+http://h/r.git"},
+                                               "target": {"url": "k8s:"}}},
+                         "strategy": {"rollingSync": {"steps": [{"matchExpressions": [
+                             {"key": "env", "operator": "Exists"}]}]}}}}
+    emulator.expect_ok("POST", "/apis/gitops.dev/v1alpha1/namespaces/roll/applicationsets",
+                       document)
+    api = OperatorAPI.from_kubeconfig(kubeconfig)
+    appset = ApplicationSet.model_validate(document)
+    halt = Halt(application="roll/web-staging", revision="main@sha1:" + "b" * 40, step=1,
+                message="halted at step 1: roll/web-staging is Degraded")
+    try:
+        ClusterRollouts(api).update(appset, lambda _: RolloutState(
+            revision=halt.revision, phase="Halted", step=1, steps=1, holding=halt.application,
+            halted=halt, message=halt.message))
+        capsys.readouterr()
+        assert main(["rollout", "status", "roll/web", "--kubeconfig", kubeconfig,
+                     "-o", "json"]) == 1
+        shown = json.loads(capsys.readouterr().out)
+        assert shown["phase"] == "Halted" and shown["holding"] == "roll/web-staging"
+        assert main(["rollout", "resume", "roll/web", "--kubeconfig", kubeconfig]) == 0
+        assert "resume requested" in capsys.readouterr().out
+        state = ClusterRollouts(api).read(appset)
+        assert state is not None and state.resume_requested
+        assert main(["rollout", "status", "roll/nope", "--kubeconfig", kubeconfig]) == 2
+    finally:
+        api.close()

@@ -34,7 +34,7 @@ from gitops.operator.status import AppStatus
 from gitops.targets.kubernetes.errors import StatusError, TransportError
 
 __all__ = ["CRD_NAME", "PLURAL", "RBAC_RULES", "ClusterRollouts", "ClusterSets", "ClusterSink",
-           "applicationset_crd"]
+           "applicationset_crd", "get_appset"]
 
 log = logging.getLogger("gitops.appsets")
 
@@ -219,6 +219,27 @@ class ClusterSink:
         return found
 
 
+def get_appset(api: OperatorAPI, name: str) -> ApplicationSet:
+    """The ApplicationSet object ``NAMESPACE/NAME`` (``NAME``: in ``default``)."""
+    namespace, _, short = name.rpartition("/")
+    namespace = namespace or "default"
+    try:
+        obj = api.client.request("GET", f"{_sets_path(namespace)}/{short}", verb="get")
+    except StatusError as exc:
+        if exc.code == 404:
+            raise InputError(f"no ApplicationSet {namespace}/{short} in the cluster") from None
+        raise InputError(f"ApplicationSet {namespace}/{short}: {exc}") from exc
+    return _model(obj)
+
+
+def _model(obj: Mapping[str, Any]) -> ApplicationSet:
+    """An ApplicationSet object as the model (server metadata dropped); ValueError if invalid."""
+    meta = obj.get("metadata") or {}
+    return ApplicationSet.model_validate({
+        "apiVersion": obj.get("apiVersion", API_VERSION), "kind": KIND, "spec": obj.get("spec"),
+        "metadata": {"name": meta.get("name"), "namespace": meta.get("namespace")}})
+
+
 class ClusterRollouts:
     """Rollout states in the status subresource of each ApplicationSet (``status.rollout``)."""
 
@@ -242,18 +263,34 @@ class ClusterRollouts:
 
     def update(self, appset: ApplicationSet,
                change: Callable[[RolloutState | None], RolloutState]) -> RolloutState:
-        before = self.read(appset)
-        after = change(before)
-        if after != before:
+        """Read, change and write ``status.rollout`` as a compare-and-swap on the object's
+        resourceVersion (``gitops rollout resume`` and the controller never lose a write)."""
+        for _ in range(5):
+            obj = self._get(appset)
+            if obj is None:
+                raise InputError(f"no ApplicationSet {appset.key} in the cluster")
+            rollout = (obj.get("status") or {}).get("rollout")
+            before = RolloutState.model_validate(rollout) if isinstance(rollout, dict) else None
+            after = change(before)
+            if after == before:
+                return after
+            version = (obj.get("metadata") or {}).get("resourceVersion")
             try:
                 self._api.client.request(
                     "PATCH", f"{_sets_path(appset.namespace)}/{appset.name}/status",
-                    body={"status": {"rollout": after.to_dict()}}, content_type=MERGE_PATCH,
-                    verb="patch status")
-            except (StatusError, TransportError) as exc:
+                    body={"metadata": {"resourceVersion": version},
+                          "status": {"rollout": after.to_dict()}},
+                    content_type=MERGE_PATCH, verb="patch status")
+            except StatusError as exc:
+                if exc.code == 409:
+                    continue
                 raise InputError(f"ApplicationSet {appset.key}: cannot write its status: "
                                  f"{exc}") from exc
-        return after
+            except TransportError as exc:
+                raise InputError(f"ApplicationSet {appset.key}: cannot write its status: "
+                                 f"{exc}") from exc
+            return after
+        raise InputError(f"ApplicationSet {appset.key}: its status kept changing; try again")
 
 
 class ClusterSets:
@@ -303,10 +340,7 @@ class ClusterSets:
                 continue
             specs[key] = obj.get("spec")
             try:
-                sets.append(ApplicationSet.model_validate(
-                    {k: v for k, v in obj.items() if k in ("apiVersion", "kind", "spec")}
-                    | {"metadata": {"name": (obj.get("metadata") or {}).get("name"),
-                                    "namespace": (obj.get("metadata") or {}).get("namespace")}}))
+                sets.append(_model(obj))
             except ValueError as exc:
                 log.error("ApplicationSet %s is invalid: %s", key, str(exc).splitlines()[0],
                           extra={"app": key, "reason": "InvalidSpec"})

@@ -1,4 +1,5 @@
-"""``gitops rollout status SET -f FILE`` and ``gitops rollout resume SET -f FILE``.
+"""``gitops rollout status SET -f FILE`` and ``gitops rollout resume SET -f FILE``
+(or ``--kubeconfig PATH`` for an ApplicationSet object: its ``status.rollout``).
 
 Both read the set's rollout state where ``gitops run -f FILE`` keeps it (a file beside
 the declarations, :func:`gitops.appsets.controller.state_dir`), so they work from
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from gitops.errors import InputError
 
 if TYPE_CHECKING:  # the commands import what they use when run: `gitops --help` stays quick
-    from gitops.appsets.controller import RolloutFiles
+    from gitops.appsets.controller import RolloutStore
     from gitops.appsets.rollout import RolloutState
     from gitops.appsets.spec import ApplicationSet
 
@@ -41,9 +42,12 @@ def add_commands(sub: Any) -> None:
     ):
         verb = verbs.add_parser(name, help=text)
         verb.add_argument("appset", metavar="SET", help="NAME or NAMESPACE/NAME")
-        verb.add_argument("-f", "--file", action="append", required=True, metavar="FILE",
+        verb.add_argument("-f", "--file", action="append", default=[], metavar="FILE",
                           help="YAML file declaring the ApplicationSet (repeatable; the one "
                                "given to gitops run)")
+        verb.add_argument("--kubeconfig", metavar="PATH", default=None,
+                          help="the ApplicationSet object in this cluster instead of files")
+        verb.add_argument("--context", default=None, help="kubeconfig context (with --kubeconfig)")
         verb.add_argument("-o", "--output", choices=("text", "json"), default="text")
         verb.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
                           help=argparse.SUPPRESS)
@@ -60,7 +64,10 @@ def find_appset(files: list[str], name: str) -> ApplicationSet:
     if len(found) > 1:
         raise InputError(f"ApplicationSet {name!r} is ambiguous: "
                          f"{', '.join(s.key for s in found)}; give NAMESPACE/NAME")
-    appset = found[0]
+    return _rolling(found[0])
+
+
+def _rolling(appset: ApplicationSet) -> ApplicationSet:
     if appset.spec.strategy is None or not appset.spec.strategy.rolling:
         raise InputError(f"ApplicationSet {appset.key} has no strategy.rollingSync: it "
                          "updates all its Applications at once")
@@ -78,10 +85,29 @@ def state_document(appset: ApplicationSet, state: RolloutState | None) -> dict[s
 def cmd_rollout(args: argparse.Namespace, out: Out) -> int:
     """``gitops rollout status|resume SET -f FILE``."""
     from gitops.appsets.controller import RolloutFiles, state_dir
+
+    if bool(args.file) == bool(args.kubeconfig):
+        raise InputError("give -f FILE (the files gitops run reads) or --kubeconfig PATH")
+    store: RolloutStore
+    if args.kubeconfig:
+        from gitops.appsets.cluster import ClusterRollouts, get_appset
+        from gitops.operator.kubeapi import OperatorAPI
+
+        api = OperatorAPI.from_kubeconfig(args.kubeconfig, args.context)
+        try:
+            appset = _rolling(get_appset(api, args.appset))
+            store = ClusterRollouts(api)
+            return _command(appset, store, args, out)
+        finally:
+            api.close()
+    appset = find_appset(args.file, args.appset)
+    return _command(appset, RolloutFiles(state_dir(args.file)), args, out)
+
+
+def _command(appset: ApplicationSet, store: RolloutStore, args: argparse.Namespace,
+             out: Out) -> int:
     from gitops.operator.status import short_revision
 
-    appset = find_appset(args.file, args.appset)
-    store = RolloutFiles(state_dir(args.file))
     if args.rollout_command == "resume":
         return _resume(appset, store, args, out)
     state = store.read(appset)
@@ -101,7 +127,7 @@ def cmd_rollout(args: argparse.Namespace, out: Out) -> int:
     return EXIT_OK if state is not None and state.complete else EXIT_NOT_DONE
 
 
-def _resume(appset: ApplicationSet, store: RolloutFiles, args: argparse.Namespace,
+def _resume(appset: ApplicationSet, store: RolloutStore, args: argparse.Namespace,
             out: Out) -> int:
     from gitops.appsets.rollout import RolloutState
     from gitops.operator.status import short_revision
