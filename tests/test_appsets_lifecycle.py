@@ -304,3 +304,53 @@ def test_a_repository_that_cannot_be_read_deletes_nothing(fleet: Fleet, tmp_path
         sets.apply([], [fleet.appset(labels={"v": "2"})])
         assert set(operator.applications()) == {"team/web"}
         assert fleet.value("web")
+
+
+class RecordingSink:
+    """A sink that remembers what it was asked to do."""
+
+    always = False
+
+    def __init__(self) -> None:
+        self.published: dict[str, dict[str, Application]] = {}
+        self.given_up: list[tuple[str, bool]] = []
+
+    def publish(self, static: Any, generated: Any) -> None:
+        self.published = {k: dict(v) for k, v in generated.items()}
+
+    def give_up(self, app: Application, *, prune: bool) -> None:
+        self.given_up.append((app.key, prune))
+
+    def status(self, key: str) -> None:
+        return None
+
+    def owned(self, appset: ApplicationSet) -> dict[str, Application]:
+        return {}
+
+
+def listed(*names: str) -> ApplicationSet:
+    return ApplicationSet.model_validate({
+        "apiVersion": "gitops.dev/v1alpha1", "kind": "ApplicationSet",
+        "metadata": {"name": "l", "namespace": "team"},
+        "spec": {"generators": [{"list": {"elements": [{"n": n} for n in names]}}],
+                 "template": {"metadata": {"name": "{{n}}"},
+                              "spec": {"source": {"url": "dir:/nowhere"},
+                                       "target": {"url": "mock:"}}}}})
+
+
+def test_a_released_set_gives_nothing_up_and_a_removed_one_does(tmp_path: Path) -> None:
+    sink = RecordingSink()
+    sets = SetController(sink, RolloutFiles(tmp_path / "state"))
+    try:
+        sets.apply([], [listed("a", "b")])
+        assert set(sink.published["team/l"]) == {"team/a", "team/b"}
+        sets.apply([], [listed("a")])
+        assert sink.given_up == [("team/b", True)]
+        sets.release("team/l")  # another replica's now
+        sets.apply([], [])
+        assert sink.given_up == [("team/b", True)], "a released set deletes nothing"
+        sets.apply([], [listed("a")])
+        sets.apply([], [])  # removed: its Applications go
+        assert sink.given_up[-1] == ("team/a", True)
+    finally:
+        sets.close()

@@ -305,6 +305,8 @@ class ClusterSets:
         self._accept = accept
         self._objects: dict[str, dict[str, Any]] = {}
         self._specs: dict[str, Any] = {}
+        self._valid: dict[str, ApplicationSet] = {}  # the last valid model of each set
+        self._changing = threading.Lock()
         self._lock = threading.Lock()
         sink = ClusterSink(api, store, operator, self._object, kubeconfig=kubeconfig,
                            context=context)
@@ -331,19 +333,31 @@ class ClusterSets:
         self._changed(force=True)
 
     def _changed(self, *, force: bool = False) -> None:
+        with self._changing:  # the watch thread and an election callback
+            self._take(force=force)
+
+    def _take(self, *, force: bool) -> None:
         with self._lock:
             objects = dict(self._objects)
         sets: list[ApplicationSet] = []
         specs: dict[str, Any] = {}
         for key, obj in sorted(objects.items()):
-            if not self._accept(key):
+            if not self._accept(key):  # another replica's now: released, never given up
+                if key in self._specs:
+                    self.controller.release(key)
                 continue
             specs[key] = obj.get("spec")
             try:
-                sets.append(_model(obj))
-            except ValueError as exc:
-                log.error("ApplicationSet %s is invalid: %s", key, str(exc).splitlines()[0],
-                          extra={"app": key, "reason": "InvalidSpec"})
+                self._valid[key] = _model(obj)
+            except ValueError as exc:  # the last valid version stays: nothing is deleted
+                if specs.get(key) != self._specs.get(key):
+                    log.error("ApplicationSet %s is invalid (its last valid spec is kept): %s",
+                              key, str(exc).splitlines()[0],
+                              extra={"app": key, "reason": "InvalidSpec"})
+            if key in self._valid:
+                sets.append(self._valid[key])
+        for key in [k for k in self._valid if k not in objects]:
+            del self._valid[key]  # deleted
         if force or specs != self._specs:  # status writes (ours) do not re-evaluate
             self._specs = specs
             self.controller.apply([], sets)

@@ -277,6 +277,14 @@ class SetController:
             self._publish()
         self._start()
 
+    def release(self, key: str) -> None:
+        """Stop evaluating set ``key`` without giving up its Applications (another replica
+        evaluates it now)."""
+        with self._lock:
+            entry = self._sets.pop(key, None)
+            if entry is not None:
+                entry.close()
+
     def pushed(self, event: PushEvent) -> list[str]:
         """Evaluate again, at once, the sets that read the pushed repository; their keys."""
         with self._lock:
