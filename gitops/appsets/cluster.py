@@ -130,6 +130,8 @@ class ClusterSink:
         self._sets = sets
         self._kubeconfig, self._context = kubeconfig, context
         self._refused: dict[str, str] = {}
+        #: key -> (resourceVersion, Application) last found the same: not parsed again
+        self._checked: dict[str, tuple[Any, Application]] = {}
 
     def publish(self, static: Sequence[Application],
                 generated: Mapping[str, Mapping[str, Application]]) -> None:
@@ -138,7 +140,14 @@ class ClusterSink:
             if owner is None:
                 continue
             for key, app in apps.items():
-                if not self._same(self._store.object(key), app, owner):
+                obj = self._store.object(key)
+                seen = (obj or {}).get("metadata", {}).get("resourceVersion")
+                if self._checked.get(key) == (seen, app):
+                    continue  # neither changed since it was found the same
+                if self._same(obj, app, owner):
+                    self._checked[key] = (seen, app)
+                else:
+                    self._checked.pop(key, None)
                     self._apply(app, owner)
 
     def _same(self, obj: Mapping[str, Any] | None, app: Application,
@@ -183,6 +192,7 @@ class ClusterSink:
                  extra={"app": app.key, "reason": "ApplicationGenerated"})
 
     def give_up(self, app: Application, *, prune: bool) -> None:
+        self._checked.pop(app.key, None)
         if prune:
             self._operator.delete(app.key, with_cluster_defaults(app, self._kubeconfig,
                                                                  self._context))
