@@ -314,3 +314,11 @@ def test_clusters_from_secret_files_and_their_errors(tmp_path: Path, monkeypatch
     assert SECRET not in str(caught.value)
     with pytest.raises(InputError, match="give kubeconfig, secrets or files"):
         _run({"clusters": {}})
+
+
+def test_git_config_repr_hides_credentials() -> None:
+    from gitops.appsets.generators.git import GitConfig
+
+    config = GitConfig.model_validate({"url": f"git+https://bot:{SECRET}@h/r.git", "directories": [{"path": "*"}],
+                                       "options": {"password": SECRET}})
+    assert SECRET not in repr(config) and "password" in repr(config)

@@ -108,3 +108,22 @@ def test_a_generated_name_clashing_with_a_declared_application_is_refused(tmp_pa
     with pytest.raises(InputError, match="ApplicationSet team/fleet generates Application team/web-prod, "
                                          "which is also declared in the files"):
         declared_applications(load_declarations(path))
+
+
+def test_preview_never_shows_credentials(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    secret = "hunter2-Plaintext-Pa55"
+    path = tmp_path / "set.yaml"
+    path.write_text(yaml.safe_dump({
+        "apiVersion": "gitops.dev/v1alpha1", "kind": "ApplicationSet", "metadata": {"name": "s"},
+        "spec": {"generators": [{"list": {"elements": [{"n": "a"}]}}], "template": {
+            "metadata": {"name": "{{n}}"},
+            "spec": {"source": {"url": f"git+https://bot:{secret}@git.example/r.git#path={{{{n}}}}",
+                                "options": {"bearer_token": secret, "depth": 1}},
+                     "target": {"url": "mock:"}}}}}))
+    for output in ("text", "json"):
+        assert main(["appset", "preview", "-f", str(path), "-o", output]) == 0
+        shown = capsys.readouterr().out
+        assert secret not in shown and "git.example/r.git#path=a" in shown
+    assert json.loads(shown)[0]["spec"]["source"]["options"] == {"bearer_token": "***", "depth": 1}
+    appset = load_declarations(path).of("ApplicationSet")[0]
+    assert secret not in repr(appset) and secret not in repr(appset.spec)

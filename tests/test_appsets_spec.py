@@ -89,3 +89,13 @@ def test_loaded_from_files_beside_applications(tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump_all([SET, SET]))
     with pytest.raises(ManifestError, match="ApplicationSet ops/fleet is already declared"):
         load_declarations(path)
+
+
+def test_from_object_ignores_status_and_server_metadata() -> None:
+    from gitops.errors import InputError
+
+    obj = {**SET, "metadata": {**SET["metadata"], "uid": "u", "resourceVersion": "7", "generation": 2},
+           "status": {"conditions": []}}
+    assert ApplicationSet.from_object(obj).key == "ops/fleet"
+    with pytest.raises(InputError, match=r"ApplicationSet ops/fleet: spec.interval: "):
+        ApplicationSet.from_object({**obj, "spec": {**SET["spec"], "interval": "soon"}})

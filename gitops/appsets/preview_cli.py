@@ -3,22 +3,29 @@
 Nothing is applied, and no generated Application's source or target is opened (a
 ``git`` generator does read its repository's folder list: that is the generator). Text:
 a table SET, APPLICATION, SOURCE, TARGET (URLs without credentials); JSON: a list of
-Application documents, as ``gitops run -f`` would read them.
+Application documents, as ``gitops run -f`` would read them, except that URLs are shown
+without credentials and the values of secret-looking options (a name holding
+``password``, ``token``, ``secret`` or ``key``) as ``***``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 from typing import Any, Protocol
 
 from gitops.apps.load import load_declarations
+from gitops.apps.spec import Application
 from gitops.appsets.generate import generate
 from gitops.appsets.generators.base import GeneratorContext
 from gitops.errors import InputError
 from gitops.urls import scrub
 
-__all__ = ["COMMANDS", "add_commands", "cmd_appset"]
+__all__ = ["COMMANDS", "add_commands", "cmd_appset", "shown_document"]
+
+
+_SECRET_OPTION = re.compile(r"password|token|secret|key", re.IGNORECASE)
 
 
 class Out(Protocol):
@@ -56,7 +63,7 @@ def _preview(args: argparse.Namespace, out: Out) -> int:
     try:
         for appset in sets:
             for app in generate(appset, context=context).applications:
-                documents.append(app.to_dict())
+                documents.append(shown_document(app))
                 rows.append([appset.key, app.key, scrub(app.spec.source.url), scrub(app.spec.target.url)])
     finally:
         context.cache.close()
@@ -67,6 +74,17 @@ def _preview(args: argparse.Namespace, out: Out) -> int:
 
     _table(rows, out)
     return 0
+
+
+def shown_document(app: Application) -> dict[str, Any]:
+    """``app`` as a document, URLs scrubbed and secret-looking option values masked."""
+    document = app.to_dict()
+    for part in ("source", "target"):
+        ref = document["spec"][part]
+        ref["url"] = scrub(ref["url"])
+        ref["options"] = {k: "***" if _SECRET_OPTION.search(k) else v
+                          for k, v in ref.get("options", {}).items()}
+    return document
 
 
 #: handlers by command name, for gitops/cli.py's dispatch table

@@ -16,10 +16,19 @@ import re
 from collections.abc import Iterator, Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from gitops.apps.durations import Duration
 from gitops.apps.spec import Metadata
+from gitops.errors import InputError
 
 __all__ = [
     "APPLICATIONS_SYNC_POLICIES",
@@ -94,6 +103,10 @@ class TemplateSpec(_Model):
 
     metadata: TemplateMetadata
     spec: dict[str, Any]
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        yield "metadata", self.metadata
+        yield "spec", sorted(self.spec)  # names only: options may hold credentials
 
     @field_validator("spec")
     @classmethod
@@ -219,6 +232,11 @@ class ApplicationSetSpec(_Model):
         description="how often the generators are evaluated again",
     )
 
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        for key, value in super().__repr_args__():
+            # generator names only: a config may hold credentials (a git source's options)
+            yield key, ([next(iter(g)) for g in self.generators] if key == "generators" else value)
+
 
 class ApplicationSet(_Model):
     """One declared set: ``apiVersion: gitops.dev/v1alpha1``, ``kind: ApplicationSet``."""
@@ -227,6 +245,27 @@ class ApplicationSet(_Model):
     kind: Literal["ApplicationSet"] = "ApplicationSet"
     metadata: Metadata
     spec: ApplicationSetSpec
+
+    @classmethod
+    def from_object(cls, manifest: Mapping[str, Any]) -> ApplicationSet:
+        """The set a Kubernetes ``ApplicationSet`` object declares: ``status`` and the
+        metadata the API server sets are ignored. InputError naming the set and each
+        problem (never a value)."""
+        from gitops.apps.load import SERVER_METADATA  # one error format with Applications
+        from gitops.apps.load import _problems as problems
+
+        if not isinstance(manifest, Mapping):
+            raise InputError("an ApplicationSet object must be a mapping")
+        data = {k: v for k, v in manifest.items() if k != "status"}
+        metadata = data.get("metadata")
+        where = "ApplicationSet"
+        if isinstance(metadata, Mapping):
+            data["metadata"] = {k: v for k, v in metadata.items() if k not in SERVER_METADATA}
+            where = f"ApplicationSet {metadata.get('namespace', 'default')}/{metadata.get('name', '?')}"
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise InputError(f"{where}: {problems(exc)}") from None
 
     @property
     def name(self) -> str:

@@ -127,16 +127,12 @@ class GeneratorContext:
         """``config`` as ``model``; an InputError naming each wrong field (never a value)."""
         if not isinstance(config, Mapping):
             raise self.error("the generator's config must be a mapping")
+        from gitops.apps.load import _problems as problems  # one error format for documents
+
         try:
             return model.model_validate(dict(config))
         except ValidationError as exc:
-            problems = []
-            for error in exc.errors():
-                where = ".".join(str(p) for p in error["loc"])
-                message = ("unknown field" if error["type"] == "extra_forbidden"
-                           else error["msg"].removeprefix("Value error, "))
-                problems.append(f"{where}: {message}" if where else message)
-            raise self.error("; ".join(problems)) from None
+            raise self.error(problems(exc)) from None
 
     def generate(self, entry: Mapping[str, Any], field_path: str) -> list[ParameterSet]:
         """Evaluate a nested generator entry ``{name: config}`` (for ``matrix``, ``merge``)."""

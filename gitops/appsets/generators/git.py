@@ -31,7 +31,7 @@ import fnmatch
 import os
 import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,7 @@ from gitops.errors import InvalidURLError
 from gitops.plugins import open_source
 from gitops.sources.base import Source
 from gitops.sources.git.url import parse_git_url
+from gitops.urls import scrub
 
 __all__ = ["DirectoryPattern", "GitGenerator", "list_directories", "match_path", "path_parameters"]
 
@@ -61,6 +62,11 @@ class GitConfig(ConfigModel):
     url: str = Field(min_length=1)
     directories: list[DirectoryPattern] = Field(min_length=1)
     options: dict[str, Any] = Field(default_factory=dict)
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        yield "url", scrub(self.url)
+        yield "directories", self.directories
+        yield "options", sorted(self.options)  # names only: values may be credentials
 
 
 def match_path(pattern: str, path: str) -> bool:
@@ -126,11 +132,11 @@ class GitGenerator(Generator):
         opened = context.cache.get(key, lambda: _OpenSource(open_source(model.url, **model.options)))
         with opened.lock:
             revision = opened.source.resolve()
-            folders: list[str] | None = context.cache.peek((*key, revision))
-            if folders is None:
-                artifact = opened.source.fetch(revision)
-                folders = list_directories(artifact.tree)
-                context.cache.put((*key, revision), folders)
+            listed: tuple[str, list[str]] | None = context.cache.peek((*key, "folders"))
+            if listed is None or listed[0] != revision:  # only the latest listing is kept
+                listed = (revision, list_directories(opened.source.fetch(revision).tree))
+                context.cache.put((*key, "folders"), listed)
+            folders = listed[1]
         context.record_revision(opened.source.url, revision)
         includes = [d.path for d in model.directories if not d.exclude]
         excludes = [d.path for d in model.directories if d.exclude]
