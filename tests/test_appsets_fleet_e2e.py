@@ -294,6 +294,12 @@ def test_the_controller_owns_generated_application_objects(
     wait_for(lambda: apps()["web"]["spec"]["interval"] == "1h0m0s", 10, "the edit put back")
 
     current = emulator.expect_ok("GET", f"{SETS}/fleet")
+    broken = the_set("web")
+    broken["spec"]["generators"] = [{"list": {}, "git": {}}]  # two keys: invalid
+    current = emulator.expect_ok("PUT", f"{SETS}/fleet", {**broken,
+                                                          "metadata": current["metadata"]})
+    time.sleep(1.5)  # a tick and more: an invalid edit keeps the last valid spec
+    assert set(apps()) == {"web", "api"} and configmaps() == {"cm-web", "cm-api"}
     emulator.expect_ok("PUT", f"{SETS}/fleet", {**the_set("web"),
                                                 "metadata": current["metadata"]})
     wait_for(lambda: set(apps()) == {"web"}, 10, "api's Application deleted")

@@ -243,11 +243,8 @@ def get_appset(api: OperatorAPI, name: str) -> ApplicationSet:
 
 
 def _model(obj: Mapping[str, Any]) -> ApplicationSet:
-    """An ApplicationSet object as the model (server metadata dropped); ValueError if invalid."""
-    meta = obj.get("metadata") or {}
-    return ApplicationSet.model_validate({
-        "apiVersion": obj.get("apiVersion", API_VERSION), "kind": KIND, "spec": obj.get("spec"),
-        "metadata": {"name": meta.get("name"), "namespace": meta.get("namespace")}})
+    """An ApplicationSet object as the model; InputError naming it if invalid."""
+    return ApplicationSet.from_object({"apiVersion": API_VERSION, "kind": KIND, **obj})
 
 
 class ClusterRollouts:
@@ -359,7 +356,7 @@ class ClusterSets:
             specs[key] = obj.get("spec")
             try:
                 self._valid[key] = _model(obj)
-            except ValueError as exc:  # the last valid version stays: nothing is deleted
+            except InputError as exc:  # the last valid version stays: nothing is deleted
                 if specs.get(key) != self._specs.get(key):
                     log.error("ApplicationSet %s is invalid (its last valid spec is kept): %s",
                               key, str(exc).splitlines()[0],
