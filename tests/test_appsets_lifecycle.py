@@ -112,7 +112,13 @@ def test_a_failed_prune_is_retried_on_the_backoff(tmp_path: Path) -> None:
         "target": app.spec.target.model_copy(update={"options": {"faults": (refuse,)}})})})
     target = MemoryTarget.from_url("mock:lifecycle-retry")
     key = ResourceKey("", "ConfigMap", "default", "x")
-    operator = Operator(MemoryStatusStore(), workers=1)
+    notes: list[tuple[str, str]] = []
+
+    class Notes:
+        def notify(self, app: str, reason: str, revision: str, message: str) -> None:
+            notes.append((app, reason))
+
+    operator = Operator(MemoryStatusStore(), workers=1, notifier=Notes())
     operator.set_applications([app])
     operator.start()
     try:
@@ -123,6 +129,9 @@ def test_a_failed_prune_is_retried_on_the_backoff(tmp_path: Path) -> None:
     finally:
         operator.stop()
     assert refuse.fired == 2
+    assert [n for n in notes if n[1] != "SyncSucceeded"] == [
+        ("team/retry", "DeletionFailed"), ("team/retry", "ApplicationDeleted")], \
+        "a failing deletion is notified once, not at every retry"
 
 
 def test_adding_an_application_again_while_it_is_deleted_brings_it_back(

@@ -209,6 +209,7 @@ class Operator:
                 return
             done = result is not None and result.succeeded
             delay = None if done else app.spec.retry.delay(entry.failures + 1)
+            said = entry.failures > 0 and delay is not None  # notified once, and when given up
             if done or delay is None or self._stopping:
                 if self._draining.get(app.key) is entry:
                     del self._draining[app.key]
@@ -220,18 +221,21 @@ class Operator:
                 timer.start()
         if result is not None and result.succeeded:
             self._notify(app.key, "ApplicationDeleted", result.message, logging.INFO)
-        else:
-            why = error or (result.message if result is not None else "")
-            self._notify(app.key, "DeletionFailed", why, logging.WARNING)
+            return
+        why = error or (result.message if result is not None else "")
+        if delay is not None:
+            why += f"; retrying in {delay:g}s"
+        self._notify(app.key, "DeletionFailed", why, logging.WARNING, notify=not said)
 
     def _retry_deletion(self, entry: _Entry) -> None:
         with self._cond:
             if self._draining.get(entry.app.key) is entry and entry.removed and not entry.running:
                 self._start_deletion(entry)
 
-    def _notify(self, key: str, reason: str, message: str, level: int) -> None:
+    def _notify(self, key: str, reason: str, message: str, level: int, *,
+                notify: bool = True) -> None:
         log.log(level, "%s: %s: %s", key, reason, message, extra={"app": key, "reason": reason})
-        if self._notifier is not None:
+        if self._notifier is not None and notify:
             try:
                 self._notifier.notify(key, reason, "", message)
             except Exception:
