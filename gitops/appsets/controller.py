@@ -36,7 +36,14 @@ from typing import Any, Protocol
 
 from gitops.apps.spec import Application
 from gitops.appsets.lifecycle import decide
-from gitops.appsets.rollout import RolloutEvent, RolloutState, advance, commit_of, pin_source
+from gitops.appsets.rollout import (
+    RolloutEvent,
+    RolloutState,
+    advance,
+    commit_of,
+    pin_source,
+    pinned,
+)
 from gitops.appsets.spec import ApplicationSet
 from gitops.errors import GitopsError, InputError
 from gitops.operator.scheduler import Notifier, Operator
@@ -429,16 +436,11 @@ class SetController:
             return dict(entry.final)
         for event in events:
             self._notify(appset.key, event.reason, state.revision, event.message)
-        final: dict[str, Application] = {}
-        for key, app in entry.owned.items():
-            pin = state.pins.get(key)
-            if pin is None:
-                continue  # its step has not come yet: not deployed
-            try:
-                final[key] = pin_source(app, pin, where=f"ApplicationSet {appset.key}")
-            except InputError as exc:
-                log.error("%s", exc, extra={"app": key})
-        return final
+        try:
+            return pinned(appset.key, entry.owned.values(), state)
+        except InputError as exc:  # checked when generated: not expected here
+            log.error("%s", exc, extra={"app": appset.key})
+            return dict(entry.final)
 
     def _give_up(self, app: Application, *, prune: bool) -> None:
         """An Application the set no longer generates: deleted (pruned) or just dropped."""

@@ -17,7 +17,7 @@ status of each Application is, is the caller's (:mod:`gitops.appsets.controller`
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
@@ -37,6 +37,7 @@ __all__ = [
     "advance",
     "commit_of",
     "pin_source",
+    "pinned",
     "same_revision",
     "step_members",
 ]
@@ -143,6 +144,15 @@ def pin_source(app: Application, revision: str, *, where: str) -> Application:
     pinned = f"{base}@{commit}{hash_}{fragment}"
     source = app.spec.source.model_copy(update={"url": pinned})
     return app.model_copy(update={"spec": app.spec.model_copy(update={"source": source})})
+
+
+def pinned(where: str, apps: Iterable[Application],
+           state: RolloutState) -> dict[str, Application]:
+    """The applications of set ``where`` as the rollout lets them run: each pinned to its
+    revision, those whose step has not come yet left out. What ``gitops run`` gives the
+    scheduler (and what a one-shot run of the set should apply)."""
+    return {app.key: pin_source(app, state.pins[app.key], where=f"ApplicationSet {where}")
+            for app in apps if app.key in state.pins}
 
 
 def step_members(steps: Sequence[RollingSyncStep],
