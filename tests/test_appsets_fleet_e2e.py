@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 
 import pytest
 import yaml
+from appsets_support import deployment
 from operator_support import operator_emulator, wait_for
 
 from gitops.appsets.cluster import ClusterRollouts
@@ -39,19 +40,6 @@ metadata: {{name: {name}, namespace: default}}
 data: {{cluster: "${{CLUSTER}}", folder: {name}}}
 """
 
-DEPLOYMENT = """apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: web
-  namespace: default
-  annotations: {{kube-emulator.gitops.dev/rollout: {mode}}}
-spec:
-  replicas: 1
-  selector: {{matchLabels: {{app: web}}}}
-  template:
-    metadata: {{labels: {{app: web}}}}
-    spec: {{containers: [{{name: web, image: "web:{version}"}}]}}
-"""
 
 
 class Fleet:
@@ -202,13 +190,13 @@ def hooks() -> Iterator[str]:
 
 def test_a_commit_reaches_prod_only_after_staging_and_a_degraded_one_never_does(
         fleet: Fleet, stopped: list[subprocess.Popen[str]], hooks: str) -> None:
-    fleet.publish({"apps/web/deploy.yaml": DEPLOYMENT.format(mode="complete", version="1")})
+    fleet.publish({"apps/web/deploy.yaml": deployment("1", "complete")})
     fleet.declared.write_text(yaml.safe_dump(appset(fleet, rolling=True)))
     stopped.append(fleet.run("--notify", hooks))
     wait_for(lambda: fleet.image("prod") == "web:1", 20, "v1 in prod")
     wait_for(lambda: fleet.phase() == "Complete", 10, "v1 complete")
 
-    fleet.publish({"apps/web/deploy.yaml": DEPLOYMENT.format(mode="complete", version="2")})
+    fleet.publish({"apps/web/deploy.yaml": deployment("2", "complete")})
     seen: dict[str, float] = {}
     deadline = time.monotonic() + 20
     while len(seen) < 2 and time.monotonic() < deadline:
@@ -219,7 +207,7 @@ def test_a_commit_reaches_prod_only_after_staging_and_a_degraded_one_never_does(
     assert set(seen) == set(CLUSTERS), seen
     assert seen["staging"] < seen["prod"], "prod got the commit before staging"
 
-    bad = fleet.publish({"apps/web/deploy.yaml": DEPLOYMENT.format(mode="failed", version="3")})
+    bad = fleet.publish({"apps/web/deploy.yaml": deployment("3", "failed")})
     wait_for(lambda: fleet.image("staging") == "web:3", 15, "v3 in staging")
 
     wait_for(lambda: fleet.phase() == "Halted", 20, "the rollout halted")

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from appsets_support import served
 from operator_support import MemoryStatusStore, wait_for
 
 from gitops.apps import Application
@@ -213,10 +214,8 @@ class Fleet:
 
 
 @pytest.fixture
-def fleet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Fleet]:
-    monkeypatch.setenv("GITOPS_CACHE_DIR", str(tmp_path / "cache"))
-    (tmp_path / "served").mkdir()
-    with GitDaemon(tmp_path / "served").start() as daemon:
+def fleet(tmp_path: Path) -> Iterator[Fleet]:
+    with served(tmp_path) as daemon:
         yield Fleet(tmp_path, daemon)
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import yaml
+from appsets_support import deployment, served
 from operator_support import MemoryStatusStore, wait_for
 
 from gitops.apps import Application
@@ -205,16 +206,6 @@ def test_revisions_and_pins() -> None:
 
 # -- the set controller on mock: targets, from a repository on git daemon ------------------
 
-DEPLOYMENT = """apiVersion: apps/v1
-kind: Deployment
-metadata: {{name: web, namespace: default}}
-spec:
-  replicas: 1
-  selector: {{matchLabels: {{app: web}}}}
-  template:
-    metadata: {{labels: {{app: web}}}}
-    spec: {{containers: [{{name: web, image: "web:{version}"}}]}}
-"""
 
 
 def image_of(target: MemoryTarget) -> str | None:
@@ -241,7 +232,7 @@ class Rollout:
             self.targets[env] = MemoryTarget.shared(name, status_factory=_deployment_status)
 
     def commit(self, version: str) -> str:
-        self.work.write({"apps/web/deploy.yaml": DEPLOYMENT.format(version=version)})
+        self.work.write({"apps/web/deploy.yaml": deployment(version)})
         sha = self.work.commit(f"web {version}")
         self.work.push(self.bare)
         return sha
@@ -283,10 +274,8 @@ HEALTHY = {"replicas": 1, "updatedReplicas": 1, "availableReplicas": 1}
 
 
 @pytest.fixture
-def fleet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Rollout]:
-    monkeypatch.setenv("GITOPS_CACHE_DIR", str(tmp_path / "cache"))
-    (tmp_path / "served").mkdir()
-    with GitDaemon(tmp_path / "served").start() as daemon:
+def fleet(tmp_path: Path) -> Iterator[Rollout]:
+    with served(tmp_path) as daemon:
         yield Rollout(tmp_path, daemon)
     MemoryTarget.clear_shared()
 
