@@ -182,6 +182,7 @@ class Operator:
                 self._pending_deletions.append(entry)
             return
         entry.running = True
+        entry.token = 0  # a reconcile still in the heap must not run beside the deletion
         self._active += 1
         try:
             self._pool.submit(self._delete_work, entry)
