@@ -22,7 +22,7 @@ from gitops.apps.durations import parse_duration
 from gitops.errors import InputError
 from gitops.operator.cli import EXIT_OK, Out, _signals
 from gitops.operator.cluster import ClusterStatusStore, Controller
-from gitops.operator.crd import crds, crds_yaml
+from gitops.operator.crd import all_crds, crds_yaml
 from gitops.operator.install import install_manifests, install_yaml
 from gitops.operator.kubeapi import OperatorAPI
 from gitops.operator.leader import LeaderElector, ShardElector, default_identity, shard_of
@@ -47,7 +47,7 @@ def _print(documents: list[dict[str, Any]], yaml_text: str, args: argparse.Names
 
 
 def cmd_crds(args: argparse.Namespace, out: Out) -> int:
-    return _print(crds(), crds_yaml(), args, out)
+    return _print(all_crds(), crds_yaml(), args, out)
 
 
 def cmd_install(args: argparse.Namespace, out: Out) -> int:

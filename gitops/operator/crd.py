@@ -30,9 +30,9 @@ __all__ = [
     "POSITIVE_DURATION_PATTERN",
     "SHORT_NAMES",
     "SINGULAR",
+    "all_crds",
     "application_crd",
     "application_schema",
-    "crds",
     "crds_yaml",
     "status_schema",
     "yaml_documents",
@@ -103,16 +103,16 @@ def application_crd() -> dict[str, Any]:
     }
 
 
-def crds() -> list[dict[str, Any]]:
-    """Every CRD the controller serves: Application, ApplicationSet."""
-    from gitops.appsets.cluster import applicationset_crd  # the model lives with the sets
-
-    return [application_crd(), applicationset_crd()]
-
-
 def crds_yaml() -> str:
     """What ``gitops crds`` prints: the CRDs as YAML documents (``kubectl apply --server-side -f -``)."""
-    return yaml_documents(crds())
+    return yaml_documents(all_crds())
+
+
+def all_crds() -> list[dict[str, Any]]:
+    """Every CRD the controller serves: Application, then ApplicationSet."""
+    from gitops.appsets.cluster import applicationset_crd  # it builds on this module
+
+    return [application_crd(), applicationset_crd()]
 
 
 def application_schema() -> dict[str, Any]:

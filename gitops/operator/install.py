@@ -18,7 +18,7 @@ from typing import Any
 
 from gitops import __version__
 from gitops.apps.spec import GROUP
-from gitops.operator.crd import PLURAL, application_crd, yaml_documents
+from gitops.operator.crd import PLURAL, all_crds, yaml_documents
 
 __all__ = [
     "CONTROLLER_NAME",
@@ -89,12 +89,11 @@ def install_manifests(
                 "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": role_kind, "name": name},
                 "subjects": subject}
 
-    from gitops.appsets.cluster import RBAC_RULES, applicationset_crd  # ApplicationSets
+    from gitops.appsets.cluster import RBAC_RULES  # ApplicationSets
 
     manifests: list[dict[str, Any]] = [
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace, "labels": dict(labels)}},
-        application_crd(),
-        applicationset_crd(),
+        *all_crds(),
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta(CONTROLLER_NAME)},
         {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
          "metadata": meta(CONTROLLER_NAME, namespaced=False), "rules": [
