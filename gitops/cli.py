@@ -28,6 +28,8 @@ import yaml
 from gitops import __version__
 from gitops.appsets.preview_cli import COMMANDS as APPSET_COMMANDS
 from gitops.appsets.preview_cli import add_commands as add_appset_commands
+from gitops.appsets.rollout_cli import COMMANDS as ROLLOUT_COMMANDS
+from gitops.appsets.rollout_cli import add_commands as add_rollout_commands
 from gitops.differs import (
     Explanation,
     explanations_json,
@@ -142,6 +144,7 @@ def _parser() -> argparse.ArgumentParser:
     push.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
                       help=argparse.SUPPRESS)
     add_commands(sub)
+    add_rollout_commands(sub)
     add_appset_commands(sub)
     add_image_commands(sub)
     plugins = sub.add_parser("plugins", help="list installed sources, targets, differs, renderers")
@@ -557,6 +560,7 @@ Command = Callable[[argparse.Namespace, _Output], int]
 _COMMANDS: dict[str, Command] = {
     "diff": _cmd_diff, "sync": _cmd_sync, "plugins": _cmd_plugins, "push": _cmd_push,
     **OPERATOR_COMMANDS,  # they write to anything with .write()
+    **ROLLOUT_COMMANDS,
     **APPSET_COMMANDS,
     **IMAGE_COMMANDS,
 }

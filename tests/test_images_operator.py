@@ -343,7 +343,7 @@ def test_crds_are_structural_and_printed_by_gitops_crds() -> None:
         assert crd["spec"]["versions"][0]["subresources"] == {"status": {}}
     names = [d["metadata"]["name"] for d in yaml.safe_load_all(crds_yaml())]
     assert names == ["applications.gitops.dev", "imagepolicies.gitops.dev",
-                     "imageupdateautomations.gitops.dev"]
+                     "imageupdateautomations.gitops.dev", "applicationsets.gitops.dev"]
     assert [d["metadata"]["name"] for d in all_crds()] == names
 
 

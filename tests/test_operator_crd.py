@@ -19,6 +19,7 @@ from gitops.images.controller import image_crds
 from gitops.operator.crd import (
     CRD_NAME,
     POSITIVE_DURATION_PATTERN,
+    all_crds,
     application_crd,
     application_schema,
     crds_yaml,
@@ -127,9 +128,10 @@ def test_names_scope_version_subresource_and_columns() -> None:
 
 
 def test_crds_yaml_is_the_crd() -> None:
-    document, *images = list(yaml.safe_load_all(crds_yaml()))
+    document, *images, appsets = list(yaml.safe_load_all(crds_yaml()))
     assert document == application_crd()
     assert images == image_crds()  # tests/test_images_operator.py checks those
+    assert appsets["metadata"]["name"] == "applicationsets.gitops.dev"
 
 
 # -- true to the model ----------------------------------------------------------------------------
@@ -314,3 +316,15 @@ def test_the_server_refuses_an_invalid_application(operator_emulator: KubeEmulat
         pytest.skip("the emulator does not validate custom resources against their CRD schema "
                     "(docs/kubernetes-emulator.md, Known differences)")
     assert "spec.interval" in done.stderr
+
+
+def test_every_crd_the_controller_serves_is_structural_with_a_status_subresource() -> None:
+    crds = all_crds()
+    assert [c["metadata"]["name"] for c in crds] == [
+        "applications.gitops.dev", "imagepolicies.gitops.dev",
+        "imageupdateautomations.gitops.dev", "applicationsets.gitops.dev"]
+    for crd in crds:
+        version = crd["spec"]["versions"][0]
+        assert structural_problems(version["schema"]["openAPIV3Schema"]) == [], \
+            crd["metadata"]["name"]
+        assert version["subresources"]["status"] == {}

@@ -63,6 +63,7 @@ def test_objects_in_the_order_to_apply_them() -> None:
         ("CustomResourceDefinition", "applications.gitops.dev"),
         ("CustomResourceDefinition", "imagepolicies.gitops.dev"),
         ("CustomResourceDefinition", "imageupdateautomations.gitops.dev"),
+        ("CustomResourceDefinition", "applicationsets.gitops.dev"),
         ("ServiceAccount", "gitops-controller"),
         ("ClusterRole", "gitops-controller"),
         ("ClusterRoleBinding", "gitops-controller"),
@@ -99,7 +100,7 @@ def test_rbac_grants_what_the_controller_does() -> None:
     assert not allows(grants, "gitops-system", "coordination.k8s.io", "leases", "watch")
     assert not allows(grants, "kube-system", "coordination.k8s.io", "leases", "update")
     assert not allows(grants, "default", "apps", "deployments", "patch")
-    assert not allows(grants, "any", "gitops.dev", "applications", "delete")
+    assert not allows(grants, "any", "gitops.dev", "applicationsets", "delete")
 
 
 def test_cluster_wide_apply_is_everything_and_can_be_left_out() -> None:

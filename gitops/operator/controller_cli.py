@@ -94,6 +94,11 @@ def cmd_controller(args: argparse.Namespace, out: Out) -> int:
 
         run_in_cluster(api, runtime, stop, namespace=args.namespace, accept=accept)
         runtime.start()
+        from gitops.appsets.cluster import ClusterSets  # ApplicationSet objects
+        sets = ClusterSets(api, store, runtime.operator, namespace=args.namespace,
+                           kubeconfig=args.kubeconfig, context=args.context, accept=accept,
+                           notifier=runtime.notifier)
+        sets.start(stop)
         elector: ShardElector | LeaderElector | None = None
         if shards:
             def changed(now_owned: frozenset[int]) -> None:
@@ -101,6 +106,7 @@ def cmd_controller(args: argparse.Namespace, out: Out) -> int:
                 log.info("shards held: %s", sorted(now_owned) or "none",
                          extra={"reason": "ShardsChanged"})
                 controller.refilter()
+                sets.refilter()
 
             elector = ShardElector(
                 api, namespace=args.lease_namespace, shards=shards, identity=identity,
@@ -111,6 +117,7 @@ def cmd_controller(args: argparse.Namespace, out: Out) -> int:
                 log.info("%s leads", identity, extra={"reason": "LeaderElected"})
                 leading.set()
                 controller.refilter()
+                sets.refilter()
 
             def stopped() -> None:
                 if leading.is_set() and not stop.is_set():  # lost, not handed back
@@ -128,6 +135,7 @@ def cmd_controller(args: argparse.Namespace, out: Out) -> int:
             controller.run(stop)
         finally:
             # drain first: the Lease is handed over only once no sync of ours is in flight
+            sets.close()
             runtime.operator.stop()
             if isinstance(elector, LeaderElector):
                 elector.stop(release=not lost.is_set())

@@ -109,10 +109,12 @@ def crds_yaml() -> str:
 
 
 def all_crds() -> list[dict[str, Any]]:
-    """Every CRD the controller serves: Application, then the image automation kinds."""
-    from gitops.images.controller import image_crds  # it builds on this module
+    """Every CRD the controller serves: Application, the image automation kinds, then
+    ApplicationSet."""
+    from gitops.appsets.cluster import applicationset_crd  # they build on this module
+    from gitops.images.controller import image_crds
 
-    return [application_crd(), *image_crds()]
+    return [application_crd(), *image_crds(), applicationset_crd()]
 
 
 def application_schema() -> dict[str, Any]:

@@ -90,6 +90,8 @@ def install_manifests(
                 "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": role_kind, "name": name},
                 "subjects": subject}
 
+    from gitops.appsets.cluster import RBAC_RULES  # ApplicationSets
+
     manifests: list[dict[str, Any]] = [
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace, "labels": dict(labels)}},
         *all_crds(),
@@ -101,6 +103,7 @@ def install_manifests(
              {"apiGroups": [GROUP], "resources": [f"{p}/status" for p in (PLURAL, *IMAGE_PLURALS.values())],
               "verbs": ["get", "update", "patch"]},
              {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
+             *RBAC_RULES,
          ]},
         binding("ClusterRoleBinding", "ClusterRole", CONTROLLER_NAME, namespaced=False),
         {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import logging
 from types import TracebackType
-from typing import TYPE_CHECKING, Protocol, Self
+from typing import TYPE_CHECKING, Any, Protocol, Self
 
 from gitops.apps.load import Declarations
 from gitops.errors import InputError
@@ -90,6 +90,7 @@ class Runtime:
         self._started = False
         self._router: Router = LocalRouter(self.operator)
         self.images: ImageAutomation | None = None  # image automation, once declared
+        self._appsets: Any = None  # gitops.appsets.controller.SetController, once a set is declared
 
     def ready(self) -> bool:
         """Serving: the scheduler runs (``/readyz``)."""
@@ -111,8 +112,15 @@ class Runtime:
 
     def apply(self, declared: Declarations) -> None:
         """Keep what the files declare: the applications (added, changed, removed) and
-        the image automation (:func:`gitops.images.automation.keep_images`)."""
-        self.operator.set_applications(declared.applications)
+        the ones application sets generate, and the image automation
+        (:func:`gitops.images.automation.keep_images`)."""
+        if self._appsets is None and declared.of("ApplicationSet"):
+            from gitops.appsets.controller import SetController
+            self._appsets = SetController.for_runtime(self, self._args, self.notifier)
+        if self._appsets is not None:
+            self._appsets.apply(declared.applications, declared.of("ApplicationSet"))
+        else:
+            self.operator.set_applications(declared.applications)
         from gitops.images.automation import keep_images
 
         self.images = keep_images(self, declared)
@@ -130,6 +138,8 @@ class Runtime:
         keys = self._router.matching(event)
         for key in keys:
             self._router.request(key)
+        if self._appsets is not None:
+            keys = [*keys, *self._appsets.pushed(event)]
         log.info("push to %s (%s): %d applications triggered", ", ".join(sorted(
             event.repositories)), event.branch or event.tag or "?", len(keys),
             extra={"reason": "WebhookPush", "revision": event.revision})
@@ -143,6 +153,8 @@ class Runtime:
         self._started = False
         if self.images is not None:
             self.images.stop()
+        if self._appsets is not None:
+            self._appsets.close()
         self.operator.stop()
         for server in reversed(self.servers):
             server.close()

@@ -30,6 +30,7 @@ from typing import Literal, Protocol
 
 from gitops.apps.spec import Application
 from gitops.model import Event
+from gitops.operator.deletion import DeletionResult, delete_application
 from gitops.operator.reconcile import AppReconciler, ReconcileOutcome
 from gitops.operator.status import AppStatus, StatusStore, Trigger
 
@@ -76,6 +77,8 @@ class _Entry:
     generation: int = 0
     #: reconciles in a row that found it Progressing (backs off the next look)
     progressing: int = 0
+    #: removed to be deleted: its objects are pruned (Operator.delete)
+    deleting: bool = False
 
 
 class Operator:
@@ -114,6 +117,7 @@ class Operator:
         self._thread: threading.Thread | None = None
         self._stopping = False
         self._active = 0
+        self._pending_deletions: list[_Entry] = []  # asked for before start()
 
     # -- the application set ---------------------------------------------------------------
 
@@ -147,6 +151,97 @@ class Operator:
             self._remove(key)
             return True
 
+    def delete(self, key: str, app: Application | None = None) -> bool:
+        """Stop reconciling ``key`` and delete its objects on a worker (after the reconcile
+        of it in flight, if any): :func:`~gitops.operator.deletion.delete_application`
+        prunes what its inventory owns and drops its inventory and status record.
+
+        ``app``: the application to delete when this scheduler does not run it. A failed
+        deletion is retried on ``spec.retry``'s backoff; adding the application again
+        before it is done cancels what is not done yet. False if ``key`` is unknown.
+        """
+        with self._cond:
+            entry = self._entries.get(key)
+            if entry is None:
+                if app is None or key in self._draining:
+                    return key in self._draining
+                entry = _Entry(app, self._runner(app), removed=True)
+            else:
+                self._remove(key)
+            entry.deleting = True
+            entry.failures = 0
+            if not entry.running:
+                self._draining[key] = entry
+                self._start_deletion(entry)
+            return True
+
+    def _start_deletion(self, entry: _Entry) -> None:
+        """Run the deletion of ``entry`` on a worker (condition held)."""
+        if self._pool is None or self._stopping:
+            if entry not in self._pending_deletions:
+                self._pending_deletions.append(entry)
+            return
+        entry.running = True
+        entry.token = 0  # a reconcile still in the heap must not run beside the deletion
+        self._active += 1
+        try:
+            self._pool.submit(self._delete_work, entry)
+        except RuntimeError:  # shut down meanwhile
+            entry.running = False
+            self._active -= 1
+
+    def _delete_work(self, entry: _Entry) -> None:
+        app = entry.app
+        result: DeletionResult | None = None
+        error = ""
+        try:
+            result = delete_application(app, on_event=lambda event: _log_event(app, event))
+        except Exception as exc:  # a target that cannot be read: try again later
+            error = str(exc)
+        with self._cond:
+            self._active -= 1
+            entry.running = False
+            self._cond.notify_all()
+            if not entry.removed:  # added again meanwhile: reconcile it (objects come back)
+                entry.deleting = False
+                entry.runner.update(entry.app)
+                self._schedule(entry, 0.0, entry.again or "start")
+                entry.again = None
+                return
+            done = result is not None and result.succeeded
+            delay = None if done else app.spec.retry.delay(entry.failures + 1)
+            said = entry.failures > 0 and delay is not None  # notified once, and when given up
+            if done or delay is None or self._stopping:
+                if self._draining.get(app.key) is entry:
+                    del self._draining[app.key]
+                entry.runner.close()
+            else:
+                entry.failures += 1
+                timer = threading.Timer(delay, self._retry_deletion, (entry,))
+                timer.daemon = True
+                timer.start()
+        if result is not None and result.succeeded:
+            self._notify(app.key, "ApplicationDeleted", result.message, logging.INFO)
+            return
+        why = error or (result.message if result is not None else "")
+        if delay is not None:
+            why += f"; retrying in {delay:g}s"
+        self._notify(app.key, "DeletionFailed", why, logging.WARNING, notify=not said)
+
+    def _retry_deletion(self, entry: _Entry) -> None:
+        with self._cond:
+            if self._draining.get(entry.app.key) is entry and entry.removed and not entry.running:
+                self._start_deletion(entry)
+
+    def _notify(self, key: str, reason: str, message: str, level: int, *,
+                notify: bool = True) -> None:
+        log.log(level, "%s: %s: %s", key, reason, message, extra={"app": key, "reason": reason})
+        if self._notifier is not None and notify:
+            try:
+                self._notifier.notify(key, reason, "", message)
+            except Exception:
+                log.exception("notification failed")
+
     def _upsert(self, app: Application, generation: int = 0) -> None:
         entry = self._entries.get(app.key)
         draining = self._draining.pop(app.key, None) if entry is None else None
@@ -154,6 +249,10 @@ class Operator:
             draining.removed = False
             self._entries[app.key] = draining
             draining.app, draining.generation, draining.again = app, generation, "start"
+            if not draining.running:  # a deletion waiting to be retried: cancelled
+                draining.deleting, draining.again = False, None
+                draining.runner.update(app)
+                self._schedule(draining, 0.0, "start")
             return
         if entry is None:
             self._entries[app.key] = entry = _Entry(app, self._runner(app), generation=generation)
@@ -238,6 +337,10 @@ class Operator:
             self._thread = threading.Thread(target=self._dispatch, name="gitops-scheduler",
                                             daemon=True)
             self._thread.start()
+            pending, self._pending_deletions = self._pending_deletions, []
+            for entry in pending:
+                if entry.removed:
+                    self._start_deletion(entry)
 
     def stop(self, timeout: float | None = None) -> None:
         """Stop scheduling; let the reconciles in flight finish; close every application."""
@@ -378,6 +481,9 @@ class Operator:
             entry.runner.update(entry.app)  # a new version came while it ran
             entry.runner.generation = entry.generation
         if entry.removed:
+            if entry.deleting:  # Operator.delete came while it ran: delete it now
+                self._start_deletion(entry)
+                return
             if self._draining.get(entry.app.key) is entry:
                 del self._draining[entry.app.key]
             entry.runner.close()

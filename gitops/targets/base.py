@@ -180,6 +180,15 @@ class Target(ABC):
         """Store the status record of ``inventory`` atomically (only when ``supports_status``)."""
         raise NotSupportedError(f"{self.url}: target keeps no application status")
 
+    def forget(self, inventory: str) -> bool:
+        """Delete the stored records of ``inventory`` once it owns nothing: the inventory
+        itself and the operator's status record (an application deleted and pruned).
+
+        Returns whether there was something to delete. Default: keeps them (False); an
+        inventory with no entries owns nothing, so keeping it is harmless.
+        """
+        return False
+
     def health(self, resource: Resource) -> HealthStatus:
         """Assess the health of a live object (only when ``supports_health``)."""
         raise NotSupportedError(f"{self.url}: target does not report health")

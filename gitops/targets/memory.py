@@ -408,6 +408,12 @@ class MemoryTarget(Target):
         with self._server.lock:
             self._server.statuses[inventory] = copied
 
+    def forget(self, inventory: str) -> bool:
+        """Drop the inventory and status record of ``inventory``."""
+        with self._server.lock:
+            found = self._server.inventories.pop(inventory, None) is not None
+            return self._server.statuses.pop(inventory, None) is not None or found
+
     def is_namespaced(self, group: str, kind: str) -> bool | None:
         key = f"{kind}.{group}" if group else kind
         return self._server.scopes.get(key)

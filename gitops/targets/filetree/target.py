@@ -547,6 +547,25 @@ class FileTreeTarget(Target):
             assert root_fd is not None
             self._write_meta(root_fd, parts, _json_bytes(dict(status)))
 
+    def forget(self, inventory: str) -> bool:
+        """Remove ``.gitops/inventory/<name>.json`` and ``.gitops/status/<name>.json``."""
+        found = False
+        with self._open_root(write=False) as root_fd:
+            if root_fd is None:
+                return False
+            for folder in (_INVENTORY_DIR, _STATUS_DIR):
+                rel = "/".join((*folder, inventory_file(inventory)))
+                with self._errors_as(TargetError, None, rel), \
+                        fs.opened_dirs(root_fd, list(folder), create=False) as (fds, _):
+                    if len(fds) <= len(folder):
+                        continue
+                    try:
+                        os.unlink(inventory_file(inventory), dir_fd=fds[-1])
+                        found = True
+                    except FileNotFoundError:
+                        pass
+        return found
+
     def owners(self, keys: Iterable[ResourceKey], inventory: str) -> Mapping[ResourceKey, str]:
         """The keys among ``keys`` that inventories other than ``inventory`` list: key ->
         that inventory's name (the first by name when several list it).

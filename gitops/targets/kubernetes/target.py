@@ -716,6 +716,24 @@ class KubernetesTarget(Target):
         except (StatusError, TransportError) as exc:
             raise TargetError(f"writing the status of {inventory}: {exc}", url=self.url) from exc
 
+    def forget(self, inventory: str) -> bool:
+        """Delete the ApplySet parent ``gitops-inventory-NAME`` and ConfigMap
+        ``gitops-status-NAME`` (an inventory that owns nothing any more)."""
+        namespace = self.options.inventory_namespace
+        found = False
+        for name in (self._applyset_of(inventory).name, _status_map(inventory)):
+            try:
+                self.client.request("DELETE", CONFIGMAPS.item(namespace, name), verb="delete")
+                found = True
+            except StatusError as exc:
+                if exc.code != 404:
+                    raise TargetError(f"deleting the records of {inventory}: {exc}",
+                                      url=self.url) from exc
+            except TransportError as exc:
+                raise TargetError(f"deleting the records of {inventory}: {exc}",
+                                  url=self.url) from exc
+        return found
+
     def _applyset_of(self, inventory: str) -> ApplySet:
         applyset = self._applysets.get(inventory)
         if applyset is None:

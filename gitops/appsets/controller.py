@@ -1,0 +1,478 @@
+"""ApplicationSets in ``gitops run``: generate, own, roll out, and hand the result to the operator.
+
+:class:`SetController` keeps each declared ApplicationSet evaluated: its generators run at
+start, every ``spec.interval`` and when a webhook names a repository the set reads (a git
+generator's, or its applications' source); the Applications they give are owned by the
+set (:mod:`gitops.appsets.lifecycle`: created, updated, deleted — pruning their
+objects through :meth:`Operator.delete` — as ``applicationsSync`` says); with
+``strategy.rollingSync`` each one's source is pinned to the revision the rollout gate
+(:mod:`gitops.appsets.rollout`) lets it have. The operator is given the static
+Applications plus every set's (:meth:`Operator.set_applications`).
+
+A set's rollout state is kept in a file beside the declarations
+(``.gitops/appsets/NAMESPACE_NAME.json`` in the folder of the first ``-f`` file): the set
+spans many targets, so no one target is its home, and every process given the same
+``-f`` finds it — ``gitops rollout status`` reads it and ``gitops rollout resume`` asks
+for a resume there while ``gitops run`` runs. Writes are atomic (a rename) under an
+``flock``. It holds no credentials: revisions, application keys, messages.
+
+A failing generator (a repository that cannot be read) never deletes anything: the last
+good result is kept and the failure logged once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from gitops.apps.spec import Application
+from gitops.appsets.lifecycle import decide
+from gitops.appsets.rollout import (
+    RolloutEvent,
+    RolloutState,
+    advance,
+    commit_of,
+    pin_source,
+    pinned,
+)
+from gitops.appsets.spec import ApplicationSet
+from gitops.errors import GitopsError, InputError
+from gitops.operator.scheduler import Notifier, Operator
+from gitops.operator.status import AppStatus
+from gitops.operator.webhooks import PushEvent, pushed_to
+from gitops.plugins import open_source
+from gitops.sources.base import Source
+
+__all__ = ["OperatorSink", "RolloutFiles", "RolloutStore", "SetController", "Sink", "git_urls",
+           "resolve_revision", "state_dir"]
+
+log = logging.getLogger("gitops.appsets")
+
+#: seconds between two looks at a rolling set's gate (statuses, a resume asked for)
+GATE_TICK = 1.0
+
+
+class RolloutStore(Protocol):
+    """Where each set's rollout state lives (a file for ``gitops run``, the set's status
+    subresource in a cluster)."""
+
+    def read(self, appset: ApplicationSet) -> RolloutState | None: ...
+
+    def update(self, appset: ApplicationSet,
+               change: Callable[[RolloutState | None], RolloutState]) -> RolloutState: ...
+
+
+class Sink(Protocol):
+    """Where a set's Applications go: a scheduler (``gitops run``), or Application objects."""
+
+    #: publish every tick, not only when something changed (put hand edits back)
+    always: bool
+
+    def publish(self, static: Sequence[Application],
+                generated: Mapping[str, Mapping[str, Application]]) -> None:
+        """Make these the Applications: the static ones, and each set's (by set key)."""
+
+    def give_up(self, app: Application, *, prune: bool) -> None:
+        """``app`` is no longer generated: delete it (pruning its objects when ``prune``)."""
+
+    def status(self, key: str) -> AppStatus | None:
+        """The last status of Application ``key``."""
+
+    def owned(self, appset: ApplicationSet) -> dict[str, Application]:
+        """The Applications the set owns already (objects in a cluster; none in a process)."""
+
+
+class OperatorSink:
+    """``gitops run``: the scheduler runs the static Applications plus every set's."""
+
+    always = False
+
+    def __init__(self, operator: Operator) -> None:
+        self.operator = operator
+
+    def publish(self, static: Sequence[Application],
+                generated: Mapping[str, Mapping[str, Application]]) -> None:
+        apps: dict[str, Application] = {app.key: app for app in static}
+        for set_key in sorted(generated):
+            for key, app in generated[set_key].items():
+                if key in apps:
+                    log.error("%s: generated Application %s is declared already; ignored",
+                              set_key, key, extra={"app": key})
+                    continue
+                apps[key] = app
+        self.operator.set_applications(apps.values())
+
+    def give_up(self, app: Application, *, prune: bool) -> None:
+        if prune:
+            self.operator.delete(app.key, app)
+        else:
+            self.operator.remove(app.key)
+
+    def status(self, key: str) -> AppStatus | None:
+        return self.operator.status(key)
+
+    def owned(self, appset: ApplicationSet) -> dict[str, Application]:
+        return {}
+
+
+def state_dir(files: Sequence[str | os.PathLike[str]]) -> Path:
+    """Where the rollout states of the sets declared in ``files`` are kept."""
+    return Path(files[0]).resolve().parent / ".gitops" / "appsets"
+
+
+class RolloutFiles:
+    """Rollout states as JSON files in one folder, read-modify-written under ``flock``."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def path(self, appset: ApplicationSet) -> Path:
+        return self.folder / f"{appset.namespace}_{appset.name}.json"
+
+    def read(self, appset: ApplicationSet) -> RolloutState | None:
+        path = self.path(appset)
+        try:
+            text = path.read_text()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise InputError(f"{path}: cannot read the rollout state: {exc.strerror}") from None
+        try:
+            return RolloutState.model_validate(json.loads(text))
+        except ValueError as exc:
+            raise InputError(f"{path}: corrupt rollout state: {type(exc).__name__}") from None
+
+    @contextlib.contextmanager
+    def _locked(self, appset: ApplicationSet) -> Iterator[None]:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.folder / ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def update(self, appset: ApplicationSet,
+               change: Callable[[RolloutState | None], RolloutState]) -> RolloutState:
+        with self._locked(appset):
+            before = self.read(appset)
+            after = change(before)
+            if after != before:
+                path = self.path(appset)
+                temporary = path.with_suffix(f".{os.getpid()}.tmp")
+                temporary.write_text(json.dumps(after.to_dict(), indent=1, sort_keys=True))
+                os.replace(temporary, path)
+            return after
+
+
+def git_urls(appset: ApplicationSet) -> list[str]:
+    """The repository URLs the set's git generators read (nested ones included)."""
+    found: list[str] = []
+
+    def walk(value: Any) -> None:
+        if isinstance(value, Mapping):
+            for name, config in value.items():
+                if name == "git" and isinstance(config, Mapping) and isinstance(
+                        config.get("url"), str):
+                    found.append(config["url"])
+                walk(config)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item)
+
+    walk(appset.spec.generators)
+    return found
+
+
+def resolve_revision(appset: ApplicationSet, apps: Sequence[Application],
+                     sources: dict[str, Source]) -> str:
+    """The one revision (a commit) the sources of ``apps`` are at now; ``sources`` keeps
+    the opened sources between calls. InputError naming the set when they disagree."""
+    revisions: dict[str, str] = {}
+    for app in apps:
+        url = app.spec.source.url.partition("#")[0]
+        key = url + repr(sorted(app.source_options.items()))
+        source = sources.get(key)
+        if source is None:
+            source = sources[key] = open_source(url, **app.source_options)
+        if key not in revisions:
+            revisions[key] = source.resolve()
+    commits = {commit_of(r) or r for r in revisions.values()}
+    if len(commits) > 1:
+        raise InputError(f"ApplicationSet {appset.key}: rollingSync rolls out one revision; "
+                         "the generated Applications' sources are at several (give them one "
+                         "repository and ref)")
+    return next(iter(revisions.values()), "")
+
+
+@dataclass
+class _Set:
+    appset: ApplicationSet
+    context: Any = None
+    generated: dict[str, Application] | None = None
+    owned: dict[str, Application] = field(default_factory=dict)
+    final: dict[str, Application] = field(default_factory=dict)
+    revision: str = ""
+    sources: dict[str, Source] = field(default_factory=dict)
+    due: float = 0.0
+    regenerate: bool = True
+    error: str = ""
+    seeded: bool = False
+
+    def close(self) -> None:
+        for source in self.sources.values():
+            with contextlib.suppress(Exception):
+                source.close()
+        self.sources.clear()
+        if self.context is not None:
+            with contextlib.suppress(Exception):
+                self.context.cache.close()
+
+
+class SetController:
+    """Keeps declared ApplicationSets evaluated and the operator's applications in step."""
+
+    def __init__(self, sink: Sink | Operator, store: RolloutStore, *,
+                 notifier: Notifier | None = None, tick: float = GATE_TICK,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._sink: Sink = OperatorSink(sink) if isinstance(sink, Operator) else sink
+        self._store = store
+        self._notifier = notifier
+        self._tick = tick
+        self._clock = clock
+        self._static: tuple[Application, ...] = ()
+        self._sets: dict[str, _Set] = {}
+        self._lock = threading.RLock()
+        self._wake = threading.Condition(self._lock)
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+
+    @classmethod
+    def for_runtime(cls, runtime: Any, args: Any, notifier: Notifier | None) -> SetController:
+        """The controller of ``gitops run`` (its operator; states beside its ``-f`` files)."""
+        return cls(OperatorSink(runtime.operator), RolloutFiles(state_dir(args.file)),
+                   notifier=notifier)
+
+    # -- what the files declare ----------------------------------------------------------
+
+    def apply(self, static: Sequence[Application], appsets: Sequence[ApplicationSet]) -> None:
+        """Take the declared Applications and ApplicationSets: every set is evaluated now
+        (a set no longer declared gives up its Applications as its policy says) and the
+        operator gets the result."""
+        with self._lock:
+            self._static = tuple(static)
+            wanted = {s.key: s for s in appsets}
+            for key in [k for k in self._sets if k not in wanted]:
+                self._drop(self._sets.pop(key))
+            for key, appset in wanted.items():
+                entry = self._sets.get(key)
+                if entry is None:
+                    self._sets[key] = _Set(appset)
+                elif entry.appset != appset:
+                    entry.appset, entry.regenerate = appset, True
+            for key in sorted(self._sets):
+                self._evaluate(self._sets[key], regenerate=True)
+            self._publish()
+        self._start()
+
+    def release(self, key: str) -> None:
+        """Stop evaluating set ``key`` without giving up its Applications (another replica
+        evaluates it now)."""
+        with self._lock:
+            entry = self._sets.pop(key, None)
+            if entry is not None:
+                entry.close()
+
+    def pushed(self, event: PushEvent) -> list[str]:
+        """Evaluate again, at once, the sets that read the pushed repository; their keys."""
+        with self._lock:
+            keys = [key for key, entry in self._sets.items() if any(
+                pushed_to(event, url, None) for url in self._urls(entry))]
+            for key in keys:
+                self._sets[key].regenerate = True
+            self._wake.notify_all()
+        return sorted(keys)
+
+    def _urls(self, entry: _Set) -> list[str]:
+        apps = entry.generated.values() if entry.generated else ()
+        return [*git_urls(entry.appset), *(app.spec.source.url for app in apps)]
+
+    def applications(self, key: str) -> dict[str, Application]:
+        """The Applications set ``key`` gives the operator now (pinned, when rolling)."""
+        with self._lock:
+            entry = self._sets.get(key)
+            return dict(entry.final) if entry is not None else {}
+
+    # -- the loop ------------------------------------------------------------------------
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._thread is not None or self._stopping:
+                return
+            self._thread = threading.Thread(target=self._loop, name="gitops-appsets",
+                                            daemon=True)
+            self._thread.start()
+
+    def close(self) -> None:
+        """Stop evaluating; close what the generators and revision checks opened."""
+        with self._lock:
+            self._stopping = True
+            self._wake.notify_all()
+            thread = self._thread
+        if thread is not None:
+            thread.join(30)
+        with self._lock:
+            for entry in self._sets.values():
+                entry.close()
+
+    def _loop(self) -> None:
+        with self._lock:
+            while not self._stopping:
+                now = self._clock()
+                changed = False
+                for entry in list(self._sets.values()):
+                    due = entry.regenerate or entry.due <= now
+                    if due or _rolling(entry.appset):
+                        changed |= self._evaluate(entry, regenerate=due)
+                if changed or self._sink.always:
+                    self._publish()
+                waits = [e.due - self._clock() for e in self._sets.values()]
+                if self._sink.always or any(_rolling(e.appset) for e in self._sets.values()):
+                    waits.append(self._tick)
+                self._wake.wait(max(0.01, min(waits)) if waits else None)
+
+    # -- one set -------------------------------------------------------------------------
+
+    def _evaluate(self, entry: _Set, *, regenerate: bool) -> bool:
+        """Evaluate one set (lock held); whether its Applications changed."""
+        appset = entry.appset
+        if regenerate:
+            entry.regenerate = False
+            entry.due = self._clock() + float(appset.spec.interval)
+            self._generate(entry)
+        if entry.generated is None:
+            return False
+        if not entry.seeded:  # what it owned before this process (Application objects)
+            try:
+                entry.owned = {**self._sink.owned(appset), **entry.owned}
+            except GitopsError as exc:
+                log.error("%s: %s", appset.key, exc, extra={"app": appset.key})
+                return False
+            entry.seeded = True
+        ownership = decide(appset.spec.sync_policy, entry.owned, entry.generated)
+        for app in ownership.delete:
+            self._give_up(app, prune=ownership.prune)
+        entry.owned = dict(ownership.keep)
+        final = self._rolled_out(entry) if _rolling(appset) else dict(entry.owned)
+        if final == entry.final:
+            return bool(ownership.delete)
+        entry.final = final
+        return True
+
+    def _generate(self, entry: _Set) -> None:
+        from gitops.appsets.generate import generate
+        from gitops.appsets.generators.base import GeneratorContext
+
+        appset = entry.appset
+        if entry.context is None:
+            entry.context = GeneratorContext()
+        try:
+            generated = generate(appset, context=entry.context)
+            if _rolling(appset):
+                if appset.spec.sync_policy.applications_sync in ("create-only", "create-delete"):
+                    raise InputError(f"ApplicationSet {appset.key}: rollingSync moves each "
+                                     "Application's revision; it needs applicationsSync sync "
+                                     "or create-update")
+                entry.revision = resolve_revision(appset, generated.applications, entry.sources)
+                for app in generated.applications:  # each must be pinnable: said once, here
+                    pin_source(app, entry.revision, where=f"ApplicationSet {appset.key}")
+        except GitopsError as exc:
+            if str(exc) != entry.error:
+                log.error("%s: not evaluated: %s", appset.key, exc,
+                          extra={"app": appset.key, "reason": "GenerateFailed"})
+                self._notify(appset.key, "GenerateFailed", "", str(exc))
+            entry.error = str(exc)
+            return
+        except Exception as exc:  # a generator plugin's bug: reported, never fatal
+            log.exception("%s: generators failed unexpectedly", appset.key)
+            entry.error = f"{type(exc).__name__}: {exc}"
+            return
+        entry.error = ""
+        entry.generated = {app.key: app for app in generated.applications}
+
+    def _rolled_out(self, entry: _Set) -> dict[str, Application]:
+        """The owned Applications pinned as the rollout gate says (state saved, events sent)."""
+        appset = entry.appset
+        strategy = appset.spec.strategy
+        assert strategy is not None and strategy.rolling_sync is not None
+        steps = strategy.rolling_sync.steps
+        labels = {key: app.metadata.labels for key, app in entry.owned.items()}
+        statuses: dict[str, AppStatus | None] = {
+            key: self._sink.status(key) for key in entry.owned}
+        events: list[RolloutEvent] = []
+
+        def change(before: RolloutState | None) -> RolloutState:
+            after, found = advance(appset.key, steps, labels, entry.revision,
+                                   before or RolloutState(), statuses)
+            events.extend(found)
+            if before is not None and after.model_copy(update={"updated": before.updated}) \
+                    == before:
+                return before  # nothing changed: not written
+            return after
+
+        try:
+            state = self._store.update(appset, change)
+        except GitopsError as exc:
+            log.error("%s: rollout state: %s", appset.key, exc, extra={"app": appset.key})
+            return dict(entry.final)
+        for event in events:
+            self._notify(appset.key, event.reason, state.revision, event.message)
+        try:
+            return pinned(appset.key, entry.owned.values(), state)
+        except InputError as exc:  # checked when generated: not expected here
+            log.error("%s", exc, extra={"app": appset.key})
+            return dict(entry.final)
+
+    def _give_up(self, app: Application, *, prune: bool) -> None:
+        """An Application the set no longer generates: deleted (pruned) or just dropped."""
+        log.info("%s: no longer generated: %s", app.key,
+                 "deleting it and its objects" if prune else "deleting it, keeping its objects",
+                 extra={"app": app.key, "reason": "ApplicationRemoved"})
+        self._sink.give_up(app, prune=prune)
+
+    def _drop(self, entry: _Set) -> None:
+        """A set no longer declared: its Applications go as its policy deletes them."""
+        ownership = decide(entry.appset.spec.sync_policy, entry.owned, {})
+        for app in ownership.delete:
+            self._give_up(app, prune=ownership.prune)
+        entry.close()
+
+    def _publish(self) -> None:
+        """Give the sink the static Applications and every set's (lock held)."""
+        try:
+            self._sink.publish(self._static, {k: e.final for k, e in self._sets.items()})
+        except GitopsError as exc:  # a cluster that refused: the next tick tries again
+            log.error("publishing the generated Applications failed: %s", exc)
+
+    def _notify(self, key: str, reason: str, revision: str, message: str) -> None:
+        log.log(logging.WARNING if reason in ("RolloutHalted", "GenerateFailed")
+                else logging.INFO, "%s: %s: %s", key, reason, message,
+                extra={"app": key, "reason": reason, "revision": revision})
+        if self._notifier is not None:
+            try:
+                self._notifier.notify(key, reason, revision, message)
+            except Exception:
+                log.exception("notification failed")
+
+
+def _rolling(appset: ApplicationSet) -> bool:
+    return appset.spec.strategy is not None and appset.spec.strategy.rolling
