@@ -393,3 +393,40 @@ def test_a_rolling_set_whose_sources_cannot_be_pinned_is_refused_once(tmp_path: 
         assert notes.seen == [("team/local", "GenerateFailed")]
     finally:
         sets.close()
+
+
+def test_one_shot_commands_never_let_an_application_skip_its_step(
+        fleet: Rollout, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``gitops run --once``, ``sync`` and ``status`` see a rolling set as its rollout lets it
+    run: nothing before ``gitops run`` starts the rollout, then only the steps it reached,
+    pinned to the revision it gave them."""
+    staging, prod = fleet.targets["staging"], fleet.targets["prod"]
+    sha = fleet.commit("1")
+    appset = fleet.appset()
+    declared = tmp_path / "fleet.yaml"
+    declared.write_text(yaml.safe_dump(appset.to_dict()))
+
+    def cli(*args: str) -> tuple[int, str]:
+        capsys.readouterr()
+        code = main([*args, "-f", str(declared)])
+        captured = capsys.readouterr()
+        return code, captured.out + captured.err
+
+    code, text = cli("run", "--once")
+    assert code == 1 and image_of(staging) is None and image_of(prod) is None
+    assert text.count("held by the rollout of ApplicationSet team/web") == 2
+
+    RolloutFiles(state_dir([declared])).update(appset, lambda _old: RolloutState(
+        revision=f"main@sha1:{sha}", phase="Progressing", step=1, steps=2,
+        holding="team/web-staging", pins={"team/web-staging": f"main@sha1:{sha}"}))
+    fleet.commit("2")  # newer than the rollout's revision: a one-shot run must not take it
+    code, text = cli("run", "--once")
+    assert image_of(staging) == "web:1" and image_of(prod) is None
+    assert "held by the rollout" in text and "web-prod" in text
+    code, text = cli("sync", "web-prod")
+    assert code != 0 and image_of(prod) is None
+    assert "team/web-prod: held by the rollout of ApplicationSet team/web" in text
+    code, text = cli("status", "-o", "json")
+    rows = {row["name"]: row for row in json.loads(text)["applications"]}
+    assert sha[:7] in rows["web-staging"]["revision"]
+    assert "held by the rollout" in rows["web-prod"]["message"]

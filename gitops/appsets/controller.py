@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from gitops.apps.load import Declarations
 from gitops.apps.spec import Application
 from gitops.appsets.lifecycle import decide
 from gitops.appsets.rollout import (
@@ -476,3 +477,36 @@ class SetController:
 
 def _rolling(appset: ApplicationSet) -> bool:
     return appset.spec.strategy is not None and appset.spec.strategy.rolling
+
+
+def rollout_view(declared: Declarations, files: Sequence[str | os.PathLike[str]]
+                 ) -> tuple[list[Application], list[tuple[str, str]]]:
+    """What one-shot commands (``gitops run --once``, ``sync``, ``status``) may see of the
+    files: static and generated Applications, those of a rolling set pinned as its
+    rollout state (kept by ``gitops run``) says, and ``(key, why)`` of those it holds
+    back (all of a rolling set whose rollout ``gitops run`` has not started yet)."""
+    from gitops.appsets.generate import OWNER_ANNOTATION, declared_applications
+    from gitops.appsets.rollout import pinned
+
+    apps = declared_applications(declared)
+    rolling = [s for s in declared.of("ApplicationSet") if _rolling(s)]
+    if not rolling:
+        return apps, []
+    store = RolloutFiles(state_dir(files))
+    allowed: dict[str, dict[str, Application]] = {}
+    for appset in rolling:
+        state = store.read(appset)
+        members = [a for a in apps if a.metadata.annotations.get(OWNER_ANNOTATION) == appset.key]
+        allowed[appset.key] = pinned(appset.key, members, state) if state is not None else {}
+    shown: list[Application] = []
+    held: list[tuple[str, str]] = []
+    for app in apps:
+        owner = app.metadata.annotations.get(OWNER_ANNOTATION)
+        if owner not in allowed:
+            shown.append(app)
+        elif app.key in allowed[owner]:
+            shown.append(allowed[owner][app.key])
+        else:
+            held.append((app.key, f"held by the rollout of ApplicationSet {owner}: its step "
+                                  "has not come (gitops rollout status)"))
+    return shown, held

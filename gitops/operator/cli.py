@@ -25,6 +25,7 @@ from gitops.operator.commands import (
     Catalog,
     FileCatalog,
     find_application,
+    held_back,
     rollback,
     run_once,
     set_suspended,
@@ -245,18 +246,24 @@ def _read_status(catalog: Catalog, app: Application) -> AppStatus | None:
         return AppStatus(message=f"cannot read its status: {exc}")
 
 
+def _unreconciled_row(key: str, message: str) -> dict[str, Any]:
+    namespace, _, name = key.partition("/")
+    return {"name": name, "namespace": namespace, "sync": "Unknown", "health": "Unknown",
+            "revision": "", "lastSyncTime": None, "suspended": False, "message": message}
+
+
 def cmd_status(args: argparse.Namespace, out: Out) -> int:
     with catalog_of(args) as catalog:
         apps = sorted(catalog.applications(), key=lambda a: a.key)
         rows = [(app, _read_status(catalog, app)) for app in apps]
         invalid = catalog.invalid()
+        held = held_back(catalog)
         images = _image_report(catalog)
     data = [_status_row(app, status) for app, status in rows]
     for key, problem in invalid:  # listed, never Ready: the object is not a valid Application
-        namespace, _, name = key.partition("/")
-        data.append({"name": name, "namespace": namespace, "sync": "Unknown",
-                     "health": "Unknown", "revision": "", "lastSyncTime": None,
-                     "suspended": False, "message": f"invalid: {problem}"})
+        data.append(_unreconciled_row(key, f"invalid: {problem}"))
+    for key, why in held:  # listed, not Ready: a rollout has not reached it
+        data.append(_unreconciled_row(key, why))
     healthy = _print_applications(data, args, out, last_sync=True, images=images)
     return EXIT_OK if healthy and (data or images) else EXIT_NOT_READY
 
@@ -353,9 +360,10 @@ def cmd_run(args: argparse.Namespace, out: Out) -> int:
         catalog = FileCatalog(args.file)
         try:
             results = run_once(catalog)
+            held = held_back(catalog)
         finally:
             catalog.close()
-        return _report_once(results, args, out)
+        return _report_once(results, args, out, held)
     from gitops.operator.files import ApplicationFiles, TargetStatusStore
 
     files = ApplicationFiles(args.file)
@@ -390,7 +398,7 @@ def cmd_run(args: argparse.Namespace, out: Out) -> int:
 
 
 def _report_once(results: list[tuple[Application, ReconcileOutcome | None]],
-                 args: argparse.Namespace, out: Out) -> int:
+                 args: argparse.Namespace, out: Out, held: list[tuple[str, str]]) -> int:
     rows = []
     for app, outcome in results:
         status = outcome.status if outcome is not None else None
@@ -398,6 +406,7 @@ def _report_once(results: list[tuple[Application, ReconcileOutcome | None]],
         if outcome is None:
             row["message"] = "not reconciled: suspended, or a dependency is not Ready"
         rows.append(row)
+    rows.extend(_unreconciled_row(key, f"not reconciled: {why}") for key, why in held)
     return EXIT_OK if _print_applications(rows, args, out, last_sync=False) else EXIT_NOT_READY
 
 

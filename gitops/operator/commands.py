@@ -57,18 +57,27 @@ class FileCatalog:
         self.files = ApplicationFiles(paths)
         self._store = TargetStatusStore()
         self._apps: list[Application] | None = None
+        self._held: list[tuple[str, str]] = []
 
     @property
     def store(self) -> TargetStatusStore:
         return self._store
 
     def applications(self) -> list[Application]:
-        """The files' Applications, then those their ApplicationSets generate."""
+        """The files' Applications, then those their ApplicationSets generate; those of a
+        rolling set as its rollout lets them run (:meth:`held` lists the others)."""
         if self._apps is None:
-            from gitops.appsets.generate import declared_applications
+            from gitops.appsets.controller import rollout_view
 
-            self._apps = declared_applications(self.files.load_declarations())
+            self._apps, self._held = rollout_view(self.files.load_declarations(),
+                                                  self.files.paths)
         return list(self._apps)
+
+    def held(self) -> list[tuple[str, str]]:
+        """``(namespace/name, why)`` of each generated Application a rollout holds back:
+        a one-shot command (``run --once``, ``sync``) must not let it skip the gate."""
+        self.applications()
+        return list(self._held)
 
     def suspend(self, app: Application, suspended: bool, reason: str) -> None:
         if not suspended and app.spec.suspend:
@@ -86,6 +95,13 @@ class FileCatalog:
         self._store.close()
 
 
+def held_back(catalog: Catalog) -> list[tuple[str, str]]:
+    """``(namespace/name, why)`` of generated Applications a rollout holds back (file
+    catalogs; in a cluster the controller gates them)."""
+    held = getattr(catalog, "held", None)
+    return list(held()) if callable(held) else []
+
+
 def find_application(catalog: Catalog, ref: str) -> Application:
     """The application ``NAME`` or ``NAMESPACE/NAME`` names; InputError if none or several."""
     apps = catalog.applications()
@@ -95,6 +111,10 @@ def find_application(catalog: Catalog, ref: str) -> Application:
         raise InputError(f"{ref!r}: {exc}") from None
     found = [a for a in apps if a.name == name and (not namespace or a.namespace == namespace)]
     if not found:
+        for key, why in held_back(catalog):
+            held_ns, _, held_name = key.partition("/")
+            if held_name == name and (not namespace or held_ns == namespace):
+                raise InputError(f"{key}: {why}")
         known = ", ".join(sorted(a.key for a in apps)) or "none"
         raise InputError(f"no application {ref!r} (applications: {known})")
     if len(found) > 1:
