@@ -150,8 +150,9 @@ def add_runtime_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--webhook-secret-file", default=None, metavar="PATH",
                    help="the webhook secret (HMAC key, GitLab token, bearer token)")
     p.add_argument("--notify", action="append", default=[], metavar="URL",
-                   help="POST a JSON notification on SyncSucceeded, SyncFailed, DriftDetected "
-                        "and HealthDegraded (repeatable)")
+                   help="POST a JSON notification on SyncSucceeded, SyncFailed, DriftDetected, "
+                        "HealthDegraded, image updates and rollout steps (repeatable; "
+                        "docs/notifications.md)")
     p.add_argument("--log-format", choices=("text", "json"), default="text")
     p.add_argument("--log-level", default="info",
                    choices=("debug", "info", "warning", "error"))
