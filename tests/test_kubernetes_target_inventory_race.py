@@ -149,6 +149,59 @@ def test_a_lost_write_keeps_the_winners_entries_and_objects_made_again(
     assert final.revision == "r2"
 
 
+def test_entries_merged_in_by_a_lost_write_survive_the_writers_next_write(
+    open_target: Callable[..., KubernetesTarget],
+) -> None:
+    """A sync that widened its inventory by merging another sync's new entries must not
+    drop them when it narrows (no conflict then: nobody wrote in between). Seen as a
+    flaky test_concurrent_syncs_of_an_existing_inventory_both_converge: objects of the
+    other sync left labelled as members but missing from the inventory."""
+    name, ns = f"narrow-{_suffix()}", f"narrow-{_suffix()}"
+    setup = open_target(create_namespaces=True)
+    x, y, z = (_configmap(ns, n, name) for n in ("x", "y", "z"))
+    setup.apply(x)
+    setup.write_inventory(name, Inventory({x.key: "v1"}, "r0"))
+
+    slow, fast = open_target(), open_target()
+    assert slow.read_inventory(name) is not None  # slow plans from {x}: keep x, add y
+    assert fast.read_inventory(name) is not None  # fast plans from {x}: keep x, add z
+    fast.write_inventory(name, Inventory({x.key: "v1", z.key: "v1"}, "fast"))  # widen
+    fast.apply(z)
+    fast.write_inventory(name, Inventory({x.key: "v1", z.key: "v1"}, "fast"))  # narrow
+    slow.write_inventory(name, Inventory({x.key: "v1", y.key: "v1"}, "slow"))  # loses: merges z
+    slow.apply(y)
+    slow.write_inventory(name, Inventory({x.key: "v1", y.key: "v1"}, "slow"))  # narrow: no race
+    final = open_target().read_inventory(name)
+    assert final is not None
+    assert set(final.entries) == {x.key, y.key, z.key}, "fast's z must stay listed"
+
+
+def test_an_object_the_other_sync_creates_after_this_one_planned_stays_listed(
+    open_target: Callable[..., KubernetesTarget],
+) -> None:
+    """The other leak the flaky race test showed: this sync planned when ``w`` was listed
+    but not created yet, so it drops ``w`` when it narrows; the other sync creates ``w``
+    meanwhile. This sync's widening lost (merged), so its narrowing, though it wins the
+    compare-and-swap at once, must check ``w`` and keep it."""
+    name, ns = f"late-{_suffix()}", f"late-{_suffix()}"
+    setup = open_target(create_namespaces=True)
+    x, w, y = (_configmap(ns, n, name) for n in ("x", "w", "y"))
+    setup.apply(x)
+    setup.write_inventory(name, Inventory({x.key: "v1", w.key: "v1"}, "r0"))  # w: not yet
+
+    slow, fast = open_target(), open_target()
+    assert slow.read_inventory(name) is not None  # slow plans: w is gone, drop it
+    assert fast.read_inventory(name) is not None
+    fast.write_inventory(name, Inventory({x.key: "v1", w.key: "v1"}, "fast"))
+    slow.write_inventory(name, Inventory({x.key: "v1", w.key: "v1", y.key: "v1"}, "slow"))
+    fast.apply(w)  # after slow planned
+    slow.apply(y)
+    slow.write_inventory(name, Inventory({x.key: "v1", y.key: "v1"}, "slow"))
+    final = open_target().read_inventory(name)
+    assert final is not None
+    assert set(final.entries) == {x.key, w.key, y.key}, "w exists: it must stay listed"
+
+
 def test_a_parent_deleted_meanwhile_is_created_again(
     emulator: Any, open_target: Callable[..., KubernetesTarget],
 ) -> None:

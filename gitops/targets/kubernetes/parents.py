@@ -11,7 +11,9 @@ Each write of the parent is therefore conditional on what the writer last saw:
   Conflict the parent is read again and the writer's inventory merged with what the
   other writer stored (:func:`~.applyset.merge`: its new entries stay, and an entry this
   writer drops stays if its object exists again), then written again; a parent deleted
-  meanwhile is created again.
+  meanwhile is created again. Once a write lost, the later writes of the same sync
+  (narrowing after the sync) merge the same way even when they win at once: the other
+  sync may have created objects of this sync's basis after this one planned.
 
 So an object created under an inventory is always listed by the parent afterwards,
 whoever wrote last. This module sends only parent requests; the existence check of
@@ -47,6 +49,9 @@ class _Seen:
 
     live: dict[str, Any] | None
     base: Inventory
+    #: another sync wrote the parent since ``base`` was read (a write of ours lost and
+    #: merged): every later write merges too, until the next read gives a new basis
+    contested: bool = False
 
 
 class Parents:
@@ -105,6 +110,11 @@ class Parents:
         if seen is None:  # never read: the parent as it is now is the basis
             seen = self._fresh(applyset, None)
         wanted = inventory
+        if seen.contested and seen.live is not None:
+            # the parent holds the other sync's entries, merged in by an earlier write of
+            # ours, and it may have re-created objects of our basis we now drop: merge
+            # even though this write may win the compare-and-swap at once
+            wanted = self._merged(applyset, inventory, seen)
         cache = self._cache()
         guard = (cache.writing(CONFIGMAPS, applyset.namespace, applyset.name)
                  if cache is not None else contextlib.nullcontext())
@@ -126,6 +136,7 @@ class Parents:
                             "another sync; this one applied nothing: plan again", url=self._url,
                         ) from exc
                     seen = self._fresh(applyset, seen.base)
+                    seen.contested = True
                     wanted = self._merged(applyset, inventory, seen)
                     continue
                 seen.live = obj
