@@ -234,3 +234,107 @@ def test_the_pool_runs_work_cancels_what_never_started_and_shuts_down() -> None:
 
 def interrupted() -> None:
     raise KeyboardInterrupt
+
+
+def test_a_call_queued_behind_aclose_is_refused_and_never_reaches_the_target(
+    tmp_path: Path,
+) -> None:
+    write_configmaps(tmp_path, ["a"])
+    target = MemoryTarget()
+
+    async def main() -> None:
+        reconciler = aio.Reconciler(DirectorySource(tmp_path), target)
+        first = asyncio.create_task(reconciler.sync())
+        await asyncio.sleep(0)  # first holds the turn
+        closing = [asyncio.create_task(reconciler.aclose()) for _ in range(2)]
+        await asyncio.sleep(0)
+        late = asyncio.create_task(reconciler.sync())  # made after aclose: must not run
+        assert (await first).succeeded
+        await asyncio.gather(*closing)  # concurrent acloses are both fine
+        with pytest.raises(RuntimeError, match="is closed"):
+            await late
+
+    asyncio.run(asyncio.wait_for(main(), 10))
+    assert target.counts()["read_inventory"] == 1, "only the first sync read the target"
+
+
+def test_run_ends_when_its_reconciler_is_closed(tmp_path: Path) -> None:
+    write_configmaps(tmp_path, ["a"])
+    reasons: list[str] = []
+
+    async def main() -> None:
+        reconciler = aio.Reconciler(DirectorySource(tmp_path), MemoryTarget())
+        reconciler.subscribe(lambda e: reasons.append(e.reason))
+        synced = asyncio.Event()
+
+        async def loop() -> None:
+            async for _ in reconciler.run(0.01):
+                synced.set()
+
+        task = asyncio.create_task(loop())
+        await synced.wait()
+        await reconciler.aclose()
+        with pytest.raises(RuntimeError, match="is closed"):
+            await asyncio.wait_for(task, 5)
+
+    asyncio.run(main())
+    assert "ReconcileError" not in reasons, "closing is no error of an iteration"
+
+
+def test_leaving_run_without_aclosing_stops_the_watch_before_the_target_closes(
+    tmp_path: Path,
+) -> None:
+    write_configmaps(tmp_path, ["a"])
+    order: list[str] = []
+
+    class Watched(WatchedTarget):
+        def watch(self, handler: Callable[[Any], None]) -> Callable[[], None]:
+            super().watch(handler)
+            return lambda: order.append("unsubscribed")
+
+        def close(self) -> None:
+            order.append("closed")
+
+    target = Watched()
+
+    async def main() -> None:
+        async with aio.Reconciler(DirectorySource(tmp_path), target) as reconciler:
+            reconciler.engine._own(target)  # as if opened from a URL: aclose closes it
+            async for _ in reconciler.run(3600):
+                break  # no aclosing(): the generator is finalized later, by the loop
+        await asyncio.sleep(0.05)
+
+    asyncio.run(asyncio.wait_for(main(), 10))
+    assert order == ["unsubscribed", "closed"]
+
+
+def test_a_cancelled_aclose_still_closes(tmp_path: Path) -> None:
+    write_configmaps(tmp_path, ["a"])
+    closed = threading.Event()
+    busy = threading.Event()
+    one_thread = aio.Pool(1, name="test-aclose")
+
+    class Closing(MemoryTarget):
+        def close(self) -> None:
+            closed.set()
+
+    async def main() -> None:
+        target = Closing()
+        reconciler = aio.Reconciler(DirectorySource(tmp_path), target, executor=one_thread)
+        reconciler.engine._own(target)
+        blocker = asyncio.wrap_future(one_thread.submit(busy.wait, 5))  # the pool is busy
+        closing = asyncio.create_task(reconciler.aclose())
+        await asyncio.sleep(0.05)
+        closing.cancel()  # before its close could start
+        busy.set()
+        with pytest.raises(asyncio.CancelledError):
+            await closing
+        await blocker
+        assert closed.is_set(), "cancelled, aclose still closed what it opened"
+        with pytest.raises(RuntimeError, match="is closed"):
+            await reconciler.plan()
+
+    try:
+        asyncio.run(asyncio.wait_for(main(), 10))
+    finally:
+        one_thread.shutdown()
