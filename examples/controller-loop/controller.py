@@ -54,4 +54,7 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except gitops.GitopsError as exc:  # a bad URL or option: one line, not a traceback
+        raise SystemExit(f"controller: {exc}") from None
