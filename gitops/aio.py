@@ -307,7 +307,7 @@ class Reconciler:
         it still runs, and the ``CancelledError`` comes once it is done.
         """
         self._loop = asyncio.get_running_loop()
-        running: Future[_T] = self._executor.submit(work)
+        running: Future[_T] = self._executor.submit(_no_stop_iteration, work)
         done = asyncio.wrap_future(running)
         try:
             return await asyncio.shield(done)
@@ -357,6 +357,15 @@ def _close(reconciler: engine.Reconciler, watches: list[Callable[[], None]]) -> 
         except Exception:
             log.exception("stopping a drift watch of %s failed; closing anyway", reconciler.name)
     reconciler.close()
+
+
+def _no_stop_iteration(work: Callable[[], _T]) -> _T:
+    """``work()``, a ``StopIteration`` it raises (a plugin's bug) turned into RuntimeError:
+    an asyncio future cannot carry one, and its awaiter would wait forever."""
+    try:
+        return work()
+    except StopIteration as exc:
+        raise RuntimeError(f"{type(exc).__name__} raised in gitops.aio work: {exc!r}") from exc
 
 
 def _setter(flag: asyncio.Event) -> Callable[[], None]:

@@ -338,3 +338,22 @@ def test_a_cancelled_aclose_still_closes(tmp_path: Path) -> None:
         asyncio.run(asyncio.wait_for(main(), 10))
     finally:
         one_thread.shutdown()
+
+
+def test_a_plugin_raising_stopiteration_surfaces_instead_of_hanging(tmp_path: Path) -> None:
+    """asyncio futures cannot carry StopIteration: it must not leave the call awaiting
+    forever (holding the reconciler's turn); it arrives as RuntimeError, its cause kept."""
+    write_configmaps(tmp_path, ["a"])
+
+    class Buggy(MemoryTarget):
+        def read_inventory(self, name: str) -> Any:
+            return next(iter([]))  # a plugin's bug
+
+    async def main() -> None:
+        async with aio.Reconciler(DirectorySource(tmp_path), Buggy()) as reconciler:
+            for call in (reconciler.plan, reconciler.sync):
+                with pytest.raises(RuntimeError, match="StopIteration") as caught:
+                    await asyncio.wait_for(call(), 5)
+                assert isinstance(caught.value.__cause__, StopIteration)
+
+    asyncio.run(asyncio.wait_for(main(), 20))
