@@ -2,7 +2,7 @@
 
 For programs that already run an event loop (kopf, aiohttp, FastAPI)::
 
-    async with gitops.aio.Reconciler("dir:deploy", "k8s:", prune=True) as reconciler:
+    async with await gitops.aio.Reconciler.open("dir:deploy", "k8s:", prune=True) as reconciler:
         result = await reconciler.sync()
         async for result in reconciler.run(interval=60):
             ...
@@ -136,7 +136,10 @@ class Reconciler:
 
     Takes what :class:`gitops.Reconciler` takes (``source`` and ``target`` as plugin
     objects or URLs, every option as a keyword: ``name``, ``prune``, ``wait``, ...) and
-    builds one; opening URLs reads local files only (a kubeconfig), never the network.
+    builds one, in the caller's thread. Opening URLs mostly reads local files, but a
+    ``k8s:`` kubeconfig may run an exec credential plugin (``aws eks get-token``, ...) or
+    refresh an OIDC token: from an event loop, make it with ``await``
+    :meth:`Reconciler.open`, which builds it in a worker thread.
     ``executor`` runs the engine's calls: by default :func:`shared_executor`, a pool of
     :data:`THREADS` threads shared by all reconcilers; pass your own to size it otherwise.
     Calls on one reconciler run one at a time, in the order they were made; calls on
@@ -153,9 +156,40 @@ class Reconciler:
         executor: Executor | None = None,
         **options: Any,
     ) -> None:
-        if "on_event" in options:
-            raise TypeError("gitops.aio.Reconciler: use subscribe(handler), not on_event=")
-        self.engine = engine.Reconciler(source, target, **options)
+        _refuse_on_event(options)
+        self._attach(engine.Reconciler(source, target, **options), executor)
+
+    @classmethod
+    async def open(
+        cls,
+        source: Source | str,
+        target: Target | str,
+        *,
+        executor: Executor | None = None,
+        **options: Any,
+    ) -> Self:
+        """``Reconciler(source, target, ...)``, built in a worker thread: opening the URLs
+        (a kubeconfig's exec credential plugin, say) never blocks the loop. Cancelled
+        while building, what was opened is closed."""
+        _refuse_on_event(options)
+        pool = executor if executor is not None else shared_executor()
+        running = pool.submit(_no_stop_iteration, functools.partial(
+            engine.Reconciler, source, target, **options))
+        done = asyncio.wrap_future(running)
+        try:
+            built = await asyncio.shield(done)
+        except asyncio.CancelledError:
+            if not running.cancel():
+                await _settled(done)
+                if not done.cancelled() and done.exception() is None:
+                    await asyncio.wrap_future(pool.submit(done.result().close))
+            raise
+        reconciler = cls.__new__(cls)
+        reconciler._attach(built, executor)
+        return reconciler
+
+    def _attach(self, built: engine.Reconciler, executor: Executor | None) -> None:
+        self.engine = built
         """The blocking reconciler every call runs (its ``options``, ``source``, ``target``)."""
         self._executor = executor if executor is not None else shared_executor()
         self._handlers: list[AsyncEventHandler] = []
@@ -347,6 +381,11 @@ class Reconciler:
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+
+def _refuse_on_event(options: dict[str, Any]) -> None:
+    if "on_event" in options:
+        raise TypeError("gitops.aio.Reconciler: use subscribe(handler), not on_event=")
 
 
 def _close(reconciler: engine.Reconciler, watches: list[Callable[[], None]]) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
@@ -355,5 +356,61 @@ def test_a_plugin_raising_stopiteration_surfaces_instead_of_hanging(tmp_path: Pa
                 with pytest.raises(RuntimeError, match="StopIteration") as caught:
                     await asyncio.wait_for(call(), 5)
                 assert isinstance(caught.value.__cause__, StopIteration)
+
+    asyncio.run(asyncio.wait_for(main(), 20))
+
+
+def test_open_runs_a_slow_kubeconfig_credential_plugin_off_the_loop(tmp_path: Path) -> None:
+    """A ``k8s:`` kubeconfig's exec plugin runs when the target is opened: the constructor
+    runs it on the loop's thread; ``await Reconciler.open()`` runs it in a worker."""
+    pytest.importorskip("kubernetes")
+    ran = tmp_path / "ran"
+    plugin = tmp_path / "credential.sh"
+    plugin.write_text(
+        f"#!/bin/sh\ntouch {ran}\nsleep 0.5\n"
+        'echo \'{"apiVersion": "client.authentication.k8s.io/v1beta1", '
+        '"kind": "ExecCredential", "status": {"token": "t"}}\'\n')
+    plugin.chmod(0o755)
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "x",
+        "clusters": [{"name": "c", "cluster": {"server": "http://127.0.0.1:9"}}],
+        "users": [{"name": "u", "user": {"exec": {
+            "apiVersion": "client.authentication.k8s.io/v1beta1", "command": str(plugin),
+            "interactiveMode": "Never"}}}],
+        "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}]}))
+    write_configmaps(tmp_path, ["a"])
+
+    async def worst_lag_while(opening: Any) -> float:
+        worst, stop = [0.0], asyncio.Event()
+
+        async def probe() -> None:
+            while not stop.is_set():
+                before = time.perf_counter()
+                await asyncio.sleep(0.01)
+                worst[0] = max(worst[0], time.perf_counter() - before - 0.01)
+
+        probing = asyncio.create_task(probe())
+        await asyncio.sleep(0.03)
+        reconciler = await opening()
+        stop.set()
+        await probing
+        assert ran.exists(), "the credential plugin ran"
+        assert isinstance(reconciler, aio.Reconciler) and reconciler.name == "app"
+        await reconciler.aclose()
+        ran.unlink()
+        return worst[0]
+
+    target = f"k8s:?kubeconfig={kubeconfig}"
+
+    async def main() -> None:
+        async def constructed() -> aio.Reconciler:
+            return aio.Reconciler(DirectorySource(tmp_path), target, name="app")
+
+        async def opened() -> aio.Reconciler:
+            return await aio.Reconciler.open(DirectorySource(tmp_path), target, name="app")
+
+        assert await worst_lag_while(constructed) > 0.4, "the constructor blocks (why open exists)"
+        assert await worst_lag_while(opened) < 0.3, "open() kept the loop running"
 
     asyncio.run(asyncio.wait_for(main(), 20))
