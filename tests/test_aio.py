@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 import pytest
 import yaml
 
-from gitops import Event, aio
+from gitops import Event, aio, engine
 from gitops.sources.directory import DirectorySource
 from gitops.testing import MemoryTarget
 
@@ -414,3 +414,33 @@ def test_open_runs_a_slow_kubeconfig_credential_plugin_off_the_loop(tmp_path: Pa
         assert await worst_lag_while(opened) < 0.3, "open() kept the loop running"
 
     asyncio.run(asyncio.wait_for(main(), 20))
+
+
+def test_open_cancelled_while_opening_closes_what_it_opened(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_configmaps(tmp_path, ["a"])
+    opening, closed = threading.Event(), threading.Event()
+
+    class SlowToOpen(engine.Reconciler):
+        def __init__(self, *args: Any, **options: Any) -> None:
+            opening.set()
+            time.sleep(0.2)  # a credential plugin
+            super().__init__(*args, **options)
+
+        def close(self) -> None:
+            closed.set()
+            super().close()
+
+    monkeypatch.setattr(engine, "Reconciler", SlowToOpen)
+
+    async def main() -> None:
+        task = asyncio.create_task(aio.Reconciler.open(DirectorySource(tmp_path), "mock:"))
+        while not opening.is_set():
+            await asyncio.sleep(0.005)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert closed.is_set(), "what was opened meanwhile is closed"
+
+    asyncio.run(asyncio.wait_for(main(), 10))
