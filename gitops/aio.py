@@ -315,9 +315,11 @@ class Reconciler:
                                       f"{self.engine.target.url}: an owned object changed")
         finally:
             if unsubscribe is not None and unsubscribe in self._watches:  # else aclose did
-                self._watches.remove(unsubscribe)
+                # Listed until done: an aclose that gets the turn first stops it instead.
                 with contextlib.suppress(Exception):
                     await self._call(unsubscribe)
+                with contextlib.suppress(ValueError):
+                    self._watches.remove(unsubscribe)
 
     async def _call(self, work: Callable[[], _T], cancel: threading.Event | None = None) -> _T:
         """Run ``work`` in the executor, after the calls before it; see :meth:`sync` on cancel.

@@ -444,3 +444,42 @@ def test_open_cancelled_while_opening_closes_what_it_opened(
         assert closed.is_set(), "what was opened meanwhile is closed"
 
     asyncio.run(asyncio.wait_for(main(), 10))
+
+
+def test_a_run_closed_while_aclose_waits_its_turn_still_stops_watching(tmp_path: Path) -> None:
+    """The generator's unsubscribe queued behind aclose: aclose stops the watch itself."""
+    write_configmaps(tmp_path, ["a"])
+    hold, held = threading.Event(), threading.Event()
+    unsubscribed: list[str] = []
+
+    class Watched(WatchedTarget):
+        def watch(self, handler: Callable[[Any], None]) -> Callable[[], None]:
+            super().watch(handler)
+            return lambda: unsubscribed.append("watch")
+
+        def read_inventory(self, name: str) -> Any:
+            if hold.is_set():  # the plan below holds the turn until released
+                held.set()
+                assert release.wait(5), "the test never released the plan"
+            return super().read_inventory(name)
+
+    release = threading.Event()
+    target = Watched()
+
+    async def main() -> None:
+        reconciler = aio.Reconciler(DirectorySource(tmp_path), target)
+        results = reconciler.run(3600)
+        await anext(results)  # watching now, suspended at its yield
+        hold.set()
+        planning = asyncio.create_task(reconciler.plan())
+        while not held.is_set():
+            await asyncio.sleep(0.005)
+        closing = asyncio.create_task(reconciler.aclose())  # waits for the turn
+        await asyncio.sleep(0.01)
+        finishing = asyncio.create_task(results.aclose())  # its unsubscribe waits behind
+        await asyncio.sleep(0.01)
+        release.set()
+        await asyncio.gather(planning, closing, finishing)
+
+    asyncio.run(asyncio.wait_for(main(), 10))
+    assert unsubscribed == ["watch"]
