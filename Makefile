@@ -42,7 +42,8 @@ test: $(VENV)/.installed-test typecheck
 
 ## typecheck: mypy --strict on the package, the tests and the benchmarks. One run per test
 ## folder: each has its own conftest.py and helper modules imported by bare name.
-TYPED_FOLDERS := tests tests/git tests/oci bench docs $(EXAMPLE_PLUGIN)/tests
+TYPED_FOLDERS := tests tests/git tests/oci bench docs examples/kopf-operator examples/controller-loop \
+    $(EXAMPLE_PLUGIN)/tests
 typecheck: $(VENV)/.installed-test
 	$(BIN)/mypy --strict gitops $(EXAMPLE_PLUGIN)/src
 	@for d in $(TYPED_FOLDERS); do echo "mypy --strict $$d/*.py"; \

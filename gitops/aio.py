@@ -2,7 +2,7 @@
 
 For programs that already run an event loop (kopf, aiohttp, FastAPI)::
 
-    async with gitops.aio.Reconciler("dir:deploy", "k8s:", prune=True) as reconciler:
+    async with await gitops.aio.Reconciler.open("dir:deploy", "k8s:", prune=True) as reconciler:
         result = await reconciler.sync()
         async for result in reconciler.run(interval=60):
             ...
@@ -136,7 +136,10 @@ class Reconciler:
 
     Takes what :class:`gitops.Reconciler` takes (``source`` and ``target`` as plugin
     objects or URLs, every option as a keyword: ``name``, ``prune``, ``wait``, ...) and
-    builds one; opening URLs reads local files only (a kubeconfig), never the network.
+    builds one, in the caller's thread. Opening URLs mostly reads local files, but a
+    ``k8s:`` kubeconfig may run an exec credential plugin (``aws eks get-token``, ...) or
+    refresh an OIDC token: from an event loop, make it with ``await``
+    :meth:`Reconciler.open`, which builds it in a worker thread.
     ``executor`` runs the engine's calls: by default :func:`shared_executor`, a pool of
     :data:`THREADS` threads shared by all reconcilers; pass your own to size it otherwise.
     Calls on one reconciler run one at a time, in the order they were made; calls on
@@ -153,9 +156,40 @@ class Reconciler:
         executor: Executor | None = None,
         **options: Any,
     ) -> None:
-        if "on_event" in options:
-            raise TypeError("gitops.aio.Reconciler: use subscribe(handler), not on_event=")
-        self.engine = engine.Reconciler(source, target, **options)
+        _refuse_on_event(options)
+        self._attach(engine.Reconciler(source, target, **options), executor)
+
+    @classmethod
+    async def open(
+        cls,
+        source: Source | str,
+        target: Target | str,
+        *,
+        executor: Executor | None = None,
+        **options: Any,
+    ) -> Self:
+        """``Reconciler(source, target, ...)``, built in a worker thread: opening the URLs
+        (a kubeconfig's exec credential plugin, say) never blocks the loop. Cancelled
+        while building, what was opened is closed."""
+        _refuse_on_event(options)
+        pool = executor if executor is not None else shared_executor()
+        running = pool.submit(_no_stop_iteration, functools.partial(
+            engine.Reconciler, source, target, **options))
+        done = asyncio.wrap_future(running)
+        try:
+            built = await asyncio.shield(done)
+        except asyncio.CancelledError:
+            if not running.cancel():
+                await _settled(done)
+                if not done.cancelled() and done.exception() is None:
+                    await asyncio.wrap_future(pool.submit(done.result().close))
+            raise
+        reconciler = cls.__new__(cls)
+        reconciler._attach(built, executor)
+        return reconciler
+
+    def _attach(self, built: engine.Reconciler, executor: Executor | None) -> None:
+        self.engine = built
         """The blocking reconciler every call runs (its ``options``, ``source``, ``target``)."""
         self._executor = executor if executor is not None else shared_executor()
         self._handlers: list[AsyncEventHandler] = []
@@ -165,6 +199,7 @@ class Reconciler:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._turn = asyncio.Lock()  # one engine call at a time: the engine is not thread-safe
         self._closed = False
+        self._watches: list[Callable[[], None]] = []  # how to stop the drift watches of run()s
         self.engine.subscribe(self._forward)
 
     @property
@@ -252,11 +287,14 @@ class Reconciler:
         event). It ends after ``iterations`` or when the task is cancelled (a sync in
         progress stops as :meth:`sync` does). The loop sleeps on the event loop, holding
         no thread between syncs. Leaving an ``async for`` early: close the generator
-        (``contextlib.aclosing``) to stop watching at once.
+        (``contextlib.aclosing``) to stop watching at once; :meth:`aclose` stops it too.
+        Closing the reconciler ends the loop (``RuntimeError``, as any call after it).
         """
         drift = asyncio.Event()
         on_drift = _setter(drift)
         unsubscribe = await self._call(lambda: self.engine._watch_drift(on_drift))
+        if unsubscribe is not None:
+            self._watches.append(unsubscribe)
         count = 0
         try:
             while iterations is None or count < iterations:
@@ -265,6 +303,8 @@ class Reconciler:
                 try:
                     result = await self.sync()
                 except Exception as exc:
+                    if self._closed:
+                        raise  # not an iteration's failure: the loop is over
                     self.engine._report_iteration_error(exc)
                 else:
                     yield result
@@ -274,39 +314,64 @@ class Reconciler:
                     self.engine._emit("DriftDetected",
                                       f"{self.engine.target.url}: an owned object changed")
         finally:
-            if unsubscribe is not None:
+            if unsubscribe is not None and unsubscribe in self._watches:  # else aclose did
+                # Listed until done: an aclose that gets the turn first stops it instead.
                 with contextlib.suppress(Exception):
                     await self._call(unsubscribe)
+                with contextlib.suppress(ValueError):
+                    self._watches.remove(unsubscribe)
 
     async def _call(self, work: Callable[[], _T], cancel: threading.Event | None = None) -> _T:
-        """Run ``work`` in the executor, after the calls before it; see :meth:`sync` on cancel."""
+        """Run ``work`` in the executor, after the calls before it; see :meth:`sync` on cancel.
+
+        A call still waiting its turn when :meth:`aclose` closed the reconciler is refused.
+        """
+        self._check_open()
+        async with self._turn:
+            self._check_open()
+            return await self._run(work, cancel)
+
+    def _check_open(self) -> None:
         if self._closed:
             raise RuntimeError(f"gitops.aio.Reconciler {self.name!r} is closed")
-        async with self._turn:
-            self._loop = asyncio.get_running_loop()
-            running: Future[_T] = self._executor.submit(work)
-            done = asyncio.wrap_future(running)
-            try:
-                return await asyncio.shield(done)
-            except asyncio.CancelledError as cancelled:
-                if running.cancel():  # it had not started: nothing happened
-                    raise
-                if cancel is not None:
-                    cancel.set()
-                await _settled(done)
-                if not done.cancelled() and done.exception() is not None:
-                    cancelled.__cause__ = done.exception()
+
+    async def _run(self, work: Callable[[], _T], cancel: threading.Event | None, *,
+                   finish: bool = False) -> _T:
+        """Under the turn: ``work`` in the executor (see :meth:`sync` on cancel).
+
+        With ``finish``, cancelling the caller never drops ``work`` that has not started:
+        it still runs, and the ``CancelledError`` comes once it is done.
+        """
+        self._loop = asyncio.get_running_loop()
+        running: Future[_T] = self._executor.submit(_no_stop_iteration, work)
+        done = asyncio.wrap_future(running)
+        try:
+            return await asyncio.shield(done)
+        except asyncio.CancelledError as cancelled:
+            if not finish and running.cancel():  # it had not started: nothing happened
                 raise
+            if cancel is not None:
+                cancel.set()
+            await _settled(done)
+            if not done.cancelled() and done.exception() is not None:
+                cancelled.__cause__ = done.exception()
+            raise
 
     # -- lifecycle ---------------------------------------------------------------------
 
     async def aclose(self) -> None:
-        """Close the source and target this reconciler opened from URLs (after the call
-        in progress, if any). Idempotent; a call after it raises ``RuntimeError``."""
+        """Stop the drift watches of :meth:`run` loops, then close the source and target
+        this reconciler opened from URLs (after the call in progress, if any).
+        Idempotent; a call after it (or still waiting its turn) raises ``RuntimeError``."""
         if self._closed:
             return
-        await self._call(self.engine.close)
-        self._closed = True
+        async with self._turn:
+            if self._closed:
+                return
+            self._closed = True  # from now on, calls waiting their turn are refused
+            watches, self._watches = self._watches, []
+            # finish: a cancelled aclose (a program shutting down) still closes
+            await self._run(functools.partial(_close, self.engine, watches), None, finish=True)
 
     async def __aenter__(self) -> Self:
         return self
@@ -318,6 +383,30 @@ class Reconciler:
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+
+def _refuse_on_event(options: dict[str, Any]) -> None:
+    if "on_event" in options:
+        raise TypeError("gitops.aio.Reconciler: use subscribe(handler), not on_event=")
+
+
+def _close(reconciler: engine.Reconciler, watches: list[Callable[[], None]]) -> None:
+    """Stop ``watches`` (whatever each raises), then close ``reconciler``."""
+    for unsubscribe in watches:
+        try:
+            unsubscribe()
+        except Exception:
+            log.exception("stopping a drift watch of %s failed; closing anyway", reconciler.name)
+    reconciler.close()
+
+
+def _no_stop_iteration(work: Callable[[], _T]) -> _T:
+    """``work()``, a ``StopIteration`` it raises (a plugin's bug) turned into RuntimeError:
+    an asyncio future cannot carry one, and its awaiter would wait forever."""
+    try:
+        return work()
+    except StopIteration as exc:
+        raise RuntimeError(f"{type(exc).__name__} raised in gitops.aio work: {exc!r}") from exc
 
 
 def _setter(flag: asyncio.Event) -> Callable[[], None]:

@@ -53,3 +53,17 @@ def test_the_controller_reconciles_logs_and_counts(tmp_path: Path) -> None:
     assert "controller_syncs_total{app=\"broken\"" not in metrics
     assert logs.count("controller.broken WARNING ReconcileError:") == 2
     assert "bad.yaml" in logs
+
+
+def test_a_bad_url_is_one_line_naming_it_not_a_traceback(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, str(CONTROLLER), "--iterations", "1", "--interval", "0.05",
+         "--app", "shop", str(ROOT / "examples" / "app"), "mock:",
+         "--app", "web", "gti+https://git.example.com/web.git", "mock:"],
+        capture_output=True, text=True, timeout=60, check=False,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith(
+        "controller: no source plugin for 'gti'; installed sources: "), done.stderr

@@ -200,3 +200,15 @@ def test_module_index_page_lists_the_package(site: Path) -> None:
     page = _text(site / "api" / "modules.html")
     for module in ("gitops.engine", "gitops.operator.scheduler", "gitops.sources.git"):
         assert module in page, module
+
+
+def test_comparison_table_links_the_features_gitops_has() -> None:
+    """A feature gitops has is never "no" in its column: it says what and links its page."""
+    rows = {cells[0].strip(): cells[1].strip()
+            for line in (ROOT / "docs" / "comparison.md").read_text().splitlines()
+            if line.startswith("| ") and len(cells := line[2:].split(" | ")) >= 4}
+    for feature, page in (("Templated fleets of applications", "(fleets.md)"),
+                          ("Image update automation", "(images.md)")):
+        gitops = rows[feature]
+        assert not gitops.startswith("no"), (feature, gitops)
+        assert page in gitops, (feature, gitops)

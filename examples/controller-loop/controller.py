@@ -27,7 +27,8 @@ async def control(name: str, source: str, target: str, args: argparse.Namespace)
         log.log(logging.WARNING if event.warning else logging.INFO, "%s: %s", event.reason,
                 event.message)
 
-    async with gitops.aio.Reconciler(source, target, name=name, prune=True) as reconciler:
+    opening = gitops.aio.Reconciler.open(source, target, name=name, prune=True)  # off the loop
+    async with await opening as reconciler:
         reconciler.subscribe(on_event)
         async for result in reconciler.run(args.interval, iterations=args.iterations):
             SYNCS.labels(name, "succeeded" if result.succeeded else "failed").inc()
@@ -54,4 +55,7 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except gitops.GitopsError as exc:  # a bad URL or option: one line, not a traceback
+        raise SystemExit(f"controller: {exc}") from None

@@ -54,17 +54,25 @@ def inventory_name(namespace: str, name: str) -> str:
 
 async def reconciler_for(memo: kopf.Memo, spec: kopf.Spec, namespace: str,
                          name: str) -> gitops.aio.Reconciler:
-    """The Environment's reconciler, made again when its source or prune changed."""
+    """The Environment's reconciler, made again when its source or prune changed.
+
+    Made with ``open()``, off the event loop: opening ``k8s:`` may run the kubeconfig's
+    credential plugin.
+    """
     wanted = (spec["source"], bool(spec.get("prune", True)))
     reconciler: gitops.aio.Reconciler | None = memo.get("reconciler")
-    if reconciler is None or memo.get("built_for") != wanted:
-        old, reconciler = reconciler, gitops.aio.Reconciler(
-            wanted[0], TARGET, name=inventory_name(namespace, name), prune=wanted[1],
-        )
-        memo.reconciler, memo.built_for = reconciler, wanted  # before any await: no race
-        if old is not None:
-            await old.aclose()  # after the call it may be running
-    return reconciler
+    if reconciler is not None and memo.get("built_for") == wanted:
+        return reconciler
+    made = await gitops.aio.Reconciler.open(
+        wanted[0], TARGET, name=inventory_name(namespace, name), prune=wanted[1])
+    old: gitops.aio.Reconciler | None = memo.get("reconciler")
+    if old is not None and old is not reconciler and memo.get("built_for") == wanted:
+        await made.aclose()  # another handler made the same meanwhile: use that one
+        return old
+    memo.reconciler, memo.built_for = made, wanted
+    if old is not None:
+        await old.aclose()  # after the call it may be running
+    return made
 
 
 async def reconcile(memo: kopf.Memo, spec: kopf.Spec, meta: kopf.Meta, status: kopf.Status,
@@ -193,7 +201,7 @@ async def prune_everything(memo: kopf.Memo, spec: kopf.Spec, meta: kopf.Meta,
         logger.info("deleted: objects left in place (prune is off or suspended)")
         return
     with tempfile.TemporaryDirectory() as nothing:
-        async with gitops.aio.Reconciler(
+        async with await gitops.aio.Reconciler.open(
             f"dir:{nothing}", TARGET, name=inventory_name(meta["namespace"], meta["name"]),
             prune=True, allow_empty=True,
         ) as pruner:
