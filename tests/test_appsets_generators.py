@@ -322,3 +322,24 @@ def test_git_config_repr_hides_credentials() -> None:
     config = GitConfig.model_validate({"url": f"git+https://bot:{SECRET}@h/r.git", "directories": [{"path": "*"}],
                                        "options": {"password": SECRET}})
     assert SECRET not in repr(config) and "password" in repr(config)
+
+
+def test_a_cluster_secrets_credentials_never_reach_parameters_or_errors(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``kubectl apply`` leaves the whole Secret (its ``config``) in the last-applied
+    annotation: it must not become a parameter, and an error shows only what the
+    template uses."""
+    monkeypatch.setenv("GITOPS_CACHE_DIR", os.fspath(tmp_path / "cache"))
+    secret = _cluster_secret("EU_1", "https://eu:6443", {"env": "prod"})
+    applied = {"kind": "Secret", "stringData": {"config": json.dumps({"bearerToken": SECRET})}}
+    secret["metadata"]["annotations"] = {
+        "kubectl.kubernetes.io/last-applied-configuration": json.dumps(applied), "team": "blue"}
+    path = tmp_path / "clusters.yaml"
+    path.write_text(yaml.safe_dump(secret))
+    params = _run({"clusters": {"files": [os.fspath(path)]}})
+    assert params[0]["metadata.annotations.team"] == "blue"
+    assert SECRET not in json.dumps(params)
+    with pytest.raises(InputError, match=r"ApplicationSet ops/fleet: generated .*DNS label") as caught:
+        generate(_appset([{"clusters": {"files": [os.fspath(path)]}}], name="{{name}}"))
+    assert SECRET not in str(caught.value) and "name: EU_1" in str(caught.value)
+    assert "blue" not in str(caught.value), "a parameter the template does not use is not shown"

@@ -52,6 +52,7 @@ from gitops.appsets.generators.base import ConfigModel, Generator, GeneratorCont
 from gitops.appsets.spec import LabelSelectorRequirement
 from gitops.cache import cache_root
 from gitops.errors import GitopsError
+from gitops.masking import LAST_APPLIED_ANNOTATION
 
 __all__ = ["SECRET_TYPE_LABEL", "Cluster", "ClustersGenerator", "target_url"]
 
@@ -243,7 +244,9 @@ def _secret_cluster(where: str, secret: Mapping[str, Any], context: GeneratorCon
     kubeconfig = _write_kubeconfig(_kubeconfig(where, name, server, config, context))
     meta = secret.get("metadata") or {}
     labels = {str(k): str(v) for k, v in (meta.get("labels") or {}).items() if k != SECRET_TYPE_LABEL}
-    annotations = {str(k): str(v) for k, v in (meta.get("annotations") or {}).items()}
+    # kubectl's last-applied annotation is the Secret itself, credentials included
+    annotations = {str(k): str(v) for k, v in (meta.get("annotations") or {}).items()
+                   if k != LAST_APPLIED_ANNOTATION}
     return Cluster(name=name, server=server, target=target_url(name, kubeconfig),
                    labels=labels, annotations=annotations)
 
