@@ -362,3 +362,37 @@ def test_a_released_set_gives_nothing_up_and_a_removed_one_does(tmp_path: Path) 
         assert sink.given_up[-1] == ("team/a", True)
     finally:
         sets.close()
+
+
+def test_generators_giving_nothing_delete_nothing(fleet: Fleet, tmp_path: Path) -> None:
+    """A branch pushed to a commit without the folders (an empty listing) is not a fleet
+    meant to go: nothing is deleted until the set itself is removed."""
+    fleet.publish("web", "api")
+    with running(tmp_path) as (operator, sets):
+        sets.apply([], [fleet.appset()])
+        wait_for(lambda: fleet.value("web") and fleet.value("api"), 10, "both applied")
+        fleet.work.replace({"README.md": "moved\n"})
+        fleet.work.commit("the folders went elsewhere")
+        fleet.work.push(fleet.bare)
+        sets.apply([], [fleet.appset(labels={"v": "2"})])
+        assert set(operator.applications()) == {"team/web", "team/api"}
+        time.sleep(0.3)
+        assert fleet.value("web") and fleet.value("api"), "objects stay"
+        fleet.publish("web")  # one folder back: the other one goes, as usual
+        sets.apply([], [fleet.appset(labels={"v": "3"})])
+        assert set(operator.applications()) == {"team/web"}
+        wait_for(lambda: fleet.value("api") is None, 10, "api pruned")
+
+
+def test_a_list_giving_nothing_deletes_nothing_and_removing_the_set_does(tmp_path: Path) -> None:
+    sink = RecordingSink()
+    sets = SetController(sink, RolloutFiles(tmp_path / "state"))
+    try:
+        sets.apply([], [listed("a", "b")])
+        sets.apply([], [listed()])
+        assert sink.given_up == []
+        assert set(sink.published["team/l"]) == {"team/a", "team/b"}
+        sets.apply([], [])
+        assert sorted(sink.given_up) == [("team/a", True), ("team/b", True)]
+    finally:
+        sets.close()

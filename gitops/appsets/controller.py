@@ -17,7 +17,9 @@ for a resume there while ``gitops run`` runs. Writes are atomic (a rename) under
 ``flock``. It holds no credentials: revisions, application keys, messages.
 
 A failing generator (a repository that cannot be read) never deletes anything: the last
-good result is kept and the failure logged once.
+good result is kept and the failure logged once. Nor does an evaluation that gives no
+Application at all while the set owns some (an empty listing): only removing the set
+deletes all of its Applications.
 """
 
 from __future__ import annotations
@@ -228,6 +230,8 @@ class _Set:
     regenerate: bool = True
     error: str = ""
     seeded: bool = False
+    #: the generators gave nothing while the set owned Applications (said once)
+    empty: bool = False
 
     def close(self) -> None:
         for source in self.sources.values():
@@ -370,6 +374,18 @@ class SetController:
                 return False
             entry.seeded = True
         ownership = decide(appset.spec.sync_policy, entry.owned, entry.generated)
+        if ownership.delete and not entry.generated:
+            # nothing at all: an empty listing (a ref moved to an unrelated commit, a
+            # namespace without cluster Secrets) is far likelier than a fleet meant to go
+            if not entry.empty:
+                message = (f"ApplicationSet {appset.key}: the generators gave no Application; "
+                           f"the {len(ownership.delete)} it owns are kept (delete the "
+                           "ApplicationSet to delete them)")
+                log.error("%s", message, extra={"app": appset.key, "reason": "GenerateFailed"})
+                self._notify(appset.key, "GenerateFailed", "", message)
+            entry.empty = True
+            return False
+        entry.empty = False
         for app in ownership.delete:
             self._give_up(app, prune=ownership.prune)
         entry.owned = dict(ownership.keep)
