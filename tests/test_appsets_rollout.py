@@ -31,6 +31,7 @@ from gitops.errors import InputError
 from gitops.model import ResourceKey
 from gitops.operator import Operator
 from gitops.operator.status import AppStatus, Condition, now
+from gitops.targets.kubernetes.errors import TransportError
 from gitops.targets.memory import MemoryTarget
 from gitops.testing.gitserver import GitDaemon, WorkRepo
 
@@ -430,3 +431,46 @@ def test_one_shot_commands_never_let_an_application_skip_its_step(
     rows = {row["name"]: row for row in json.loads(text)["applications"]}
     assert sha[:7] in rows["web-staging"]["revision"]
     assert "held by the rollout" in rows["web-prod"]["message"]
+
+
+class FlakyStatusSink:
+    """A sink whose status reads fail until ``failing`` is cleared (a store that is down)."""
+
+    always = False
+
+    def __init__(self) -> None:
+        self.failing = True
+        self.statuses: dict[str, AppStatus] = {}
+        self.published: dict[str, dict[str, Application]] = {}
+
+    def publish(self, static: Any, generated: Any) -> None:
+        self.published = {k: dict(v) for k, v in generated.items()}
+
+    def give_up(self, app: Application, *, prune: bool) -> None:
+        raise AssertionError("nothing is given up here")
+
+    def status(self, key: str) -> AppStatus | None:
+        if self.failing:
+            raise TransportError("the status store is unreachable")
+        return self.statuses.get(key)
+
+    def owned(self, appset: ApplicationSet) -> dict[str, Application]:
+        return {}
+
+
+def test_a_status_that_cannot_be_read_holds_the_rollout_and_never_stops_it(
+        fleet: Rollout, tmp_path: Path) -> None:
+    sha = fleet.commit("1")
+    sink = FlakyStatusSink()
+    sets = SetController(sink, RolloutFiles(tmp_path / "state"), tick=0.05)
+    try:
+        sets.apply([], [fleet.appset()])  # the first evaluation must not raise
+        assert set(sink.published["team/web"]) == {"team/web-staging"}
+        time.sleep(0.3)
+        assert set(sink.published["team/web"]) == {"team/web-staging"}, \
+            "an unknown status lets nothing through"
+        sink.statuses["team/web-staging"] = status(f"main@sha1:{sha}")
+        sink.failing = False  # the evaluation loop is still alive: prod comes
+        wait_for(lambda: "team/web-prod" in sink.published["team/web"], 5, "prod's turn")
+    finally:
+        sets.close()

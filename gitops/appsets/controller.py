@@ -347,7 +347,11 @@ class SetController:
                 for entry in list(self._sets.values()):
                     due = entry.regenerate or entry.due <= now
                     if due or _rolling(entry.appset):
-                        changed |= self._evaluate(entry, regenerate=due)
+                        try:
+                            changed |= self._evaluate(entry, regenerate=due)
+                        except Exception:  # never the end of the loop: every set waits on it
+                            log.exception("%s: evaluation failed unexpectedly", entry.appset.key,
+                                          extra={"app": entry.appset.key})
                 if changed or self._sink.always:
                     self._publish()
                 waits = [e.due - self._clock() for e in self._sets.values()]
@@ -433,8 +437,7 @@ class SetController:
         assert strategy is not None and strategy.rolling_sync is not None
         steps = strategy.rolling_sync.steps
         labels = {key: app.metadata.labels for key, app in entry.owned.items()}
-        statuses: dict[str, AppStatus | None] = {
-            key: self._sink.status(key) for key in entry.owned}
+        statuses = {key: self._status(key) for key in entry.owned}
         events: list[RolloutEvent] = []
 
         def change(before: RolloutState | None) -> RolloutState:
@@ -458,6 +461,15 @@ class SetController:
         except InputError as exc:  # checked when generated: not expected here
             log.error("%s", exc, extra={"app": appset.key})
             return dict(entry.final)
+
+    def _status(self, key: str) -> AppStatus | None:
+        """Application ``key``'s status; unknown (None: the rollout waits) when it cannot be
+        read, so a status store that is down neither halts nor advances a rollout."""
+        try:
+            return self._sink.status(key)
+        except Exception as exc:
+            log.warning("%s: cannot read the status: %s", key, exc, extra={"app": key})
+            return None
 
     def _give_up(self, app: Application, *, prune: bool) -> None:
         """An Application the set no longer generates: deleted (pruned) or just dropped."""
