@@ -186,10 +186,39 @@ class ClusterSink:
             self._refused[app.key] = str(exc)
             return
         self._refused.pop(app.key, None)
+        if isinstance(stored, dict) and not self._same(stored, app, owner):
+            stored = self._remove_additions(app, stored, body) or stored
         if isinstance(stored, dict):
             self._store.seen(stored)
         log.info("%s: Application written for %s", app.key, _key(owner),
                  extra={"app": app.key, "reason": "ApplicationGenerated"})
+
+    def _remove_additions(self, app: Application, stored: Mapping[str, Any],
+                          body: Mapping[str, Any]) -> dict[str, Any] | None:
+        """Take away what a hand edit added (a field, label or annotation the generated
+        Application does not have): server-side apply leaves what another field manager
+        owns in place. A JSON merge patch setting each to null; the object it returns."""
+        meta, wanted = stored.get("metadata") or {}, body["metadata"]
+        patch: dict[str, Any] = {}
+        for part in ("labels", "annotations"):
+            extra = {k: None for k in meta.get(part) or {}
+                     if k not in wanted.get(part, {}) and k != "gitops.dev/requested-at"}
+            if extra:
+                patch.setdefault("metadata", {})[part] = extra
+        spec = _additions(stored.get("spec"), body["spec"])
+        if spec:
+            patch["spec"] = spec
+        if not patch:
+            return None
+        try:
+            edited = self._api.client.request("PATCH", _apps_path(app.namespace, app.name),
+                                              body=patch, content_type=MERGE_PATCH,
+                                              verb="patch")
+        except (StatusError, TransportError) as exc:
+            log.error("%s: cannot put back the generated Application: %s", app.key, exc,
+                      extra={"app": app.key})
+            return None
+        return edited if isinstance(edited, dict) else None
 
     def give_up(self, app: Application, *, prune: bool) -> None:
         self._checked.pop(app.key, None)
@@ -227,6 +256,24 @@ class ClusterSink:
                 except InputError:
                     continue
         return found
+
+
+def _additions(live: Any, wanted: Any) -> Any:
+    """A JSON merge patch from ``live`` to ``wanted`` for what ``live`` has in addition:
+    keys ``wanted`` lacks set to null, lists that differ given whole; None if nothing."""
+    if isinstance(live, Mapping) and isinstance(wanted, Mapping):
+        patch: dict[str, Any] = {}
+        for key, value in live.items():
+            if key not in wanted:
+                patch[key] = None
+            else:
+                inner = _additions(value, wanted[key])
+                if inner is not None:
+                    patch[key] = inner
+        return patch or None
+    if isinstance(live, list) and isinstance(wanted, list) and live != wanted:
+        return wanted
+    return None
 
 
 def get_appset(api: OperatorAPI, name: str) -> ApplicationSet:
