@@ -396,3 +396,22 @@ def test_a_list_giving_nothing_deletes_nothing_and_removing_the_set_does(tmp_pat
         assert sorted(sink.given_up) == [("team/a", True), ("team/b", True)]
     finally:
         sets.close()
+
+
+def test_a_set_never_deletes_an_application_it_does_not_own(tmp_path: Path) -> None:
+    """A generated name that a declared Application (or another set's) already has is
+    ignored: when the set stops generating it, the other one's objects stay."""
+    sink = RecordingSink()
+    sets = SetController(sink, RolloutFiles(tmp_path / "state"))
+    static = app_of("a", "dir:/static", "mock:")
+    try:
+        sets.apply([static], [listed("a", "b")])
+        assert set(sink.published["team/l"]) == {"team/b"}
+        sets.apply([static], [listed("b")])
+        assert sink.given_up == [], "team/a is the declared one's"
+        sets.apply([], [listed("a", "b")])  # no longer declared: the set's now
+        sets.apply([static], [listed("b")])  # declared again: the set lets it go, unpruned
+        assert sink.given_up == []
+        assert set(sink.published["team/l"]) == {"team/b"}
+    finally:
+        sets.close()

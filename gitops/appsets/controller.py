@@ -232,6 +232,8 @@ class _Set:
     seeded: bool = False
     #: the generators gave nothing while the set owned Applications (said once)
     empty: bool = False
+    #: generated keys another Application has already (said once)
+    clash: list[str] = field(default_factory=list)
 
     def close(self) -> None:
         for source in self.sources.values():
@@ -377,8 +379,9 @@ class SetController:
                 log.error("%s: %s", appset.key, exc, extra={"app": appset.key})
                 return False
             entry.seeded = True
-        ownership = decide(appset.spec.sync_policy, entry.owned, entry.generated)
-        if ownership.delete and not entry.generated:
+        generated = self._unclaimed(entry)
+        ownership = decide(appset.spec.sync_policy, entry.owned, generated)
+        if ownership.delete and not generated:
             # nothing at all: an empty listing (a ref moved to an unrelated commit, a
             # namespace without cluster Secrets) is far likelier than a fleet meant to go
             if not entry.empty:
@@ -398,6 +401,22 @@ class SetController:
             return bool(ownership.delete)
         entry.final = final
         return True
+
+    def _unclaimed(self, entry: _Set) -> dict[str, Application]:
+        """The set's generated Applications but those whose key a declared Application or
+        another set's has (logged once): a set never owns, so never deletes and prunes,
+        an Application that is not its own."""
+        assert entry.generated is not None
+        taken = {app.key for app in self._static}
+        taken.update(k for other in self._sets.values() if other is not entry for k in other.owned)
+        clash = sorted(taken & entry.generated.keys())
+        entry.owned = {k: app for k, app in entry.owned.items() if k not in taken}
+        if clash != entry.clash and clash:
+            log.error("%s: generated Application %s is declared already (in the files or by "
+                      "another ApplicationSet); ignored", entry.appset.key, ", ".join(clash),
+                      extra={"app": entry.appset.key})
+        entry.clash = clash
+        return {k: app for k, app in entry.generated.items() if k not in taken}
 
     def _generate(self, entry: _Set) -> None:
         from gitops.appsets.generate import generate
