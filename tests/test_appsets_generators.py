@@ -343,3 +343,22 @@ def test_a_cluster_secrets_credentials_never_reach_parameters_or_errors(
         generate(_appset([{"clusters": {"files": [os.fspath(path)]}}], name="{{name}}"))
     assert SECRET not in str(caught.value) and "name: EU_1" in str(caught.value)
     assert "blue" not in str(caught.value), "a parameter the template does not use is not shown"
+
+
+def test_a_secrets_kubeconfig_is_not_named_by_a_plain_digest_of_its_credentials(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The kubeconfig's path is in every generated Application: a plain digest of a
+    kubeconfig holding a password lets anyone who sees it try passwords offline."""
+    import hashlib
+
+    monkeypatch.setenv("GITOPS_CACHE_DIR", os.fspath(tmp_path / "cache"))
+    path = tmp_path / "clusters.yaml"
+    path.write_text(yaml.safe_dump(_cluster_secret("eu", "https://eu:6443", {})))
+    params = _run({"clusters": {"files": [os.fspath(path)]}})
+    written = Path(parse_url(params[0]["target"])[1]["kubeconfig"])
+    plain = hashlib.sha256(written.read_bytes()).hexdigest()[:32]
+    assert written.name != f"{plain}.kubeconfig"
+    key = written.parent / ".key"
+    assert key.stat().st_mode & 0o777 == 0o600 and written.parent.stat().st_mode & 0o777 == 0o700
+    again = _run({"clusters": {"files": [os.fspath(path)]}})
+    assert again[0]["target"] == params[0]["target"], "the same Secret, the same path"
