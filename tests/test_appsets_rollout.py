@@ -474,3 +474,31 @@ def test_a_status_that_cannot_be_read_holds_the_rollout_and_never_stops_it(
         wait_for(lambda: "team/web-prod" in sink.published["team/web"], 5, "prod's turn")
     finally:
         sets.close()
+
+
+def test_a_commit_that_cannot_be_rendered_halts_the_rollout(fleet: Rollout, tmp_path: Path) -> None:
+    """The commonest bad commit fails before any sync (a manifest that does not parse): it
+    halts the rollout, naming the Application, like a Degraded one."""
+    staging, prod = fleet.targets["staging"], fleet.targets["prod"]
+    fleet.commit("1")
+    appset = fleet.appset()
+    store = RolloutFiles(tmp_path / "state")
+    notes = Notes()
+    operator = Operator(MemoryStatusStore(), workers=2)
+    sets = SetController(operator, store, notifier=notes, tick=0.05)
+    operator.start()
+    try:
+        sets.apply([], [appset])
+        wait_for(lambda: (store.read(appset) or RolloutState()).complete, 15, "v1 everywhere")
+        fleet.work.write({"apps/web/deploy.yaml": "kind: [unclosed\n"})
+        bad = fleet.work.commit("a manifest that does not parse")
+        fleet.work.push(fleet.bare)
+        state = wait_for(lambda: _state(store, appset, "Halted", bad), 10, "halted")
+        assert state.holding == "team/web-staging" and state.step == 1
+        assert ("team/web", "RolloutHalted") in notes.seen
+        assert image_of(prod) == "web:1" and image_of(staging) == "web:1"
+        assert sets.applications("team/web")["team/web-prod"].spec.source.url.endswith(
+            f"@{fleet.work.head('HEAD~1')}#path=apps/web")
+    finally:
+        sets.close()
+        operator.stop()
