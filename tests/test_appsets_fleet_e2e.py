@@ -372,3 +372,35 @@ def test_fields_labels_and_annotations_added_by_hand_are_taken_away(
             "a sync request (gitops sync) is not a hand edit"
     finally:
         api.close()
+
+
+def test_applications_a_set_owns_in_another_namespace_are_found_after_a_restart(
+        operator_emulator: KubeEmulator) -> None:
+    """A template may put Applications in another namespace than the set's: after a
+    restart they are still the set's (so a folder removed meanwhile deletes its own)."""
+    from gitops.appsets.cluster import ClusterSink
+    from gitops.operator import Operator
+    from gitops.operator.cluster import ClusterStatusStore
+
+    emulator = operator_emulator
+    for namespace in ("owner", "elsewhere"):
+        emulator.expect_ok("POST", "/api/v1/namespaces", {
+            "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
+    emulator.expect_ok("POST", "/apis/gitops.dev/v1alpha1/namespaces/elsewhere/applications", {
+        "apiVersion": "gitops.dev/v1alpha1", "kind": "Application",
+        "metadata": {"name": "web", "namespace": "elsewhere",
+                     "annotations": {"gitops.dev/application-set": "owner/fleet"}},
+        "spec": {"source": {"url": "dir:/x"}, "target": {"url": "mock:"}}})
+    api = OperatorAPI.from_kubeconfig(str(emulator.kubeconfig_path))
+    store = ClusterStatusStore(api)
+    sink = ClusterSink(api, store, Operator(store), lambda _key: None)
+    appset = ApplicationSet.model_validate({
+        "apiVersion": "gitops.dev/v1alpha1", "kind": "ApplicationSet",
+        "metadata": {"name": "fleet", "namespace": "owner"},
+        "spec": {"generators": [{"list": {"elements": []}}],
+                 "template": {"metadata": {"name": "web", "namespace": "elsewhere"},
+                              "spec": {"source": {"url": "dir:/x"}, "target": {"url": "mock:"}}}}})
+    try:
+        assert set(sink.owned(appset)) == {"elsewhere/web"}
+    finally:
+        api.close()

@@ -123,8 +123,10 @@ class ClusterSink:
 
     def __init__(self, api: OperatorAPI, store: ClusterStatusStore, operator: Operator,
                  sets: Callable[[str], Mapping[str, Any] | None], *,
-                 kubeconfig: str | None = None, context: str | None = None) -> None:
+                 kubeconfig: str | None = None, context: str | None = None,
+                 namespace: str | None = None) -> None:
         self._api = api
+        self._namespace = namespace  # the controller's (None: all): where owned ones are
         self._store = store
         self._operator = operator
         self._sets = sets
@@ -241,10 +243,11 @@ class ClusterSink:
             return None
 
     def owned(self, appset: ApplicationSet) -> dict[str, Application]:
-        """The set's Application objects, listed from the API server (once per set)."""
+        """The set's Application objects, listed from the API server (once per set), in
+        every namespace the controller serves: a template may name another namespace."""
         found: dict[str, Application] = {}
         try:
-            objects, _ = self._api.list_applications(appset.namespace)
+            objects, _ = self._api.list_applications(self._namespace)
         except (StatusError, TransportError) as exc:
             raise InputError(f"ApplicationSet {appset.key}: cannot list its Applications: "
                              f"{exc}") from exc
@@ -363,7 +366,7 @@ class ClusterSets:
         self._changing = threading.Lock()
         self._lock = threading.Lock()
         sink = ClusterSink(api, store, operator, self._object, kubeconfig=kubeconfig,
-                           context=context)
+                           context=context, namespace=namespace)
         self.controller = SetController(sink, ClusterRollouts(api), notifier=notifier, tick=tick)
         self._thread: threading.Thread | None = None
 
