@@ -362,3 +362,18 @@ def test_a_secrets_kubeconfig_is_not_named_by_a_plain_digest_of_its_credentials(
     assert key.stat().st_mode & 0o777 == 0o600 and written.parent.stat().st_mode & 0o777 == 0o700
     again = _run({"clusters": {"files": [os.fspath(path)]}})
     assert again[0]["target"] == params[0]["target"], "the same Secret, the same path"
+
+
+def test_a_folder_a_source_url_would_read_as_another_is_refused(
+        repo: tuple[WorkRepo, Path, str]) -> None:
+    """``#path={{path}}`` with folder ``apps/a+b`` is read as ``apps/a b``: the Application
+    would deploy another folder. Refused, naming the set and the folder; excluding it works."""
+    work, bare, url = repo
+    work.write({"apps/a+b/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n"})
+    work.commit("a folder with a plus")
+    work.push(bare)
+    with pytest.raises(InputError, match=r"ApplicationSet ops/fleet: .*folder 'apps/a\+b'"):
+        _run({"git": {"url": url, "directories": [{"path": "apps/*"}]}})
+    params = _run({"git": {"url": url, "directories": [{"path": "apps/*"},
+                                                        {"path": "apps/a+b", "exclude": True}]}})
+    assert "apps/a+b" not in [p["path"] for p in params]
