@@ -278,11 +278,13 @@ class AppReconciler:
                 engine = self._engine(self._source, revision)
             plan = engine.plan()
         except GitopsError as exc:
-            # a revision that cannot be rendered is recorded as attempted (a rollout gating
-            # on it halts there); the sync state stays Unknown: nothing was planned
-            resolved = engine.source.resolved if engine is not None and isinstance(
+            # a revision whose content is wrong (it cannot be rendered) is recorded as
+            # attempted, so a rollout gating on it halts there; not a target or network
+            # error, which is no fault of the revision. Sync stays Unknown: nothing planned.
+            invalid = isinstance(exc, InputError)
+            resolved = engine.source.resolved if invalid and engine is not None and isinstance(
                 engine.source, _TimedSource) else None
-            return self._failed(before, trigger, "", str(exc), stalled=isinstance(exc, InputError),
+            return self._failed(before, trigger, "", str(exc), stalled=invalid,
                                 attempted=resolved)
         except Exception as exc:  # a plugin's bug: reported, never fatal to the operator
             log.exception("%s: reconcile failed unexpectedly", app.key, extra={"app": app.key})
