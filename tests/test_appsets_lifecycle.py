@@ -329,7 +329,7 @@ class RecordingSink:
     def give_up(self, app: Application, *, prune: bool) -> None:
         self.given_up.append((app.key, prune))
 
-    def status(self, key: str) -> None:
+    def status(self, app: Application) -> None:
         return None
 
     def owned(self, appset: ApplicationSet) -> dict[str, Application]:

@@ -442,6 +442,7 @@ class FlakyStatusSink:
         self.failing = True
         self.statuses: dict[str, AppStatus] = {}
         self.published: dict[str, dict[str, Application]] = {}
+        self.asked: set[str] = set()
 
     def publish(self, static: Any, generated: Any) -> None:
         self.published = {k: dict(v) for k, v in generated.items()}
@@ -449,10 +450,11 @@ class FlakyStatusSink:
     def give_up(self, app: Application, *, prune: bool) -> None:
         raise AssertionError("nothing is given up here")
 
-    def status(self, key: str) -> AppStatus | None:
+    def status(self, app: Application) -> AppStatus | None:
+        self.asked.add(app.key)
         if self.failing:
             raise TransportError("the status store is unreachable")
-        return self.statuses.get(key)
+        return self.statuses.get(app.key)
 
     def owned(self, appset: ApplicationSet) -> dict[str, Application]:
         return {}
@@ -469,6 +471,7 @@ def test_a_status_that_cannot_be_read_holds_the_rollout_and_never_stops_it(
         time.sleep(0.3)
         assert set(sink.published["team/web"]) == {"team/web-staging"}, \
             "an unknown status lets nothing through"
+        assert sink.asked == {"team/web-staging"}, "a held-back one's status is not read"
         sink.statuses["team/web-staging"] = status(f"main@sha1:{sha}")
         sink.failing = False  # the evaluation loop is still alive: prod comes
         wait_for(lambda: "team/web-prod" in sink.published["team/web"], 5, "prod's turn")
@@ -502,3 +505,30 @@ def test_a_commit_that_cannot_be_rendered_halts_the_rollout(fleet: Rollout, tmp_
     finally:
         sets.close()
         operator.stop()
+
+
+def test_a_restart_keeps_a_complete_rollout_complete(fleet: Rollout, tmp_path: Path) -> None:
+    """gitops run started again: its first look at the set comes before the scheduler has
+    the Applications, and must read their stored statuses, not take them for unknown (the
+    rollout falling back to Progressing, RolloutCompleted sent again)."""
+    fleet.commit("1")
+    appset = fleet.appset()
+    store = RolloutFiles(tmp_path / "state")
+    statuses = MemoryStatusStore()
+    for run in range(2):
+        notes = Notes()
+        operator = Operator(statuses, workers=2)
+        sets = SetController(operator, store, notifier=notes, tick=0.05)
+        operator.start()
+        try:
+            sets.apply([], [appset])
+            if run == 0:
+                wait_for(lambda: (store.read(appset) or RolloutState()).complete, 15, "complete")
+                assert ("team/web", "RolloutCompleted") in notes.seen
+            else:
+                assert (store.read(appset) or RolloutState()).complete, "still complete"
+                time.sleep(0.3)
+                assert notes.seen == [], "nothing happened to notify"
+        finally:
+            sets.close()
+            operator.stop()

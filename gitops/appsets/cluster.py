@@ -236,9 +236,9 @@ class ClusterSink:
         except TransportError as exc:
             log.error("%s: cannot delete the Application: %s", app.key, exc)
 
-    def status(self, key: str) -> AppStatus | None:
+    def status(self, app: Application) -> AppStatus | None:
         try:
-            return status_in(self._store.object(key), key)
+            return status_in(self._store.object(app.key), app.key)
         except InputError:
             return None
 

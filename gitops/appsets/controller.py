@@ -87,8 +87,8 @@ class Sink(Protocol):
     def give_up(self, app: Application, *, prune: bool) -> None:
         """``app`` is no longer generated: delete it (pruning its objects when ``prune``)."""
 
-    def status(self, key: str) -> AppStatus | None:
-        """The last status of Application ``key``."""
+    def status(self, app: Application) -> AppStatus | None:
+        """The last status of ``app`` (also before it was first published)."""
 
     def owned(self, appset: ApplicationSet) -> dict[str, Application]:
         """The Applications the set owns already (objects in a cluster; none in a process)."""
@@ -120,8 +120,8 @@ class OperatorSink:
         else:
             self.operator.remove(app.key)
 
-    def status(self, key: str) -> AppStatus | None:
-        return self.operator.status(key)
+    def status(self, app: Application) -> AppStatus | None:
+        return self.operator.stored_status(app)
 
     def owned(self, appset: ApplicationSet) -> dict[str, Application]:
         return {}
@@ -456,7 +456,7 @@ class SetController:
         assert strategy is not None and strategy.rolling_sync is not None
         steps = strategy.rolling_sync.steps
         labels = {key: app.metadata.labels for key, app in entry.owned.items()}
-        statuses = {key: self._status(key) for key in entry.owned}
+        statuses = _Statuses(entry.owned, self._status)  # read only for those the gate asks
         events: list[RolloutEvent] = []
 
         def change(before: RolloutState | None) -> RolloutState:
@@ -481,13 +481,13 @@ class SetController:
             log.error("%s", exc, extra={"app": appset.key})
             return dict(entry.final)
 
-    def _status(self, key: str) -> AppStatus | None:
-        """Application ``key``'s status; unknown (None: the rollout waits) when it cannot be
-        read, so a status store that is down neither halts nor advances a rollout."""
+    def _status(self, app: Application) -> AppStatus | None:
+        """``app``'s status; unknown (None: the rollout waits) when it cannot be read, so a
+        status store that is down neither halts nor advances a rollout."""
         try:
-            return self._sink.status(key)
+            return self._sink.status(app)
         except Exception as exc:
-            log.warning("%s: cannot read the status: %s", key, exc, extra={"app": key})
+            log.warning("%s: cannot read the status: %s", app.key, exc, extra={"app": app.key})
             return None
 
     def _give_up(self, app: Application, *, prune: bool) -> None:
@@ -520,6 +520,27 @@ class SetController:
                 self._notifier.notify(key, reason, revision, message)
             except Exception:
                 log.exception("notification failed")
+
+
+class _Statuses(Mapping[str, "AppStatus | None"]):
+    """The statuses of a set's Applications, each read when first asked for: the gate asks
+    only for those pinned at the revision it rolls out (not the held-back ones)."""
+
+    def __init__(self, apps: Mapping[str, Application],
+                 read: Callable[[Application], AppStatus | None]) -> None:
+        self._apps, self._read = apps, read
+        self._seen: dict[str, AppStatus | None] = {}
+
+    def __getitem__(self, key: str) -> AppStatus | None:
+        if key not in self._seen:
+            self._seen[key] = self._read(self._apps[key])
+        return self._seen[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._apps)
+
+    def __len__(self) -> int:
+        return len(self._apps)
 
 
 def _rolling(appset: ApplicationSet) -> bool:
