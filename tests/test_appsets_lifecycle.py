@@ -209,8 +209,10 @@ class Fleet:
             "metadata": {"name": "fleet", "namespace": "team"}, "spec": spec})
 
     def value(self, folder: str) -> str | None:
-        path = object_file(self.out / folder, folder)
-        return path.read_text() if path.exists() else None
+        try:  # read, not exists() then read: a prune may remove it in between
+            return object_file(self.out / folder, folder).read_text()
+        except FileNotFoundError:
+            return None
 
 
 @pytest.fixture
