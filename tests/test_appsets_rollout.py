@@ -532,3 +532,37 @@ def test_a_restart_keeps_a_complete_rollout_complete(fleet: Rollout, tmp_path: P
         finally:
             sets.close()
             operator.stop()
+
+
+def test_an_application_a_halted_commit_drops_is_deleted_only_once_the_rollout_completes(
+        fleet: Rollout, tmp_path: Path) -> None:
+    """Dropping an Application (its folder gone, its element removed) is part of what the
+    new revision changes: while the rollout is halted, prod keeps running as it was; its
+    Application goes (objects pruned) once a rollout completes."""
+    staging, prod = fleet.targets["staging"], fleet.targets["prod"]
+    fleet.commit("1")
+    store = RolloutFiles(tmp_path / "state")
+    operator = Operator(MemoryStatusStore(), workers=2)
+    sets = SetController(operator, store, tick=0.05)
+    operator.start()
+    try:
+        appset = fleet.appset()
+        sets.apply([], [appset])
+        wait_for(lambda: (store.read(appset) or RolloutState()).complete, 15, "v1 everywhere")
+        good = fleet.work.head()
+        bad = fleet.commit("2-broken")
+        wait_for(lambda: _state(store, appset, "Halted", bad), 15, "halted at staging")
+        only_staging = [{"list": {"elements": [{"env": "staging", "target": staging.url}]}}]
+        appset = fleet.appset(generators=only_staging)
+        sets.apply([], [appset])
+        time.sleep(0.5)
+        assert image_of(prod) == "web:1", "prod is not touched while the rollout is halted"
+        assert sets.applications("team/web")["team/web-prod"].spec.source.url.endswith(
+            f"@{good}#path=apps/web")
+        fleet.commit("3")  # a good commit: the rollout completes, and prod's Application goes
+        wait_for(lambda: image_of(prod) is None, 15, "prod pruned once the rollout completed")
+        assert image_of(staging) == "web:3"
+        assert "team/web-prod" not in sets.applications("team/web")
+    finally:
+        sets.close()
+        operator.stop()

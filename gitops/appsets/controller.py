@@ -234,6 +234,9 @@ class _Set:
     empty: bool = False
     #: generated keys another Application has already (said once)
     clash: list[str] = field(default_factory=list)
+    #: a rolling set's Applications no longer generated, deleted once the rollout of the
+    #: revision that dropped them completes (until then they run as they were)
+    leaving: dict[str, Application] = field(default_factory=dict)
 
     def close(self) -> None:
         for source in self.sources.values():
@@ -393,12 +396,18 @@ class SetController:
             entry.empty = True
             return False
         entry.empty = False
-        for app in ownership.delete:
+        delete = list(ownership.delete)
+        if _rolling(appset):  # a deletion is a change of the new revision too: gated
+            entry.leaving.update((app.key, app) for app in delete)
+            delete = []
+        for key in [k for k in entry.leaving if k in ownership.keep]:
+            del entry.leaving[key]  # generated again
+        for app in delete:
             self._give_up(app, prune=ownership.prune)
         entry.owned = dict(ownership.keep)
         final = self._rolled_out(entry) if _rolling(appset) else dict(entry.owned)
         if final == entry.final:
-            return bool(ownership.delete)
+            return bool(delete)
         entry.final = final
         return True
 
@@ -458,10 +467,14 @@ class SetController:
         labels = {key: app.metadata.labels for key, app in entry.owned.items()}
         statuses = _Statuses(entry.owned, self._status)  # read only for those the gate asks
         events: list[RolloutEvent] = []
+        leaving = dict(entry.leaving)
 
         def change(before: RolloutState | None) -> RolloutState:
             after, found = advance(appset.key, steps, labels, entry.revision,
                                    before or RolloutState(), statuses)
+            kept = {k: pin for k, pin in (before.pins if before else {}).items() if k in leaving}
+            if kept:  # those leaving keep running where they were
+                after = after.model_copy(update={"pins": {**after.pins, **kept}})
             events.extend(found)
             if before is not None and after.model_copy(update={"updated": before.updated}) \
                     == before:
@@ -476,10 +489,19 @@ class SetController:
         for event in events:
             self._notify(appset.key, event.reason, state.revision, event.message)
         try:
-            return pinned(appset.key, entry.owned.values(), state)
+            final = pinned(appset.key, entry.owned.values(), state)
+            running = pinned(appset.key, leaving.values(), state)
         except InputError as exc:  # checked when generated: not expected here
             log.error("%s", exc, extra={"app": appset.key})
             return dict(entry.final)
+        prune = not appset.spec.sync_policy.preserve_resources_on_deletion
+        for key, app in leaving.items():
+            if state.complete or key not in running:  # its turn came, or it never ran
+                del entry.leaving[key]
+                self._give_up(app, prune=prune)
+            else:
+                final[key] = running[key]
+        return final
 
     def _status(self, app: Application) -> AppStatus | None:
         """``app``'s status; unknown (None: the rollout waits) when it cannot be read, so a
@@ -500,7 +522,7 @@ class SetController:
     def _drop(self, entry: _Set) -> None:
         """A set no longer declared: its Applications go as its policy deletes them."""
         ownership = decide(entry.appset.spec.sync_policy, entry.owned, {})
-        for app in ownership.delete:
+        for app in [*ownership.delete, *entry.leaving.values()]:
             self._give_up(app, prune=ownership.prune)
         entry.close()
 
