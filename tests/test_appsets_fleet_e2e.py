@@ -332,3 +332,75 @@ def test_rollout_status_and_resume_of_an_applicationset_object(
         assert main(["rollout", "status", "roll/nope", "--kubeconfig", kubeconfig]) == 2
     finally:
         api.close()
+
+
+def test_fields_labels_and_annotations_added_by_hand_are_taken_away(
+        operator_emulator: KubeEmulator) -> None:
+    """Server-side apply leaves what another field manager added (``kubectl patch``): the
+    set puts the generated Application back, additions included."""
+    from gitops.apps import Application
+    from gitops.appsets.cluster import ClusterSink
+    from gitops.operator import Operator
+    from gitops.operator.cluster import ClusterStatusStore
+
+    emulator = operator_emulator
+    emulator.expect_ok("POST", "/api/v1/namespaces", {
+        "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "edit"}})
+    apps = "/apis/gitops.dev/v1alpha1/namespaces/edit/applications"
+    api = OperatorAPI.from_kubeconfig(str(emulator.kubeconfig_path))
+    store = ClusterStatusStore(api)
+    owner = {"metadata": {"name": "fleet", "namespace": "edit", "uid": "u-1"}}
+    sink = ClusterSink(api, store, Operator(store), lambda _key: owner)
+    app = Application.model_validate({
+        "apiVersion": "gitops.dev/v1alpha1", "kind": "Application",
+        "metadata": {"name": "web", "namespace": "edit", "labels": {"env": "a"},
+                     "annotations": {"gitops.dev/application-set": "edit/fleet"}},
+        "spec": {"source": {"url": "dir:/x"}, "target": {"url": "mock:"}}})
+    try:
+        sink.publish([], {"edit/fleet": {app.key: app}})
+        store.seen(emulator.expect_ok("PATCH", f"{apps}/web", {
+            "metadata": {"labels": {"mine": "yes"},
+                         "annotations": {"gitops.dev/requested-at": "now", "note": "x"}},
+            "spec": {"wait": {"timeout": "1m"}, "prune": True}},
+            content_type="application/merge-patch+json"))  # edited by hand
+        sink.publish([], {"edit/fleet": {app.key: app}})
+        live = emulator.expect_ok("GET", f"{apps}/web")
+        assert "wait" not in live["spec"] and live["spec"]["prune"] is False
+        assert live["metadata"]["labels"] == {"env": "a"}
+        assert live["metadata"]["annotations"] == {"gitops.dev/application-set": "edit/fleet",
+                                                   "gitops.dev/requested-at": "now"}, \
+            "a sync request (gitops sync) is not a hand edit"
+    finally:
+        api.close()
+
+
+def test_applications_a_set_owns_in_another_namespace_are_found_after_a_restart(
+        operator_emulator: KubeEmulator) -> None:
+    """A template may put Applications in another namespace than the set's: after a
+    restart they are still the set's (so a folder removed meanwhile deletes its own)."""
+    from gitops.appsets.cluster import ClusterSink
+    from gitops.operator import Operator
+    from gitops.operator.cluster import ClusterStatusStore
+
+    emulator = operator_emulator
+    for namespace in ("owner", "elsewhere"):
+        emulator.expect_ok("POST", "/api/v1/namespaces", {
+            "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
+    emulator.expect_ok("POST", "/apis/gitops.dev/v1alpha1/namespaces/elsewhere/applications", {
+        "apiVersion": "gitops.dev/v1alpha1", "kind": "Application",
+        "metadata": {"name": "web", "namespace": "elsewhere",
+                     "annotations": {"gitops.dev/application-set": "owner/fleet"}},
+        "spec": {"source": {"url": "dir:/x"}, "target": {"url": "mock:"}}})
+    api = OperatorAPI.from_kubeconfig(str(emulator.kubeconfig_path))
+    store = ClusterStatusStore(api)
+    sink = ClusterSink(api, store, Operator(store), lambda _key: None)
+    appset = ApplicationSet.model_validate({
+        "apiVersion": "gitops.dev/v1alpha1", "kind": "ApplicationSet",
+        "metadata": {"name": "fleet", "namespace": "owner"},
+        "spec": {"generators": [{"list": {"elements": []}}],
+                 "template": {"metadata": {"name": "web", "namespace": "elsewhere"},
+                              "spec": {"source": {"url": "dir:/x"}, "target": {"url": "mock:"}}}}})
+    try:
+        assert set(sink.owned(appset)) == {"elsewhere/web"}
+    finally:
+        api.close()

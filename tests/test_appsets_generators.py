@@ -322,3 +322,58 @@ def test_git_config_repr_hides_credentials() -> None:
     config = GitConfig.model_validate({"url": f"git+https://bot:{SECRET}@h/r.git", "directories": [{"path": "*"}],
                                        "options": {"password": SECRET}})
     assert SECRET not in repr(config) and "password" in repr(config)
+
+
+def test_a_cluster_secrets_credentials_never_reach_parameters_or_errors(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``kubectl apply`` leaves the whole Secret (its ``config``) in the last-applied
+    annotation: it must not become a parameter, and an error shows only what the
+    template uses."""
+    monkeypatch.setenv("GITOPS_CACHE_DIR", os.fspath(tmp_path / "cache"))
+    secret = _cluster_secret("EU_1", "https://eu:6443", {"env": "prod"})
+    applied = {"kind": "Secret", "stringData": {"config": json.dumps({"bearerToken": SECRET})}}
+    secret["metadata"]["annotations"] = {
+        "kubectl.kubernetes.io/last-applied-configuration": json.dumps(applied), "team": "blue"}
+    path = tmp_path / "clusters.yaml"
+    path.write_text(yaml.safe_dump(secret))
+    params = _run({"clusters": {"files": [os.fspath(path)]}})
+    assert params[0]["metadata.annotations.team"] == "blue"
+    assert SECRET not in json.dumps(params)
+    with pytest.raises(InputError, match=r"ApplicationSet ops/fleet: generated .*DNS label") as caught:
+        generate(_appset([{"clusters": {"files": [os.fspath(path)]}}], name="{{name}}"))
+    assert SECRET not in str(caught.value) and "name: EU_1" in str(caught.value)
+    assert "blue" not in str(caught.value), "a parameter the template does not use is not shown"
+
+
+def test_a_secrets_kubeconfig_is_not_named_by_a_plain_digest_of_its_credentials(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The kubeconfig's path is in every generated Application: a plain digest of a
+    kubeconfig holding a password lets anyone who sees it try passwords offline."""
+    import hashlib
+
+    monkeypatch.setenv("GITOPS_CACHE_DIR", os.fspath(tmp_path / "cache"))
+    path = tmp_path / "clusters.yaml"
+    path.write_text(yaml.safe_dump(_cluster_secret("eu", "https://eu:6443", {})))
+    params = _run({"clusters": {"files": [os.fspath(path)]}})
+    written = Path(parse_url(params[0]["target"])[1]["kubeconfig"])
+    plain = hashlib.sha256(written.read_bytes()).hexdigest()[:32]
+    assert written.name != f"{plain}.kubeconfig"
+    key = written.parent / ".key"
+    assert key.stat().st_mode & 0o777 == 0o600 and written.parent.stat().st_mode & 0o777 == 0o700
+    again = _run({"clusters": {"files": [os.fspath(path)]}})
+    assert again[0]["target"] == params[0]["target"], "the same Secret, the same path"
+
+
+def test_a_folder_a_source_url_would_read_as_another_is_refused(
+        repo: tuple[WorkRepo, Path, str]) -> None:
+    """``#path={{path}}`` with folder ``apps/a+b`` is read as ``apps/a b``: the Application
+    would deploy another folder. Refused, naming the set and the folder; excluding it works."""
+    work, bare, url = repo
+    work.write({"apps/a+b/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n"})
+    work.commit("a folder with a plus")
+    work.push(bare)
+    with pytest.raises(InputError, match=r"ApplicationSet ops/fleet: .*folder 'apps/a\+b'"):
+        _run({"git": {"url": url, "directories": [{"path": "apps/*"}]}})
+    params = _run({"git": {"url": url, "directories": [{"path": "apps/*"},
+                                                        {"path": "apps/a+b", "exclude": True}]}})
+    assert "apps/a+b" not in [p["path"] for p in params]

@@ -209,8 +209,10 @@ class Fleet:
             "metadata": {"name": "fleet", "namespace": "team"}, "spec": spec})
 
     def value(self, folder: str) -> str | None:
-        path = object_file(self.out / folder, folder)
-        return path.read_text() if path.exists() else None
+        try:  # read, not exists() then read: a prune may remove it in between
+            return object_file(self.out / folder, folder).read_text()
+        except FileNotFoundError:
+            return None
 
 
 @pytest.fixture
@@ -329,7 +331,7 @@ class RecordingSink:
     def give_up(self, app: Application, *, prune: bool) -> None:
         self.given_up.append((app.key, prune))
 
-    def status(self, key: str) -> None:
+    def status(self, app: Application) -> None:
         return None
 
     def owned(self, appset: ApplicationSet) -> dict[str, Application]:
@@ -360,5 +362,58 @@ def test_a_released_set_gives_nothing_up_and_a_removed_one_does(tmp_path: Path) 
         sets.apply([], [listed("a")])
         sets.apply([], [])  # removed: its Applications go
         assert sink.given_up[-1] == ("team/a", True)
+    finally:
+        sets.close()
+
+
+def test_generators_giving_nothing_delete_nothing(fleet: Fleet, tmp_path: Path) -> None:
+    """A branch pushed to a commit without the folders (an empty listing) is not a fleet
+    meant to go: nothing is deleted until the set itself is removed."""
+    fleet.publish("web", "api")
+    with running(tmp_path) as (operator, sets):
+        sets.apply([], [fleet.appset()])
+        wait_for(lambda: fleet.value("web") and fleet.value("api"), 10, "both applied")
+        fleet.work.replace({"README.md": "moved\n"})
+        fleet.work.commit("the folders went elsewhere")
+        fleet.work.push(fleet.bare)
+        sets.apply([], [fleet.appset(labels={"v": "2"})])
+        assert set(operator.applications()) == {"team/web", "team/api"}
+        time.sleep(0.3)
+        assert fleet.value("web") and fleet.value("api"), "objects stay"
+        fleet.publish("web")  # one folder back: the other one goes, as usual
+        sets.apply([], [fleet.appset(labels={"v": "3"})])
+        assert set(operator.applications()) == {"team/web"}
+        wait_for(lambda: fleet.value("api") is None, 10, "api pruned")
+
+
+def test_a_list_giving_nothing_deletes_nothing_and_removing_the_set_does(tmp_path: Path) -> None:
+    sink = RecordingSink()
+    sets = SetController(sink, RolloutFiles(tmp_path / "state"))
+    try:
+        sets.apply([], [listed("a", "b")])
+        sets.apply([], [listed()])
+        assert sink.given_up == []
+        assert set(sink.published["team/l"]) == {"team/a", "team/b"}
+        sets.apply([], [])
+        assert sorted(sink.given_up) == [("team/a", True), ("team/b", True)]
+    finally:
+        sets.close()
+
+
+def test_a_set_never_deletes_an_application_it_does_not_own(tmp_path: Path) -> None:
+    """A generated name that a declared Application (or another set's) already has is
+    ignored: when the set stops generating it, the other one's objects stay."""
+    sink = RecordingSink()
+    sets = SetController(sink, RolloutFiles(tmp_path / "state"))
+    static = app_of("a", "dir:/static", "mock:")
+    try:
+        sets.apply([static], [listed("a", "b")])
+        assert set(sink.published["team/l"]) == {"team/b"}
+        sets.apply([static], [listed("b")])
+        assert sink.given_up == [], "team/a is the declared one's"
+        sets.apply([], [listed("a", "b")])  # no longer declared: the set's now
+        sets.apply([static], [listed("b")])  # declared again: the set lets it go, unpruned
+        assert sink.given_up == []
+        assert set(sink.published["team/l"]) == {"team/b"}
     finally:
         sets.close()

@@ -31,6 +31,7 @@ from gitops.errors import InputError
 from gitops.model import ResourceKey
 from gitops.operator import Operator
 from gitops.operator.status import AppStatus, Condition, now
+from gitops.targets.kubernetes.errors import TransportError
 from gitops.targets.memory import MemoryTarget
 from gitops.testing.gitserver import GitDaemon, WorkRepo
 
@@ -430,3 +431,138 @@ def test_one_shot_commands_never_let_an_application_skip_its_step(
     rows = {row["name"]: row for row in json.loads(text)["applications"]}
     assert sha[:7] in rows["web-staging"]["revision"]
     assert "held by the rollout" in rows["web-prod"]["message"]
+
+
+class FlakyStatusSink:
+    """A sink whose status reads fail until ``failing`` is cleared (a store that is down)."""
+
+    always = False
+
+    def __init__(self) -> None:
+        self.failing = True
+        self.statuses: dict[str, AppStatus] = {}
+        self.published: dict[str, dict[str, Application]] = {}
+        self.asked: set[str] = set()
+
+    def publish(self, static: Any, generated: Any) -> None:
+        self.published = {k: dict(v) for k, v in generated.items()}
+
+    def give_up(self, app: Application, *, prune: bool) -> None:
+        raise AssertionError("nothing is given up here")
+
+    def status(self, app: Application) -> AppStatus | None:
+        self.asked.add(app.key)
+        if self.failing:
+            raise TransportError("the status store is unreachable")
+        return self.statuses.get(app.key)
+
+    def owned(self, appset: ApplicationSet) -> dict[str, Application]:
+        return {}
+
+
+def test_a_status_that_cannot_be_read_holds_the_rollout_and_never_stops_it(
+        fleet: Rollout, tmp_path: Path) -> None:
+    sha = fleet.commit("1")
+    sink = FlakyStatusSink()
+    sets = SetController(sink, RolloutFiles(tmp_path / "state"), tick=0.05)
+    try:
+        sets.apply([], [fleet.appset()])  # the first evaluation must not raise
+        assert set(sink.published["team/web"]) == {"team/web-staging"}
+        time.sleep(0.3)
+        assert set(sink.published["team/web"]) == {"team/web-staging"}, \
+            "an unknown status lets nothing through"
+        assert sink.asked == {"team/web-staging"}, "a held-back one's status is not read"
+        sink.statuses["team/web-staging"] = status(f"main@sha1:{sha}")
+        sink.failing = False  # the evaluation loop is still alive: prod comes
+        wait_for(lambda: "team/web-prod" in sink.published["team/web"], 5, "prod's turn")
+    finally:
+        sets.close()
+
+
+def test_a_commit_that_cannot_be_rendered_halts_the_rollout(fleet: Rollout, tmp_path: Path) -> None:
+    """The commonest bad commit fails before any sync (a manifest that does not parse): it
+    halts the rollout, naming the Application, like a Degraded one."""
+    staging, prod = fleet.targets["staging"], fleet.targets["prod"]
+    fleet.commit("1")
+    appset = fleet.appset()
+    store = RolloutFiles(tmp_path / "state")
+    notes = Notes()
+    operator = Operator(MemoryStatusStore(), workers=2)
+    sets = SetController(operator, store, notifier=notes, tick=0.05)
+    operator.start()
+    try:
+        sets.apply([], [appset])
+        wait_for(lambda: (store.read(appset) or RolloutState()).complete, 15, "v1 everywhere")
+        fleet.work.write({"apps/web/deploy.yaml": "kind: [unclosed\n"})
+        bad = fleet.work.commit("a manifest that does not parse")
+        fleet.work.push(fleet.bare)
+        state = wait_for(lambda: _state(store, appset, "Halted", bad), 10, "halted")
+        assert state.holding == "team/web-staging" and state.step == 1
+        assert ("team/web", "RolloutHalted") in notes.seen
+        assert image_of(prod) == "web:1" and image_of(staging) == "web:1"
+        assert sets.applications("team/web")["team/web-prod"].spec.source.url.endswith(
+            f"@{fleet.work.head('HEAD~1')}#path=apps/web")
+    finally:
+        sets.close()
+        operator.stop()
+
+
+def test_a_restart_keeps_a_complete_rollout_complete(fleet: Rollout, tmp_path: Path) -> None:
+    """gitops run started again: its first look at the set comes before the scheduler has
+    the Applications, and must read their stored statuses, not take them for unknown (the
+    rollout falling back to Progressing, RolloutCompleted sent again)."""
+    fleet.commit("1")
+    appset = fleet.appset()
+    store = RolloutFiles(tmp_path / "state")
+    statuses = MemoryStatusStore()
+    for run in range(2):
+        notes = Notes()
+        operator = Operator(statuses, workers=2)
+        sets = SetController(operator, store, notifier=notes, tick=0.05)
+        operator.start()
+        try:
+            sets.apply([], [appset])
+            if run == 0:
+                wait_for(lambda: (store.read(appset) or RolloutState()).complete, 15, "complete")
+                assert ("team/web", "RolloutCompleted") in notes.seen
+            else:
+                assert (store.read(appset) or RolloutState()).complete, "still complete"
+                time.sleep(0.3)
+                assert notes.seen == [], "nothing happened to notify"
+        finally:
+            sets.close()
+            operator.stop()
+
+
+def test_an_application_a_halted_commit_drops_is_deleted_only_once_the_rollout_completes(
+        fleet: Rollout, tmp_path: Path) -> None:
+    """Dropping an Application (its folder gone, its element removed) is part of what the
+    new revision changes: while the rollout is halted, prod keeps running as it was; its
+    Application goes (objects pruned) once a rollout completes."""
+    staging, prod = fleet.targets["staging"], fleet.targets["prod"]
+    fleet.commit("1")
+    store = RolloutFiles(tmp_path / "state")
+    operator = Operator(MemoryStatusStore(), workers=2)
+    sets = SetController(operator, store, tick=0.05)
+    operator.start()
+    try:
+        appset = fleet.appset()
+        sets.apply([], [appset])
+        wait_for(lambda: (store.read(appset) or RolloutState()).complete, 15, "v1 everywhere")
+        good = fleet.work.head()
+        bad = fleet.commit("2-broken")
+        wait_for(lambda: _state(store, appset, "Halted", bad), 15, "halted at staging")
+        only_staging = [{"list": {"elements": [{"env": "staging", "target": staging.url}]}}]
+        appset = fleet.appset(generators=only_staging)
+        sets.apply([], [appset])
+        time.sleep(0.5)
+        assert image_of(prod) == "web:1", "prod is not touched while the rollout is halted"
+        assert sets.applications("team/web")["team/web-prod"].spec.source.url.endswith(
+            f"@{good}#path=apps/web")
+        fleet.commit("3")  # a good commit: the rollout completes, and prod's Application goes
+        wait_for(lambda: image_of(prod) is None, 15, "prod pruned once the rollout completed")
+        assert image_of(staging) == "web:3"
+        assert "team/web-prod" not in sets.applications("team/web")
+    finally:
+        sets.close()
+        operator.stop()

@@ -123,8 +123,10 @@ class ClusterSink:
 
     def __init__(self, api: OperatorAPI, store: ClusterStatusStore, operator: Operator,
                  sets: Callable[[str], Mapping[str, Any] | None], *,
-                 kubeconfig: str | None = None, context: str | None = None) -> None:
+                 kubeconfig: str | None = None, context: str | None = None,
+                 namespace: str | None = None) -> None:
         self._api = api
+        self._namespace = namespace  # the controller's (None: all): where owned ones are
         self._store = store
         self._operator = operator
         self._sets = sets
@@ -186,10 +188,39 @@ class ClusterSink:
             self._refused[app.key] = str(exc)
             return
         self._refused.pop(app.key, None)
+        if isinstance(stored, dict) and not self._same(stored, app, owner):
+            stored = self._remove_additions(app, stored, body) or stored
         if isinstance(stored, dict):
             self._store.seen(stored)
         log.info("%s: Application written for %s", app.key, _key(owner),
                  extra={"app": app.key, "reason": "ApplicationGenerated"})
+
+    def _remove_additions(self, app: Application, stored: Mapping[str, Any],
+                          body: Mapping[str, Any]) -> dict[str, Any] | None:
+        """Take away what a hand edit added (a field, label or annotation the generated
+        Application does not have): server-side apply leaves what another field manager
+        owns in place. A JSON merge patch setting each to null; the object it returns."""
+        meta, wanted = stored.get("metadata") or {}, body["metadata"]
+        patch: dict[str, Any] = {}
+        for part in ("labels", "annotations"):
+            extra = {k: None for k in meta.get(part) or {}
+                     if k not in wanted.get(part, {}) and k != "gitops.dev/requested-at"}
+            if extra:
+                patch.setdefault("metadata", {})[part] = extra
+        spec = _additions(stored.get("spec"), body["spec"])
+        if spec:
+            patch["spec"] = spec
+        if not patch:
+            return None
+        try:
+            edited = self._api.client.request("PATCH", _apps_path(app.namespace, app.name),
+                                              body=patch, content_type=MERGE_PATCH,
+                                              verb="patch")
+        except (StatusError, TransportError) as exc:
+            log.error("%s: cannot put back the generated Application: %s", app.key, exc,
+                      extra={"app": app.key})
+            return None
+        return edited if isinstance(edited, dict) else None
 
     def give_up(self, app: Application, *, prune: bool) -> None:
         self._checked.pop(app.key, None)
@@ -205,17 +236,18 @@ class ClusterSink:
         except TransportError as exc:
             log.error("%s: cannot delete the Application: %s", app.key, exc)
 
-    def status(self, key: str) -> AppStatus | None:
+    def status(self, app: Application) -> AppStatus | None:
         try:
-            return status_in(self._store.object(key), key)
+            return status_in(self._store.object(app.key), app.key)
         except InputError:
             return None
 
     def owned(self, appset: ApplicationSet) -> dict[str, Application]:
-        """The set's Application objects, listed from the API server (once per set)."""
+        """The set's Application objects, listed from the API server (once per set), in
+        every namespace the controller serves: a template may name another namespace."""
         found: dict[str, Application] = {}
         try:
-            objects, _ = self._api.list_applications(appset.namespace)
+            objects, _ = self._api.list_applications(self._namespace)
         except (StatusError, TransportError) as exc:
             raise InputError(f"ApplicationSet {appset.key}: cannot list its Applications: "
                              f"{exc}") from exc
@@ -227,6 +259,24 @@ class ClusterSink:
                 except InputError:
                     continue
         return found
+
+
+def _additions(live: Any, wanted: Any) -> Any:
+    """A JSON merge patch from ``live`` to ``wanted`` for what ``live`` has in addition:
+    keys ``wanted`` lacks set to null, lists that differ given whole; None if nothing."""
+    if isinstance(live, Mapping) and isinstance(wanted, Mapping):
+        patch: dict[str, Any] = {}
+        for key, value in live.items():
+            if key not in wanted:
+                patch[key] = None
+            else:
+                inner = _additions(value, wanted[key])
+                if inner is not None:
+                    patch[key] = inner
+        return patch or None
+    if isinstance(live, list) and isinstance(wanted, list) and live != wanted:
+        return wanted
+    return None
 
 
 def get_appset(api: OperatorAPI, name: str) -> ApplicationSet:
@@ -316,7 +366,7 @@ class ClusterSets:
         self._changing = threading.Lock()
         self._lock = threading.Lock()
         sink = ClusterSink(api, store, operator, self._object, kubeconfig=kubeconfig,
-                           context=context)
+                           context=context, namespace=namespace)
         self.controller = SetController(sink, ClusterRollouts(api), notifier=notifier, tick=tick)
         self._thread: threading.Thread | None = None
 

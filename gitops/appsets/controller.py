@@ -17,7 +17,9 @@ for a resume there while ``gitops run`` runs. Writes are atomic (a rename) under
 ``flock``. It holds no credentials: revisions, application keys, messages.
 
 A failing generator (a repository that cannot be read) never deletes anything: the last
-good result is kept and the failure logged once.
+good result is kept and the failure logged once. Nor does an evaluation that gives no
+Application at all while the set owns some (an empty listing): only removing the set
+deletes all of its Applications.
 """
 
 from __future__ import annotations
@@ -85,8 +87,8 @@ class Sink(Protocol):
     def give_up(self, app: Application, *, prune: bool) -> None:
         """``app`` is no longer generated: delete it (pruning its objects when ``prune``)."""
 
-    def status(self, key: str) -> AppStatus | None:
-        """The last status of Application ``key``."""
+    def status(self, app: Application) -> AppStatus | None:
+        """The last status of ``app`` (also before it was first published)."""
 
     def owned(self, appset: ApplicationSet) -> dict[str, Application]:
         """The Applications the set owns already (objects in a cluster; none in a process)."""
@@ -118,8 +120,8 @@ class OperatorSink:
         else:
             self.operator.remove(app.key)
 
-    def status(self, key: str) -> AppStatus | None:
-        return self.operator.status(key)
+    def status(self, app: Application) -> AppStatus | None:
+        return self.operator.stored_status(app)
 
     def owned(self, appset: ApplicationSet) -> dict[str, Application]:
         return {}
@@ -228,6 +230,13 @@ class _Set:
     regenerate: bool = True
     error: str = ""
     seeded: bool = False
+    #: the generators gave nothing while the set owned Applications (said once)
+    empty: bool = False
+    #: generated keys another Application has already (said once)
+    clash: list[str] = field(default_factory=list)
+    #: a rolling set's Applications no longer generated, deleted once the rollout of the
+    #: revision that dropped them completes (until then they run as they were)
+    leaving: dict[str, Application] = field(default_factory=dict)
 
     def close(self) -> None:
         for source in self.sources.values():
@@ -343,7 +352,11 @@ class SetController:
                 for entry in list(self._sets.values()):
                     due = entry.regenerate or entry.due <= now
                     if due or _rolling(entry.appset):
-                        changed |= self._evaluate(entry, regenerate=due)
+                        try:
+                            changed |= self._evaluate(entry, regenerate=due)
+                        except Exception:  # never the end of the loop: every set waits on it
+                            log.exception("%s: evaluation failed unexpectedly", entry.appset.key,
+                                          extra={"app": entry.appset.key})
                 if changed or self._sink.always:
                     self._publish()
                 waits = [e.due - self._clock() for e in self._sets.values()]
@@ -369,15 +382,50 @@ class SetController:
                 log.error("%s: %s", appset.key, exc, extra={"app": appset.key})
                 return False
             entry.seeded = True
-        ownership = decide(appset.spec.sync_policy, entry.owned, entry.generated)
-        for app in ownership.delete:
+        generated = self._unclaimed(entry)
+        ownership = decide(appset.spec.sync_policy, entry.owned, generated)
+        if ownership.delete and not generated:
+            # nothing at all: an empty listing (a ref moved to an unrelated commit, a
+            # namespace without cluster Secrets) is far likelier than a fleet meant to go
+            if not entry.empty:
+                message = (f"ApplicationSet {appset.key}: the generators gave no Application; "
+                           f"the {len(ownership.delete)} it owns are kept (delete the "
+                           "ApplicationSet to delete them)")
+                log.error("%s", message, extra={"app": appset.key, "reason": "GenerateFailed"})
+                self._notify(appset.key, "GenerateFailed", "", message)
+            entry.empty = True
+            return False
+        entry.empty = False
+        delete = list(ownership.delete)
+        if _rolling(appset):  # a deletion is a change of the new revision too: gated
+            entry.leaving.update((app.key, app) for app in delete)
+            delete = []
+        for key in [k for k in entry.leaving if k in ownership.keep]:
+            del entry.leaving[key]  # generated again
+        for app in delete:
             self._give_up(app, prune=ownership.prune)
         entry.owned = dict(ownership.keep)
         final = self._rolled_out(entry) if _rolling(appset) else dict(entry.owned)
         if final == entry.final:
-            return bool(ownership.delete)
+            return bool(delete)
         entry.final = final
         return True
+
+    def _unclaimed(self, entry: _Set) -> dict[str, Application]:
+        """The set's generated Applications but those whose key a declared Application or
+        another set's has (logged once): a set never owns, so never deletes and prunes,
+        an Application that is not its own."""
+        assert entry.generated is not None
+        taken = {app.key for app in self._static}
+        taken.update(k for other in self._sets.values() if other is not entry for k in other.owned)
+        clash = sorted(taken & entry.generated.keys())
+        entry.owned = {k: app for k, app in entry.owned.items() if k not in taken}
+        if clash != entry.clash and clash:
+            log.error("%s: generated Application %s is declared already (in the files or by "
+                      "another ApplicationSet); ignored", entry.appset.key, ", ".join(clash),
+                      extra={"app": entry.appset.key})
+        entry.clash = clash
+        return {k: app for k, app in entry.generated.items() if k not in taken}
 
     def _generate(self, entry: _Set) -> None:
         from gitops.appsets.generate import generate
@@ -417,13 +465,16 @@ class SetController:
         assert strategy is not None and strategy.rolling_sync is not None
         steps = strategy.rolling_sync.steps
         labels = {key: app.metadata.labels for key, app in entry.owned.items()}
-        statuses: dict[str, AppStatus | None] = {
-            key: self._sink.status(key) for key in entry.owned}
+        statuses = _Statuses(entry.owned, self._status)  # read only for those the gate asks
         events: list[RolloutEvent] = []
+        leaving = dict(entry.leaving)
 
         def change(before: RolloutState | None) -> RolloutState:
             after, found = advance(appset.key, steps, labels, entry.revision,
                                    before or RolloutState(), statuses)
+            kept = {k: pin for k, pin in (before.pins if before else {}).items() if k in leaving}
+            if kept:  # those leaving keep running where they were
+                after = after.model_copy(update={"pins": {**after.pins, **kept}})
             events.extend(found)
             if before is not None and after.model_copy(update={"updated": before.updated}) \
                     == before:
@@ -438,10 +489,28 @@ class SetController:
         for event in events:
             self._notify(appset.key, event.reason, state.revision, event.message)
         try:
-            return pinned(appset.key, entry.owned.values(), state)
+            final = pinned(appset.key, entry.owned.values(), state)
+            running = pinned(appset.key, leaving.values(), state)
         except InputError as exc:  # checked when generated: not expected here
             log.error("%s", exc, extra={"app": appset.key})
             return dict(entry.final)
+        prune = not appset.spec.sync_policy.preserve_resources_on_deletion
+        for key, app in leaving.items():
+            if state.complete or key not in running:  # its turn came, or it never ran
+                del entry.leaving[key]
+                self._give_up(app, prune=prune)
+            else:
+                final[key] = running[key]
+        return final
+
+    def _status(self, app: Application) -> AppStatus | None:
+        """``app``'s status; unknown (None: the rollout waits) when it cannot be read, so a
+        status store that is down neither halts nor advances a rollout."""
+        try:
+            return self._sink.status(app)
+        except Exception as exc:
+            log.warning("%s: cannot read the status: %s", app.key, exc, extra={"app": app.key})
+            return None
 
     def _give_up(self, app: Application, *, prune: bool) -> None:
         """An Application the set no longer generates: deleted (pruned) or just dropped."""
@@ -453,7 +522,7 @@ class SetController:
     def _drop(self, entry: _Set) -> None:
         """A set no longer declared: its Applications go as its policy deletes them."""
         ownership = decide(entry.appset.spec.sync_policy, entry.owned, {})
-        for app in ownership.delete:
+        for app in [*ownership.delete, *entry.leaving.values()]:
             self._give_up(app, prune=ownership.prune)
         entry.close()
 
@@ -473,6 +542,27 @@ class SetController:
                 self._notifier.notify(key, reason, revision, message)
             except Exception:
                 log.exception("notification failed")
+
+
+class _Statuses(Mapping[str, "AppStatus | None"]):
+    """The statuses of a set's Applications, each read when first asked for: the gate asks
+    only for those pinned at the revision it rolls out (not the held-back ones)."""
+
+    def __init__(self, apps: Mapping[str, Application],
+                 read: Callable[[Application], AppStatus | None]) -> None:
+        self._apps, self._read = apps, read
+        self._seen: dict[str, AppStatus | None] = {}
+
+    def __getitem__(self, key: str) -> AppStatus | None:
+        if key not in self._seen:
+            self._seen[key] = self._read(self._apps[key])
+        return self._seen[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._apps)
+
+    def __len__(self) -> int:
+        return len(self._apps)
 
 
 def _rolling(appset: ApplicationSet) -> bool:

@@ -18,7 +18,7 @@ from gitops.apps.load import Declarations, validate_object
 from gitops.apps.spec import Application
 from gitops.appsets.generators.base import Generator, GeneratorContext, ParameterSet
 from gitops.appsets.spec import ApplicationSet
-from gitops.appsets.template import Parameters, flatten, render
+from gitops.appsets.template import PLACEHOLDER, Parameters, flatten, render
 from gitops.errors import InputError, PluginError
 from gitops.plugins import get_plugin, list_plugins
 
@@ -101,8 +101,21 @@ def run_generator(entry: Mapping[str, Any], context: GeneratorContext) -> list[P
     return sets
 
 
-def _shown(params: Parameters) -> str:
-    return "{" + ", ".join(f"{k}: {v}" for k, v in sorted(params.items())) + "}"
+def _used(value: Any) -> set[str]:
+    """The parameter names the placeholders of ``value`` (template data) name."""
+    if isinstance(value, str):
+        return set(PLACEHOLDER.findall(value))
+    if isinstance(value, Mapping):
+        return set().union(*(_used(item) for item in value.values()))
+    if isinstance(value, list | tuple):
+        return set().union(*(_used(item) for item in value))
+    return set()
+
+
+def _shown(params: Parameters, used: set[str]) -> str:
+    """The parameters the template uses, for an error: only those, as the others (a cluster
+    Secret's annotations, say) may hold what must never be shown."""
+    return "{" + ", ".join(f"{k}: {v}" for k, v in sorted(params.items()) if k in used) + "}"
 
 
 def generate(appset: ApplicationSet, *, context: GeneratorContext | None = None) -> GeneratedSet:
@@ -119,6 +132,7 @@ def generate(appset: ApplicationSet, *, context: GeneratorContext | None = None)
     template = appset.spec.template
     metadata = template.metadata.model_dump(by_alias=True, exclude_none=True)
     metadata.setdefault("namespace", appset.namespace)
+    used = _used(metadata) | _used(template.spec)
     apps: list[Application] = []
     params_of: list[Mapping[str, str]] = []
     seen: dict[str, int] = {}
@@ -134,11 +148,11 @@ def generate(appset: ApplicationSet, *, context: GeneratorContext | None = None)
             try:
                 app = validate_object(document)
             except InputError as exc:
-                raise InputError(f"{where}: generated {exc} (parameters {_shown(params)})") from None
+                raise InputError(f"{where}: generated {exc} (parameters {_shown(params, used)})") from None
             first = seen.get(app.key)
             if first is not None:
-                raise InputError(f"{where}: parameter sets {_shown(params_of[first])} and "
-                                 f"{_shown(params)} both generate Application {app.key}")
+                raise InputError(f"{where}: parameter sets {_shown(params_of[first], used)} and "
+                                 f"{_shown(params, used)} both generate Application {app.key}")
             seen[app.key] = len(apps)
             apps.append(app)
             params_of.append(params)

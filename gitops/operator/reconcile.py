@@ -87,8 +87,12 @@ class _TimedSource(Source):
     def identity(self) -> str:
         return self.inner.identity()
 
+    #: the revision the last resolve gave (None: not resolved since :meth:`forget`)
+    resolved: str | None = None
+
     def resolve(self) -> str:
-        return self._pinned if self._pinned is not None else self.inner.resolve()
+        self.resolved = self._pinned if self._pinned is not None else self.inner.resolve()
+        return self.resolved
 
     def fetch(self, revision: str) -> Artifact:
         started = time.perf_counter()
@@ -264,14 +268,24 @@ class AppReconciler:
     def _reconcile(self, trigger: Trigger, revision: str | None) -> ReconcileOutcome:
         app = self.app
         before = self.stored_status()
+        engine: Reconciler | None = None
         try:
             engine = self._open()
+            if isinstance(engine.source, _TimedSource):
+                engine.source.resolved = None
             if revision is not None:
                 assert self._source is not None
                 engine = self._engine(self._source, revision)
             plan = engine.plan()
         except GitopsError as exc:
-            return self._failed(before, trigger, "", str(exc), stalled=isinstance(exc, InputError))
+            # a revision whose content is wrong (it cannot be rendered) is recorded as
+            # attempted, so a rollout gating on it halts there; not a target or network
+            # error, which is no fault of the revision. Sync stays Unknown: nothing planned.
+            invalid = isinstance(exc, InputError)
+            resolved = engine.source.resolved if invalid and engine is not None and isinstance(
+                engine.source, _TimedSource) else None
+            return self._failed(before, trigger, "", str(exc), stalled=invalid,
+                                attempted=resolved)
         except Exception as exc:  # a plugin's bug: reported, never fatal to the operator
             log.exception("%s: reconcile failed unexpectedly", app.key, extra={"app": app.key})
             return self._failed(before, trigger, "", f"{type(exc).__name__}: {exc}",
@@ -386,15 +400,17 @@ class AppReconciler:
         return self._save(status), tuple(reasons)
 
     def _failed(self, before: AppStatus, trigger: Trigger, revision: str, message: str, *,
-                stalled: bool) -> ReconcileOutcome:
-        """A reconcile that could not plan or sync: recorded in the status and history."""
+                stalled: bool, attempted: str | None = None) -> ReconcileOutcome:
+        """A reconcile that could not plan or sync: recorded in the status and history.
+        ``attempted``: the revision a failed plan had resolved (recorded as attempted)."""
+        attempted = revision or attempted or before.last_attempted_revision
         status = before.model_copy(update={
             "sync": "Unknown" if not revision else "OutOfSync",
             "message": message,
-            "last_attempted_revision": revision or before.last_attempted_revision,
+            "last_attempted_revision": attempted,
             "observed_generation": self.generation,
         })
-        record = SyncRecord(revision=revision or before.last_attempted_revision, time=now(),
+        record = SyncRecord(revision=attempted, time=now(),
                             result="Failed", trigger=trigger, message=message)
         last = before.history[-1] if before.history else None
         if last is None or (last.result, last.message, last.revision) != (

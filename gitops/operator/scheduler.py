@@ -304,6 +304,13 @@ class Operator:
             entry = self._entries.get(key)
         return None if entry is None else entry.runner.stored_status()
 
+    def stored_status(self, app: Application) -> AppStatus | None:
+        """The last status of ``app``: this scheduler's when it runs it, else what the store
+        holds (an application not given to the scheduler yet, after a restart)."""
+        with self._cond:
+            entry = self._entries.get(app.key)
+        return entry.runner.stored_status() if entry is not None else self._store.read(app)
+
     def on_status(self, callback: StatusCallback) -> None:
         """Call ``callback(app, status, reason)`` after each reconcile, once per reason."""
         self._callbacks.append(callback)

@@ -36,6 +36,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import hmac
 import json
 import os
 import re
@@ -52,6 +53,7 @@ from gitops.appsets.generators.base import ConfigModel, Generator, GeneratorCont
 from gitops.appsets.spec import LabelSelectorRequirement
 from gitops.cache import cache_root
 from gitops.errors import GitopsError
+from gitops.masking import LAST_APPLIED_ANNOTATION
 
 __all__ = ["SECRET_TYPE_LABEL", "Cluster", "ClustersGenerator", "target_url"]
 
@@ -243,7 +245,9 @@ def _secret_cluster(where: str, secret: Mapping[str, Any], context: GeneratorCon
     kubeconfig = _write_kubeconfig(_kubeconfig(where, name, server, config, context))
     meta = secret.get("metadata") or {}
     labels = {str(k): str(v) for k, v in (meta.get("labels") or {}).items() if k != SECRET_TYPE_LABEL}
-    annotations = {str(k): str(v) for k, v in (meta.get("annotations") or {}).items()}
+    # kubectl's last-applied annotation is the Secret itself, credentials included
+    annotations = {str(k): str(v) for k, v in (meta.get("annotations") or {}).items()
+                   if k != LAST_APPLIED_ANNOTATION}
     return Cluster(name=name, server=server, target=target_url(name, kubeconfig),
                    labels=labels, annotations=annotations)
 
@@ -292,13 +296,39 @@ def _kubeconfig(where: str, name: str, server: str, config: Mapping[str, Any],
     }
 
 
+def _naming_key(folder: Path) -> bytes:
+    """The random key (made once, mode 0600) that names the kubeconfigs of ``folder``."""
+    path = folder / ".key"
+    if not path.exists():  # written whole, then linked in: a reader never sees half a key
+        temporary = folder / f".key.{os.getpid()}.{os.urandom(4).hex()}"
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(os.urandom(32))
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            pass  # another process made it first: theirs
+        finally:
+            temporary.unlink()
+    key = path.read_bytes()
+    if len(key) != 32:
+        raise GitopsError(f"{path} is not a naming key: remove it")
+    return key
+
+
 def _write_kubeconfig(config: Mapping[str, Any]) -> Path:
-    """Write ``config`` once, content-addressed, mode 0600 in a 0700 folder; its path."""
+    """Write ``config`` once, mode 0600 in a 0700 folder; its path.
+
+    Named by a keyed digest of its content: the name changes when the credentials do,
+    and the path (shown in every generated Application's target URL) cannot be used to
+    guess them (a plain digest of a kubeconfig holding a password can be).
+    """
     text = yaml.safe_dump(dict(config), sort_keys=True)
     folder = cache_root() / "clusters"
     folder.mkdir(parents=True, exist_ok=True)
     os.chmod(folder, 0o700)
-    path = folder / f"{hashlib.sha256(text.encode()).hexdigest()[:32]}.kubeconfig"
+    name = hmac.new(_naming_key(folder), text.encode(), hashlib.sha256).hexdigest()[:32]
+    path = folder / f"{name}.kubeconfig"
     if not path.exists():
         tmp = path.with_suffix(f".tmp{os.getpid()}")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -47,6 +47,9 @@ from gitops.urls import scrub
 __all__ = ["DirectoryPattern", "GitGenerator", "list_directories", "match_path", "path_parameters"]
 
 _NOT_NORMAL = re.compile(r"[^a-z0-9.-]+")
+#: what a source URL's fragment decodes or splits on: ``#path={{path}}`` would name
+#: another folder (``a+b`` is read ``a b``, ``100%41`` is ``100A``)
+_NOT_IN_URL = re.compile(r"[%+&#]")
 
 
 class DirectoryPattern(ConfigModel):
@@ -140,6 +143,12 @@ class GitGenerator(Generator):
         context.record_revision(opened.source.url, revision)
         includes = [d.path for d in model.directories if not d.exclude]
         excludes = [d.path for d in model.directories if d.exclude]
-        return [path_parameters(folder) for folder in folders
-                if any(match_path(p, folder) for p in includes)
-                and not any(match_path(p, folder) for p in excludes)]
+        chosen = [folder for folder in folders
+                  if any(match_path(p, folder) for p in includes)
+                  and not any(match_path(p, folder) for p in excludes)]
+        for folder in chosen:
+            if _NOT_IN_URL.search(folder):
+                raise context.error(f"folder {folder!r}: a name with '%', '+', '&' or '#' "
+                                    "would be read as another folder in a source URL's "
+                                    "#path= (rename it, or exclude it)")
+        return [path_parameters(folder) for folder in chosen]
