@@ -255,3 +255,13 @@ def test_only_marked_values_change_and_the_rest_stays_byte_identical(
     assert again.text == result.text and again.changes == ()
     assert yaml.safe_load(result.text) is not None or not text.strip()
 
+
+
+def test_a_file_starting_with_a_byte_order_mark_is_rewritten_in_place() -> None:
+    # editors on Windows save YAML with a BOM; PyYAML's positions do not count it
+    for newline in ("\n", "\r\n"):
+        text = (f"\ufeffa: 1{newline}image: ghcr.io/acme/web:1.0.0 # {marker('apps:web')}"
+                f"{newline}b: 2{newline}")
+        result = rewrite(text, CHOICES)
+        assert result.text == text.replace("web:1.0.0", "web:1.4.0")
+        assert [(c.line, c.new) for c in result.changes] == [(2, "ghcr.io/acme/web:1.4.0")]

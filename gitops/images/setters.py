@@ -44,6 +44,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _KEY = "$imagepolicy"
+_BOM = "\ufeff"
 _MARKER_RE = re.compile(r"#[ \t]*(\{[^\r\n#]*\$imagepolicy[^\r\n#]*\})[ \t]*\r?$", re.MULTILINE)
 _FIELDS = ("tag", "name", "digest")
 _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -137,6 +138,9 @@ def rewrite(
     """
     if _KEY not in text:
         return RewriteResult(text)
+    if text.startswith(_BOM):  # PyYAML's positions do not count it: edit after it
+        result = rewrite(text[1:], choices, pin_digest=pin_digest, source=source)
+        return RewriteResult(_BOM + result.text, result.changes, result.unknown)
     markers = _markers(text, source)
     if not markers:
         return RewriteResult(text)
