@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -265,3 +266,24 @@ def test_a_file_starting_with_a_byte_order_mark_is_rewritten_in_place() -> None:
         result = rewrite(text, CHOICES)
         assert result.text == text.replace("web:1.0.0", "web:1.4.0")
         assert [(c.line, c.new) for c in result.changes] == [(2, "ghcr.io/acme/web:1.4.0")]
+
+
+def test_a_long_file_with_many_markers_is_rewritten_in_linear_time() -> None:
+    # each marker used to scan every value and every string of the file (5,000: ~70 s)
+    block = f"image: ghcr.io/acme/web:1.0.0 # {marker('apps:web')}\nother: x\n"
+    text = "".join(f"item{i}:\n  " + block.replace("\n", "\n  ", 1) for i in range(5000))
+    started = time.monotonic()
+    result = rewrite(text, CHOICES)
+    assert time.monotonic() - started < 5
+    assert len(result.changes) == 5000
+    assert result.text == text.replace("web:1.0.0", "web:1.4.0")
+
+
+@pytest.mark.parametrize("separator", ["\u2028", "\u2029", "\u0085"])
+def test_a_unicode_line_separator_before_a_marker_does_not_hide_it(separator: str) -> None:
+    # YAML breaks lines at these too; the markers' lines are counted by '\n' only
+    text = (f"note: \"a{separator}b\"\n"
+            f"image: ghcr.io/acme/web:1.0.0 # {marker('apps:web')}\n")
+    result = rewrite(text, CHOICES)
+    assert result.text == text.replace("web:1.0.0", "web:1.4.0")
+    assert [c.line for c in result.changes] == [2]
