@@ -12,6 +12,7 @@ and pages ``tags/list`` as the distribution spec describes (lexical order, ``n``
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import http.client
 import json
@@ -19,6 +20,7 @@ import os
 import shutil
 import subprocess
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -465,3 +467,81 @@ def test_a_registry_that_answers_garbage_is_an_error_naming_the_image(
     finally:
         server.shutdown()
         server.server_close()
+
+
+class HostileRegistry:
+    """A loopback server answering every ``tags/list`` with ``answer(handler, n)`` (n: the
+    request's number); records ``(path, Authorization)`` of each request."""
+
+    def __init__(self, answer: Any) -> None:
+        self.seen: list[tuple[str, str | None]] = []
+        hostile = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                hostile.seen.append((self.path, self.headers.get("Authorization")))
+                with contextlib.suppress(OSError):  # the client gave up
+                    answer(self, len(hostile.seen))
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def image(self) -> str:
+        return f"127.0.0.1:{self.server.server_address[1]}/team/app"
+
+    def __enter__(self) -> HostileRegistry:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _send(handler: BaseHTTPRequestHandler, tags: list[str], link: str | None = None) -> None:
+    body = json.dumps({"tags": tags}).encode()
+    handler.send_response(200)
+    if link is not None:
+        handler.send_header("Link", link)
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    handler.wfile.write(body)
+
+
+def test_a_registry_trickling_its_tag_list_times_out() -> None:
+    # every byte comes before the read timeout, so only a deadline on the page stops it
+    def trickle(handler: BaseHTTPRequestHandler, n: int) -> None:
+        body = json.dumps({"tags": ["1.0.0"] * 100}).encode()
+        handler.send_response(200)
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        for byte in body:
+            handler.wfile.write(bytes([byte]))
+            handler.wfile.flush()
+            time.sleep(0.05)
+
+    with HostileRegistry(trickle) as hostile:
+        started = time.monotonic()
+        with pytest.raises(RegistryUnavailableError, match=r"oci://127\.0\.0\.1:\d+/team/app: "
+                                                           r".*within 1s"):
+            scan_tags(hostile.image, timeout=1)
+        assert time.monotonic() - started < 5
+
+
+def test_a_registry_whose_pages_never_end_is_given_up_within_a_deadline() -> None:
+    # each page links to a next one with a new tag: without a deadline, 10,000 round trips
+    def endless(handler: BaseHTTPRequestHandler, n: int) -> None:
+        _send(handler, [f"t{n}"], f'</v2/team/app/tags/list?n=1&last=t{n}>; rel="next"')
+
+    with HostileRegistry(endless) as hostile:
+        started = time.monotonic()
+        with pytest.raises(RegistryUnavailableError, match="tag list"):
+            scan_tags(hostile.image, timeout=0.2)
+        assert time.monotonic() - started < 8

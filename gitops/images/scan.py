@@ -24,15 +24,17 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from urllib3.exceptions import HTTPError
+
 from gitops.cache import cache_root, temp_name
-from gitops.errors import InvalidURLError, SourceError
+from gitops.errors import InvalidURLError, SourceError, VerificationError
 from gitops.images.spec import compile_go_regex
 from gitops.options import validate_options
 from gitops.sources.oci.auth import find_credentials
 from gitops.sources.oci.client import RegistryClient
 from gitops.sources.oci.options import OCIOptions, with_environment
 from gitops.sources.oci.reference import OCIReference, parse_oci_url
-from gitops.sources.oci.session import discard
+from gitops.sources.oci.session import RegistryUnavailableError, discard
 from gitops.urls import scrub
 
 __all__ = [
@@ -54,6 +56,8 @@ DEFAULT_PAGE_SIZE = 1000
 DEFAULT_MAX_AGE = 60.0
 _MAX_PAGES = 10_000
 _MAX_PAGE_BYTES = 16 << 20
+#: the whole listing must end within this many times the transport's ``timeout``
+_LISTING_TIMEOUTS = 10
 _USAGE = "an image is HOST[:PORT]/REPO (no tag or digest)"
 
 
@@ -181,6 +185,7 @@ class ImageRepository:
             raise InvalidURLError(self.display, "page size must be at least 1")
         self.page_size = page_size
         settings = with_environment(validate_options(OCIOptions, self.display, options))
+        self.timeout = settings.timeout
         self._client = RegistryClient(
             self.ref, settings, display=self.display,
             credentials=lambda: find_credentials(self.ref.registry, settings, None, None,
@@ -206,10 +211,14 @@ class ImageRepository:
 
     def list_tags(self) -> list[str]:
         """Every tag, in the registry's order, all pages (each tag once). Registries that
-        ignore ``n`` (distribution 2.x answers every tag at once) take one round trip. Raises RevisionNotFoundError for an
-        unknown repository, AuthenticationError, SourceError (RegistryUnavailableError when
-        it cannot be reached)."""
+        ignore ``n`` (distribution 2.x answers every tag at once) take one round trip. Each
+        page must arrive within the ``timeout`` option and the whole list within ten times
+        it, however slowly the registry trickles bytes or however many pages it links.
+        Raises RevisionNotFoundError for an unknown repository, AuthenticationError,
+        SourceError (RegistryUnavailableError when it cannot be reached or is too slow)."""
         session = self._client.session
+        started = time.monotonic()
+        listing_deadline = started + self.timeout * _LISTING_TIMEOUTS
         base = f"{self._client.repo_url}/tags/list"
         url: str | None = f"{base}?n={self.page_size}"
         tags: list[str] = []
@@ -219,13 +228,21 @@ class ImageRepository:
             pages += 1
             if pages > _MAX_PAGES:
                 raise SourceError(self.display, "the registry's tag list pages do not end")
+            page_started = time.monotonic()
+            if page_started > listing_deadline:
+                raise RegistryUnavailableError(
+                    self.display, f"the registry did not send its tag list within "
+                                  f"{self.timeout * _LISTING_TIMEOUTS:g}s ({pages - 1} pages)")
             response = session.request("GET", url, stream=True)
             if response.status != 200:
                 raise session.status_error(response, "tag list", repository=response.status == 404)
             try:
-                body = session.read_limited(response, _MAX_PAGE_BYTES, "tag list")
-            finally:
-                discard(response)
+                body = self._read_page(response, min(page_started + self.timeout,
+                                                      listing_deadline))
+            except BaseException:
+                _abandon(response)  # draining a trickle would wait for all of it
+                raise
+            discard(response)
             page = _page_tags(self.display, body)
             fresh = [tag for tag in page if tag not in known]
             known.update(fresh)
@@ -238,9 +255,40 @@ class ImageRepository:
                 url = f"{base}?n={self.page_size}&last={quote(page[-1], safe='')}"
         return tags
 
+    def _read_page(self, response: Any, deadline: float) -> bytes:
+        """A tag list page's body, read as it arrives: at most ``_MAX_PAGE_BYTES``, and
+        refused once ``deadline`` passes (the transport's timeout is per read, so a
+        registry sending a byte now and then would otherwise never time out)."""
+        session = self._client.session
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            if time.monotonic() > deadline:
+                raise RegistryUnavailableError(
+                    self.display, f"the registry did not send a tag list page within "
+                                  f"{self.timeout:g}s")
+            try:
+                chunk = response.read1(1 << 16, decode_content=True)
+            except (HTTPError, OSError) as exc:
+                raise session.translate(exc, "reading the tag list") from exc
+            if not chunk:
+                return b"".join(chunks)
+            size += len(chunk)
+            if size > _MAX_PAGE_BYTES:
+                raise VerificationError(self.display, f"tag list is larger than "
+                                                      f"{_MAX_PAGE_BYTES} bytes")
+            chunks.append(chunk)
+
     def digest(self, tag: str) -> str:
         """The manifest digest (``sha256:…``) tag ``tag`` names: one HEAD request."""
         return self._client.head_manifest(tag)
+
+
+def _abandon(response: Any) -> None:
+    """Close a response's connection without reading the rest of its body."""
+    with contextlib.suppress(HTTPError, OSError):
+        response.close()
+    response.release_conn()
 
 
 def _page_tags(display: str, body: bytes) -> list[str]:
