@@ -545,3 +545,21 @@ def test_a_registry_whose_pages_never_end_is_given_up_within_a_deadline() -> Non
         with pytest.raises(RegistryUnavailableError, match="tag list"):
             scan_tags(hostile.image, timeout=0.2)
         assert time.monotonic() - started < 8
+
+
+@pytest.mark.parametrize("link", [
+    "<http://registry.example/v2/team/app/tags/list?n=1&last=a>",  # https -> http
+    "<https://elsewhere.example/v2/team/app/tags/list?n=1&last=a>",
+    "<https://registry.example:8443/v2/team/app/tags/list?n=1&last=a>",
+])
+def test_a_next_page_on_another_origin_is_refused(link: str) -> None:
+    # the session sends its Authorization header with every request: a link downgrading
+    # to plain HTTP on the same host would put the credentials on the wire in clear
+    with ImageRepository("registry.example/team/app", username="bot",
+                         password="hunter2-secret") as repo:
+        session = repo._client.session
+        with pytest.raises(SourceError, match="another host") as caught:
+            session.next_page(f'{link}; rel="next"')
+        assert "hunter2" not in str(caught.value)
+        assert session.next_page('</v2/team/app/tags/list?n=1&last=a>; rel="next"') == \
+            "https://registry.example/v2/team/app/tags/list?n=1&last=a"
