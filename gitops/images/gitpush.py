@@ -27,6 +27,7 @@ from string import Template
 from typing import Any
 
 from dulwich.diff_tree import tree_changes
+from dulwich.errors import NotGitRepository
 from dulwich.index import validate_path
 from dulwich.object_store import commit_tree_changes
 from dulwich.objects import Blob, Commit, ObjectID, Tree
@@ -125,7 +126,7 @@ def update_repository(
     if workdir is not None:
         return _Updater(plan, choices, workdir, remote).run(attempts)
     with tempfile.TemporaryDirectory(prefix="gitops-image-update-") as tmp:
-        return _Updater(plan, choices, Path(tmp), remote).run(attempts)
+        return _Updater(plan, choices, Path(tmp) / "tree", remote).run(attempts)
 
 
 def render_message(template: str | None, *, automation: str, branch: str,
@@ -169,8 +170,12 @@ class _Updater:
         self.shown = remote.shown
 
     def run(self, attempts: int) -> UpdateResult:
-        with closing(self.remote), self._repo() as repo, \
-                FileLock(os.path.join(repo.controldir(), "gitops-update.lock"), timeout=_LOCK):
+        # the lock is beside the working tree, taken before it is created: two processes
+        # sharing the cache must not see each other's half-made repository
+        self.workdir.parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(os.fspath(self.workdir.with_name(self.workdir.name + ".lock")),
+                        timeout=_LOCK)
+        with closing(self.remote), lock, self._repo() as repo:
             for attempt in range(1, attempts + 1):
                 try:
                     return self._attempt(repo, attempt)
@@ -211,9 +216,13 @@ class _Updater:
     @contextmanager
     def _repo(self) -> Iterator[Repo]:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        if (self.workdir / ".git").is_dir():
-            repo = Repo(os.fspath(self.workdir))
-        else:
+        control = self.workdir / ".git"
+        try:
+            repo = Repo(os.fspath(self.workdir)) if control.is_dir() else None
+        except NotGitRepository:  # a creation that was interrupted: start again
+            shutil.rmtree(control)
+            repo = None
+        if repo is None:
             repo = Repo.init(os.fspath(self.workdir))
         with closing(repo):
             yield repo
