@@ -325,3 +325,26 @@ def test_a_workdir_whose_creation_was_interrupted_is_made_again(
     (tmp_path / "wd" / ".git").mkdir(parents=True)  # killed right after Repo.init's mkdir
     result = update_repository(automation(daemon.url(repo.name)), NEW, workdir=tmp_path / "wd")
     assert result.pushed and result.commit == repo.head()
+
+
+def test_a_folder_becoming_a_symlink_never_removes_what_it_points_at(
+    served: Path, home: Path, daemon: GitDaemon, tmp_path: Path
+) -> None:
+    # the kept tree must delete evil/b.yaml, not follow the new evil -> outside link to it
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "b.yaml").write_text("precious\n")
+    repo = new_bare(served, home, {**FILES, "evil/b.yaml": "x: 1\n"}, tmp=tmp_path)
+    workdir = tmp_path / "wd"
+    assert update_repository(automation(daemon.url(repo.name)), NEW, workdir=workdir).pushed
+    repo.work.git("pull", "-q", "--ff-only", os.fspath(repo.path), "main")
+    shutil.rmtree(repo.work.path / "evil")
+    (repo.work.path / "evil").symlink_to(outside)
+    (repo.work.path / "apps" / "web.yaml").write_text(DEPLOY)  # something to update again
+    repo.work.git("add", "-A")
+    repo.work.commit("evil becomes a link")
+    repo.work.git("push", "-q", os.fspath(repo.path), "HEAD:refs/heads/main")
+
+    assert update_repository(automation(daemon.url(repo.name)), NEW, workdir=workdir).pushed
+    assert (outside / "b.yaml").read_text() == "precious\n"
+    assert (workdir / "evil").is_symlink()

@@ -268,8 +268,23 @@ class _Updater:
             raise InputError(f"{self.shown}: the repository holds an unsafe path {path!r}")
         return self.workdir / os.fsdecode(path)
 
+    def _linked_folder(self, target: Path) -> Path | None:
+        """The first folder on the way from the working tree to ``target`` that is a
+        symlink (a tree where a folder became a link, changes not all applied yet)."""
+        current = self.workdir
+        for part in target.relative_to(self.workdir).parts[:-1]:
+            current = current / part
+            if current.is_symlink():
+                return current
+            if not current.exists():
+                return None
+        return None
+
     def _remove(self, path: bytes) -> None:
         target = self._target(path)
+        if self._linked_folder(target) is not None:
+            return  # its folder is a link now: the file is gone, and what the link
+            # points at (perhaps outside the working tree) is not ours to remove
         if target.is_dir() and not target.is_symlink():
             shutil.rmtree(target)
         elif target.exists() or target.is_symlink():
@@ -277,6 +292,9 @@ class _Updater:
 
     def _write(self, repo: Repo, path: bytes, mode: int, sha: bytes) -> None:
         target = self._target(path)
+        linked = self._linked_folder(target)
+        if linked is not None:  # a link becoming a folder: never write through it
+            linked.unlink()
         target.parent.mkdir(parents=True, exist_ok=True)
         if target.is_symlink() or target.is_file():
             target.unlink()
