@@ -563,3 +563,19 @@ def test_a_next_page_on_another_origin_is_refused(link: str) -> None:
         assert "hunter2" not in str(caught.value)
         assert session.next_page('</v2/team/app/tags/list?n=1&last=a>; rel="next"') == \
             "https://registry.example/v2/team/app/tags/list?n=1&last=a"
+
+
+def test_a_tag_list_larger_than_the_bound_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    # each page small, but new tags page after page: memory is bounded for the whole list
+    import gitops.images.scan as scan_module
+
+    monkeypatch.setattr(scan_module, "_MAX_LIST_BYTES", 20_000, raising=False)
+
+    def growing(handler: BaseHTTPRequestHandler, n: int) -> None:
+        _send(handler, [f"{n}.{i}.0" for i in range(100)],
+              f'</v2/team/app/tags/list?n=100&last={n}.99.0>; rel="next"')
+
+    with HostileRegistry(growing) as hostile:
+        with pytest.raises(SourceError, match="tag list is larger than 20000 bytes"):
+            scan_tags(hostile.image, timeout=5)
+        assert len(hostile.seen) < 30

@@ -56,6 +56,8 @@ DEFAULT_PAGE_SIZE = 1000
 DEFAULT_MAX_AGE = 60.0
 _MAX_PAGES = 10_000
 _MAX_PAGE_BYTES = 16 << 20
+#: all pages together (a registry linking page after page must not exhaust memory)
+_MAX_LIST_BYTES = 64 << 20
 #: the whole listing must end within this many times the transport's ``timeout``
 _LISTING_TIMEOUTS = 10
 _USAGE = "an image is HOST[:PORT]/REPO (no tag or digest)"
@@ -224,6 +226,7 @@ class ImageRepository:
         tags: list[str] = []
         known: set[str] = set()
         pages = 0
+        received = 0
         while url is not None:
             pages += 1
             if pages > _MAX_PAGES:
@@ -238,11 +241,12 @@ class ImageRepository:
                 raise session.status_error(response, "tag list", repository=response.status == 404)
             try:
                 body = self._read_page(response, min(page_started + self.timeout,
-                                                      listing_deadline))
+                                                      listing_deadline), received)
             except BaseException:
                 _abandon(response)  # draining a trickle would wait for all of it
                 raise
             discard(response)
+            received += len(body)
             page = _page_tags(self.display, body)
             fresh = [tag for tag in page if tag not in known]
             known.update(fresh)
@@ -255,8 +259,9 @@ class ImageRepository:
                 url = f"{base}?n={self.page_size}&last={quote(page[-1], safe='')}"
         return tags
 
-    def _read_page(self, response: Any, deadline: float) -> bytes:
-        """A tag list page's body, read as it arrives: at most ``_MAX_PAGE_BYTES``, and
+    def _read_page(self, response: Any, deadline: float, received: int) -> bytes:
+        """A tag list page's body, read as it arrives: at most ``_MAX_PAGE_BYTES`` (and
+        ``_MAX_LIST_BYTES`` with the ``received`` bytes of the pages before), and
         refused once ``deadline`` passes (the transport's timeout is per read, so a
         registry sending a byte now and then would otherwise never time out)."""
         session = self._client.session
@@ -275,8 +280,11 @@ class ImageRepository:
                 return b"".join(chunks)
             size += len(chunk)
             if size > _MAX_PAGE_BYTES:
-                raise VerificationError(self.display, f"tag list is larger than "
+                raise VerificationError(self.display, f"tag list page is larger than "
                                                       f"{_MAX_PAGE_BYTES} bytes")
+            if received + size > _MAX_LIST_BYTES:
+                raise VerificationError(self.display, f"tag list is larger than "
+                                                      f"{_MAX_LIST_BYTES} bytes")
             chunks.append(chunk)
 
     def digest(self, tag: str) -> str:
