@@ -579,3 +579,23 @@ def test_a_tag_list_larger_than_the_bound_is_refused(monkeypatch: pytest.MonkeyP
         with pytest.raises(SourceError, match="tag list is larger than 20000 bytes"):
             scan_tags(hostile.image, timeout=5)
         assert len(hostile.seen) < 30
+
+
+def test_a_list_cached_with_credentials_is_not_answered_to_a_scan_without(
+    basic_registry: LocalRegistry, repo: str, tmp_path: Path
+) -> None:
+    # two tenants' policies share the tag cache: one without the credentials must not
+    # learn the private repository's tags from the other's scan
+    creds: dict[str, Any] = {"username": basic_registry.username,
+                             "password": basic_registry.password}
+    push_tags(basic_registry, repo, ["1.0.0", "1.1.0"], **creds)
+    image = f"{basic_registry.host}/{repo}"
+    cache = TagCache(tmp_path / "tags")
+    assert not scan_tags(image, cache=cache, **creds).cached
+    assert scan_tags(image, cache=cache, **creds).cached  # the same credentials: a hit
+    with pytest.raises(AuthenticationError, match="requires authentication"):
+        scan_tags(image, cache=cache)
+    with pytest.raises(AuthenticationError, match="refused the credentials"):
+        scan_tags(image, cache=cache, username=creds["username"], password="wrong")
+    for file in (tmp_path / "tags").iterdir():  # the fingerprint, never the secret
+        assert basic_registry.password not in file.name + file.read_text()

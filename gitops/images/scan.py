@@ -18,7 +18,7 @@ import json
 import os
 import re
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +43,7 @@ __all__ = [
     "ImageRepository",
     "ScanResult",
     "TagCache",
+    "credential_scope",
     "exclusion_filter",
     "image_display",
     "parse_image",
@@ -60,6 +61,7 @@ _MAX_PAGE_BYTES = 16 << 20
 _MAX_LIST_BYTES = 64 << 20
 #: the whole listing must end within this many times the transport's ``timeout``
 _LISTING_TIMEOUTS = 10
+_CREDENTIAL_OPTIONS = ("username", "password", "docker_config")
 _USAGE = "an image is HOST[:PORT]/REPO (no tag or digest)"
 
 
@@ -133,16 +135,17 @@ class TagCache:
         self.max_age = max_age
         self._clock = clock
 
-    def _path(self, ref: OCIReference) -> Path:
+    def _path(self, ref: OCIReference, scope: str) -> Path:
         identity = f"{ref.registry}/{ref.repository}"
-        digest = hashlib.sha256(identity.encode()).hexdigest()[:20]
+        digest = hashlib.sha256(f"{identity} {scope}".encode()).hexdigest()[:20]
         readable = re.sub(r"[^A-Za-z0-9._-]+", "_", identity)[:80].strip("._-") or "image"
         return self.directory / f"{readable}-{digest}.json"
 
-    def get(self, ref: OCIReference) -> tuple[str, ...] | None:
-        """The cached tags of ``ref``'s repository while fresh, else None."""
+    def get(self, ref: OCIReference, *, scope: str = "") -> tuple[str, ...] | None:
+        """The cached tags of ``ref``'s repository while fresh, else None. ``scope``
+        (:func:`credential_scope`) keeps lists listed with given credentials apart."""
         try:
-            data = json.loads(self._path(ref).read_text(encoding="utf-8"))
+            data = json.loads(self._path(ref, scope).read_text(encoding="utf-8"))
             fetched, tags = float(data["fetched"]), data["tags"]
             same = data["image"] == f"{ref.registry}/{ref.repository}"
         except (OSError, ValueError, KeyError, TypeError):
@@ -152,10 +155,10 @@ class TagCache:
             return None
         return tuple(str(tag) for tag in tags)
 
-    def put(self, ref: OCIReference, tags: Iterable[str]) -> None:
+    def put(self, ref: OCIReference, tags: Iterable[str], *, scope: str = "") -> None:
         """Remember ``tags`` as ``ref``'s repository's list, now. Best effort: a full or
         read-only disk leaves the cache as it was."""
-        path = self._path(ref)
+        path = self._path(ref, scope)
         data = {"image": f"{ref.registry}/{ref.repository}", "fetched": self._clock(),
                 "tags": list(tags)}
         with contextlib.suppress(OSError):
@@ -164,11 +167,21 @@ class TagCache:
             temp.write_text(json.dumps(data), encoding="utf-8")
             os.replace(temp, path)
 
-    def invalidate(self, image: str | OCIReference) -> None:
+    def invalidate(self, image: str | OCIReference, *, scope: str = "") -> None:
         """Forget the tags of ``image`` (``HOST/REPO``): the next scan asks the registry."""
         ref = image if isinstance(image, OCIReference) else parse_image(image)
         with contextlib.suppress(FileNotFoundError):
-            self._path(ref).unlink()
+            self._path(ref, scope).unlink()
+
+
+def credential_scope(options: Mapping[str, Any]) -> str:
+    """Which cached tag lists a scan with ``options`` may use: "" without credential
+    options, else a fingerprint of them. A list read with one policy's credentials is
+    never answered to a scan with other credentials or none (another tenant's policy)."""
+    given = {k: str(options[k]) for k in _CREDENTIAL_OPTIONS if options.get(k) is not None}
+    if not given:
+        return ""
+    return hashlib.sha256(json.dumps(given, sort_keys=True).encode()).hexdigest()
 
 
 class ImageRepository:
@@ -187,6 +200,8 @@ class ImageRepository:
             raise InvalidURLError(self.display, "page size must be at least 1")
         self.page_size = page_size
         settings = with_environment(validate_options(OCIOptions, self.display, options))
+        #: the tag cache's :func:`credential_scope` of the options given
+        self.cache_scope = credential_scope(options)
         self.timeout = settings.timeout
         self._client = RegistryClient(
             self.ref, settings, display=self.display,
@@ -327,7 +342,8 @@ def scan_tags(
     """
     ref = repository.ref if repository is not None else parse_image(image)
     keep = exclusion_filter(image_display(ref), exclude)
-    listed = cache.get(ref) if cache is not None else None
+    scope = repository.cache_scope if repository is not None else credential_scope(options)
+    listed = cache.get(ref, scope=scope) if cache is not None else None
     if listed is not None:
         return ScanResult(tuple(filter(keep, listed)), 0, True)
     owned = repository is None
@@ -340,7 +356,7 @@ def scan_tags(
         if owned:
             repo.close()
     if cache is not None:
-        cache.put(ref, tags)
+        cache.put(ref, tags, scope=scope)
     return ScanResult(tuple(filter(keep, tags)), trips, False)
 
 
