@@ -287,3 +287,18 @@ def test_a_unicode_line_separator_before_a_marker_does_not_hide_it(separator: st
     result = rewrite(text, CHOICES)
     assert result.text == text.replace("web:1.0.0", "web:1.4.0")
     assert [c.line for c in result.changes] == [2]
+
+
+@pytest.mark.parametrize(("before", "tag", "after"), [
+    ("1.0.0", "1.10", '"1.10"'),            # would read back as the float 1.1
+    ("main-abc", "1700000000", '"1700000000"'),  # an int (Helm prints 1.7e+09)
+    ("v1", "true", '"true"'),
+    ("v1", "1e3", '"1e3"'),
+    ("1.0.0", "1.10.0", "1.10.0"),          # still a string: left plain
+    ("5", "6", "6"),                        # written as a number already: kept so
+])
+def test_a_plain_string_stays_a_string(before: str, tag: str, after: str) -> None:
+    text = f"tag: {before} # {marker('apps:web:tag')}\n"
+    result = rewrite(text, {"apps:web": Choice("ghcr.io/acme/web", tag)})
+    assert result.text == f"tag: {after} # {marker('apps:web:tag')}\n"
+    assert yaml.safe_load(result.text)["tag"] == (6 if tag == "6" else tag)

@@ -51,6 +51,10 @@ _MARKER_RE = re.compile(r"#[ \t]*(\{[^\r\n#]*\$imagepolicy[^\r\n#]*\})[ \t]*\r?$
 _FIELDS = ("tag", "name", "digest")
 _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _SUFFIXES = (".yaml", ".yml")
+_STR = "tag:yaml.org,2002:str"
+_RESOLVER = yaml.resolver.Resolver()
+_YAML12_NUMBER = re.compile(r"[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+                            r"|0x[0-9a-fA-F]+|0o[0-7]+")
 
 
 class ImageChoice(Protocol):
@@ -185,7 +189,7 @@ def rewrite(
         new = _value(choice, marker, pin_digest, source)
         if new == node.value:
             continue
-        edits.append((node.start_mark.index, node.end_mark.index, _render(new, node.style)))
+        edits.append((node.start_mark.index, node.end_mark.index, _render(new, node)))
         changes.append(SetterChange(marker.line + 1, marker.policy, str(node.value), new,
                                     marker.field))
     for policy in sorted({u.policy for u in unknown}):
@@ -369,12 +373,25 @@ def _value(choice: ImageChoice, marker: _Marker, pin_digest: bool, source: str) 
     return f"{choice.image}:{choice.tag}{pin}"
 
 
-def _render(value: str, style: str | None) -> str:
+def _render(value: str, node: yaml.ScalarNode) -> str:
+    """``value`` written in ``node``'s style; a plain string whose new value YAML would
+    read as something else (``1.10``, ``1700000000``, ``true``) is double-quoted, so it
+    stays a string."""
+    style = node.style
+    if not style and node.tag == _STR and not _reads_as_string(value):
+        style = '"'
     if style == '"':
         return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
     if style == "'":
         return "'" + value.replace("'", "''") + "'"
     return value
+
+
+def _reads_as_string(value: str) -> bool:
+    """A plain ``value`` is a string to PyYAML (YAML 1.1) and to Kubernetes' YAML 1.2
+    readers (where ``1e3`` and ``0o17`` are numbers too)."""
+    resolved = _RESOLVER.resolve(yaml.ScalarNode, value, (True, False))  # type: ignore[no-untyped-call]
+    return resolved == _STR and not _YAML12_NUMBER.fullmatch(value)
 
 
 def _check(text: str, changes: list[SetterChange], source: str) -> None:
