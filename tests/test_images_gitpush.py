@@ -348,3 +348,10 @@ def test_a_folder_becoming_a_symlink_never_removes_what_it_points_at(
     assert update_repository(automation(daemon.url(repo.name)), NEW, workdir=workdir).pushed
     assert (outside / "b.yaml").read_text() == "precious\n"
     assert (workdir / "evil").is_symlink()
+
+
+def test_the_update_plan_never_shows_the_url_password() -> None:
+    from gitops.images.gitpush import _Plan
+
+    plan = _Plan.of(automation("git+https://bot:hunter2-Secret@git.example.com/c.git"))
+    assert "hunter2" not in repr(plan) and plan.url.endswith("/c.git")

@@ -21,7 +21,7 @@ import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import closing, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from string import Template
 from typing import Any
@@ -80,7 +80,7 @@ class _Plan:
     """What an ``ImageUpdateAutomation`` asks of Git."""
 
     key: str
-    url: str
+    url: str = field(repr=False)  # may hold a password
     checkout_branch: str
     push_branch: str
     author_name: str
