@@ -7,6 +7,7 @@ import logging
 import os
 import shutil
 import subprocess
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import pytest
 from images_git import Bare, automation, choice, marker, new_bare
 
 from gitops.errors import InputError, SourceAuthenticationError
-from gitops.images.gitpush import render_message, update_repository
+from gitops.images.gitpush import UpdateResult, render_message, update_repository
 from gitops.sources.git.transport import Remote
 from gitops.testing.gitserver import GitDaemon, GitHTTPServer, GpgKey, SSHServer, make_gpg_key
 
@@ -286,3 +287,71 @@ def test_the_kept_working_tree_follows_files_becoming_folders_and_back(
     assert update_repository(spec, newer, workdir=workdir).pushed
     assert (workdir / "apps" / "plain.yaml").read_text() == "kind: File again\n"
     assert "1.5.0" in repo.show("main", "apps/web.yaml")
+
+
+def test_two_updaters_sharing_a_new_workdir_take_turns(
+    served: Path, home: Path, daemon: GitDaemon, tmp_path: Path
+) -> None:
+    # two `gitops run` sharing GITOPS_CACHE_DIR start the same automation at once: the
+    # first run of each creates the kept working tree, and neither may see it half made
+    failures: list[BaseException] = []
+    results: list[UpdateResult] = []
+
+    def run(barrier: threading.Barrier, url: str, workdir: Path) -> None:
+        barrier.wait()
+        try:
+            results.append(update_repository(automation(url), NEW, workdir=workdir))
+        except BaseException as exc:
+            failures.append(exc)
+
+    for round_ in range(8):
+        repo = new_bare(served, home, FILES, tmp=tmp_path / str(round_))
+        barrier = threading.Barrier(3)
+        results.clear()
+        threads = [threading.Thread(target=run, args=(barrier, daemon.url(repo.name),
+                                                      tmp_path / f"wd{round_}"))
+                   for _ in range(3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert not failures, failures
+        assert sorted(r.pushed for r in results) == [False, False, True]
+
+
+def test_a_workdir_whose_creation_was_interrupted_is_made_again(
+    repo: Bare, daemon: GitDaemon, tmp_path: Path
+) -> None:
+    (tmp_path / "wd" / ".git").mkdir(parents=True)  # killed right after Repo.init's mkdir
+    result = update_repository(automation(daemon.url(repo.name)), NEW, workdir=tmp_path / "wd")
+    assert result.pushed and result.commit == repo.head()
+
+
+def test_a_folder_becoming_a_symlink_never_removes_what_it_points_at(
+    served: Path, home: Path, daemon: GitDaemon, tmp_path: Path
+) -> None:
+    # the kept tree must delete evil/b.yaml, not follow the new evil -> outside link to it
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "b.yaml").write_text("precious\n")
+    repo = new_bare(served, home, {**FILES, "evil/b.yaml": "x: 1\n"}, tmp=tmp_path)
+    workdir = tmp_path / "wd"
+    assert update_repository(automation(daemon.url(repo.name)), NEW, workdir=workdir).pushed
+    repo.work.git("pull", "-q", "--ff-only", os.fspath(repo.path), "main")
+    shutil.rmtree(repo.work.path / "evil")
+    (repo.work.path / "evil").symlink_to(outside)
+    (repo.work.path / "apps" / "web.yaml").write_text(DEPLOY)  # something to update again
+    repo.work.git("add", "-A")
+    repo.work.commit("evil becomes a link")
+    repo.work.git("push", "-q", os.fspath(repo.path), "HEAD:refs/heads/main")
+
+    assert update_repository(automation(daemon.url(repo.name)), NEW, workdir=workdir).pushed
+    assert (outside / "b.yaml").read_text() == "precious\n"
+    assert (workdir / "evil").is_symlink()
+
+
+def test_the_update_plan_never_shows_the_url_password() -> None:
+    from gitops.images.gitpush import _Plan
+
+    plan = _Plan.of(automation("git+https://bot:hunter2-Secret@git.example.com/c.git"))
+    assert "hunter2" not in repr(plan) and plan.url.endswith("/c.git")

@@ -248,3 +248,15 @@ def test_extracted_timestamps_choose_the_newest_build(
         return
     assert chosen is not None and chosen.startswith("main-")
     assert int(chosen.rsplit("-", 1)[1]) == max(mains)
+
+
+@pytest.mark.parametrize(("range_", "chosen"), [
+    ("1.0.0 - 2.0.0-rc.5", "2.0.0-rc.2"),
+    ("<=2.0.0-rc.5", "2.0.0-rc.2"),
+    (">=1.0.0 <=2.0.0-rc.5", "2.0.0-rc.2"),
+    ("<=2.0.0", "2.0.0"),
+])
+def test_a_prerelease_upper_bound_excludes_the_release_above_it(range_: str, chosen: str) -> None:
+    # 2.0.0 is above 2.0.0-rc.5 (semantic_version's NpmSpec.match says it is within)
+    tags = ["1.0.0", "1.5.0", "2.0.0-rc.2", "2.0.0-rc.9", "2.0.0"]
+    assert select_tag(tags, semver(range_)) == chosen

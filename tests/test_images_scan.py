@@ -12,6 +12,7 @@ and pages ``tags/list`` as the distribution spec describes (lexical order, ``n``
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import http.client
 import json
@@ -19,6 +20,7 @@ import os
 import shutil
 import subprocess
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -465,3 +467,135 @@ def test_a_registry_that_answers_garbage_is_an_error_naming_the_image(
     finally:
         server.shutdown()
         server.server_close()
+
+
+class HostileRegistry:
+    """A loopback server answering every ``tags/list`` with ``answer(handler, n)`` (n: the
+    request's number); records ``(path, Authorization)`` of each request."""
+
+    def __init__(self, answer: Any) -> None:
+        self.seen: list[tuple[str, str | None]] = []
+        hostile = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                hostile.seen.append((self.path, self.headers.get("Authorization")))
+                with contextlib.suppress(OSError):  # the client gave up
+                    answer(self, len(hostile.seen))
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def image(self) -> str:
+        return f"127.0.0.1:{self.server.server_address[1]}/team/app"
+
+    def __enter__(self) -> HostileRegistry:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _send(handler: BaseHTTPRequestHandler, tags: list[str], link: str | None = None) -> None:
+    body = json.dumps({"tags": tags}).encode()
+    handler.send_response(200)
+    if link is not None:
+        handler.send_header("Link", link)
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    handler.wfile.write(body)
+
+
+def test_a_registry_trickling_its_tag_list_times_out() -> None:
+    # every byte comes before the read timeout, so only a deadline on the page stops it
+    def trickle(handler: BaseHTTPRequestHandler, n: int) -> None:
+        body = json.dumps({"tags": ["1.0.0"] * 100}).encode()
+        handler.send_response(200)
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        for byte in body:
+            handler.wfile.write(bytes([byte]))
+            handler.wfile.flush()
+            time.sleep(0.05)
+
+    with HostileRegistry(trickle) as hostile:
+        started = time.monotonic()
+        with pytest.raises(RegistryUnavailableError, match=r"oci://127\.0\.0\.1:\d+/team/app: "
+                                                           r".*within 1s"):
+            scan_tags(hostile.image, timeout=1)
+        assert time.monotonic() - started < 5
+
+
+def test_a_registry_whose_pages_never_end_is_given_up_within_a_deadline() -> None:
+    # each page links to a next one with a new tag: without a deadline, 10,000 round trips
+    def endless(handler: BaseHTTPRequestHandler, n: int) -> None:
+        _send(handler, [f"t{n}"], f'</v2/team/app/tags/list?n=1&last=t{n}>; rel="next"')
+
+    with HostileRegistry(endless) as hostile:
+        started = time.monotonic()
+        with pytest.raises(RegistryUnavailableError, match="tag list"):
+            scan_tags(hostile.image, timeout=0.2)
+        assert time.monotonic() - started < 8
+
+
+@pytest.mark.parametrize("link", [
+    "<http://registry.example/v2/team/app/tags/list?n=1&last=a>",  # https -> http
+    "<https://elsewhere.example/v2/team/app/tags/list?n=1&last=a>",
+    "<https://registry.example:8443/v2/team/app/tags/list?n=1&last=a>",
+])
+def test_a_next_page_on_another_origin_is_refused(link: str) -> None:
+    # the session sends its Authorization header with every request: a link downgrading
+    # to plain HTTP on the same host would put the credentials on the wire in clear
+    with ImageRepository("registry.example/team/app", username="bot",
+                         password="hunter2-secret") as repo:
+        session = repo._client.session
+        with pytest.raises(SourceError, match="another host") as caught:
+            session.next_page(f'{link}; rel="next"')
+        assert "hunter2" not in str(caught.value)
+        assert session.next_page('</v2/team/app/tags/list?n=1&last=a>; rel="next"') == \
+            "https://registry.example/v2/team/app/tags/list?n=1&last=a"
+
+
+def test_a_tag_list_larger_than_the_bound_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    # each page small, but new tags page after page: memory is bounded for the whole list
+    import gitops.images.scan as scan_module
+
+    monkeypatch.setattr(scan_module, "_MAX_LIST_BYTES", 20_000, raising=False)
+
+    def growing(handler: BaseHTTPRequestHandler, n: int) -> None:
+        _send(handler, [f"{n}.{i}.0" for i in range(100)],
+              f'</v2/team/app/tags/list?n=100&last={n}.99.0>; rel="next"')
+
+    with HostileRegistry(growing) as hostile:
+        with pytest.raises(SourceError, match="tag list is larger than 20000 bytes"):
+            scan_tags(hostile.image, timeout=5)
+        assert len(hostile.seen) < 30
+
+
+def test_a_list_cached_with_credentials_is_not_answered_to_a_scan_without(
+    basic_registry: LocalRegistry, repo: str, tmp_path: Path
+) -> None:
+    # two tenants' policies share the tag cache: one without the credentials must not
+    # learn the private repository's tags from the other's scan
+    creds: dict[str, Any] = {"username": basic_registry.username,
+                             "password": basic_registry.password}
+    push_tags(basic_registry, repo, ["1.0.0", "1.1.0"], **creds)
+    image = f"{basic_registry.host}/{repo}"
+    cache = TagCache(tmp_path / "tags")
+    assert not scan_tags(image, cache=cache, **creds).cached
+    assert scan_tags(image, cache=cache, **creds).cached  # the same credentials: a hit
+    with pytest.raises(AuthenticationError, match="requires authentication"):
+        scan_tags(image, cache=cache)
+    with pytest.raises(AuthenticationError, match="refused the credentials"):
+        scan_tags(image, cache=cache, username=creds["username"], password="wrong")
+    for file in (tmp_path / "tags").iterdir():  # the fingerprint, never the secret
+        assert basic_registry.password not in file.name + file.read_text()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -255,3 +256,49 @@ def test_only_marked_values_change_and_the_rest_stays_byte_identical(
     assert again.text == result.text and again.changes == ()
     assert yaml.safe_load(result.text) is not None or not text.strip()
 
+
+
+def test_a_file_starting_with_a_byte_order_mark_is_rewritten_in_place() -> None:
+    # editors on Windows save YAML with a BOM; PyYAML's positions do not count it
+    for newline in ("\n", "\r\n"):
+        text = (f"\ufeffa: 1{newline}image: ghcr.io/acme/web:1.0.0 # {marker('apps:web')}"
+                f"{newline}b: 2{newline}")
+        result = rewrite(text, CHOICES)
+        assert result.text == text.replace("web:1.0.0", "web:1.4.0")
+        assert [(c.line, c.new) for c in result.changes] == [(2, "ghcr.io/acme/web:1.4.0")]
+
+
+def test_a_long_file_with_many_markers_is_rewritten_in_linear_time() -> None:
+    # each marker used to scan every value and every string of the file (5,000: ~70 s)
+    block = f"image: ghcr.io/acme/web:1.0.0 # {marker('apps:web')}\nother: x\n"
+    text = "".join(f"item{i}:\n  " + block.replace("\n", "\n  ", 1) for i in range(5000))
+    started = time.monotonic()
+    result = rewrite(text, CHOICES)
+    assert time.monotonic() - started < 5
+    assert len(result.changes) == 5000
+    assert result.text == text.replace("web:1.0.0", "web:1.4.0")
+
+
+@pytest.mark.parametrize("separator", ["\u2028", "\u2029", "\u0085"])
+def test_a_unicode_line_separator_before_a_marker_does_not_hide_it(separator: str) -> None:
+    # YAML breaks lines at these too; the markers' lines are counted by '\n' only
+    text = (f"note: \"a{separator}b\"\n"
+            f"image: ghcr.io/acme/web:1.0.0 # {marker('apps:web')}\n")
+    result = rewrite(text, CHOICES)
+    assert result.text == text.replace("web:1.0.0", "web:1.4.0")
+    assert [c.line for c in result.changes] == [2]
+
+
+@pytest.mark.parametrize(("before", "tag", "after"), [
+    ("1.0.0", "1.10", '"1.10"'),            # would read back as the float 1.1
+    ("main-abc", "1700000000", '"1700000000"'),  # an int (Helm prints 1.7e+09)
+    ("v1", "true", '"true"'),
+    ("v1", "1e3", '"1e3"'),
+    ("1.0.0", "1.10.0", "1.10.0"),          # still a string: left plain
+    ("5", "6", "6"),                        # written as a number already: kept so
+])
+def test_a_plain_string_stays_a_string(before: str, tag: str, after: str) -> None:
+    text = f"tag: {before} # {marker('apps:web:tag')}\n"
+    result = rewrite(text, {"apps:web": Choice("ghcr.io/acme/web", tag)})
+    assert result.text == f"tag: {after} # {marker('apps:web:tag')}\n"
+    assert yaml.safe_load(result.text)["tag"] == (6 if tag == "6" else tag)

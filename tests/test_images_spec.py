@@ -187,3 +187,19 @@ def test_the_command_line_policy_form() -> None:
         with pytest.raises(InputError, match="--policy"):
             TagPolicy.parse(bad)
     assert TagFilter(pattern="^v").extract == ""
+
+
+@pytest.mark.parametrize(("name", "email"), [
+    ("bot\ncommitter Evil <evil@example.com> 0 +0000", "bot@example.com"),
+    ("bot", "bot@example.com>\nencoding evil"),
+    ("Bot <other@example.com>", "bot@example.com"),
+    ("bot", "<bot@example.com>"),
+    ("bot\r", "bot@example.com"),
+    ("bot", "bot@exa\x00mple.com"),
+])
+def test_an_author_that_would_forge_commit_headers_is_refused(name: str, email: str) -> None:
+    # the identity is written into the commit object as "NAME <EMAIL> TIME": a newline
+    # there adds headers of the author's choosing, an angle bracket moves the email
+    data = automation(commit={"author": {"name": name, "email": email}})
+    with pytest.raises(ValidationError, match="author"):
+        ImageUpdateAutomation.model_validate(data)

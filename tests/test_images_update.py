@@ -177,3 +177,22 @@ def test_without_an_automation_every_policy_applies_and_with_one_its_namespace_o
     with pytest.raises(InputError, match="no ImagePolicy in namespace default to apply"):
         run(daemon.url(repo.name) + "@main", [policies(tmp_path, registry, automation,
                                                        namespace="other")])
+
+
+@pytest.mark.parametrize(("options", "said"), [
+    (["--push-branch", "bad..name"], "--push-branch: not a valid branch name"),
+    (["--path", "../elsewhere"], "--path: must stay inside"),
+    (["--author-name", "a <b@example.com>"], "--author-name/--author-email: a commit author"),
+])
+def test_a_bad_option_is_one_clear_error_naming_it(
+    options: list[str], said: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    file = tmp_path / "policies.yaml"
+    file.write_text("apiVersion: gitops.dev/v1alpha1\nkind: ImagePolicy\n"
+                    "metadata: {name: web}\nspec:\n  image: 127.0.0.1:1/acme/web\n"
+                    "  policy: {semver: {range: '>=1.0.0'}}\n")
+    code = main(["image", "update", "git+file:///nowhere.git@main", "-f", os.fspath(file),
+                 *options])
+    err = capsys.readouterr().err
+    assert code == 2 and said in err, err
+    assert "internal error" not in err and "input_value" not in err

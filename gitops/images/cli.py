@@ -116,7 +116,7 @@ def cmd_scan(args: argparse.Namespace, out: Out) -> int:
     page_size = args.page_size if args.page_size is not None else DEFAULT_PAGE_SIZE
     with ImageRepository(image, page_size=page_size, **credentials) as repo:
         if args.refresh:
-            cache.invalidate(repo.ref)
+            cache.invalidate(repo.ref, scope=repo.cache_scope)
         exclude = DEFAULT_EXCLUSION_LIST if args.exclude is None else tuple(args.exclude)
         result = scan_tags(image, exclude=exclude, cache=cache, repository=repo)
         tag = select_tag(result.tags, policy, tag_filter)

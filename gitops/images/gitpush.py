@@ -21,12 +21,13 @@ import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import closing, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from string import Template
 from typing import Any
 
 from dulwich.diff_tree import tree_changes
+from dulwich.errors import NotGitRepository
 from dulwich.index import validate_path
 from dulwich.object_store import commit_tree_changes
 from dulwich.objects import Blob, Commit, ObjectID, Tree
@@ -79,7 +80,7 @@ class _Plan:
     """What an ``ImageUpdateAutomation`` asks of Git."""
 
     key: str
-    url: str
+    url: str = field(repr=False)  # may hold a password
     checkout_branch: str
     push_branch: str
     author_name: str
@@ -125,7 +126,7 @@ def update_repository(
     if workdir is not None:
         return _Updater(plan, choices, workdir, remote).run(attempts)
     with tempfile.TemporaryDirectory(prefix="gitops-image-update-") as tmp:
-        return _Updater(plan, choices, Path(tmp), remote).run(attempts)
+        return _Updater(plan, choices, Path(tmp) / "tree", remote).run(attempts)
 
 
 def render_message(template: str | None, *, automation: str, branch: str,
@@ -169,8 +170,12 @@ class _Updater:
         self.shown = remote.shown
 
     def run(self, attempts: int) -> UpdateResult:
-        with closing(self.remote), self._repo() as repo, \
-                FileLock(os.path.join(repo.controldir(), "gitops-update.lock"), timeout=_LOCK):
+        # the lock is beside the working tree, taken before it is created: two processes
+        # sharing the cache must not see each other's half-made repository
+        self.workdir.parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(os.fspath(self.workdir.with_name(self.workdir.name + ".lock")),
+                        timeout=_LOCK)
+        with closing(self.remote), lock, self._repo() as repo:
             for attempt in range(1, attempts + 1):
                 try:
                     return self._attempt(repo, attempt)
@@ -211,9 +216,13 @@ class _Updater:
     @contextmanager
     def _repo(self) -> Iterator[Repo]:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        if (self.workdir / ".git").is_dir():
-            repo = Repo(os.fspath(self.workdir))
-        else:
+        control = self.workdir / ".git"
+        try:
+            repo = Repo(os.fspath(self.workdir)) if control.is_dir() else None
+        except NotGitRepository:  # a creation that was interrupted: start again
+            shutil.rmtree(control)
+            repo = None
+        if repo is None:
             repo = Repo.init(os.fspath(self.workdir))
         with closing(repo):
             yield repo
@@ -259,8 +268,23 @@ class _Updater:
             raise InputError(f"{self.shown}: the repository holds an unsafe path {path!r}")
         return self.workdir / os.fsdecode(path)
 
+    def _linked_folder(self, target: Path) -> Path | None:
+        """The first folder on the way from the working tree to ``target`` that is a
+        symlink (a tree where a folder became a link, changes not all applied yet)."""
+        current = self.workdir
+        for part in target.relative_to(self.workdir).parts[:-1]:
+            current = current / part
+            if current.is_symlink():
+                return current
+            if not current.exists():
+                return None
+        return None
+
     def _remove(self, path: bytes) -> None:
         target = self._target(path)
+        if self._linked_folder(target) is not None:
+            return  # its folder is a link now: the file is gone, and what the link
+            # points at (perhaps outside the working tree) is not ours to remove
         if target.is_dir() and not target.is_symlink():
             shutil.rmtree(target)
         elif target.exists() or target.is_symlink():
@@ -268,6 +292,9 @@ class _Updater:
 
     def _write(self, repo: Repo, path: bytes, mode: int, sha: bytes) -> None:
         target = self._target(path)
+        linked = self._linked_folder(target)
+        if linked is not None:  # a link becoming a folder: never write through it
+            linked.unlink()
         target.parent.mkdir(parents=True, exist_ok=True)
         if target.is_symlink() or target.is_file():
             target.unlink()

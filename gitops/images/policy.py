@@ -113,21 +113,19 @@ def _filtered(tags: Iterable[str], filter_tags: TagFilter | None) -> Iterator[tu
 def _semver_keys(
     pairs: Iterable[tuple[str, str]], expression: str
 ) -> Iterator[tuple[Any, str]]:
-    spec = parse_range("policy.semver.range", expression)
-    prerelease_alternatives = [
-        _comparators(text) for text in expression.split("||")
-        if _PRERELEASE_IN_RANGE.search(text)
-    ]
+    parse_range("policy.semver.range", expression)  # refuses what npm would
+    # each alternative's comparators, checked by plain precedence (semantic_version's own
+    # match lets 2.0.0 through "<=2.0.0-rc.5"); pre-releases only where one is named
+    alternatives = [(_comparators(text), bool(_PRERELEASE_IN_RANGE.search(text)))
+                    for text in expression.split("||")]
     for value, tag in pairs:
         version = parse_tag(value)
         if version is None:
             continue
-        if version.prerelease:
-            bare = version.truncate("prerelease")  # build metadata has no precedence
-            ok = any(all(_holds(op, target, bare) for op, target in alternative)
-                     for alternative in prerelease_alternatives)
-        else:
-            ok = spec.match(version)
+        bare = version.truncate("prerelease")  # build metadata has no precedence
+        ok = any(all(_holds(op, target, bare) for op, target in comparators)
+                 for comparators, names_prerelease in alternatives
+                 if names_prerelease or not version.prerelease)
         if ok:
             yield version.precedence_key, tag
 

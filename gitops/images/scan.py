@@ -18,21 +18,23 @@ import json
 import os
 import re
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from urllib3.exceptions import HTTPError
+
 from gitops.cache import cache_root, temp_name
-from gitops.errors import InvalidURLError, SourceError
+from gitops.errors import InvalidURLError, SourceError, VerificationError
 from gitops.images.spec import compile_go_regex
 from gitops.options import validate_options
 from gitops.sources.oci.auth import find_credentials
 from gitops.sources.oci.client import RegistryClient
 from gitops.sources.oci.options import OCIOptions, with_environment
 from gitops.sources.oci.reference import OCIReference, parse_oci_url
-from gitops.sources.oci.session import discard
+from gitops.sources.oci.session import RegistryUnavailableError, discard
 from gitops.urls import scrub
 
 __all__ = [
@@ -41,6 +43,7 @@ __all__ = [
     "ImageRepository",
     "ScanResult",
     "TagCache",
+    "credential_scope",
     "exclusion_filter",
     "image_display",
     "parse_image",
@@ -54,6 +57,11 @@ DEFAULT_PAGE_SIZE = 1000
 DEFAULT_MAX_AGE = 60.0
 _MAX_PAGES = 10_000
 _MAX_PAGE_BYTES = 16 << 20
+#: all pages together (a registry linking page after page must not exhaust memory)
+_MAX_LIST_BYTES = 64 << 20
+#: the whole listing must end within this many times the transport's ``timeout``
+_LISTING_TIMEOUTS = 10
+_CREDENTIAL_OPTIONS = ("username", "password", "docker_config")
 _USAGE = "an image is HOST[:PORT]/REPO (no tag or digest)"
 
 
@@ -127,16 +135,17 @@ class TagCache:
         self.max_age = max_age
         self._clock = clock
 
-    def _path(self, ref: OCIReference) -> Path:
+    def _path(self, ref: OCIReference, scope: str) -> Path:
         identity = f"{ref.registry}/{ref.repository}"
-        digest = hashlib.sha256(identity.encode()).hexdigest()[:20]
+        digest = hashlib.sha256(f"{identity} {scope}".encode()).hexdigest()[:20]
         readable = re.sub(r"[^A-Za-z0-9._-]+", "_", identity)[:80].strip("._-") or "image"
         return self.directory / f"{readable}-{digest}.json"
 
-    def get(self, ref: OCIReference) -> tuple[str, ...] | None:
-        """The cached tags of ``ref``'s repository while fresh, else None."""
+    def get(self, ref: OCIReference, *, scope: str = "") -> tuple[str, ...] | None:
+        """The cached tags of ``ref``'s repository while fresh, else None. ``scope``
+        (:func:`credential_scope`) keeps lists listed with given credentials apart."""
         try:
-            data = json.loads(self._path(ref).read_text(encoding="utf-8"))
+            data = json.loads(self._path(ref, scope).read_text(encoding="utf-8"))
             fetched, tags = float(data["fetched"]), data["tags"]
             same = data["image"] == f"{ref.registry}/{ref.repository}"
         except (OSError, ValueError, KeyError, TypeError):
@@ -146,10 +155,10 @@ class TagCache:
             return None
         return tuple(str(tag) for tag in tags)
 
-    def put(self, ref: OCIReference, tags: Iterable[str]) -> None:
+    def put(self, ref: OCIReference, tags: Iterable[str], *, scope: str = "") -> None:
         """Remember ``tags`` as ``ref``'s repository's list, now. Best effort: a full or
         read-only disk leaves the cache as it was."""
-        path = self._path(ref)
+        path = self._path(ref, scope)
         data = {"image": f"{ref.registry}/{ref.repository}", "fetched": self._clock(),
                 "tags": list(tags)}
         with contextlib.suppress(OSError):
@@ -158,11 +167,21 @@ class TagCache:
             temp.write_text(json.dumps(data), encoding="utf-8")
             os.replace(temp, path)
 
-    def invalidate(self, image: str | OCIReference) -> None:
+    def invalidate(self, image: str | OCIReference, *, scope: str = "") -> None:
         """Forget the tags of ``image`` (``HOST/REPO``): the next scan asks the registry."""
         ref = image if isinstance(image, OCIReference) else parse_image(image)
         with contextlib.suppress(FileNotFoundError):
-            self._path(ref).unlink()
+            self._path(ref, scope).unlink()
+
+
+def credential_scope(options: Mapping[str, Any]) -> str:
+    """Which cached tag lists a scan with ``options`` may use: "" without credential
+    options, else a fingerprint of them. A list read with one policy's credentials is
+    never answered to a scan with other credentials or none (another tenant's policy)."""
+    given = {k: str(options[k]) for k in _CREDENTIAL_OPTIONS if options.get(k) is not None}
+    if not given:
+        return ""
+    return hashlib.sha256(json.dumps(given, sort_keys=True).encode()).hexdigest()
 
 
 class ImageRepository:
@@ -181,6 +200,9 @@ class ImageRepository:
             raise InvalidURLError(self.display, "page size must be at least 1")
         self.page_size = page_size
         settings = with_environment(validate_options(OCIOptions, self.display, options))
+        #: the tag cache's :func:`credential_scope` of the options given
+        self.cache_scope = credential_scope(options)
+        self.timeout = settings.timeout
         self._client = RegistryClient(
             self.ref, settings, display=self.display,
             credentials=lambda: find_credentials(self.ref.registry, settings, None, None,
@@ -206,26 +228,40 @@ class ImageRepository:
 
     def list_tags(self) -> list[str]:
         """Every tag, in the registry's order, all pages (each tag once). Registries that
-        ignore ``n`` (distribution 2.x answers every tag at once) take one round trip. Raises RevisionNotFoundError for an
-        unknown repository, AuthenticationError, SourceError (RegistryUnavailableError when
-        it cannot be reached)."""
+        ignore ``n`` (distribution 2.x answers every tag at once) take one round trip. Each
+        page must arrive within the ``timeout`` option and the whole list within ten times
+        it, however slowly the registry trickles bytes or however many pages it links.
+        Raises RevisionNotFoundError for an unknown repository, AuthenticationError,
+        SourceError (RegistryUnavailableError when it cannot be reached or is too slow)."""
         session = self._client.session
+        started = time.monotonic()
+        listing_deadline = started + self.timeout * _LISTING_TIMEOUTS
         base = f"{self._client.repo_url}/tags/list"
         url: str | None = f"{base}?n={self.page_size}"
         tags: list[str] = []
         known: set[str] = set()
         pages = 0
+        received = 0
         while url is not None:
             pages += 1
             if pages > _MAX_PAGES:
                 raise SourceError(self.display, "the registry's tag list pages do not end")
+            page_started = time.monotonic()
+            if page_started > listing_deadline:
+                raise RegistryUnavailableError(
+                    self.display, f"the registry did not send its tag list within "
+                                  f"{self.timeout * _LISTING_TIMEOUTS:g}s ({pages - 1} pages)")
             response = session.request("GET", url, stream=True)
             if response.status != 200:
                 raise session.status_error(response, "tag list", repository=response.status == 404)
             try:
-                body = session.read_limited(response, _MAX_PAGE_BYTES, "tag list")
-            finally:
-                discard(response)
+                body = self._read_page(response, min(page_started + self.timeout,
+                                                      listing_deadline), received)
+            except BaseException:
+                _abandon(response)  # draining a trickle would wait for all of it
+                raise
+            discard(response)
+            received += len(body)
             page = _page_tags(self.display, body)
             fresh = [tag for tag in page if tag not in known]
             known.update(fresh)
@@ -238,9 +274,44 @@ class ImageRepository:
                 url = f"{base}?n={self.page_size}&last={quote(page[-1], safe='')}"
         return tags
 
+    def _read_page(self, response: Any, deadline: float, received: int) -> bytes:
+        """A tag list page's body, read as it arrives: at most ``_MAX_PAGE_BYTES`` (and
+        ``_MAX_LIST_BYTES`` with the ``received`` bytes of the pages before), and
+        refused once ``deadline`` passes (the transport's timeout is per read, so a
+        registry sending a byte now and then would otherwise never time out)."""
+        session = self._client.session
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            if time.monotonic() > deadline:
+                raise RegistryUnavailableError(
+                    self.display, f"the registry did not send a tag list page within "
+                                  f"{self.timeout:g}s")
+            try:
+                chunk = response.read1(1 << 16, decode_content=True)
+            except (HTTPError, OSError) as exc:
+                raise session.translate(exc, "reading the tag list") from exc
+            if not chunk:
+                return b"".join(chunks)
+            size += len(chunk)
+            if size > _MAX_PAGE_BYTES:
+                raise VerificationError(self.display, f"tag list page is larger than "
+                                                      f"{_MAX_PAGE_BYTES} bytes")
+            if received + size > _MAX_LIST_BYTES:
+                raise VerificationError(self.display, f"tag list is larger than "
+                                                      f"{_MAX_LIST_BYTES} bytes")
+            chunks.append(chunk)
+
     def digest(self, tag: str) -> str:
         """The manifest digest (``sha256:…``) tag ``tag`` names: one HEAD request."""
         return self._client.head_manifest(tag)
+
+
+def _abandon(response: Any) -> None:
+    """Close a response's connection without reading the rest of its body."""
+    with contextlib.suppress(HTTPError, OSError):
+        response.close()
+    response.release_conn()
 
 
 def _page_tags(display: str, body: bytes) -> list[str]:
@@ -271,7 +342,8 @@ def scan_tags(
     """
     ref = repository.ref if repository is not None else parse_image(image)
     keep = exclusion_filter(image_display(ref), exclude)
-    listed = cache.get(ref) if cache is not None else None
+    scope = repository.cache_scope if repository is not None else credential_scope(options)
+    listed = cache.get(ref, scope=scope) if cache is not None else None
     if listed is not None:
         return ScanResult(tuple(filter(keep, listed)), 0, True)
     owned = repository is None
@@ -284,7 +356,7 @@ def scan_tags(
         if owned:
             repo.close()
     if cache is not None:
-        cache.put(ref, tags)
+        cache.put(ref, tags, scope=scope)
     return ScanResult(tuple(filter(keep, tags)), trips, False)
 
 

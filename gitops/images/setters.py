@@ -18,11 +18,13 @@ never follows a symlink.
 
 from __future__ import annotations
 
+import bisect
 import json
 import logging
 import os
 import re
-from collections.abc import Iterator, Mapping
+from collections import defaultdict
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Protocol
@@ -44,10 +46,15 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _KEY = "$imagepolicy"
+_BOM = "\ufeff"
 _MARKER_RE = re.compile(r"#[ \t]*(\{[^\r\n#]*\$imagepolicy[^\r\n#]*\})[ \t]*\r?$", re.MULTILINE)
 _FIELDS = ("tag", "name", "digest")
 _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _SUFFIXES = (".yaml", ".yml")
+_STR = "tag:yaml.org,2002:str"
+_RESOLVER = yaml.resolver.Resolver()
+_YAML12_NUMBER = re.compile(r"[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+                            r"|0x[0-9a-fA-F]+|0o[0-7]+")
 
 
 class ImageChoice(Protocol):
@@ -115,10 +122,24 @@ class _Marker:
 
 @dataclass(frozen=True)
 class _Slot:
-    """A value a marker can mark: a mapping value or a sequence item."""
+    """A value a marker can mark: a mapping value or a sequence item (lines 0-based)."""
 
     node: yaml.Node
-    key_line: int | None  # the line of its mapping key, for a mapping value
+    line: int  # of its first character
+    end_line: int  # of its end
+    key_line: int | None  # of its mapping key, for a mapping value
+
+
+class _Lines:
+    """Line numbers of text positions, counting ``\\n`` only, as the markers' lines are
+    counted (PyYAML's own line numbers also break at U+0085, U+2028 and U+2029)."""
+
+    def __init__(self, text: str) -> None:
+        self._breaks = [m.start() for m in re.finditer("\n", text)]
+
+    def of(self, index: int) -> int:
+        """The 0-based line of position ``index``."""
+        return bisect.bisect_left(self._breaks, index)
 
 
 def rewrite(
@@ -137,17 +158,28 @@ def rewrite(
     """
     if _KEY not in text:
         return RewriteResult(text)
-    markers = _markers(text, source)
+    if text.startswith(_BOM):  # PyYAML's positions do not count it: edit after it
+        result = rewrite(text[1:], choices, pin_digest=pin_digest, source=source)
+        return RewriteResult(_BOM + result.text, result.changes, result.unknown)
+    lines = _Lines(text)
+    markers = _markers(text, lines, source)
     if not markers:
         return RewriteResult(text)
-    slots, spans = _slots(text, source)
+    slots, spans = _slots(text, lines, source)
+    on_line: defaultdict[int, list[_Slot]] = defaultdict(list)  # what claims each line
+    for slot in slots:
+        on_line[slot.line].append(slot)
+        if slot.key_line is not None and slot.key_line != slot.line:
+            on_line[slot.key_line].append(slot)
+    span_starts = [start for start, _ in spans]
     edits: list[tuple[int, int, str]] = []
     changes: list[SetterChange] = []
     unknown: list[UnknownMarker] = []
     for marker in markers:
-        if any(start <= marker.offset < end for start, end in spans):
+        inside = bisect.bisect_right(span_starts, marker.offset) - 1
+        if inside >= 0 and marker.offset < spans[inside][1]:
             continue  # the '#' is inside a string, not a comment
-        node = _marked_node(text, marker, slots, source)
+        node = _marked_node(text, marker, on_line.get(marker.line, []), source)
         if node is None:
             continue  # a comment on a line of its own marks nothing
         choice = choices.get(marker.policy)
@@ -157,17 +189,19 @@ def rewrite(
         new = _value(choice, marker, pin_digest, source)
         if new == node.value:
             continue
-        edits.append((node.start_mark.index, node.end_mark.index, _render(new, node.style)))
+        edits.append((node.start_mark.index, node.end_mark.index, _render(new, node)))
         changes.append(SetterChange(marker.line + 1, marker.policy, str(node.value), new,
                                     marker.field))
     for policy in sorted({u.policy for u in unknown}):
-        lines = ", ".join(str(u.line) for u in unknown if u.policy == policy)
-        log.warning("%s: line %s: no image policy %s; marker left alone", source, lines, policy)
+        where = ", ".join(str(u.line) for u in unknown if u.policy == policy)
+        log.warning("%s: line %s: no image policy %s; marker left alone", source, where, policy)
     if not edits:
         return RewriteResult(text, (), tuple(unknown))
-    out = text
-    for start, end, value in sorted(edits, reverse=True):
-        out = out[:start] + value + out[end:]
+    pieces, done = [], 0
+    for start, end, value in sorted(edits):
+        pieces += [text[done:start], value]
+        done = end
+    out = "".join(pieces) + text[done:]
     _check(out, changes, source)
     return RewriteResult(out, tuple(changes), tuple(unknown))
 
@@ -208,10 +242,10 @@ def update_tree(
 # -- markers and the nodes they mark -----------------------------------------------------
 
 
-def _markers(text: str, source: str) -> list[_Marker]:
+def _markers(text: str, lines: _Lines, source: str) -> list[_Marker]:
     found = []
     for match in _MARKER_RE.finditer(text):
-        line = text.count("\n", 0, match.start())
+        line = lines.of(match.start())
         try:
             data = json.loads(match.group(1))
         except ValueError:
@@ -247,8 +281,9 @@ def _compose(text: str, source: str) -> Iterator[yaml.Node]:
         raise ManifestError(source, f"invalid YAML: {exc}") from None
 
 
-def _slots(text: str, source: str) -> tuple[list[_Slot], list[tuple[int, int]]]:
-    """Every mapping value and sequence item, and the spans of all scalars."""
+def _slots(text: str, lines: _Lines, source: str
+           ) -> tuple[list[_Slot], list[tuple[int, int]]]:
+    """Every mapping value and sequence item, and the spans of all scalars (sorted)."""
     slots: list[_Slot] = []
     spans: list[tuple[int, int]] = []
     seen: set[int] = set()
@@ -266,26 +301,32 @@ def _slots(text: str, source: str) -> tuple[list[_Slot], list[tuple[int, int]]]:
         elif isinstance(node, yaml.MappingNode):
             for key, value in node.value:
                 if not node.flow_style:  # values inside {...} are not markable
-                    slots.append(_Slot(value, key.start_mark.line))
+                    slots.append(_slot(value, lines, lines.of(key.start_mark.index)))
                 stack += [key, value]
         elif isinstance(node, yaml.SequenceNode):
             if not node.flow_style:
-                slots += [_Slot(item, None) for item in node.value]
+                slots += [_slot(item, lines, None) for item in node.value]
             stack += node.value
-    return slots, spans
+    return slots, sorted(spans)
+
+
+def _slot(node: yaml.Node, lines: _Lines, key_line: int | None) -> _Slot:
+    return _Slot(node, lines.of(node.start_mark.index), lines.of(node.end_mark.index),
+                 key_line)
 
 
 def _marked_node(
-    text: str, marker: _Marker, slots: list[_Slot], source: str
+    text: str, marker: _Marker, slots: Sequence[_Slot], source: str
 ) -> yaml.ScalarNode | None:
+    """The value ``marker`` marks among ``slots`` (those claiming its line), or None."""
     line = marker.line
     scalars = [
         s.node for s in slots
-        if isinstance(s.node, yaml.ScalarNode) and s.node.start_mark.line == line
-        and s.node.end_mark.line == line and s.node.end_mark.index <= marker.offset
+        if isinstance(s.node, yaml.ScalarNode) and s.line == line
+        and s.end_line == line and s.node.end_mark.index <= marker.offset
         and s.node.style not in ("|", ">")
     ]
-    claims = [s.node for s in slots if s.node.start_mark.line == line or s.key_line == line]
+    claims = [s.node for s in slots if s.line == line or s.key_line == line]
     where = f"line {line + 1}: image policy marker {marker.policy}"
     if len(scalars) > 1:
         raise ManifestError(source, f"{where} is on a line with more than one value")
@@ -332,7 +373,13 @@ def _value(choice: ImageChoice, marker: _Marker, pin_digest: bool, source: str) 
     return f"{choice.image}:{choice.tag}{pin}"
 
 
-def _render(value: str, style: str | None) -> str:
+def _render(value: str, node: yaml.ScalarNode) -> str:
+    """``value`` written in ``node``'s style; a plain string whose new value YAML would
+    read as something else (``1.10``, ``1700000000``, ``true``) is double-quoted, so it
+    stays a string."""
+    style = node.style
+    if not style and node.tag == _STR and not _reads_as_string(value):
+        style = '"'
     if style == '"':
         return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
     if style == "'":
@@ -340,11 +387,18 @@ def _render(value: str, style: str | None) -> str:
     return value
 
 
+def _reads_as_string(value: str) -> bool:
+    """A plain ``value`` is a string to PyYAML (YAML 1.1) and to Kubernetes' YAML 1.2
+    readers (where ``1e3`` and ``0o17`` are numbers too)."""
+    resolved = _RESOLVER.resolve(yaml.ScalarNode, value, (True, False))  # type: ignore[no-untyped-call]
+    return resolved == _STR and not _YAML12_NUMBER.fullmatch(value)
+
+
 def _check(text: str, changes: list[SetterChange], source: str) -> None:
     """The rewritten text must parse, with each marked value read back as written."""
     expected = {(c.line - 1, c.new) for c in changes}
-    found = {(n.start_mark.line, n.value) for s in _slots(text, source)[0]
-             for n in [s.node] if isinstance(n, yaml.ScalarNode)}
+    found = {(s.line, s.node.value) for s in _slots(text, _Lines(text), source)[0]
+             if isinstance(s.node, yaml.ScalarNode)}
     missing = sorted(expected - found)
     if missing:
         line, value = missing[0]

@@ -316,10 +316,19 @@ class GitCheckout(_Model):
 
 
 class CommitAuthor(_Model):
-    """``git.commit.author``."""
+    """``git.commit.author``: written into each commit as ``NAME <EMAIL>``, so neither may
+    hold ``<``, ``>``, a line break or NUL (they would forge the commit's headers)."""
 
     name: str = Field(min_length=1)
     email: str = Field(min_length=1)
+
+    @field_validator("name", "email")
+    @classmethod
+    def _one_identity(cls, value: str) -> str:
+        if any(c in value for c in "<>\n\r\x00"):
+            raise ValueError("a commit author's name or email must not hold '<', '>', a "
+                             "line break or NUL")
+        return value
 
 
 class CommitSpec(_Model):

@@ -13,6 +13,8 @@ import argparse
 import json
 from typing import Any, Protocol
 
+from pydantic import ValidationError
+
 from gitops.apps.load import load_declarations
 from gitops.apps.spec import Metadata
 from gitops.errors import InputError
@@ -34,6 +36,9 @@ from gitops.sources.git.url import parse_git_url
 __all__ = ["cmd_update"]
 
 DEFAULT_AUTHOR = ("gitops", "gitops@localhost")
+# the command line options behind each model an option fills
+_OPTIONS = {"CommitAuthor": "--author-name/--author-email", "GitPush": "--push-branch",
+            "UpdateSpec": "--path"}
 
 
 class Out(Protocol):
@@ -83,20 +88,26 @@ def _automation(args: argparse.Namespace, declared: tuple[Any, ...]) -> ImageUpd
     if base is not None:
         commit, update, push, metadata = (base.spec.git.commit, base.spec.update,
                                           base.spec.git.push, base.metadata)
-    overrides = {
-        "author": CommitAuthor(name=getattr(args, "author_name", None) or commit.author.name,
-                               email=getattr(args, "author_email", None) or commit.author.email),
-        "message_template": getattr(args, "message", None) or commit.message_template,
-        "signing_key": getattr(args, "signing_key", None) or commit.signing_key,
-    }
-    commit = commit.model_copy(update=overrides)
-    if getattr(args, "push_branch", None):
-        push = GitPush(branch=args.push_branch)
-    path = getattr(args, "path", None)
-    path = path if path not in (None, ".") else None  # "." is the option's default
-    if path or getattr(args, "pin_digest", False):
-        update = UpdateSpec(path=path or update.path,
-                            pin_digest=bool(getattr(args, "pin_digest", False)) or update.pin_digest)
+    try:  # the options' values, checked as the spec's fields are
+        overrides = {
+            "author": CommitAuthor(
+                name=getattr(args, "author_name", None) or commit.author.name,
+                email=getattr(args, "author_email", None) or commit.author.email),
+            "message_template": getattr(args, "message", None) or commit.message_template,
+            "signing_key": getattr(args, "signing_key", None) or commit.signing_key,
+        }
+        commit = commit.model_copy(update=overrides)
+        if getattr(args, "push_branch", None):
+            push = GitPush(branch=args.push_branch)
+        path = getattr(args, "path", None)
+        path = path if path not in (None, ".") else None  # "." is the option's default
+        if path or getattr(args, "pin_digest", False):
+            update = UpdateSpec(path=path or update.path, pin_digest=bool(
+                getattr(args, "pin_digest", False)) or update.pin_digest)
+    except ValidationError as exc:
+        option = _OPTIONS.get(exc.title, exc.title)
+        raise InputError(f"{option}: {exc.errors()[0]['msg'].removeprefix('Value error, ')}"
+                         ) from None
     try:
         git = GitSpec(url=git_url, checkout=GitCheckout(ref=GitCheckoutRef(branch=branch)),
                       commit=commit, push=push)

@@ -360,9 +360,11 @@ class RegistrySession:
         return data
 
     def same_origin(self, location: str, what: str) -> str:
-        """``location`` made absolute; refused if it points at another registry."""
+        """``location`` made absolute; refused if it points at another registry, or at
+        this one over another scheme (``http://`` would carry the credentials in clear)."""
         absolute = urljoin(self.base + "/", location)
-        if urlsplit(absolute).netloc != urlsplit(self.base).netloc:
+        there, here = urlsplit(absolute), urlsplit(self.base)
+        if (there.scheme, there.netloc) != (here.scheme, here.netloc):
             raise SourceError(self.display, f"registry sent a {what} on another host")
         return absolute
 
