@@ -42,3 +42,13 @@ def test_ties_are_deterministic() -> None:
 def test_invalid_ranges_name_the_url(expression: str) -> None:
     with pytest.raises(InvalidURLError, match="git\\+file:///r"):
         parse_range("git+file:///r", expression)
+
+
+@pytest.mark.parametrize("expression", ["1.0.0 - 2.0.0-rc.5", "<=2.0.0-rc.5", ">=1.0.0 <=2.0.0-rc.5"])
+def test_a_prerelease_upper_bound_keeps_the_release_out(expression: str) -> None:
+    """semantic_version's NpmSpec.match lets 2.0.0 through ``<=2.0.0-rc.5``: a Git or OCI
+    source following such a range must not pick the release above the bound."""
+    tags = ["v1.5.0", "v2.0.0-rc.4", "v2.0.0-rc.5", "v2.0.0"]
+    chosen = select_highest(tags, parse_range("u", expression))
+    assert chosen in ("v1.5.0", "v2.0.0-rc.5", "v2.0.0-rc.4")
+    assert chosen != "v2.0.0"

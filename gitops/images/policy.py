@@ -24,8 +24,6 @@ import re
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-import semantic_version
-
 from gitops.images.spec import TagFilter, TagPolicy
 from gitops.versions import parse_range, parse_tag
 
@@ -33,8 +31,6 @@ __all__ = ["candidates", "check_extract", "expand", "select_tag"]
 
 _NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 _NAME = re.compile(r"[A-Za-z0-9_]+")
-# a version with a pre-release part, as written in a range (``1.0.0-0``, ``v2.1.0-rc.1``)
-_PRERELEASE_IN_RANGE = re.compile(r"[0-9]+\.[0-9]+\.[0-9]+-[0-9A-Za-z]")
 
 
 def _template_parts(template: str) -> Iterator[tuple[str, str | None]]:
@@ -113,46 +109,13 @@ def _filtered(tags: Iterable[str], filter_tags: TagFilter | None) -> Iterator[tu
 def _semver_keys(
     pairs: Iterable[tuple[str, str]], expression: str
 ) -> Iterator[tuple[Any, str]]:
-    parse_range("policy.semver.range", expression)  # refuses what npm would
     # each alternative's comparators, checked by plain precedence (semantic_version's own
     # match lets 2.0.0 through "<=2.0.0-rc.5"); pre-releases only where one is named
-    alternatives = [(_comparators(text), bool(_PRERELEASE_IN_RANGE.search(text)))
-                    for text in expression.split("||")]
+    semver_range = parse_range("policy.semver.range", expression)  # refuses what npm would
     for value, tag in pairs:
         version = parse_tag(value)
-        if version is None:
-            continue
-        bare = version.truncate("prerelease")  # build metadata has no precedence
-        ok = any(all(_holds(op, target, bare) for op, target in comparators)
-                 for comparators, names_prerelease in alternatives
-                 if names_prerelease or not version.prerelease)
-        if ok:
+        if version is not None and semver_range.bounds_hold(version):
             yield version.precedence_key, tag
-
-
-def _comparators(alternative: str) -> list[tuple[str, semantic_version.Version]]:
-    """One ``||`` alternative as primitive comparators (``^``, ``~``, ``x`` and ``a - b``
-    expanded by semantic_version's npm parser)."""
-    group = " ".join(alternative.replace(",", " ").split()) or ">=0.0.0"
-    parse = semantic_version.NpmSpec.Parser.parse_simple
-    if " - " in group:
-        low, _, high = group.partition(" - ")
-        ranges = parse(">=" + low) + parse("<=" + high)
-    else:
-        ranges = [r for block in group.split(" ") for r in parse(block)]
-    return [(r.operator, r.target.truncate("prerelease")) for r in ranges]
-
-
-def _holds(operator: str, target: semantic_version.Version,
-           version: semantic_version.Version) -> bool:
-    """``version OPERATOR target`` by plain precedence; ``< X.Y.Z`` excludes X.Y.Z's
-    pre-releases (they sort below X.Y.Z, yet are not "below version X.Y.Z")."""
-    if operator == "<" and not target.prerelease:
-        target = semantic_version.Version(major=target.major, minor=target.minor,
-                                          patch=target.patch, prerelease=("0",))
-    compare = {"<": version < target, "<=": version <= target, "==": version == target,
-               ">=": version >= target, ">": version > target, "!=": version != target}
-    return bool(compare[operator])
 
 
 def _numeric_keys(pairs: Iterable[tuple[str, str]]) -> Iterator[tuple[float, str]]:
