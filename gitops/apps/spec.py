@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterator, Mapping
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -33,6 +33,7 @@ __all__ = [
     "KIND",
     "Application",
     "ApplicationSpec",
+    "Document",
     "Metadata",
     "RetrySpec",
     "SourceSpec",
@@ -208,7 +209,34 @@ class ApplicationSpec(_Model):
             yield key, (sorted(self.substitute) if key == "substitute" else value)
 
 
-class Application(_Model):
+class Document(_Model):
+    """What every ``gitops.dev`` document offers besides its fields: ``name``,
+    ``namespace``, ``key`` (``namespace/name``, how files, commands and logs name it) and
+    :meth:`to_dict`. Application, ApplicationSet, ImagePolicy and ImageUpdateAutomation
+    derive from it."""
+
+    if TYPE_CHECKING:
+        metadata: Metadata
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+    @property
+    def namespace(self) -> str:
+        return self.metadata.namespace
+
+    @property
+    def key(self) -> str:
+        """``namespace/name``."""
+        return f"{self.metadata.namespace}/{self.metadata.name}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The document as YAML/JSON data: camelCase, durations as Go strings."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+class Application(Document):
     """One declared application: ``apiVersion: gitops.dev/v1alpha1``, ``kind: Application``.
 
     Build one with :meth:`from_object` (a Kubernetes object, status and server fields
@@ -243,19 +271,6 @@ class Application(_Model):
         return validate_object(manifest)
 
     # -- what later code uses ------------------------------------------------------
-
-    @property
-    def name(self) -> str:
-        return self.metadata.name
-
-    @property
-    def namespace(self) -> str:
-        return self.metadata.namespace
-
-    @property
-    def key(self) -> str:
-        """``namespace/name``: how commands, ``dependsOn`` and logs name the application."""
-        return f"{self.metadata.namespace}/{self.metadata.name}"
 
     @property
     def inventory_name(self) -> str:
@@ -296,10 +311,6 @@ class Application(_Model):
         if wait is not None:
             kwargs["wait_timeout"] = wait.timeout
         return kwargs
-
-    def to_dict(self) -> dict[str, Any]:
-        """The document as YAML/JSON data: camelCase, durations as Go strings, no ``wait`` when off."""
-        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
 
     def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
         yield "key", self.key

@@ -27,7 +27,7 @@ from pydantic import (
 )
 
 from gitops.apps.durations import Duration
-from gitops.apps.spec import Metadata
+from gitops.apps.spec import Document, Metadata
 from gitops.errors import InputError
 
 __all__ = [
@@ -238,7 +238,7 @@ class ApplicationSetSpec(_Model):
             yield key, ([next(iter(g)) for g in self.generators] if key == "generators" else value)
 
 
-class ApplicationSet(_Model):
+class ApplicationSet(Document):
     """One declared set: ``apiVersion: gitops.dev/v1alpha1``, ``kind: ApplicationSet``."""
 
     api_version: Literal["gitops.dev/v1alpha1"] = Field(default="gitops.dev/v1alpha1", alias="apiVersion")
@@ -266,23 +266,6 @@ class ApplicationSet(_Model):
             return cls.model_validate(data)
         except ValidationError as exc:
             raise InputError(f"{where}: {problems(exc)}") from None
-
-    @property
-    def name(self) -> str:
-        return self.metadata.name
-
-    @property
-    def namespace(self) -> str:
-        return self.metadata.namespace
-
-    @property
-    def key(self) -> str:
-        """``namespace/name``."""
-        return f"{self.metadata.namespace}/{self.metadata.name}"
-
-    def to_dict(self) -> dict[str, Any]:
-        """The document as YAML/JSON data: camelCase, durations as Go strings."""
-        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
 
     def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
         yield "key", self.key

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from gitops.apps.durations import Duration
-from gitops.apps.spec import Metadata
+from gitops.apps.spec import Document, Metadata
 from gitops.errors import InputError
 from gitops.urls import scrub
 
@@ -72,29 +72,11 @@ class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
 
-class _Document(_Model):
-    """What both documents share besides their fields: names, ``key``, ``to_dict``, repr."""
+class _Document(Document):
+    """What both documents share besides their fields and :class:`Document`'s: repr."""
 
     if TYPE_CHECKING:
-        metadata: Metadata
         spec: Any
-
-    @property
-    def name(self) -> str:
-        return self.metadata.name
-
-    @property
-    def namespace(self) -> str:
-        return self.metadata.namespace
-
-    @property
-    def key(self) -> str:
-        """``namespace/name``: how files, commands and logs name the document."""
-        return f"{self.metadata.namespace}/{self.metadata.name}"
-
-    def to_dict(self) -> dict[str, Any]:
-        """The document as YAML/JSON data (camelCase, durations as Go strings)."""
-        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
 
     def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
         yield "key", self.key
