@@ -498,7 +498,8 @@ def test_a_commit_that_cannot_be_rendered_halts_the_rollout(fleet: Rollout, tmp_
         fleet.work.push(fleet.bare)
         state = wait_for(lambda: _state(store, appset, "Halted", bad), 10, "halted")
         assert state.holding == "team/web-staging" and state.step == 1
-        assert ("team/web", "RolloutHalted") in notes.seen
+        # the state is written first, then the notification goes out
+        wait_for(lambda: ("team/web", "RolloutHalted") in notes.seen, 5, "RolloutHalted sent")
         assert image_of(prod) == "web:1" and image_of(staging) == "web:1"
         assert sets.applications("team/web")["team/web-prod"].spec.source.url.endswith(
             f"@{fleet.work.head('HEAD~1')}#path=apps/web")

@@ -326,7 +326,9 @@ def test_operator_interval_and_stop_finish_in_flight(tmp_path: Path, src: Path) 
         wait_for(lambda: object_file(out, "one").exists(), 5, "the condition")
         drift(out)  # a file tree cannot watch: the next interval heals it
         wait_for(lambda: "tampered" not in object_file(out, "one").read_text(), 5, "the condition")
-        assert store.data[app.key].history[-1].trigger == "interval"
+        # the healing sync writes the file, then its status: wait for the record, not a race
+        wait_for(lambda: store.data[app.key].history[-1].trigger == "interval", 5,
+                 "an interval sync recorded")
         operator.set_applications([])  # dropped: no more reconciles, objects stay
         wait_for(lambda: operator.idle, 5, "the condition")
         drift(out)
