@@ -363,7 +363,7 @@ def run(total_objects: int, *, kubectl: bool = True) -> int:
     print(f"{len(objects)} objects, {len(kinds)} kinds, {len(scopes)} kind-and-namespace "
           "scopes; every request counted by a proxy in front of the API emulator\n")
     with (KubeEmulator() as emulator, counting_proxy(emulator.url) as proxy,
-          tempfile.TemporaryDirectory() as tmp):
+          tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as targets):
         source = Path(tmp) / "source"
         write_source(source, objects)
         kubeconfig = write_kubeconfig(Path(tmp) / "kubeconfig", proxy.url)
@@ -371,6 +371,7 @@ def run(total_objects: int, *, kubectl: bool = True) -> int:
 
         def reconciler(**target_options: Any) -> Reconciler:
             target = KubernetesTarget("k8s:", kubeconfig=kubeconfig, **target_options)
+            targets.callback(target.close)  # the Reconciler closes only what it opened
             return Reconciler(str(source), target, name="bench", prune=True)
 
         with reconciler() as rec:
