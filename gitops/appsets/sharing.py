@@ -45,6 +45,7 @@ from collections.abc import Callable
 from typing import Any
 
 from gitops.apps.spec import Application
+from gitops.cache import still_cached
 from gitops.errors import RevisionNotFoundError
 from gitops.model import Artifact
 from gitops.plugins import open_source, split_scheme
@@ -149,14 +150,16 @@ class _Repository:
             self._flight = None
 
     def fetch(self, revision: str) -> Artifact:
+        """The artifact of ``revision``: fetched once, then from memory while its tree is
+        still in the cache (one fetch at a time; the others wait for it)."""
         with self._state:
             artifact = self._artifacts.get(revision)
-        if artifact is not None:
+        if artifact is not None and still_cached(artifact.tree):
             return artifact
         with self._calls:
             with self._state:
                 artifact = self._artifacts.get(revision)
-            if artifact is None:
+            if artifact is None or not still_cached(artifact.tree):
                 artifact = self.source.fetch(revision)
                 with self._state:
                     self._artifacts[revision] = artifact
