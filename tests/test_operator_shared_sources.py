@@ -6,8 +6,6 @@ cancelled resolve is its caller's alone. Real ``git daemon``, round trips counte
 
 from __future__ import annotations
 
-import os
-import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -16,6 +14,7 @@ from typing import Any
 
 import pytest
 from operator_support import MemoryStatusStore, wait_for
+from test_appsets_sharing import CM, repo  # noqa: F401 (repo: the fixture fleet builds on)
 
 from gitops.apps.spec import Application
 from gitops.appsets.sharing import FolderSource, SharedSources
@@ -24,9 +23,7 @@ from gitops.operator.scheduler import Operator
 from gitops.operator.status import AppStatus
 from gitops.sources.git import GitSource
 from gitops.sources.git.transport import Remote
-from gitops.testing.gitserver import GitDaemon, WorkRepo
-
-CM = "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}, namespace: default}}\ndata: {{v: '{v}'}}\n"
+from gitops.testing.gitserver import WorkRepo
 
 
 class Fleet:
@@ -42,27 +39,20 @@ class Fleet:
 
 
 @pytest.fixture
-def fleet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Fleet]:
-    if shutil.which("git") is None:
-        pytest.skip("git is not installed")
-    monkeypatch.setenv("GITOPS_CACHE_DIR", os.fspath(tmp_path / "cache"))
-    work = WorkRepo(tmp_path / "work", home=tmp_path)
-    work.write({f"apps/{n}/cm.yaml": CM.format(name=n, v=1) for n in ("a", "b")})
-    work.commit("first")
-    (tmp_path / "served").mkdir()
-    work.push(tmp_path / "served" / "r.git")
-    with GitDaemon(tmp_path / "served").start() as daemon:
-        found = Fleet(work, tmp_path / "served" / "r.git", daemon.url("r.git"))
-        real = Remote.ls_refs
-        lock = threading.Lock()
+def fleet(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Fleet:
+    """The fixture ``repo`` (folders ``apps/a`` and ``apps/b`` on ``git daemon``), its
+    ls-refs counted."""
+    found = Fleet(*request.getfixturevalue("repo"))
+    real = Remote.ls_refs
+    lock = threading.Lock()
 
-        def counting(remote: Remote, *args: Any, **kwargs: Any) -> Any:
-            with lock:
-                found.ls_refs += 1
-            return real(remote, *args, **kwargs)
+    def counting(remote: Remote, *args: Any, **kwargs: Any) -> Any:
+        with lock:
+            found.ls_refs += 1
+        return real(remote, *args, **kwargs)
 
-        monkeypatch.setattr(Remote, "ls_refs", counting)
-        yield found
+    monkeypatch.setattr(Remote, "ls_refs", counting)
+    return found
 
 
 def _app(name: str, url: str, interval: str = "10m", **options: Any) -> Application:
@@ -258,29 +248,26 @@ def _concurrently(views: list[FolderSource], monkeypatch: pytest.MonkeyPatch,
     return results
 
 
-def test_a_failed_resolve_raises_for_its_callers_and_is_not_kept(
-        fleet: Fleet, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def two_views(fleet: Fleet) -> Iterator[list[FolderSource]]:
+    """Two views of ``apps/a``, sharing one source (answers fresh for 30 s)."""
     sources = SharedSources(freshness=lambda app: 30.0)
     views = [sources.shared_source(_app(f"v{i}", f"{fleet.url}@main#path=apps/a"))
              for i in range(2)]
-    try:
-        found = _concurrently([v for v in views if v is not None], monkeypatch,
-                              [SourceError(fleet.url, "the remote hung up"), None])
-        assert all(isinstance(r, SourceError) and "hung up" in str(r) for r in found)
-        assert views[0] is not None and views[0].resolve().endswith(fleet.work.head())
-    finally:
-        sources.close()
+    yield [v for v in views if v is not None]
+    sources.close()
+
+
+def test_a_failed_resolve_raises_for_its_callers_and_is_not_kept(
+        fleet: Fleet, two_views: list[FolderSource], monkeypatch: pytest.MonkeyPatch) -> None:
+    found = _concurrently(two_views, monkeypatch,
+                          [SourceError(fleet.url, "the remote hung up"), None])
+    assert all(isinstance(r, SourceError) and "hung up" in str(r) for r in found)
+    assert two_views[0].resolve().endswith(fleet.work.head())  # asked again
 
 
 def test_a_cancelled_resolve_is_asked_again_by_the_others(
-        fleet: Fleet, monkeypatch: pytest.MonkeyPatch) -> None:
-    sources = SharedSources(freshness=lambda app: 30.0)
-    views = [sources.shared_source(_app(f"v{i}", f"{fleet.url}@main#path=apps/a"))
-             for i in range(2)]
-    try:
-        found = _concurrently([v for v in views if v is not None], monkeypatch,
-                              [KeyboardInterrupt(), None])
-        assert isinstance(found[0], KeyboardInterrupt)
-        assert isinstance(found[1], str) and found[1].endswith(fleet.work.head())
-    finally:
-        sources.close()
+        fleet: Fleet, two_views: list[FolderSource], monkeypatch: pytest.MonkeyPatch) -> None:
+    found = _concurrently(two_views, monkeypatch, [KeyboardInterrupt(), None])
+    assert isinstance(found[0], KeyboardInterrupt)
+    assert isinstance(found[1], str) and found[1].endswith(fleet.work.head())
