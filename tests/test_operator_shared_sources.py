@@ -271,3 +271,19 @@ def test_a_cancelled_resolve_is_asked_again_by_the_others(
     found = _concurrently(two_views, monkeypatch, [KeyboardInterrupt(), None])
     assert isinstance(found[0], KeyboardInterrupt)
     assert isinstance(found[1], str) and found[1].endswith(fleet.work.head())
+
+
+def test_a_new_interval_gives_a_new_freshness_window(fleet: Fleet) -> None:
+    operator = Operator(MemoryStatusStore(), workers=1)
+    app = _app("a", f"{fleet.url}@main#path=apps/a", interval="10m")
+    operator.set_applications([app])
+    operator.start()
+    try:
+        wait_for(lambda: _all_at(operator, fleet.work.head()), 10, "Synced")
+        runner = operator._entries[app.key].runner
+        assert isinstance(runner._source, FolderSource) and runner._source.max_age == 30.0
+        operator.upsert(_app("a", f"{fleet.url}@main#path=apps/a", interval="20s"))
+        wait_for(lambda: isinstance(runner._source, FolderSource)
+                 and runner._source.max_age == 2.0, 10, "the source opened again")
+    finally:
+        operator.stop()

@@ -231,8 +231,11 @@ class AppReconciler:
         with self._lock:
             before = self.app
             self.app = app
+            # a shared source's freshness window follows the interval it was opened with
+            shared = isinstance(self._source, FolderSource)
             if (before.spec.source != app.spec.source or before.spec.target != app.spec.target
-                    or before.reconciler_kwargs() != app.reconciler_kwargs()):
+                    or before.reconciler_kwargs() != app.reconciler_kwargs()
+                    or (shared and before.spec.interval != app.spec.interval)):
                 self._close()
 
     # -- status --------------------------------------------------------------------------
