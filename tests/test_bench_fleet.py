@@ -21,6 +21,7 @@ def test_fleet_bench_small(capsys: pytest.CaptureFixture[str]) -> None:
     module = importlib.util.module_from_spec(spec)
     sys.modules["bench_fleet"] = module
     spec.loader.exec_module(module)
-    assert module.main(["--folders", "4", "--targets", "3"]) == 0
+    assert module.main(["--folders", "4", "--targets", "3", "--interval", "2s"]) == 0
     out = capsys.readouterr().out
     assert "applications generated: 12" in out and "re-planned 3 of 12 (expected 3)" in out
+    assert "3 wrote to their target (expected 3)" in out and "budgets" in out and "OVER" not in out

@@ -25,6 +25,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from gitops.apps.spec import Application
+from gitops.appsets.sharing import FolderSource
 from gitops.engine import Reconciler
 from gitops.errors import GitopsError, InputError
 from gitops.model import Action, Artifact, Event, HealthStatus, Outcome, Plan, SyncResult
@@ -106,6 +107,10 @@ class _TimedSource(Source):
         return None  # the AppReconciler closes the inner source
 
 
+def _own_source(app: Application) -> Source:
+    return open_source(app.spec.source.url, **app.source_options)
+
+
 def app_health(target: Target, plan: Plan, *, in_sync: bool | None = None) -> HealthState:
     """The application's health: the worst of its desired objects' health.
 
@@ -145,8 +150,11 @@ class AppReconciler:
         on_event: Callable[[Application, Event], None] | None = None,
         on_fetch: Callable[[float], None] | None = None,
         watch: Callable[[Application], None] | None = None,
+        sources: Callable[[Application], Source] | None = None,
     ) -> None:
         self.app = app
+        #: opens the application's source (``SharedSources.source_for``; default its own)
+        self._open_source = sources or _own_source
         self._store = store
         self._on_event = on_event
         self._on_fetch = on_fetch
@@ -167,7 +175,7 @@ class AppReconciler:
         if self._reconciler is not None:
             return self._reconciler
         app = self.app
-        source = open_source(app.spec.source.url, **app.source_options)
+        source = self._open_source(app)
         try:
             target = open_target(app.spec.target.url, **app.target_options)
         except BaseException:
@@ -223,8 +231,11 @@ class AppReconciler:
         with self._lock:
             before = self.app
             self.app = app
+            # a shared source's freshness window follows the interval it was opened with
+            shared = isinstance(self._source, FolderSource)
             if (before.spec.source != app.spec.source or before.spec.target != app.spec.target
-                    or before.reconciler_kwargs() != app.reconciler_kwargs()):
+                    or before.reconciler_kwargs() != app.reconciler_kwargs()
+                    or (shared and before.spec.interval != app.spec.interval)):
                 self._close()
 
     # -- status --------------------------------------------------------------------------
@@ -254,23 +265,30 @@ class AppReconciler:
 
     # -- reconcile -----------------------------------------------------------------------
 
-    def reconcile(self, trigger: Trigger, *, revision: str | None = None) -> ReconcileOutcome:
+    def reconcile(self, trigger: Trigger, *, revision: str | None = None,
+                  fresh_since: float | None = None) -> ReconcileOutcome:
         """Reconcile once; ``revision`` pins the source there (a rollback).
+
+        ``fresh_since`` (``time.monotonic()``, when a webhook or a person asked): a
+        shared source asks its remote unless it has an answer asked since then.
 
         Never raises for a failure of the application (it is in the outcome and the
         status); raises only if the status store itself cannot be written.
         """
         with self._lock:
             started = time.perf_counter()
-            outcome = self._reconcile(trigger, revision)
+            outcome = self._reconcile(trigger, revision, fresh_since)
             return replace(outcome, seconds=time.perf_counter() - started)
 
-    def _reconcile(self, trigger: Trigger, revision: str | None) -> ReconcileOutcome:
+    def _reconcile(self, trigger: Trigger, revision: str | None,
+                   fresh_since: float | None) -> ReconcileOutcome:
         app = self.app
         before = self.stored_status()
         engine: Reconciler | None = None
         try:
             engine = self._open()
+            if fresh_since is not None and isinstance(self._source, FolderSource):
+                self._source.require_fresh(fresh_since)
             if isinstance(engine.source, _TimedSource):
                 engine.source.resolved = None
             if revision is not None:

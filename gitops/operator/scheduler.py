@@ -29,10 +29,13 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from gitops.apps.spec import Application
+from gitops.appsets.sharing import SharedSources, operator_freshness
 from gitops.model import Event
 from gitops.operator.deletion import DeletionResult, delete_application
 from gitops.operator.reconcile import AppReconciler, ReconcileOutcome
 from gitops.operator.status import AppStatus, StatusStore, Trigger
+from gitops.plugins import open_source
+from gitops.sources.base import Source
 
 __all__ = ["Metrics", "Notifier", "Operator", "StatusCallback"]
 
@@ -79,6 +82,8 @@ class _Entry:
     progressing: int = 0
     #: removed to be deleted: its objects are pruned (Operator.delete)
     deleting: bool = False
+    #: when a webhook or ``gitops sync`` last asked (``time.monotonic()``), not yet served
+    asked: float | None = None
 
 
 class Operator:
@@ -118,6 +123,8 @@ class Operator:
         self._stopping = False
         self._active = 0
         self._pending_deletions: list[_Entry] = []  # asked for before start()
+        #: the applications' Git sources, one per repository, ref and options
+        self.sources = SharedSources(freshness=operator_freshness)
 
     # -- the application set ---------------------------------------------------------------
 
@@ -243,19 +250,24 @@ class Operator:
                 log.exception("notification failed")
 
     def _upsert(self, app: Application, generation: int = 0) -> None:
+        """Add or update ``app`` (condition held). A new or changed application's source
+        answers from the remote as it is now, not from an answer shared before it came
+        (the folder a set generated it for may be in a commit that answer predates)."""
         entry = self._entries.get(app.key)
         draining = self._draining.pop(app.key, None) if entry is None else None
         if draining is not None:  # removed while reconciling, back again: the same entry
             draining.removed = False
             self._entries[app.key] = draining
             draining.app, draining.generation, draining.again = app, generation, "start"
+            draining.asked = time.monotonic()
             if not draining.running:  # a deletion waiting to be retried: cancelled
                 draining.deleting, draining.again = False, None
                 draining.runner.update(app)
                 self._schedule(draining, 0.0, "start")
             return
         if entry is None:
-            self._entries[app.key] = entry = _Entry(app, self._runner(app), generation=generation)
+            self._entries[app.key] = entry = _Entry(app, self._runner(app), generation=generation,
+                                                    asked=time.monotonic())
             entry.runner.generation = generation
             self._schedule(entry, 0.0, "start")
         elif entry.app != app or entry.generation != generation:
@@ -267,6 +279,7 @@ class Operator:
                 entry.runner.generation = generation
             if changed:
                 entry.failures = 0
+                entry.asked = time.monotonic()
                 if entry.running:
                     entry.again = "reload"
                 else:
@@ -276,8 +289,13 @@ class Operator:
         return AppReconciler(
             app, self._store, on_event=_log_event,
             on_fetch=self._metrics.source_fetched if self._metrics is not None else None,
-            watch=self._watched,
+            watch=self._watched, sources=self._open_source,
         )
+
+    def _open_source(self, app: Application) -> Source:
+        """``app``'s source: a view of its repository's shared one, or its own."""
+        return self.sources.shared_source(app) or open_source(app.spec.source.url,
+                                                              **app.source_options)
 
     def _watched(self, app: Application) -> None:
         """A target reported drift of one of ``app``'s objects: reconcile it now."""
@@ -327,6 +345,8 @@ class Operator:
 
     def _request(self, entry: _Entry, reason: Trigger) -> None:
         """Reconcile ``entry`` now, or right after the reconcile of it in flight."""
+        if reason in ("webhook", "manual"):  # its source must ask the remote from now on
+            entry.asked = time.monotonic()
         if entry.running:
             entry.again = reason
         else:
@@ -363,6 +383,7 @@ class Operator:
             self._thread = self._pool = None
             for entry in self._entries.values():
                 entry.runner.close()
+        self.sources.close()
 
     @property
     def idle(self) -> bool:
@@ -395,10 +416,11 @@ class Operator:
                 entry.running = True
                 entry.token = 0
                 trigger = entry.trigger
+                asked, entry.asked = entry.asked, None
                 self._active += 1
             assert self._pool is not None
             try:
-                self._pool.submit(self._work, entry, trigger)
+                self._pool.submit(self._work, entry, trigger, asked)
             except RuntimeError:  # shut down meanwhile
                 with self._cond:
                     entry.running = False
@@ -460,7 +482,7 @@ class Operator:
 
     # -- work ------------------------------------------------------------------------------
 
-    def _work(self, entry: _Entry, trigger: Trigger) -> None:
+    def _work(self, entry: _Entry, trigger: Trigger, asked: float | None = None) -> None:
         app = entry.app
         outcome: ReconcileOutcome | None = None
         skipped = False
@@ -469,7 +491,7 @@ class Operator:
             if trigger != "manual" and (app.spec.suspend or entry.runner.stored_status().suspended):
                 skipped = True
             else:
-                outcome = entry.runner.reconcile(trigger)
+                outcome = entry.runner.reconcile(trigger, fresh_since=asked)
         except Exception as exc:  # the status store failed: keep the operator alive
             log.error("%s: reconcile failed: %s", app.key, exc, extra={"app": app.key})
         finally:
