@@ -287,3 +287,35 @@ def test_a_new_interval_gives_a_new_freshness_window(fleet: Fleet) -> None:
                  and runner._source.max_age == 2.0, 10, "the source opened again")
     finally:
         operator.stop()
+
+
+class _Catalog:
+    """A :class:`gitops.operator.commands.Catalog` of fixed applications, status in memory."""
+
+    def __init__(self, apps: list[Application]) -> None:
+        self.apps, self._store = apps, MemoryStatusStore()
+
+    @property
+    def store(self) -> MemoryStatusStore:
+        return self._store
+
+    def applications(self) -> list[Application]:
+        return self.apps
+
+    def suspend(self, app: Application, suspended: bool, reason: str) -> None:
+        raise AssertionError("run --once suspends nothing")
+
+    def invalid(self) -> list[tuple[str, str]]:
+        return []
+
+    def close(self) -> None:
+        pass
+
+
+def test_run_once_asks_each_repository_for_its_refs_once(fleet: Fleet) -> None:
+    from gitops.operator.commands import run_once
+
+    results = run_once(_Catalog(_apps(fleet.url)))
+    head = fleet.work.head()
+    assert [o.status.last_applied_revision.endswith(head) for _, o in results if o] == [True] * 6
+    assert fleet.ls_refs == 1  # `gitops run --once`: six Applications, one question

@@ -8,8 +8,9 @@ Git host rate-limits that). :class:`SharedSources` opens one Git source per repo
 ``#path=``): ``fetch()`` happens once per revision, and ``resolve()`` asks the remote
 once for all the views of a repository:
 
-* **rounds** (the SDK: ``SharedSources()``): an answer holds until
-  :meth:`SharedSources.refresh` starts a new round;
+* **rounds** (the SDK, ``gitops run --once``: ``SharedSources()``): an answer holds until
+  :meth:`SharedSources.refresh` starts a new round, and a repository stays open until
+  :meth:`SharedSources.close`, even between one view's close and the next view;
 * **freshness** (the operator: ``SharedSources(freshness=operator_freshness)``): an
   answer holds for ``freshness(app)`` seconds for the asking Application (10 % of its
   interval, at most 30 s), and a view asked to :meth:`FolderSource.require_fresh`
@@ -248,8 +249,9 @@ def _key(url: str, options: dict[str, Any]) -> str:
 class SharedSources:
     """Opens Applications' sources, sharing one Git source per repository, ref and options.
 
-    ``freshness(app)``: how many seconds a shared answer stays fresh for ``app``; None
-    (the default): an answer holds until :meth:`refresh`.
+    ``freshness(app)``: how many seconds a shared answer stays fresh for ``app``, and a
+    repository closes with its last view; None (the default): an answer holds until
+    :meth:`refresh`, and repositories stay open until :meth:`close`.
     """
 
     def __init__(self, freshness: Callable[[Application], float] | None = None) -> None:
@@ -271,6 +273,11 @@ class SharedSources:
         with self._lock:
             self._others.append(source)
         return source
+
+    def open_source(self, app: Application) -> Source:
+        """The source of ``app`` for a caller that closes it: a view of its repository's
+        shared source when it can be shared, else its own."""
+        return self.shared_source(app) or open_source(app.spec.source.url, **app.source_options)
 
     def shared_source(self, app: Application) -> FolderSource | None:
         """A view of the shared source of ``app``'s repository; None when its source is
@@ -296,7 +303,8 @@ class SharedSources:
     def _release(self, shared: _Repository) -> None:
         with self._lock:
             shared.users -= 1
-            if shared.users > 0 or self._shared.get(shared.key) is not shared:
+            if (shared.users > 0 or self._freshness is None  # rounds: open until close()
+                    or self._shared.get(shared.key) is not shared):
                 return
             del self._shared[shared.key]
         shared.source.close()

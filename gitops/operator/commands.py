@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Protocol
 
 from gitops.apps.spec import Application, split_ref
+from gitops.appsets.sharing import SharedSources
 from gitops.errors import GitopsError, InputError
 from gitops.operator.files import ApplicationFiles, TargetStatusStore
 from gitops.operator.reconcile import AppReconciler, ReconcileOutcome
@@ -124,9 +125,12 @@ def find_application(catalog: Catalog, ref: str) -> Application:
 
 
 def sync_now(catalog: Catalog, app: Application, *, revision: str | None = None,
-             trigger: Trigger = "manual") -> ReconcileOutcome:
-    """Reconcile ``app`` here and now, once (a person asked: whatever ``selfHeal`` says)."""
-    runner = AppReconciler(app, catalog.store)
+             trigger: Trigger = "manual",
+             sources: SharedSources | None = None) -> ReconcileOutcome:
+    """Reconcile ``app`` here and now, once (a person asked: whatever ``selfHeal`` says);
+    ``sources`` shares one Git source per repository between such calls."""
+    runner = AppReconciler(app, catalog.store,
+                           sources=sources.open_source if sources is not None else None)
     try:
         return runner.reconcile(trigger, revision=revision)
     finally:
@@ -167,6 +171,17 @@ def run_once(catalog: Catalog) -> list[tuple[Application, ReconcileOutcome | Non
 
     for app in apps.values():
         visit(app)
+    sources = SharedSources()  # one round: each repository is asked for its refs once
+    try:
+        _reconcile_in_order(catalog, order, done, sources)
+    finally:
+        sources.close()
+    return [(app, done[app.key]) for app in order]
+
+
+def _reconcile_in_order(catalog: Catalog, order: list[Application],
+                        done: dict[str, ReconcileOutcome | None],
+                        sources: SharedSources) -> None:
     for app in order:
         try:
             status = catalog.store.read(app)
@@ -175,11 +190,10 @@ def run_once(catalog: Catalog) -> list[tuple[Application, ReconcileOutcome | Non
             if blocked or app.spec.suspend or (status is not None and status.suspended):
                 done[app.key] = None
                 continue
-            done[app.key] = sync_now(catalog, app, trigger="start")
+            done[app.key] = sync_now(catalog, app, trigger="start", sources=sources)
         except GitopsError as exc:  # its status cannot be read or kept: the others go on
             done[app.key] = ReconcileOutcome(
                 AppStatus(message=f"cannot keep its status: {exc}"), failed=True)
-    return [(app, done[app.key]) for app in order]
 
 
 def rollback(catalog: Catalog, app: Application, revision: str, *,

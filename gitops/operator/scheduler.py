@@ -34,8 +34,6 @@ from gitops.model import Event
 from gitops.operator.deletion import DeletionResult, delete_application
 from gitops.operator.reconcile import AppReconciler, ReconcileOutcome
 from gitops.operator.status import AppStatus, StatusStore, Trigger
-from gitops.plugins import open_source
-from gitops.sources.base import Source
 
 __all__ = ["Metrics", "Notifier", "Operator", "StatusCallback"]
 
@@ -289,13 +287,8 @@ class Operator:
         return AppReconciler(
             app, self._store, on_event=_log_event,
             on_fetch=self._metrics.source_fetched if self._metrics is not None else None,
-            watch=self._watched, sources=self._open_source,
+            watch=self._watched, sources=self.sources.open_source,
         )
-
-    def _open_source(self, app: Application) -> Source:
-        """``app``'s source: a view of its repository's shared one, or its own."""
-        return self.sources.shared_source(app) or open_source(app.spec.source.url,
-                                                              **app.source_options)
 
     def _watched(self, app: Application) -> None:
         """A target reported drift of one of ``app``'s objects: reconcile it now."""
