@@ -173,3 +173,48 @@ def test_every_dotted_gitops_name_in_backticks_exists() -> None:
     assert len(names) > 30
     missing = [f"{where}: {name}" for name, where in names.items() if not _resolves(name)]
     assert not missing, missing
+
+
+def _first_column_names(table: list[str]) -> set[str]:
+    names: set[str] = set()
+    for row in table:
+        cell = re.match(r"^\|\s*((?:`[a-z_]+`(?:,\s*)?)+)\s*\|", row)
+        if cell:
+            names |= set(re.findall(r"`([a-z_]+)`", cell.group(1)))
+    return names
+
+
+def _tables(page: Path) -> list[list[str]]:
+    tables: list[list[str]] = []
+    current: list[str] = []
+    for line in [*page.read_text(encoding="utf-8").splitlines(), ""]:
+        if line.startswith("|"):
+            current.append(line)
+        elif current:
+            tables.append(current)
+            current = []
+    return tables
+
+
+# page, options model, one option its table lists, options written elsewhere (the URL)
+_OPTION_TABLES = [
+    ("kubernetes.md", "gitops.targets.kubernetes.options.KubernetesOptions", "field_manager",
+     {"context"}),
+    ("git.md", "gitops.sources.git.options.GitOptions", "ssh_key", set()),
+    ("oci.md", "gitops.sources.oci.options.OCISourceOptions", "max_files", set()),
+    ("targets.md", "gitops.targets.filetree.options.FileTreeOptions", "fsync", set()),
+    ("targets.md", "gitops.targets.memory.MemoryOptions", "failure_rate", set()),
+]
+
+
+@pytest.mark.parametrize(("page", "model", "anchor", "elsewhere"), _OPTION_TABLES,
+                         ids=[model.rpartition(".")[2] for _, model, _, _ in _OPTION_TABLES])
+def test_option_tables_list_exactly_the_options_the_plugin_takes(
+        page: str, model: str, anchor: str, elsewhere: set[str]) -> None:
+    module, _, name = model.rpartition(".")
+    fields = set(getattr(importlib.import_module(module), name).model_fields)
+    tables = [names for table in _tables(ROOT / "docs" / page)
+              if anchor in (names := _first_column_names(table))]
+    assert len(tables) == 1, f"docs/{page}: one table lists `{anchor}`"
+    assert tables[0] - fields == set(), f"docs/{page} lists options {name} does not take"
+    assert fields - elsewhere - tables[0] == set(), f"docs/{page} leaves options of {name} out"
