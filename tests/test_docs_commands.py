@@ -218,3 +218,21 @@ def test_option_tables_list_exactly_the_options_the_plugin_takes(
     assert len(tables) == 1, f"docs/{page}: one table lists `{anchor}`"
     assert tables[0] - fields == set(), f"docs/{page} lists options {name} does not take"
     assert fields - elsewhere - tables[0] == set(), f"docs/{page} leaves options of {name} out"
+
+
+def test_sync_json_has_the_keys_of_diff_json_as_cli_md_says(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """docs/cli.md: ``sync`` prints the plan's keys (without ``diff``), plus its own."""
+    import json
+
+    from gitops.cli import main
+
+    source, target = str(ROOT / "examples" / "app"), f"dir:{tmp_path / 'out'}"
+    assert main(["diff", source, target, "-o", "json"]) == 1
+    plan = json.loads(capsys.readouterr().out)
+    assert main(["sync", source, target, "-o", "json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert set(plan) - {"hooks"} <= set(result), set(plan) - set(result)
+    assert {"dry_run", "succeeded", "started_at", "duration_seconds"} <= set(result)
+    assert "diff" in plan["changes"][0] and "diff" not in result["changes"][0]
+    assert result["orphaned"] == result["skipped"] == []
