@@ -10,6 +10,7 @@ dotted ``gitops.`` name written in backticks exists.
 
 from __future__ import annotations
 
+import argparse
 import ast
 import contextlib
 import importlib
@@ -236,3 +237,35 @@ def test_sync_json_has_the_keys_of_diff_json_as_cli_md_says(
     assert {"dry_run", "succeeded", "started_at", "duration_seconds"} <= set(result)
     assert "diff" in plan["changes"][0] and "diff" not in result["changes"][0]
     assert result["orphaned"] == result["skipped"] == []
+
+
+def _command_parser(words: list[str]) -> tuple[argparse.ArgumentParser, list[str]]:
+    """The sub-command parser ``words`` name (``image scan`` ...) and the words after it."""
+    parser: argparse.ArgumentParser = _parser()
+    while words:
+        choices = next((a.choices for a in parser._actions
+                        if isinstance(a, argparse._SubParsersAction)), None)
+        if not choices or words[0] not in choices:
+            break
+        parser, words = choices[words[0]], words[1:]
+    return parser, words
+
+
+def test_every_inline_gitops_command_names_real_commands_and_flags() -> None:
+    """Prose mentions (`gitops rollout resume SET -f FILE`, `gitops run --once`) are
+    partial command lines: their sub-commands and flags must exist."""
+    wrong = []
+    for page in PAGES:
+        for number, line in enumerate(page.read_text(encoding="utf-8").splitlines(), 1):
+            for code in re.findall(r"`(gitops [a-z][^`]*)`", line):
+                words = code.split("|")[0].split()[1:] if " | " in code else code.split()[1:]
+                words = [w.split("|")[0] for w in words]  # `gitops image scan|update`
+                parser, rest = _command_parser(words)
+                if parser.prog == "gitops" and words:
+                    wrong.append(f"{page.relative_to(ROOT)}:{number}: `{code}`: no command "
+                                 f"{words[0]!r}")
+                options = {o for a in parser._actions for o in a.option_strings}
+                wrong += [f"{page.relative_to(ROOT)}:{number}: `{code}`: {parser.prog} has no "
+                          f"{flag}" for flag in (w.split("=")[0] for w in rest)
+                          if flag.startswith("-") and flag not in options]
+    assert not wrong, wrong
