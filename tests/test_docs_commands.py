@@ -269,3 +269,48 @@ def test_every_inline_gitops_command_names_real_commands_and_flags() -> None:
                           f"{flag}" for flag in (w.split("=")[0] for w in rest)
                           if flag.startswith("-") and flag not in options]
     assert not wrong, wrong
+
+
+def test_every_declared_document_the_pages_show_loads(tmp_path: Path) -> None:
+    """The `Application`, `ApplicationSet`, `ImagePolicy` and `ImageUpdateAutomation`
+    examples are what a user copies into the files `gitops run -f` reads."""
+    from gitops.apps.load import load_declarations
+
+    kinds: set[str] = set()
+    for page in PAGES:
+        for first, language, lines in _blocks(page):
+            if language == "yaml" and "gitops.dev/v1alpha1" in "\n".join(lines):
+                path = tmp_path / f"{page.stem}-{first}.yaml"
+                path.write_text("\n".join(lines), encoding="utf-8")
+                declared = load_declarations(path)  # raises naming the page and line
+                kinds |= set(declared.others) | ({"Application"} if declared.applications
+                                                 else set())
+    assert kinds == {"Application", "ApplicationSet", "ImagePolicy", "ImageUpdateAutomation"}
+
+
+def test_the_generator_and_strategy_snippets_of_fleets_md_validate() -> None:
+    import yaml
+
+    from gitops.appsets.generators.base import ConfigModel
+    from gitops.appsets.generators.clusters import ClustersConfig
+    from gitops.appsets.generators.git import GitConfig
+    from gitops.appsets.generators.listgen import ListConfig
+    from gitops.appsets.generators.matrix import MatrixConfig
+    from gitops.appsets.generators.merge import MergeConfig
+    from gitops.appsets.spec import StrategySpec
+
+    models: dict[str, type[ConfigModel]] = {
+        "list": ListConfig, "git": GitConfig, "clusters": ClustersConfig,
+        "matrix": MatrixConfig, "merge": MergeConfig}
+    seen = set()
+    for _, language, lines in _blocks(ROOT / "docs" / "fleets.md"):
+        data = yaml.safe_load("\n".join(lines)) if language == "yaml" else None
+        if isinstance(data, list):  # a generator entry: {NAME: CONFIG}
+            for entry in data:
+                ((name, config),) = entry.items()
+                models[name].model_validate(config)
+                seen.add(name)
+        elif isinstance(data, dict) and "strategy" in data.get("spec", {}):
+            StrategySpec.model_validate(data["spec"]["strategy"])
+            seen.add("strategy")
+    assert seen == {*models, "strategy"}
