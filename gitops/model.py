@@ -646,6 +646,8 @@ class SyncResult:
             "changes": [r.to_dict() for r in self.results],
             "unchanged": self.plan.unchanged,
             "extraneous": [str(k) for k in self.plan.extraneous],
+            "orphaned": [str(k) for k in self.plan.orphaned],
+            "skipped": [str(k) for k in self.plan.skipped],
             "started_at": self.started_at.isoformat(),
             "duration_seconds": round(self.duration, 6),
             **({"message": self.message} if self.message else {}),

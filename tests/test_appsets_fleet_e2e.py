@@ -317,6 +317,10 @@ def test_rollout_status_and_resume_of_an_applicationset_object(
     halt = Halt(application="roll/web-staging", revision="main@sha1:" + "b" * 40, step=1,
                 message="halted at step 1: roll/web-staging is Degraded")
     try:
+        capsys.readouterr()
+        assert main(["rollout", "status", "roll/web", "--kubeconfig", kubeconfig]) == 1
+        said = capsys.readouterr().out  # in a cluster, the controller keeps the rollout
+        assert "gitops controller has not evaluated" in said and "gitops run" not in said
         ClusterRollouts(api).update(appset, lambda _: RolloutState(
             revision=halt.revision, phase="Halted", step=1, steps=1, holding=halt.application,
             halted=halt, message=halt.message))
@@ -326,7 +330,8 @@ def test_rollout_status_and_resume_of_an_applicationset_object(
         shown = json.loads(capsys.readouterr().out)
         assert shown["phase"] == "Halted" and shown["holding"] == "roll/web-staging"
         assert main(["rollout", "resume", "roll/web", "--kubeconfig", kubeconfig]) == 0
-        assert "resume requested" in capsys.readouterr().out
+        said = capsys.readouterr().out
+        assert "resume requested" in said and "gitops controller goes on" in said, said
         state = ClusterRollouts(api).read(appset)
         assert state is not None and state.resume_requested
         assert main(["rollout", "status", "roll/nope", "--kubeconfig", kubeconfig]) == 2

@@ -118,6 +118,10 @@ def test_a_degraded_or_failed_application_halts_and_later_steps_keep_the_old_rev
     assert state.phase == "Halted" and state.holding == "s/b"
     assert state.halted is not None and state.halted.revision == NEW and state.halted.step == 1
     assert "s/b" in state.message and "what happened" in state.message
+    # the message says what stopped it: a failed sync is not "Healthy", whatever the
+    # health recorded at the previous revision
+    said = "s/b is Degraded at " if bad.get("health") == "Degraded" else "s/b failed at "
+    assert said in state.message and "Healthy" not in state.message, state.message
     assert [e.reason for e in events] == ["RolloutHalted"]
     # even once s/b looks fine again, the halt holds (until resumed or a newer commit)
     statuses["s/b"] = status(NEW)

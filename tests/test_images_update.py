@@ -92,6 +92,10 @@ def test_update_pushes_the_chosen_tag_once_and_then_nothing(
     code, text = run(daemon.url(repo.name) + "@main", [file], "json")
     document = json.loads(text)
     assert code == 0 and document["pushed"] is True and document["branch"] == "main"
+    # docs/images.md: the keys shown, the URL without @BRANCH (that is "branch")
+    assert set(document) == {"url", "branch", "commit", "pushed", "attempts", "images",
+                             "changes", "unknown"}
+    assert document["url"] == daemon.url(repo.name) and document["attempts"] == 1
     assert document["commit"] == repo.head()
     assert document["changes"] == [{
         "file": "deploy/web.yaml", "line": 1, "policy": "default:web", "field": "image",

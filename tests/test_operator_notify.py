@@ -114,6 +114,18 @@ def test_an_event_is_posted_as_json_with_a_one_line_text(
     eventually(lambda: notifier.stats().delivered == 1)
 
 
+def test_no_known_revision_is_null_whatever_the_caller_passed(
+        sink: Sink, hook: str, notifiers: list[Notifier]) -> None:
+    """docs/notifications.md: ``revision`` is ``null`` when none is known (callers pass
+    ``None`` or ``""``: a set's GenerateFailed, an ApplicationDeleted, a source never read)."""
+    notifier = make(notifiers, [hook], rate=100.0, burst=10)
+    notifier.notify("ops/fleet", "GenerateFailed", "", "the repository cannot be read")
+    notifier.notify("apps/images", "ImageUpdateFailed", None, "push refused")
+    sink.wait_for(2)
+    assert [body["revision"] for body in sink.bodies()] == [None, None]
+    assert sink.bodies()[0]["text"] == "ops/fleet GenerateFailed: the repository cannot be read"
+
+
 def test_a_userinfo_in_the_url_is_sent_as_basic_auth(sink: Sink, server: Server,
                                                       notifiers: list[Notifier]) -> None:
     url = server.url.replace("http://", "http://hook%40user:p%3Ass@") + "/in"

@@ -240,8 +240,10 @@ def advance(
             if verdict == "failed":
                 status = statuses.get(key)
                 why = status.message if status is not None and status.message else "failed"
-                message = (f"halted at step {index + 1}: {key} is "
-                           f"{status.health if status is not None else 'Unknown'} at "
+                # Degraded, or a failed sync (whose health is still the last revision's)
+                what = "is Degraded" if status is not None and status.health == "Degraded" \
+                    else "failed"
+                message = (f"halted at step {index + 1}: {key} {what} at "
                            f"{short_revision(current)}: {why}")
                 halt = Halt(application=key, revision=current, step=index + 1, message=message)
                 events.append(RolloutEvent(ROLLOUT_HALTED, key, message))

@@ -74,11 +74,13 @@ def _rolling(appset: ApplicationSet) -> ApplicationSet:
     return appset
 
 
-def state_document(appset: ApplicationSet, state: RolloutState | None) -> dict[str, Any]:
-    """What ``-o json`` prints."""
+def state_document(appset: ApplicationSet, state: RolloutState | None,
+                   evaluator: str = "gitops run") -> dict[str, Any]:
+    """What ``-o json`` prints; ``evaluator`` is what keeps the state (``gitops run`` for
+    files, ``gitops controller`` in a cluster)."""
     if state is None:
         return {"applicationSet": appset.key, "phase": "Pending", "complete": False,
-                "message": "no rollout recorded yet: gitops run has not evaluated this set"}
+                "message": f"no rollout recorded yet: {evaluator} has not evaluated this set"}
     return {"applicationSet": appset.key, "complete": state.complete, **state.to_dict()}
 
 
@@ -97,24 +99,24 @@ def cmd_rollout(args: argparse.Namespace, out: Out) -> int:
         try:
             appset = _rolling(get_appset(api, args.appset))
             store = ClusterRollouts(api)
-            return _command(appset, store, args, out)
+            return _command(appset, store, args, out, "gitops controller")
         finally:
             api.close()
     appset = find_appset(args.file, args.appset)
-    return _command(appset, RolloutFiles(state_dir(args.file)), args, out)
+    return _command(appset, RolloutFiles(state_dir(args.file)), args, out, "gitops run")
 
 
 def _command(appset: ApplicationSet, store: RolloutStore, args: argparse.Namespace,
-             out: Out) -> int:
+             out: Out, evaluator: str) -> int:
     from gitops.operator.status import short_revision
 
     if args.rollout_command == "resume":
-        return _resume(appset, store, args, out)
+        return _resume(appset, store, args, out, evaluator)
     state = store.read(appset)
     if args.output == "json":
-        out.write(json.dumps(state_document(appset, state), indent=2) + "\n")
+        out.write(json.dumps(state_document(appset, state, evaluator), indent=2) + "\n")
     elif state is None:
-        out.write(f"{appset.key}: no rollout recorded yet (gitops run -f has not evaluated "
+        out.write(f"{appset.key}: no rollout recorded yet ({evaluator} has not evaluated "
                   "this set)\n")
     else:
         where = f" (step {state.step} of {state.steps})" if state.step else ""
@@ -128,7 +130,7 @@ def _command(appset: ApplicationSet, store: RolloutStore, args: argparse.Namespa
 
 
 def _resume(appset: ApplicationSet, store: RolloutStore, args: argparse.Namespace,
-            out: Out) -> int:
+            out: Out, evaluator: str) -> int:
     from gitops.appsets.rollout import RolloutState
     from gitops.operator.status import short_revision
 
@@ -154,7 +156,7 @@ def _resume(appset: ApplicationSet, store: RolloutStore, args: argparse.Namespac
                               "revision": state.revision}, indent=2) + "\n")
     elif outcome["resumed"]:
         out.write(f"{appset.key}: resume requested: {outcome['application']} is accepted at "
-                  f"{short_revision(state.revision)}; gitops run goes on with the next "
+                  f"{short_revision(state.revision)}; {evaluator} goes on with the next "
                   "Applications\n")
     else:
         out.write(f"{appset.key}: not halted ({outcome['phase']}): nothing to resume\n")

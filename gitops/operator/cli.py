@@ -51,7 +51,8 @@ class Out(Protocol):
 def add_app_options(p: argparse.ArgumentParser) -> None:
     """``-f FILE`` (repeatable) or ``--kubeconfig`` [``--context``]: where applications are."""
     p.add_argument("-f", "--file", action="append", default=[], metavar="FILE",
-                   help="YAML file declaring Application documents (repeatable)")
+                   help="YAML file declaring the applications, as given to gitops run "
+                        "(repeatable)")
     p.add_argument("--kubeconfig", metavar="PATH", default=None,
                    help="read Application objects from this cluster instead of files")
     p.add_argument("--context", default=None, help="kubeconfig context (with --kubeconfig)")
@@ -67,7 +68,8 @@ def add_commands(sub: Any) -> None:
     """Add the operator's sub-commands to the ``gitops`` parser."""
     run = sub.add_parser("run", help="keep the applications declared in files converged")
     run.add_argument("-f", "--file", action="append", required=True, metavar="FILE",
-                     help="YAML file declaring Application documents (repeatable)")
+                     help="YAML file declaring Application, ApplicationSet, ImagePolicy and "
+                          "ImageUpdateAutomation documents (repeatable)")
     run.add_argument("--once", action="store_true",
                      help="reconcile every application once, dependencies first, and exit "
                           "(0 when all are Ready)")
@@ -105,7 +107,8 @@ def add_commands(sub: Any) -> None:
 
 def _add_cluster_commands(sub: Any) -> None:
     """``controller``, ``crds`` and ``install`` (their handlers import the Kubernetes client)."""
-    controller = sub.add_parser("controller", help="reconcile Application objects in a cluster")
+    controller = sub.add_parser("controller", help="reconcile Application, ApplicationSet and image "
+                                                      "automation objects in a cluster")
     controller.add_argument("--kubeconfig", metavar="PATH", default=None,
                             help="kubeconfig (default: in-cluster, else $KUBECONFIG)")
     controller.add_argument("--context", default=None, help="kubeconfig context")

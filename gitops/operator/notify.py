@@ -206,8 +206,8 @@ class Notifier:
         """
         if not self._channels:
             return
-        event = Notification(app, reason, revision, scrub(str(message)),
-                             at or datetime.now(UTC))
+        event = Notification(app, reason, revision or None,  # "" is no revision: null
+                             scrub(str(message)), at or datetime.now(UTC))
         with self._cond:
             if self._closed or len(self._inbox) >= self.queue_size:
                 report = self._dropped(len(self._channels), "the notifier is closed"
