@@ -204,3 +204,20 @@ def test_a_bad_source_is_a_status_condition_with_no_credentials(
     assert secret not in json.dumps(events), events
     assert secret not in log, [line for line in log.splitlines() if secret in line]
     assert "Handler 'apply_now' failed" not in log, log[-3000:]
+
+
+def test_the_sample_environment_works_as_the_readme_applies_it(
+    kube_emulator: KubeEmulator, operator: subprocess.Popen[str]
+) -> None:
+    """``kubectl apply -f examples/kopf-operator/environment.yaml``, as written: Ready, with
+    the bundled example's objects in the cluster."""
+    kubectl(kube_emulator, "apply", "-f", str(EXAMPLE / "environment.yaml"))
+
+    def ready() -> dict[str, Any] | None:
+        env = get(kube_emulator, f"{ENVIRONMENTS}/shop")
+        return env if env and condition(env, "Ready").get("status") == "True" else None
+
+    env = wait_for(ready, 20, "the sample Environment Ready=True")
+    kinds = {r["kind"] for r in env["status"]["resources"]}
+    assert {"Namespace", "Deployment", "Service", "ConfigMap"} <= kinds, kinds
+    assert get(kube_emulator, "/apis/apps/v1/namespaces/shop/deployments/shop") is not None
