@@ -1,0 +1,197 @@
+"""Soak: the operator (``gitops run``'s scheduler, ApplicationSets) under churn returns to
+its baseline: applications renamed, generated and deleted again and again leave no target
+handle, root state, metric series, scheduler entry, thread or file descriptor behind.
+
+Real sources and targets (``dir:``, ``mock:``); counts, never RSS. ``GITOPS_SOAK=1`` runs
+many more cycles (``soak_support.cycles``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from operator_support import wait_for
+from soak_support import Held, cycles, live, series
+
+from gitops.apps import Application
+from gitops.appsets.controller import RolloutFiles, SetController
+from gitops.appsets.spec import ApplicationSet
+from gitops.operator import Operator, TargetStatusStore
+from gitops.operator.metrics import OperatorMetrics
+from gitops.plugins import open_target
+from gitops.targets.filetree.target import FileTreeTarget, _RootState
+from gitops.targets.memory import MemoryTarget
+
+CM = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cm, namespace: default}\ndata: {a: b}\n"
+
+
+def app_of(name: str, source: Path | str, target: str, interval: str = "1h") -> Application:
+    return Application.model_validate({
+        "apiVersion": "gitops.dev/v1alpha1", "kind": "Application",
+        "metadata": {"name": name, "namespace": "team"},
+        "spec": {"source": {"url": f"dir:{source}"}, "target": {"url": target},
+                 "interval": interval},
+    })
+
+
+@pytest.fixture
+def source(tmp_path: Path) -> Path:
+    folder = tmp_path / "src"
+    folder.mkdir()
+    (folder / "cm.yaml").write_text(CM)
+    return folder
+
+
+@pytest.fixture
+def running(tmp_path: Path) -> Iterator[tuple[Operator, TargetStatusStore, OperatorMetrics]]:
+    store, metrics = TargetStatusStore(), OperatorMetrics()
+    operator = Operator(store, workers=2, metrics=metrics)
+    operator.start()
+    try:
+        yield operator, store, metrics
+    finally:
+        operator.stop()
+        store.close()
+
+
+def settled(operator: Operator) -> bool:
+    return operator.idle and not operator._draining
+
+
+def test_renamed_applications_leave_no_target_handle_or_series(
+        running: tuple[Operator, TargetStatusStore, OperatorMetrics], source: Path,
+        tmp_path: Path) -> None:
+    """Every cycle replaces three applications by three of new names (a rename), each
+    into a folder of its own: the handles the scheduler and the status store keep, the
+    per-root states and the series are those of the three current ones, whatever the
+    number of cycles."""
+    operator, _store, metrics = running
+    out = tmp_path / "out"
+
+    def cycle(number: int) -> list[Application]:
+        apps = [app_of(f"a{number}-{i}", source, f"dir:{out}/{number}-{i}") for i in range(3)]
+        operator.set_applications(apps)
+        wait_for(lambda: all((out / f"{number}-{i}/.gitops/status").is_dir() for i in range(3))
+                 and settled(operator), 20, f"cycle {number} synced")
+        return apps
+
+    cycle(0)
+    held, targets, roots = Held.now(), live(FileTreeTarget), live(_RootState)
+    assert targets == 6  # three apps: one handle each in its reconciler and in the store
+    count = cycles(8, 200)
+    for number in range(1, count + 1):
+        apps = cycle(number)
+    assert live(FileTreeTarget) == targets
+    assert live(_RootState) == roots
+    assert series(metrics.registry, "app") == {a.key for a in apps}
+    assert Held.now() == held
+    operator.set_applications([])
+    wait_for(lambda: settled(operator), 10, "all removed")
+    assert live(FileTreeTarget) == 0
+    assert series(metrics.registry, "app") == set()
+
+
+def test_an_application_removed_during_its_reconcile_leaves_no_series(
+        running: tuple[Operator, TargetStatusStore, OperatorMetrics], source: Path) -> None:
+    """The reconcile in flight ends after the removal: its result is not recorded as the
+    series of an application that is gone (a ghost Prometheus would keep)."""
+    operator, _store, metrics = running
+    app = app_of("slow", source, "mock:soak-slow?latency=0.2")
+    shared = open_target("mock:soak-slow")
+    assert isinstance(shared, MemoryTarget)
+    operator.set_applications([app])
+    wait_for(lambda: shared.calls, 10, "the reconcile under way")
+    operator.set_applications([])
+    wait_for(lambda: settled(operator), 20, "the reconcile in flight done")
+    assert metrics.apps() == frozenset()
+    assert series(metrics.registry, "app") == set()
+
+
+def test_triggers_do_not_pile_up_in_the_scheduler(
+        running: tuple[Operator, TargetStatusStore, OperatorMetrics], source: Path,
+        tmp_path: Path) -> None:
+    """A webhook or watch event reschedules an application before its interval came: the
+    superseded time must not stay queued for the rest of the interval (an hour here),
+    or a target that reports drift every second grows the queue all day."""
+    operator, _store, _metrics = running
+    done: list[str] = []
+    operator.on_status(lambda app, status, reason: done.append(reason))
+    app = app_of("busy", source, f"dir:{tmp_path}/busy")
+    # due before the superseded times: they are not at the head of the queue
+    steady = app_of("steady", source, f"dir:{tmp_path}/steady", interval="30m")
+    operator.set_applications([app, steady])
+    wait_for(lambda: settled(operator) and operator.status(app.key)
+             and operator.status(steady.key), 10, "first reconciles")
+    for number in range(cycles(100, 5000)):
+        operator.trigger(app.key, "webhook")
+        wait_for(lambda: settled(operator), 10, f"reconcile {number}")
+    # two applications: their scheduled times, plus what waits for the next compaction
+    assert len(operator._heap) <= 2 * 2 + 64 + 1
+
+
+# -- ApplicationSets -----------------------------------------------------------------------
+
+
+def appset_of(names: list[str], source: Path, out: Path) -> ApplicationSet:
+    return ApplicationSet.model_validate({
+        "apiVersion": "gitops.dev/v1alpha1", "kind": "ApplicationSet",
+        "metadata": {"name": "churn", "namespace": "team"},
+        "spec": {"generators": [{"list": {"elements": [{"n": n} for n in names]}}],
+                 "template": {"metadata": {"name": "gen-{{n}}"},
+                              "spec": {"source": {"url": f"dir:{source}"},
+                                       "target": {"url": f"dir:{out}/{{{{n}}}}"},
+                                       "interval": "1h", "prune": True}},
+                 "interval": "1h"},
+    })
+
+
+def records(out: Path) -> list[str]:
+    """The object, inventory and status files under ``out`` (not the folder ledgers)."""
+    return sorted((Path(top) / name).relative_to(out).as_posix()
+                  for top, _dirs, files in os.walk(out) for name in files
+                  if name not in ("dirs.json", "lock"))
+
+
+def test_generated_applications_churned_by_a_list_generator_return_to_baseline(
+        running: tuple[Operator, TargetStatusStore, OperatorMetrics], source: Path,
+        tmp_path: Path) -> None:
+    """A list generator whose elements are replaced every cycle: each Application that
+    leaves is deleted with its objects, inventory and status record; handles, series,
+    scheduler entries, threads and descriptors stay those of the current three."""
+    operator, _store, metrics = running
+    out = tmp_path / "out"
+    sets = SetController(operator, RolloutFiles(tmp_path / "state"), tick=0.05)
+
+    def cycle(number: int) -> list[str]:
+        names = [f"{number}-{i}" for i in range(3)]
+        sets.apply([], [appset_of(names, source, out)])
+        wait_for(lambda: _only(out, names), 20, f"cycle {number} converged")
+        wait_for(lambda: settled(operator), 20, f"cycle {number} settled")
+        return names
+
+    try:
+        cycle(0)
+        held, targets = Held.now(), live(FileTreeTarget)
+        for number in range(1, cycles(6, 150) + 1):
+            names = cycle(number)
+        assert _only(out, names)
+        assert live(FileTreeTarget) == targets
+        assert sorted(operator.applications()) == sorted(f"team/gen-{n}" for n in names)
+        assert series(metrics.registry, "app") == set(operator.applications())
+        assert Held.now() == held
+        sets.apply([], [])  # the set removed: its Applications go, with their objects
+        wait_for(lambda: not records(out) and settled(operator), 20, "all pruned")
+        assert live(FileTreeTarget) == 0
+        assert series(metrics.registry, "app") == set()
+    finally:
+        sets.close()
+
+
+def _only(out: Path, names: list[str]) -> bool:
+    """Only the current Applications' folders hold objects and records."""
+    found = {path.split("/", 1)[0] for path in records(out)}
+    return found == set(names) and all(
+        any(p.startswith(f"{n}/.gitops/status/") for p in records(out)) for n in names)
