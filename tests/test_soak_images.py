@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from gitops.images.automation import ImageAutomation, discard_worktree, worktree
 from gitops.images.gitpush import UpdateResult
 from gitops.images.latest import LatestImage
 from gitops.images.metrics import ImageMetrics
+from gitops.images.scan import TAG_LIST_RETENTION, TagCache, parse_image
 from gitops.images.spec import ImagePolicy, ImageUpdateAutomation
 from gitops.images.status import FileImageStatusStore
 
@@ -150,9 +152,12 @@ def test_churned_policies_and_automations_return_to_baseline(runner: Runner) -> 
         wait_for(lambda: f"team/a{number}" in runner.updates, 5, f"cycle {number} ran")
         return [p.key for p in policies]
 
+    # three policies: a choice, an evaluation and a status each; the automation's status
+    kept = 3 * 3 + 1
     runner.runner.start()
     cycle(0)
-    held, kept = Held.now(), runner.remembered()
+    wait_for(lambda: runner.remembered() == kept, 5, "what the first cycle keeps")
+    held = Held.now()
     for number in range(1, cycles(20, 500) + 1):
         keys = cycle(number)
     wait_for(lambda: runner.remembered() == kept, 5, "what the last cycle keeps")
@@ -192,3 +197,27 @@ def test_a_working_tree_in_use_by_another_process_is_kept(tmp_path: Path) -> Non
         assert (tree / ".git").is_dir()
     assert discard_worktree(tree)
     assert not tree.exists() and not (tmp_path / "tree.lock").exists()
+
+
+def test_the_tag_cache_keeps_only_what_was_written_lately(tmp_path: Path) -> None:
+    """One file per repository and credentials: with passwords rotated every day (a new
+    scope each time) and repositories no policy scans any more, the folder would grow
+    for ever; a write deletes what nobody wrote for a day (checked once an hour)."""
+    folder = tmp_path / "tags"
+    cache = TagCache(folder, max_age=30)
+    old = time.time() - TAG_LIST_RETENTION - 60
+    count = cycles(50, 2000)
+    for number in range(count):  # yesterday's scopes and repositories
+        cache.put(parse_image(f"registry.example.com/team/app{number % 7}"), ["1.0.0"],
+                  scope=f"password-{number}")
+    assert len(list(folder.glob("*.json"))) == count  # one per repository and scope
+    for path in folder.glob("*.json"):
+        os.utime(path, (old, old))
+    cache.put(parse_image("registry.example.com/team/fresh"), ["1.0.0"])  # swept last hour
+    assert len(list(folder.glob("*.json"))) == count + 1
+    os.utime(tmp_path / "tags.swept", (old, old))
+    cache.put(parse_image("registry.example.com/team/app0"), ["1.0.1"], scope="password-new")
+    assert sorted(p.name.split("-")[0] for p in folder.glob("*.json")) == [
+        "registry.example.com_team_app0", "registry.example.com_team_fresh"]
+    assert cache.get(parse_image("registry.example.com/team/app0"), scope="password-new") == (
+        "1.0.1",)
