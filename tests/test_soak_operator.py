@@ -8,21 +8,30 @@ many more cycles (``soak_support.cycles``).
 
 from __future__ import annotations
 
+import base64
+import json
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 from operator_support import wait_for
 from soak_support import Held, cycles, live, series
 
 from gitops.apps import Application
 from gitops.appsets.controller import RolloutFiles, SetController
+from gitops.appsets.generate import run_generator
+from gitops.appsets.generators.base import GeneratorContext
+from gitops.appsets.generators.clusters import KUBECONFIG_RETENTION, SECRET_TYPE_LABEL
 from gitops.appsets.spec import ApplicationSet
 from gitops.operator import Operator, TargetStatusStore
 from gitops.operator.metrics import OperatorMetrics
 from gitops.plugins import open_target
 from gitops.targets.filetree.target import FileTreeTarget, _RootState
+from gitops.targets.kubernetes.options import parse_url
 from gitops.targets.memory import MemoryTarget
 
 CM = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cm, namespace: default}\ndata: {a: b}\n"
@@ -195,3 +204,41 @@ def _only(out: Path, names: list[str]) -> bool:
     found = {path.split("/", 1)[0] for path in records(out)}
     return found == set(names) and all(
         any(p.startswith(f"{n}/.gitops/status/") for p in records(out)) for n in names)
+
+
+def cluster_secret(token: str) -> dict[str, Any]:
+    def b64(text: str) -> str:
+        return base64.b64encode(text.encode()).decode()
+
+    return {"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "cluster-eu", "namespace": "gitops-system",
+                         "labels": {SECRET_TYPE_LABEL: "cluster"}},
+            "data": {"name": b64("eu"), "server": b64("https://eu.example.com:6443"),
+                     "config": b64(json.dumps({"bearerToken": token}))}}
+
+
+def test_kubeconfigs_of_rotated_cluster_credentials_do_not_pile_up(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cluster Secret whose token rotates gets a new kubeconfig file each time (named
+    by its content): those no evaluation used for a week go, the one in use stays."""
+    monkeypatch.setenv("GITOPS_CACHE_DIR", os.fspath(tmp_path / "cache"))
+    secrets = tmp_path / "clusters.yaml"
+    context = GeneratorContext().for_set("team/fleet")
+
+    def generate(token: str) -> Path:
+        secrets.write_text(yaml.safe_dump(cluster_secret(token)))
+        [params] = run_generator({"clusters": {"files": [os.fspath(secrets)]}},
+                                 context.at("spec.generators[0]"))
+        return Path(parse_url(params["target"])[1]["kubeconfig"])
+
+    count = cycles(30, 1000)
+    written = {generate(f"token-{number}") for number in range(count)}
+    folder = next(iter(written)).parent
+    assert len(written) == count == len(list(folder.glob("*.kubeconfig")))
+    week_ago = time.time() - KUBECONFIG_RETENTION - 60
+    for path in [*folder.glob("*.kubeconfig"), folder / ".swept"]:
+        os.utime(path, (week_ago, week_ago))
+    current = generate(f"token-{count - 1}")  # still in use: kept, and the old ones go
+    assert current in written
+    assert list(folder.glob("*.kubeconfig")) == [current]
+    assert (folder / ".key").exists()  # the naming key stays: the names stay stable
