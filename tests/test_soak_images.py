@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from filelock import FileLock
@@ -24,12 +24,20 @@ from soak_support import Held, cycles, series
 from gitops.cache import cache_root
 from gitops.errors import SourceError
 from gitops.images.automation import ImageAutomation, discard_worktree, worktree_path
+from gitops.images.controller import ClusterImageStatusStore, ImageController
 from gitops.images.gitpush import UpdateResult
 from gitops.images.latest import LatestImage
 from gitops.images.metrics import ImageMetrics
 from gitops.images.scan import TAG_LIST_RETENTION, TagCache, parse_image
 from gitops.images.spec import ImagePolicy, ImageUpdateAutomation
-from gitops.images.status import FileImageStatusStore
+from gitops.images.status import (
+    POLICY_KIND,
+    AutomationStatus,
+    FileImageStatusStore,
+    ImageKind,
+    ImagePolicyStatus,
+)
+from gitops.operator.kubeapi import OperatorAPI
 
 IMAGE = "registry.example.com/team/app"
 
@@ -221,3 +229,33 @@ def test_the_tag_cache_keeps_only_what_was_written_lately(tmp_path: Path) -> Non
         "registry.example.com_team_app0", "registry.example.com_team_fresh"]
     assert cache.get(parse_image("registry.example.com/team/app0"), scope="password-new") == (
         "1.0.1",)
+
+
+class RecordingStore(ClusterImageStatusStore):
+    """The controller's store, its status writes recorded instead of sent."""
+
+    def __init__(self) -> None:
+        super().__init__(cast(OperatorAPI, None))
+        self.written: list[tuple[str, str]] = []
+
+    def write(self, kind: ImageKind, key: str,
+              status: ImagePolicyStatus | AutomationStatus) -> None:
+        self.written.append((key, status.reason))
+
+
+def test_invalid_image_objects_created_and_deleted_leave_nothing(runner: Runner) -> None:
+    """Hostile churn in a cluster: invalid ImagePolicies under ever new names, each deleted
+    again. The controller reports each (InvalidSpec) and forgets it once deleted, so one
+    made again under a used name is reported again and nothing grows."""
+    store = RecordingStore()
+    controller = ImageController(cast(OperatorAPI, None), store, runner.runner)
+    count = cycles(50, 5000)
+    for number in range(count):
+        obj = {"metadata": {"name": f"bad{number % 10}", "namespace": "team"},
+               "spec": {"image": "not an image"}}
+        store.seen(POLICY_KIND, obj)
+        controller.refilter()
+        store.forget(POLICY_KIND, f"team/bad{number % 10}")
+        controller.refilter()
+    assert [reason for _, reason in store.written] == ["InvalidSpec"] * count
+    assert controller._invalid == {}
