@@ -141,6 +141,24 @@ def test_triggers_do_not_pile_up_in_the_scheduler(
     assert len(operator._heap) <= 2 * 2 + 64 + 1
 
 
+def test_dependency_waits_of_removed_applications_are_forgotten(
+        running: tuple[Operator, TargetStatusStore, OperatorMetrics], source: Path,
+        tmp_path: Path) -> None:
+    """The scheduler says once per (application, dependency) that it waits; renamed
+    applications waiting for ones that never come must not leave those pairs behind."""
+    operator, _store, _metrics = running
+    for number in range(cycles(30, 1000)):
+        app = Application.model_validate({
+            "apiVersion": "gitops.dev/v1alpha1", "kind": "Application",
+            "metadata": {"name": f"waits-{number}", "namespace": "team"},
+            "spec": {"source": {"url": f"dir:{source}"}, "target": {"url": f"dir:{tmp_path}/w"},
+                     "interval": "1h", "dependsOn": [f"never-{number}"]}})
+        operator.set_applications([app])
+        wait_for(lambda: (app.key, f"team/never-{number}") in operator._waiting_logged, 5,
+                 f"waits-{number} waiting")
+    assert len(operator._waiting_logged) == 1
+
+
 # -- ApplicationSets -----------------------------------------------------------------------
 
 
