@@ -12,7 +12,7 @@ import base64
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -154,9 +154,13 @@ def test_dependency_waits_of_removed_applications_are_forgotten(
             "spec": {"source": {"url": f"dir:{source}"}, "target": {"url": f"dir:{tmp_path}/w"},
                      "interval": "1h", "dependsOn": [f"never-{number}"]}})
         operator.set_applications([app])
-        wait_for(lambda: (app.key, f"team/never-{number}") in operator._waiting_logged, 5,
-                 f"waits-{number} waiting")
+        waiting = (app.key, f"team/never-{number}")
+        wait_for(_logged(operator, waiting), 5, f"waits-{number} waiting")
     assert len(operator._waiting_logged) == 1
+
+
+def _logged(operator: Operator, waiting: tuple[str, str]) -> Callable[[], bool]:
+    return lambda: waiting in operator._waiting_logged
 
 
 # -- ApplicationSets -----------------------------------------------------------------------
