@@ -31,6 +31,7 @@ from gitops.images.metrics import ImageMetrics
 from gitops.images.scan import TAG_LIST_RETENTION, TagCache, parse_image
 from gitops.images.spec import ImagePolicy, ImageUpdateAutomation
 from gitops.images.status import (
+    AUTOMATION_KIND,
     POLICY_KIND,
     AutomationStatus,
     FileImageStatusStore,
@@ -148,6 +149,36 @@ def test_an_automation_removed_during_its_run_leaves_nothing(runner: Runner, fai
     runner.runner.stop()
     assert series(runner.metrics.registry, "automation") == set()
     assert series(runner.metrics.registry, "policy") == set()
+    assert runner.remembered() == 0
+
+
+class GatedStore(FileImageStatusStore):
+    """Status files, an automation's write held until released."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.gate = Gate()
+
+    def write(self, kind: ImageKind, key: str,
+              status: ImagePolicyStatus | AutomationStatus) -> None:
+        if kind == AUTOMATION_KIND:
+            self.gate.wait()
+        super().write(kind, key, status)
+
+
+def test_an_automation_removed_while_its_status_is_written_leaves_nothing(
+        runner: Runner, tmp_path: Path) -> None:
+    """Seen at the 240th of 500 soak cycles: the status written was remembered after the
+    automation had been removed, for ever."""
+    store = GatedStore(tmp_path / "gated")
+    runner.runner = ImageAutomation(store, metrics=runner.metrics, latest=runner.latest,
+                                    update=runner.update)
+    runner.runner.set_objects([policy("p")], [automation("a")])
+    runner.runner.start()
+    assert store.gate.entered.wait(5)
+    runner.runner.set_objects([], [])
+    store.gate.release.set()
+    runner.runner.stop()
     assert runner.remembered() == 0
 
 

@@ -526,7 +526,8 @@ class ImageAutomation:
             log.warning("%s %s: cannot write its status: %s", kind, key, _said(exc))
             return
         with self._cond:
-            self._seen.written[(kind, key)] = data
+            if (kind, key) in self._jobs:  # not removed while it was written
+                self._seen.written[(kind, key)] = data
 
     def __repr__(self) -> str:
         with self._cond:
