@@ -11,7 +11,9 @@ from __future__ import annotations
 import gc
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 
@@ -22,10 +24,11 @@ def cycles(ci: int, local: int) -> int:
     return local if long else ci
 
 
-def live(cls: type) -> int:
-    """How many instances of ``cls`` (subclasses included) are alive, after a collection."""
+def live(cls: type, where: Callable[[Any], bool] = lambda _obj: True) -> int:
+    """How many instances of ``cls`` (subclasses included) for which ``where`` holds are
+    alive, after a collection (``where`` keeps other tests' objects out of the count)."""
     gc.collect()
-    return sum(1 for obj in gc.get_objects() if isinstance(obj, cls))
+    return sum(1 for obj in gc.get_objects() if isinstance(obj, cls) and where(obj))
 
 
 def open_fds() -> int:
@@ -49,3 +52,8 @@ class Held:
     @classmethod
     def now(cls) -> Held:
         return cls(threading.active_count(), open_fds())
+
+    def at_most(self, before: Held) -> bool:
+        """No more threads nor descriptors than ``before`` (fewer: an earlier test's
+        daemon thread may have ended meanwhile)."""
+        return self.threads <= before.threads and self.fds <= before.fds

@@ -202,7 +202,7 @@ def test_churned_policies_and_automations_return_to_baseline(runner: Runner) -> 
     wait_for(lambda: runner.remembered() == kept, 5, "what the last cycle keeps")
     assert series(runner.metrics.registry, "policy") == set(keys)
     assert series(runner.metrics.registry, "automation") == {f"team/a{number}"}
-    assert Held.now() == held
+    assert Held.now().at_most(held)
     # the working trees (a clone each) of the automations renamed away are gone
     kept_tree = worktree_path(automation(f"a{number}")).name
     assert worktrees() == [kept_tree, kept_tree + ".lock"]
