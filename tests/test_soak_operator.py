@@ -12,24 +12,24 @@ import base64
 import json
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 import yaml
-from operator_support import wait_for
+from operator_support import MemoryStatusStore, wait_for
 from soak_support import Held, cycles, live, series
 
 from gitops.apps import Application
 from gitops.appsets.controller import RolloutFiles, SetController
 from gitops.appsets.generate import run_generator
-from gitops.appsets.generators.base import GeneratorContext
+from gitops.appsets.generators.base import Generator, GeneratorContext
 from gitops.appsets.generators.clusters import KUBECONFIG_RETENTION, SECRET_TYPE_LABEL
 from gitops.appsets.spec import ApplicationSet
 from gitops.operator import Operator, TargetStatusStore
 from gitops.operator.metrics import OperatorMetrics
-from gitops.plugins import open_target
+from gitops.plugins import open_target, register, unregister
 from gitops.targets.filetree.target import FileTreeTarget, _RootState
 from gitops.targets.kubernetes.options import parse_url
 from gitops.targets.memory import MemoryTarget
@@ -269,3 +269,52 @@ def test_kubeconfigs_of_rotated_cluster_credentials_do_not_pile_up(
     assert current in written
     assert list(folder.glob("*.kubeconfig")) == [current]
     assert (folder / ".key").exists()  # the naming key stays: the names stay stable
+
+
+class _Connection:
+    """What a generator keeps open in its context's cache (a client, a source)."""
+
+    opened: ClassVar[list[_Connection]] = []
+
+    def __init__(self) -> None:
+        self.closed = False
+        _Connection.opened.append(self)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class KeepsConnections(Generator):
+    """One element; keeps a connection per ``token`` (say, credentials) in the cache."""
+
+    name = "soak-keeps"
+
+    def generate(self, config: Mapping[str, Any], context: GeneratorContext
+                 ) -> list[dict[str, Any]]:
+        context.cache.get(("soak", config["token"]), _Connection)
+        return [{"n": "one"}]
+
+
+def test_an_edited_sets_generators_do_not_keep_what_the_old_spec_opened(
+        source: Path, tmp_path: Path) -> None:
+    """A set edited again and again (its git generator's credentials rotated, its URL
+    moved): what its generators kept open for the old spec is closed."""
+    register("generator", KeepsConnections.name, KeepsConnections)
+    sets = SetController(Operator(MemoryStatusStore()), RolloutFiles(tmp_path / "state"))
+    _Connection.opened.clear()
+    try:
+        for number in range(cycles(20, 1000)):
+            appset = ApplicationSet.model_validate({
+                "apiVersion": "gitops.dev/v1alpha1", "kind": "ApplicationSet",
+                "metadata": {"name": "edited", "namespace": "team"},
+                "spec": {"generators": [{KeepsConnections.name: {"token": f"t{number}"}}],
+                         "template": {"metadata": {"name": "gen-{{n}}"},
+                                      "spec": {"source": {"url": f"dir:{source}"},
+                                               "target": {"url": f"dir:{tmp_path}/out"}}}}})
+            sets.apply([], [appset])
+        assert len(_Connection.opened) == cycles(20, 1000)
+        assert sum(not c.closed for c in _Connection.opened) == 1
+    finally:
+        sets.close()
+        unregister("generator", KeepsConnections.name)
+    assert all(c.closed for c in _Connection.opened)

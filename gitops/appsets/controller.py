@@ -288,6 +288,9 @@ class SetController:
                 if entry is None:
                     self._sets[key] = _Set(appset)
                 elif entry.appset != appset:
+                    # what its generators and revision checks opened was for the old spec
+                    # (a git generator's credentials rotated, its URL moved): closed
+                    entry.close()
                     entry.appset, entry.regenerate = appset, True
             for key in sorted(self._sets):
                 self._evaluate(self._sets[key], regenerate=True)
