@@ -14,7 +14,7 @@ import os
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import pytest
 import yaml
@@ -22,15 +22,19 @@ from operator_support import MemoryStatusStore, wait_for
 from soak_support import Held, cycles, live, series
 
 from gitops.apps import Application
+from gitops.appsets.cluster import ClusterSink
 from gitops.appsets.controller import RolloutFiles, SetController
 from gitops.appsets.generate import run_generator
 from gitops.appsets.generators.base import Generator, GeneratorContext
 from gitops.appsets.generators.clusters import KUBECONFIG_RETENTION, SECRET_TYPE_LABEL
 from gitops.appsets.spec import ApplicationSet
 from gitops.operator import Operator, TargetStatusStore
+from gitops.operator.cluster import ClusterStatusStore
+from gitops.operator.kubeapi import OperatorAPI
 from gitops.operator.metrics import OperatorMetrics
 from gitops.plugins import open_target, register, unregister
 from gitops.targets.filetree.target import FileTreeTarget, _RootState
+from gitops.targets.kubernetes.errors import StatusError
 from gitops.targets.kubernetes.options import parse_url
 from gitops.targets.memory import MemoryTarget
 
@@ -318,3 +322,29 @@ def test_an_edited_sets_generators_do_not_keep_what_the_old_spec_opened(
         sets.close()
         unregister("generator", KeepsConnections.name)
     assert all(c.closed for c in _Connection.opened)
+
+
+class _RefusingClient:
+    """An API server that refuses every write (a webhook denying, RBAC missing)."""
+
+    def request(self, method: str, path: str, **_: Any) -> Any:
+        raise StatusError(f"{method} {path}", 403, "Forbidden", "denied by policy")
+
+
+class _RefusingAPI:
+    client = _RefusingClient()
+
+
+def test_generated_applications_a_cluster_refused_are_forgotten_once_given_up(
+        source: Path) -> None:
+    """In a cluster, a generated Application the API server refuses is reported once per
+    message; one its set no longer generates must not stay in that bookkeeping."""
+    api = cast(OperatorAPI, _RefusingAPI())
+    owner = {"metadata": {"name": "fleet", "namespace": "team", "uid": "u-1"}}
+    sink = ClusterSink(api, ClusterStatusStore(api), Operator(MemoryStatusStore()),
+                       lambda _key: owner)
+    for number in range(cycles(30, 1000)):
+        app = app_of(f"refused-{number}", source, "k8s:")
+        sink.publish([], {"team/fleet": {app.key: app}})
+        sink.give_up(app, prune=False)
+    assert sink._refused == {}
