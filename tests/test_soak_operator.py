@@ -27,6 +27,7 @@ from gitops.appsets.controller import RolloutFiles, SetController
 from gitops.appsets.generate import run_generator
 from gitops.appsets.generators.base import Generator, GeneratorContext
 from gitops.appsets.generators.clusters import KUBECONFIG_RETENTION, SECRET_TYPE_LABEL
+from gitops.appsets.rollout import RolloutState
 from gitops.appsets.spec import ApplicationSet
 from gitops.operator import Operator, TargetStatusStore
 from gitops.operator.cluster import ClusterStatusStore
@@ -175,10 +176,11 @@ def _logged(operator: Operator, waiting: tuple[str, str]) -> Callable[[], bool]:
 # -- ApplicationSets -----------------------------------------------------------------------
 
 
-def appset_of(names: list[str], source: Path, out: Path) -> ApplicationSet:
+def appset_of(names: list[str], source: Path, out: Path, name: str = "churn"
+              ) -> ApplicationSet:
     return ApplicationSet.model_validate({
         "apiVersion": "gitops.dev/v1alpha1", "kind": "ApplicationSet",
-        "metadata": {"name": "churn", "namespace": "team"},
+        "metadata": {"name": name, "namespace": "team"},
         "spec": {"generators": [{"list": {"elements": [{"n": n} for n in names]}}],
                  "template": {"metadata": {"name": "gen-{{n}}"},
                               "spec": {"source": {"url": f"dir:{source}"},
@@ -348,3 +350,25 @@ def test_generated_applications_a_cluster_refused_are_forgotten_once_given_up(
         sink.publish([], {"team/fleet": {app.key: app}})
         sink.give_up(app, prune=False)
     assert sink._refused == {}
+
+
+def test_sets_renamed_again_and_again_leave_no_rollout_state(
+        source: Path, tmp_path: Path) -> None:
+    """A rolling set's state file (``.gitops/appsets/NS_NAME.json``) goes with the set:
+    sets renamed again and again leave only the current one's."""
+    folder = tmp_path / "state"
+    store = RolloutFiles(folder)
+    sets = SetController(Operator(MemoryStatusStore()), store)
+    try:
+        for number in range(cycles(20, 500)):
+            appset = appset_of([], source, tmp_path / "out", name=f"renamed-{number}")
+            # as a rollout of it would have written
+            store.update(appset, _written(RolloutState(revision=f"main@sha1:{number}")))
+            sets.apply([], [appset])
+        assert sorted(p.name for p in folder.glob("*.json")) == [f"team_renamed-{number}.json"]
+    finally:
+        sets.close()
+
+
+def _written(state: RolloutState) -> Callable[[RolloutState | None], RolloutState]:
+    return lambda _before: state
