@@ -224,6 +224,7 @@ class ClusterSink:
 
     def give_up(self, app: Application, *, prune: bool) -> None:
         self._checked.pop(app.key, None)
+        self._refused.pop(app.key, None)
         if prune:
             self._operator.delete(app.key, with_cluster_defaults(app, self._kubeconfig,
                                                                  self._context))

@@ -164,6 +164,11 @@ class RolloutFiles:
         finally:
             os.close(fd)
 
+    def forget(self, appset: ApplicationSet) -> None:
+        """Delete the state of a set no longer declared (under the lock)."""
+        with self._locked(appset), contextlib.suppress(FileNotFoundError):
+            self.path(appset).unlink()
+
     def update(self, appset: ApplicationSet,
                change: Callable[[RolloutState | None], RolloutState]) -> RolloutState:
         with self._locked(appset):
@@ -288,6 +293,9 @@ class SetController:
                 if entry is None:
                     self._sets[key] = _Set(appset)
                 elif entry.appset != appset:
+                    # what its generators and revision checks opened was for the old spec
+                    # (a git generator's credentials rotated, its URL moved): closed
+                    entry.close()
                     entry.appset, entry.regenerate = appset, True
             for key in sorted(self._sets):
                 self._evaluate(self._sets[key], regenerate=True)
@@ -525,6 +533,12 @@ class SetController:
         for app in [*ownership.delete, *entry.leaving.values()]:
             self._give_up(app, prune=ownership.prune)
         entry.close()
+        forget = getattr(self._store, "forget", None)  # the file of gitops run; a cluster's
+        if forget is not None:                          # goes with the set's object
+            try:
+                forget(entry.appset)
+            except OSError as exc:
+                log.warning("%s: cannot delete its rollout state: %s", entry.appset.key, exc)
 
     def _publish(self) -> None:
         """Give the sink the static Applications and every set's (lock held)."""

@@ -24,15 +24,19 @@ and never stops the others. :meth:`ImageAutomation.stop` lets the runs in flight
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import inspect
 import logging
+import os
 import random
+import shutil
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from gitops.cache import cache_root
@@ -65,10 +69,12 @@ __all__ = [
     "ImageNotifier",
     "LatestFunction",
     "UpdateFunction",
+    "discard_worktree",
     "git_credentials",
     "keep_images",
     "pushed_event",
     "runner_for",
+    "worktree_path",
 ]
 
 log = logging.getLogger("gitops.images")
@@ -112,9 +118,32 @@ def _update_repository(automation: ImageUpdateAutomation, choices: Mapping[str, 
     changed is fetched; ``update_repository`` locks it, so two processes take turns)."""
     from gitops.images.gitpush import update_repository
 
+    return update_repository(automation, choices, workdir=worktree_path(automation),
+                             credentials=credentials)
+
+
+def worktree_path(automation: ImageUpdateAutomation) -> Path:
+    """Where the working tree of ``automation`` is kept between runs (under the cache)."""
     identity = f"{automation.key} {automation.spec.git.url}"  # hashed: no credential in a path
-    root = cache_root() / "image-worktrees" / hashlib.sha256(identity.encode()).hexdigest()[:24]
-    return update_repository(automation, choices, workdir=root, credentials=credentials)
+    return cache_root() / "image-worktrees" / hashlib.sha256(identity.encode()).hexdigest()[:24]
+
+
+def discard_worktree(path: Path) -> bool:
+    """Remove a working tree no automation uses any more, and its lock file; kept (False)
+    while an update holds its lock (another process's run: it is still in use)."""
+    from filelock import FileLock, Timeout
+
+    lock_path = path.with_name(path.name + ".lock")
+    if not path.exists() and not lock_path.exists():
+        return True
+    try:
+        with FileLock(os.fspath(lock_path), timeout=0):
+            shutil.rmtree(path, ignore_errors=True)
+            with contextlib.suppress(FileNotFoundError):
+                lock_path.unlink()
+    except Timeout:
+        return False
+    return True
 
 
 @dataclass(eq=False)
@@ -127,6 +156,9 @@ class _Job:
     due: float
     running: bool = False
     again: bool = False
+    #: working trees it no longer uses (removed, or its repository changed), discarded
+    #: once its run in flight, if any, has ended
+    stale: list[Path] = field(default_factory=list)
 
     @property
     def namespace(self) -> str:
@@ -192,20 +224,38 @@ class ImageAutomation:
             wanted[(POLICY_KIND, policy.key)] = policy
         for automation in automations:
             wanted[(AUTOMATION_KIND, automation.key)] = automation
+        stale: list[Path] = []
         with self._cond:
             for ident in [i for i in self._jobs if i not in wanted]:
-                del self._jobs[ident]
+                gone = self._jobs.pop(ident)
                 self._forget(ident)
+                if gone.kind == AUTOMATION_KIND:
+                    gone.stale.append(worktree_path(gone.obj))
+                    stale.extend(self._stale(gone))
             for (kind, key), obj in wanted.items():
                 job = self._jobs.get((kind, key))
                 if job is None:
                     self._jobs[(kind, key)] = _Job(kind, key, obj, due=time.monotonic())
                 elif job.obj != obj:
+                    if kind == AUTOMATION_KIND and worktree_path(obj) != worktree_path(job.obj):
+                        job.stale.append(worktree_path(job.obj))
+                        stale.extend(self._stale(job))
                     job.obj = obj
                     if kind == POLICY_KIND:
                         self._seen.evaluated.discard(key)  # its old choice may be wrong now
                     self._request(job)
             self._cond.notify_all()
+        _discard(stale)
+
+    def _stale(self, job: _Job) -> list[Path]:
+        """The working trees ``job`` no longer uses, taken, unless its run is in flight
+        (then its end discards them), less those an automation declared now uses (one
+        removed and added again); condition held."""
+        if job.running or not job.stale:
+            return []
+        stale, job.stale = job.stale, []
+        used = {worktree_path(j.obj) for j in self._jobs.values() if j.kind == AUTOMATION_KIND}
+        return [path for path in stale if path not in used]
 
     def keys(self, kind: ImageKind) -> list[str]:
         """The keys of the objects of ``kind`` being run, sorted."""
@@ -295,7 +345,9 @@ class ImageAutomation:
                 job.due = time.monotonic() + (0.0 if job.again else interval * random.uniform(
                     1 - _JITTER, 1 + _JITTER))
                 job.again = False
+                stale = self._stale(job)
                 self._cond.notify_all()
+            _discard(stale)
 
     def _current(self, kind: ImageKind, key: str) -> Any:
         with self._cond:
@@ -317,12 +369,12 @@ class ImageAutomation:
                       "InvalidPolicy" if isinstance(exc, InputError) else "ScanFailed")
             self._failed(POLICY_KIND, key, reason, message, unexpected=not isinstance(
                 exc, GitopsError))
-            if self._metrics is not None:
-                self._metrics.scanned(key, "error")
+            self._count(POLICY_KIND, key, lambda metrics: metrics.scanned(key, "error"))
             before = self._status(POLICY_KIND, key) or ImagePolicyStatus()
             self._write(POLICY_KIND, key, before.with_ready(False, reason, message))
             with self._cond:  # not applied until it chooses again
-                self._seen.evaluated.add(key)
+                if (POLICY_KIND, key) in self._jobs:
+                    self._seen.evaluated.add(key)
                 self._seen.latest.pop(key, None)
             return
         if self._current(POLICY_KIND, key) != policy:
@@ -330,8 +382,8 @@ class ImageAutomation:
         with self._cond:
             moved = self._seen.latest.get(key) != found
             first = key not in self._seen.evaluated
-        if self._metrics is not None:
-            self._metrics.scanned(key, "success", image=found.image, tag=found.tag)
+        self._count(POLICY_KIND, key, lambda metrics: metrics.scanned(
+            key, "success", image=found.image, tag=found.tag))
         if moved:
             log.info("ImagePolicy %s: latest image %s", key, found.reference,
                      extra={"policy": key, "reason": "LatestImage"})
@@ -343,6 +395,8 @@ class ImageAutomation:
         self._write(POLICY_KIND, key, status.with_ready(
             True, "Succeeded", f"latest image {found.reference}"))
         with self._cond:  # after the status: an automation woken now reads it as recorded
+            if (POLICY_KIND, key) not in self._jobs:
+                return  # removed meanwhile: nothing of it is kept
             self._seen.latest[key] = found
             self._seen.evaluated.add(key)
             self._seen.failures.pop((POLICY_KIND, key), None)
@@ -387,8 +441,9 @@ class ImageAutomation:
             message = f"ImageUpdateAutomation {key}: {where} ({branch}): {_said(exc)}"
             first = self._failed(AUTOMATION_KIND, key, "UpdateFailed", message,
                                  unexpected=not isinstance(exc, GitopsError))
-            if self._metrics is not None:
-                self._metrics.updated(key, "error", time.monotonic() - started)
+            seconds = time.monotonic() - started
+            self._count(AUTOMATION_KIND, key,
+                        lambda metrics: metrics.updated(key, "error", seconds))
             if first and self._notifier is not None:
                 self._notifier.notify(key, "ImageUpdateFailed", None, message)
             status = before.model_copy(update={"last_automation_run_time": began})
@@ -399,8 +454,8 @@ class ImageAutomation:
         seconds = time.monotonic() - started
         commit = result.commit
         pushed = result.pushed and commit is not None
-        if self._metrics is not None:
-            self._metrics.updated(key, "pushed" if pushed else "unchanged", seconds)
+        self._count(AUTOMATION_KIND, key, lambda metrics: metrics.updated(
+            key, "pushed" if pushed else "unchanged", seconds))
         update: dict[str, Any] = {"last_automation_run_time": began}
         if not pushed:
             message = f"no change: {where} ({branch}) is up to date"
@@ -430,11 +485,24 @@ class ImageAutomation:
         with self._cond:
             if self._seen.failures.get((kind, key)) == message:
                 return False
+            if (kind, key) not in self._jobs:
+                return False  # removed while it ran: not said, nothing kept
             self._seen.failures[(kind, key)] = message
         log.error("%s", message, exc_info=unexpected,
                   extra={"policy" if kind == POLICY_KIND else "automation": key,
                          "reason": reason})
         return True
+
+    def _count(self, kind: ImageKind, key: str,
+                record: Callable[[ImageMetrics], None]) -> None:
+        """``record`` a run of ``key`` in the metrics unless it was removed meanwhile:
+        under the condition, so its removal (which drops its series) comes wholly before
+        (nothing recorded) or after (the series dropped), never a ghost series."""
+        if self._metrics is None:
+            return
+        with self._cond:
+            if (kind, key) in self._jobs:
+                record(self._metrics)
 
     def _status(self, kind: ImageKind, key: str
                 ) -> Any:  # ImagePolicyStatus | AutomationStatus | None
@@ -458,7 +526,8 @@ class ImageAutomation:
             log.warning("%s %s: cannot write its status: %s", kind, key, _said(exc))
             return
         with self._cond:
-            self._seen.written[(kind, key)] = data
+            if (kind, key) in self._jobs:  # not removed while it was written
+                self._seen.written[(kind, key)] = data
 
     def __repr__(self) -> str:
         with self._cond:
@@ -527,6 +596,16 @@ def pushed_event(url: str, branch: str, commit: str) -> PushEvent:
     return PushEvent(provider="github",  # not read by matching: the shape all providers share
                      repositories=frozenset({normalize_repository(url)}),
                      ref=f"refs/heads/{branch}", branch=branch, tag=None, revision=commit)
+
+
+def _discard(worktrees: Iterable[Path]) -> None:
+    """Discard working trees no automation of this runner uses; failures only logged."""
+    for path in worktrees:
+        try:
+            if not discard_worktree(path):
+                log.info("working tree %s is in use by another process; kept", path)
+        except OSError as exc:
+            log.warning("cannot remove the working tree %s: %s", path, exc)
 
 
 def _said(exc: BaseException) -> str:

@@ -294,14 +294,19 @@ class ImageController:
     def refilter(self) -> None:
         """Hand the runner exactly the valid objects this replica is responsible for."""
         wanted: dict[tuple[str, str], Any] = {}
+        present: set[tuple[str, str]] = set()
         for kind in IMAGE_PLURALS:
             for key, obj in self._store.objects(kind).items():
+                present.add((kind, key))
                 if not self._accept(key.partition("/")[0]):
                     continue
                 model = self._valid(kind, key, obj)
                 if model is not None:
                     wanted[(kind, key)] = model
         with self._lock:
+            # an invalid object deleted: forgotten (one made again is reported again)
+            for ident in [i for i in list(self._invalid) if i not in present]:
+                self._invalid.pop(ident, None)
             if wanted == self._handed:
                 return
             self._handed = wanted

@@ -40,6 +40,7 @@ from gitops.urls import scrub
 __all__ = [
     "DEFAULT_MAX_AGE",
     "DEFAULT_PAGE_SIZE",
+    "TAG_LIST_RETENTION",
     "ImageRepository",
     "ScanResult",
     "TagCache",
@@ -55,6 +56,10 @@ __all__ = [
 DEFAULT_PAGE_SIZE = 1000
 #: seconds a cached tag list is used before the registry is asked again
 DEFAULT_MAX_AGE = 60.0
+#: seconds after which a tag list nobody wrote again is deleted (a repository no policy
+#: scans any more, credentials since rotated): the folder holds what was used lately
+TAG_LIST_RETENTION = 86400.0
+_SWEEP_EVERY = 3600.0  # seconds between two sweeps of the folder (``FOLDER.swept`` beside it)
 _MAX_PAGES = 10_000
 _MAX_PAGE_BYTES = 16 << 20
 #: all pages together (a registry linking page after page must not exhaust memory)
@@ -124,7 +129,10 @@ class TagCache:
     instead of asking the registry; an older one, or one :meth:`invalidate` removed, is
     listed again, so a new tag is seen at most ``max_age`` seconds after it was pushed.
     Files are replaced atomically; an unreadable file is a miss. No credentials are
-    stored, only the tags. ``clock`` (``time.time``) is for tests.
+    stored, only the tags. Bounded: one file per repository and credential scope, each
+    at most one listing (its size capped as the listing is); :meth:`put` deletes, at most
+    once an hour, the files not written for :data:`TAG_LIST_RETENTION` (or ``max_age``,
+    if longer). ``clock`` (``time.time``) is for tests.
     """
 
     def __init__(self, directory: Path | None = None, *, max_age: float = DEFAULT_MAX_AGE,
@@ -166,6 +174,23 @@ class TagCache:
             temp = path.with_name(temp_name(path.name))
             temp.write_text(json.dumps(data), encoding="utf-8")
             os.replace(temp, path)
+        with contextlib.suppress(OSError):
+            self._sweep()
+
+    def _sweep(self) -> None:
+        """Delete the files (lists, a dead writer's temporary files) not written lately."""
+        marker = self.directory.with_name(self.directory.name + ".swept")
+        now = time.time()
+        with contextlib.suppress(FileNotFoundError):
+            if now - marker.stat().st_mtime < _SWEEP_EVERY:
+                return
+        marker.touch()
+        retention = max(self.max_age, TAG_LIST_RETENTION)
+        with os.scandir(self.directory) as entries:
+            for entry in entries:
+                with contextlib.suppress(OSError):
+                    if now - entry.stat().st_mtime > retention:
+                        os.unlink(entry.path)
 
     def invalidate(self, image: str | OCIReference, *, scope: str = "") -> None:
         """Forget the tags of ``image`` (``HOST/REPO``): the next scan asks the registry."""

@@ -83,6 +83,7 @@ class TargetStatusStore:
 
     def __init__(self) -> None:
         self._targets: dict[tuple[str, str], Target] = {}
+        self._used_by: dict[str, tuple[str, str]] = {}  # application key -> its target's key
         self._memory: dict[str, AppStatus] = {}
         self._warned: set[str] = set()
         self._lock = threading.Lock()
@@ -96,7 +97,37 @@ class TargetStatusStore:
                 target = self._targets[key] = open_target(
                     app.spec.target.url, **app.target_options
                 )
-            return target
+            before, self._used_by[app.key] = self._used_by.get(app.key), key
+            unused = self._unused(before) if before not in (None, key) else None
+        self._close(unused)
+        return target
+
+    def release(self, app: Application) -> None:
+        """Drop what is kept for ``app``, which is no longer run: its status held in
+        memory, and its target handle once no other application uses it (a long-lived
+        operator whose applications come and go keeps no handle, connection or watch of
+        a target nothing reads any more). Its next read opens the handle again."""
+        with self._lock:
+            self._memory.pop(app.key, None)
+            self._warned.discard(app.key)
+            before = self._used_by.pop(app.key, None)
+            unused = self._unused(before) if before is not None else None
+        self._close(unused)
+
+    def _unused(self, key: tuple[str, str]) -> Target | None:
+        """The handle of ``key``, taken out, if no application uses it (lock held)."""
+        if key in self._used_by.values():
+            return None
+        return self._targets.pop(key, None)
+
+    @staticmethod
+    def _close(target: Target | None) -> None:
+        if target is None:
+            return
+        try:
+            target.close()
+        except Exception:
+            log.warning("closing %s failed", target.url, exc_info=True)
 
     def read(self, app: Application) -> AppStatus | None:
         """The status record of ``app`` in its target, or None."""
@@ -152,8 +183,6 @@ class TargetStatusStore:
         """Close the target handles."""
         with self._lock:
             targets, self._targets = list(self._targets.values()), {}
+            self._used_by.clear()
         for target in targets:
-            try:
-                target.close()
-            except Exception:
-                log.warning("closing %s failed", target.url, exc_info=True)
+            self._close(target)

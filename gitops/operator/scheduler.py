@@ -219,7 +219,7 @@ class Operator:
             if done or delay is None or self._stopping:
                 if self._draining.get(app.key) is entry:
                     del self._draining[app.key]
-                entry.runner.close()
+                self._retire(entry)
             else:
                 entry.failures += 1
                 timer = threading.Timer(delay, self._retry_deletion, (entry,))
@@ -300,9 +300,22 @@ class Operator:
         if entry.running:
             self._draining[key] = entry  # a re-add waits for this reconcile to end
         else:
-            entry.runner.close()
+            self._retire(entry)
         if self._metrics is not None:
             self._metrics.forget(key)
+        self._waiting_logged = {pair for pair in self._waiting_logged if pair[0] != key}
+
+    def _retire(self, entry: _Entry) -> None:
+        """Close a removed application's plugins, and let the store drop what it keeps
+        for it (``TargetStatusStore.release``: its target handle), condition held."""
+        entry.runner.close()
+        release = getattr(self._store, "release", None)
+        if release is not None:
+            try:
+                release(entry.app)
+            except Exception:
+                log.warning("%s: releasing its status store failed", entry.app.key,
+                            exc_info=True)
 
     def applications(self) -> dict[str, Application]:
         """The applications kept converged, by key (``namespace/name``)."""
@@ -395,6 +408,16 @@ class Operator:
         entry.token = next(self._seq)
         entry.due, entry.trigger = due, trigger
         heapq.heappush(self._heap, (due, entry.token, entry.app.key))
+        if len(self._heap) > 2 * len(self._entries) + 64:
+            # superseded times (a webhook before the interval came) and removed
+            # applications' wait in the heap until due: drop them before they pile up
+            self._heap = [item for item in self._heap if self._current(item)]
+            heapq.heapify(self._heap)
+
+    def _current(self, item: tuple[float, int, str]) -> bool:
+        """Whether a heap item is its application's scheduled time (not superseded)."""
+        entry = self._entries.get(item[2])
+        return entry is not None and entry.token == item[1]
 
     def _interval(self, entry: _Entry) -> float:
         base = float(entry.app.spec.interval)
@@ -425,11 +448,11 @@ class Operator:
         while not self._stopping:
             now = self._clock()
             while self._heap:
-                due, token, key = self._heap[0]
-                entry = self._entries.get(key)
-                if entry is None or entry.token != token:
+                if not self._current(self._heap[0]):
                     heapq.heappop(self._heap)  # superseded or removed
                     continue
+                due, _token, key = self._heap[0]
+                entry = self._entries[key]
                 if due > now:
                     break
                 if self._active >= self._workers:
@@ -490,6 +513,10 @@ class Operator:
         finally:
             with self._cond:
                 self._finish(entry, outcome, skipped=skipped)
+                if outcome is not None and not entry.removed:
+                    # under the condition: a removal (which drops the series) is either
+                    # before, and nothing is recorded, or after
+                    self._record(entry.app, outcome)
                 self._cond.notify_all()
         if outcome is not None:
             self._report(entry.app, outcome)
@@ -508,7 +535,7 @@ class Operator:
                 return
             if self._draining.get(entry.app.key) is entry:
                 del self._draining[entry.app.key]
-            entry.runner.close()
+            self._retire(entry)
             return
         if skipped:  # suspended: look again at the next interval
             entry.again = None
@@ -543,7 +570,8 @@ class Operator:
                 if entry.app.key in other.app.dependencies:
                     self._request(other, "dependency")
 
-    def _report(self, app: Application, outcome: ReconcileOutcome) -> None:
+    def _record(self, app: Application, outcome: ReconcileOutcome) -> None:
+        """The metrics of one reconcile of ``app`` (not removed meanwhile)."""
         status = outcome.status
         if self._metrics is not None:
             try:
@@ -554,6 +582,9 @@ class Operator:
                                         resources=status.resources)
             except Exception:
                 log.exception("metrics update failed")
+
+    def _report(self, app: Application, outcome: ReconcileOutcome) -> None:
+        status = outcome.status
         revision = status.last_attempted_revision or status.last_applied_revision
         for reason in outcome.reasons:
             level = logging.WARNING if reason in ("SyncFailed", "HealthDegraded",

@@ -35,11 +35,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import hmac
 import json
 import os
 import re
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,7 +57,8 @@ from gitops.cache import cache_root
 from gitops.errors import GitopsError
 from gitops.masking import LAST_APPLIED_ANNOTATION
 
-__all__ = ["SECRET_TYPE_LABEL", "Cluster", "ClustersGenerator", "target_url"]
+__all__ = ["KUBECONFIG_RETENTION", "SECRET_TYPE_LABEL", "Cluster", "ClustersGenerator",
+           "target_url"]
 
 #: the label (value ``cluster``) that makes a Secret a cluster registration
 SECRET_TYPE_LABEL = "gitops.dev/secret-type"
@@ -335,4 +338,32 @@ def _write_kubeconfig(config: Mapping[str, Any]) -> Path:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
         os.replace(tmp, path)
+    else:
+        os.utime(path)  # in use: kept by the sweep
+    _sweep_kubeconfigs(folder)
     return path
+
+
+#: seconds after which a kubeconfig no evaluation wrote or used is deleted: a Secret's
+#: credentials rotated (the new ones get a new file) or a cluster gone. Longer than any
+#: sane set interval, since a generated Application reads it until the set's next look.
+KUBECONFIG_RETENTION = 7 * 86400.0
+_SWEEP_EVERY = 3600.0  # seconds between two sweeps (``.swept`` in the folder)
+
+
+def _sweep_kubeconfigs(folder: Path) -> None:
+    """Delete the kubeconfigs (and a dead writer's temporary files) not used for
+    :data:`KUBECONFIG_RETENTION`, at most once an hour: stale credentials do not pile
+    up on disk for ever."""
+    marker, now = folder / ".swept", time.time()
+    with contextlib.suppress(FileNotFoundError):
+        if now - marker.stat().st_mtime < _SWEEP_EVERY:
+            return
+    marker.touch(mode=0o600)
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue  # the naming key, the marker
+            with contextlib.suppress(OSError):
+                if now - entry.stat().st_mtime > KUBECONFIG_RETENTION:
+                    os.unlink(entry.path)

@@ -17,6 +17,7 @@ import os
 import re
 import stat
 import threading
+import weakref
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,13 +63,18 @@ class _RootState:
     signature: Signature | None = None  # of the ledger file the cache came from
 
 
-_states: dict[tuple[int, int], _RootState] = {}
+#: weak: a root's state lives as long as a target open on it (a long-lived operator whose
+#: applications come and go must not keep one per folder it ever wrote)
+_states: weakref.WeakValueDictionary[tuple[int, int], _RootState] = weakref.WeakValueDictionary()
 _states_lock = threading.Lock()
 
 
 def _state_for(info: os.stat_result) -> _RootState:
     with _states_lock:
-        return _states.setdefault((info.st_dev, info.st_ino), _RootState())
+        state = _states.get((info.st_dev, info.st_ino))
+        if state is None:
+            state = _states[(info.st_dev, info.st_ino)] = _RootState()
+        return state
 
 
 # -- the target ----------------------------------------------------------------------------

@@ -205,7 +205,9 @@ class WatchStream:
             if shutdown is not None:
                 shutdown()
         with contextlib.suppress(*ended):
-            self._response.release_conn()
+            # closed, not released: a connection shut for reading mid-stream is no use to
+            # the pool, and released it kept its socket (and the server's watch) open
+            self._response.close()
 
 
 class KubeClient:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import select
 import socket
 import threading
 import time
@@ -372,7 +373,8 @@ class Handler(BaseHTTPRequestHandler):
             timeout = float(params.get("timeoutSeconds") or DEFAULT_WATCH_SECONDS)
         except ValueError:
             raise StatusError(400, "BadRequest", f"invalid timeoutSeconds {params.get('timeoutSeconds')!r}") from None
-        events = handler.watch(rtype, version, namespace, params, self.server.stopping, time.monotonic() + timeout)
+        until = _WatchEnd(self.server.stopping, self.connection)
+        events = handler.watch(rtype, version, namespace, params, until, time.monotonic() + timeout)
         if self._wants("Table"):
             # as a real server does for `kubectl get -w`: each object printed as a one-row Table
             include = params.get("includeObject", "Metadata")
@@ -403,3 +405,26 @@ class Handler(BaseHTTPRequestHandler):
         data = json.dumps(event, separators=(",", ":")).encode() + b"\n"
         self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
         self.wfile.flush()
+
+
+class _WatchEnd(threading.Event):
+    """Set once the server stops or the watch's client has hung up (looked at each time
+    it is asked, about twice a second while a watch is idle): a real API server ends a
+    watch when its connection closes, instead of holding a thread and a socket until
+    its next event or its timeout."""
+
+    def __init__(self, stopping: threading.Event, connection: socket.socket) -> None:
+        super().__init__()
+        self._stopping, self._connection = stopping, connection
+
+    def is_set(self) -> bool:
+        return self._stopping.is_set() or _hung_up(self._connection)
+
+
+def _hung_up(connection: socket.socket) -> bool:
+    """Whether the peer closed ``connection`` (readable, and nothing to read)."""
+    try:
+        readable, _, _ = select.select([connection], [], [], 0)
+        return bool(readable) and connection.recv(1, socket.MSG_PEEK) == b""
+    except (OSError, ValueError):  # reset, or closed here
+        return True
