@@ -85,6 +85,27 @@ def sweep_temp(directory: Path) -> list[str]:
     return removed
 
 
+def sweep_unused(folder: Path, retention: float, *, marker: Path,
+                 every: float = 3600.0) -> None:
+    """Delete the files directly in ``folder`` not modified for ``retention`` seconds, at
+    most once per ``every`` seconds (``marker``'s modification time decides; it is
+    touched). Names starting with ``.`` (keys, markers) are kept; an entry that cannot be
+    read or removed is skipped. For caches that grow one file per key and must not keep
+    the keys nobody uses any more (stale credentials among them)."""
+    now = time.time()
+    with contextlib.suppress(FileNotFoundError):
+        if now - marker.stat().st_mtime < every:
+            return
+    marker.touch(mode=0o600)
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            with contextlib.suppress(OSError):
+                if now - entry.stat().st_mtime > retention:
+                    os.unlink(entry.path)
+
+
 def cache_root() -> Path:
     """Where gitops keeps caches on this machine (see the module docstring)."""
     explicit = os.environ.get("GITOPS_CACHE_DIR")

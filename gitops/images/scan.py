@@ -26,7 +26,7 @@ from urllib.parse import quote
 
 from urllib3.exceptions import HTTPError
 
-from gitops.cache import cache_root, temp_name
+from gitops.cache import cache_root, sweep_unused, temp_name
 from gitops.errors import InvalidURLError, SourceError, VerificationError
 from gitops.images.spec import compile_go_regex
 from gitops.options import validate_options
@@ -179,18 +179,9 @@ class TagCache:
 
     def _sweep(self) -> None:
         """Delete the files (lists, a dead writer's temporary files) not written lately."""
-        marker = self.directory.with_name(self.directory.name + ".swept")
-        now = time.time()
-        with contextlib.suppress(FileNotFoundError):
-            if now - marker.stat().st_mtime < _SWEEP_EVERY:
-                return
-        marker.touch()
-        retention = max(self.max_age, TAG_LIST_RETENTION)
-        with os.scandir(self.directory) as entries:
-            for entry in entries:
-                with contextlib.suppress(OSError):
-                    if now - entry.stat().st_mtime > retention:
-                        os.unlink(entry.path)
+        sweep_unused(self.directory, max(self.max_age, TAG_LIST_RETENTION),
+                     marker=self.directory.with_name(self.directory.name + ".swept"),
+                     every=_SWEEP_EVERY)
 
     def invalidate(self, image: str | OCIReference, *, scope: str = "") -> None:
         """Forget the tags of ``image`` (``HOST/REPO``): the next scan asks the registry."""

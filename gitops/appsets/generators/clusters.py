@@ -35,13 +35,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import hashlib
 import hmac
 import json
 import os
 import re
-import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,7 +51,7 @@ from pydantic import Field
 
 from gitops.appsets.generators.base import ConfigModel, Generator, GeneratorContext, ParameterSet
 from gitops.appsets.spec import LabelSelectorRequirement
-from gitops.cache import cache_root
+from gitops.cache import cache_root, sweep_unused
 from gitops.errors import GitopsError
 from gitops.masking import LAST_APPLIED_ANNOTATION
 
@@ -355,15 +353,4 @@ def _sweep_kubeconfigs(folder: Path) -> None:
     """Delete the kubeconfigs (and a dead writer's temporary files) not used for
     :data:`KUBECONFIG_RETENTION`, at most once an hour: stale credentials do not pile
     up on disk for ever."""
-    marker, now = folder / ".swept", time.time()
-    with contextlib.suppress(FileNotFoundError):
-        if now - marker.stat().st_mtime < _SWEEP_EVERY:
-            return
-    marker.touch(mode=0o600)
-    with os.scandir(folder) as entries:
-        for entry in entries:
-            if entry.name.startswith("."):
-                continue  # the naming key, the marker
-            with contextlib.suppress(OSError):
-                if now - entry.stat().st_mtime > KUBECONFIG_RETENTION:
-                    os.unlink(entry.path)
+    sweep_unused(folder, KUBECONFIG_RETENTION, marker=folder / ".swept", every=_SWEEP_EVERY)
