@@ -14,7 +14,10 @@ A set's rollout state is kept in a file beside the declarations
 spans many targets, so no one target is its home, and every process given the same
 ``-f`` finds it — ``gitops rollout status`` reads it and ``gitops rollout resume`` asks
 for a resume there while ``gitops run`` runs. Writes are atomic (a rename) under an
-``flock``. It holds no credentials: revisions, application keys, messages.
+``flock``. It holds no credentials: revisions, application keys, messages. Beside it,
+what each set owns (:mod:`gitops.appsets.memory`): a folder removed while ``gitops run``
+was stopped is rendered again from its remembered parameters at the next start and
+given up as the policy says, as if it had disappeared while running.
 
 A failing generator (a repository that cannot be read) never deletes anything: the last
 good result is kept and the failure logged once. Nor does an evaluation that gives no
