@@ -15,6 +15,7 @@ import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -234,3 +235,15 @@ def test_the_memory_holds_no_credential(tmp_path: Path, monkeypatch: pytest.Monk
     assert [app.key for app in given] == ["team/web-us"]
     assert PASSWORD in given[0].spec.source.url, "credentials come from the template again"
     assert TOKEN not in (state / "team_fleet.owned.json").read_text()
+
+
+def test_gitops_run_keeps_the_memory_beside_its_first_file(tmp_path: Path) -> None:
+    operator = Operator(TargetStatusStore(), workers=1)
+    runtime = SimpleNamespace(operator=operator)
+    args = SimpleNamespace(file=[os.fspath(tmp_path / "fleet.yaml")])
+    with contextlib.closing(SetController.for_runtime(runtime, args, None)) as sets:
+        sets.apply([], [listed("a")])
+        assert set(operator.applications()) == {"team/a"}
+    path = tmp_path / ".gitops" / "appsets" / "team_fleet.owned.json"
+    assert json.loads(path.read_text()) == {"applicationSet": "team/fleet",
+                                            "applications": {"team/a": {"n": "a"}}}
