@@ -21,13 +21,16 @@ from typing import Any
 import pytest
 import yaml
 from appsets_support import served
-from operator_support import wait_for
+from operator_support import MemoryStatusStore, wait_for
 from test_appsets_lifecycle import Fleet, RecordingSink, app_of
+from test_appsets_rollout import Rollout, image_of
 
 from gitops.appsets.controller import RolloutFiles, SetController
 from gitops.appsets.memory import OwnedFiles
+from gitops.appsets.rollout import RolloutState
 from gitops.appsets.spec import ApplicationSet
 from gitops.operator import Operator, TargetStatusStore
+from gitops.targets.memory import MemoryTarget
 
 TOKEN = "tok-3f9a1c77e2"
 PASSWORD = "pw-81be44d0"
@@ -247,3 +250,41 @@ def test_gitops_run_keeps_the_memory_beside_its_first_file(tmp_path: Path) -> No
     path = tmp_path / ".gitops" / "appsets" / "team_fleet.owned.json"
     assert json.loads(path.read_text()) == {"applicationSet": "team/fleet",
                                             "applications": {"team/a": {"n": "a"}}}
+
+
+@pytest.fixture(name="rollout")
+def rollout_fleet(tmp_path: Path) -> Iterator[Rollout]:
+    with served(tmp_path) as daemon:
+        yield Rollout(tmp_path, daemon)
+    MemoryTarget.clear_shared()
+
+
+def test_a_rolling_sets_application_removed_while_stopped_goes_through_the_gate(
+        rollout: Rollout, tmp_path: Path) -> None:
+    """Removed while stopped, prod's Application leaves as a rolling set's leave: at its
+    pin until the rollout of the revision is complete (here it is), then pruned."""
+    staging, prod = rollout.targets["staging"], rollout.targets["prod"]
+    rollout.commit("1")
+    state = tmp_path / "state"
+    store = RolloutFiles(state)
+    statuses = MemoryStatusStore()
+    appset = rollout.appset()
+    only_staging = rollout.appset(generators=[{"list": {"elements": [
+        {"env": "staging", "target": staging.url}]}}])
+    for declared in (appset, only_staging):
+        operator = Operator(statuses, workers=2)
+        sets = SetController(operator, store, memory=OwnedFiles(state), tick=0.05)
+        operator.start()
+        try:
+            sets.apply([], [declared])
+            if declared is appset:
+                wait_for(lambda: (store.read(appset) or RolloutState()).complete, 15,
+                         "v1 everywhere")
+                assert image_of(prod) == "web:1"
+            else:
+                wait_for(lambda: image_of(prod) is None, 15, "prod pruned at the start")
+                assert image_of(staging) == "web:1"
+                assert set(sets.applications("team/web")) == {"team/web-staging"}
+        finally:
+            sets.close()
+            operator.stop()
