@@ -288,3 +288,18 @@ def test_a_rolling_sets_application_removed_while_stopped_goes_through_the_gate(
         finally:
             sets.close()
             operator.stop()
+
+
+def test_a_corrupt_memory_is_reported_not_acted_on_and_replaced(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    path = state / "team_fleet.owned.json"
+    path.write_text('{"applicationSet": "team/fleet", "applications": [')
+    sink = RecordingSink()
+    with contextlib.closing(SetController(sink, RolloutFiles(state),
+                                          memory=OwnedFiles(state))) as sets:
+        sets.apply([], [listed("a")])
+    assert sink.given_up == []
+    assert f"{path}: corrupt record of what the ApplicationSet owned" in caplog.text
+    assert memory_of(state)["applications"] == {"team/a": {"n": "a"}}
