@@ -14,7 +14,10 @@ A set's rollout state is kept in a file beside the declarations
 spans many targets, so no one target is its home, and every process given the same
 ``-f`` finds it — ``gitops rollout status`` reads it and ``gitops rollout resume`` asks
 for a resume there while ``gitops run`` runs. Writes are atomic (a rename) under an
-``flock``. It holds no credentials: revisions, application keys, messages.
+``flock``. It holds no credentials: revisions, application keys, messages. Beside it,
+what each set owns (:mod:`gitops.appsets.memory`): a folder removed while ``gitops run``
+was stopped is rendered again from its remembered parameters at the next start and
+given up as the policy says, as if it had disappeared while running.
 
 A failing generator (a repository that cannot be read) never deletes anything: the last
 good result is kept and the failure logged once. Nor does an evaluation that gives no
@@ -25,7 +28,6 @@ deletes all of its Applications.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import logging
 import os
@@ -39,6 +41,7 @@ from typing import Any, Protocol
 from gitops.apps.load import Declarations
 from gitops.apps.spec import Application
 from gitops.appsets.lifecycle import decide
+from gitops.appsets.memory import OwnedFiles, Records, folder_lock, write_private
 from gitops.appsets.rollout import (
     RolloutEvent,
     RolloutState,
@@ -55,8 +58,8 @@ from gitops.operator.webhooks import PushEvent, pushed_to
 from gitops.plugins import open_source
 from gitops.sources.base import Source
 
-__all__ = ["OperatorSink", "RolloutFiles", "RolloutStore", "SetController", "Sink", "git_urls",
-           "resolve_revision", "state_dir"]
+__all__ = ["OperatorSink", "OwnershipMemory", "RolloutFiles", "RolloutStore", "SetController",
+           "Sink", "git_urls", "resolve_revision", "state_dir"]
 
 log = logging.getLogger("gitops.appsets")
 
@@ -72,6 +75,17 @@ class RolloutStore(Protocol):
 
     def update(self, appset: ApplicationSet,
                change: Callable[[RolloutState | None], RolloutState]) -> RolloutState: ...
+
+
+class OwnershipMemory(Protocol):
+    """What each set owned, kept across restarts where no Application objects keep it
+    (``gitops run``: :class:`~gitops.appsets.memory.OwnedFiles`)."""
+
+    def read(self, appset: ApplicationSet) -> Records: ...
+
+    def write(self, appset: ApplicationSet, records: Mapping[str, Mapping[str, str]]) -> None: ...
+
+    def forget(self, appset: ApplicationSet) -> None: ...
 
 
 class Sink(Protocol):
@@ -154,31 +168,19 @@ class RolloutFiles:
         except ValueError as exc:
             raise InputError(f"{path}: corrupt rollout state: {type(exc).__name__}") from None
 
-    @contextlib.contextmanager
-    def _locked(self, appset: ApplicationSet) -> Iterator[None]:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.folder / ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)
-
     def forget(self, appset: ApplicationSet) -> None:
         """Delete the state of a set no longer declared (under the lock)."""
-        with self._locked(appset), contextlib.suppress(FileNotFoundError):
+        with folder_lock(self.folder), contextlib.suppress(FileNotFoundError):
             self.path(appset).unlink()
 
     def update(self, appset: ApplicationSet,
                change: Callable[[RolloutState | None], RolloutState]) -> RolloutState:
-        with self._locked(appset):
+        with folder_lock(self.folder):
             before = self.read(appset)
             after = change(before)
             if after != before:
-                path = self.path(appset)
-                temporary = path.with_suffix(f".{os.getpid()}.tmp")
-                temporary.write_text(json.dumps(after.to_dict(), indent=1, sort_keys=True))
-                os.replace(temporary, path)
+                write_private(self.path(appset),
+                              json.dumps(after.to_dict(), indent=1, sort_keys=True))
             return after
 
 
@@ -242,6 +244,11 @@ class _Set:
     #: a rolling set's Applications no longer generated, deleted once the rollout of the
     #: revision that dropped them completes (until then they run as they were)
     leaving: dict[str, Application] = field(default_factory=dict)
+    #: the parameters (those the template uses) each generated Application came from
+    parameters: Records = field(default_factory=dict)
+    #: the parameters of each owned (or leaving) Application, and what the memory holds
+    records: Records = field(default_factory=dict)
+    remembered: Records = field(default_factory=dict)
 
     def close(self) -> None:
         for source in self.sources.values():
@@ -257,10 +264,12 @@ class SetController:
     """Keeps declared ApplicationSets evaluated and the operator's applications in step."""
 
     def __init__(self, sink: Sink | Operator, store: RolloutStore, *,
+                 memory: OwnershipMemory | None = None,
                  notifier: Notifier | None = None, tick: float = GATE_TICK,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._sink: Sink = OperatorSink(sink) if isinstance(sink, Operator) else sink
         self._store = store
+        self._memory = memory
         self._notifier = notifier
         self._tick = tick
         self._clock = clock
@@ -273,9 +282,11 @@ class SetController:
 
     @classmethod
     def for_runtime(cls, runtime: Any, args: Any, notifier: Notifier | None) -> SetController:
-        """The controller of ``gitops run`` (its operator; states beside its ``-f`` files)."""
-        return cls(OperatorSink(runtime.operator), RolloutFiles(state_dir(args.file)),
-                   notifier=notifier)
+        """The controller of ``gitops run`` (its operator; rollout states and what each set
+        owned beside its ``-f`` files)."""
+        folder = state_dir(args.file)
+        return cls(OperatorSink(runtime.operator), RolloutFiles(folder),
+                   memory=OwnedFiles(folder), notifier=notifier)
 
     # -- what the files declare ----------------------------------------------------------
 
@@ -297,8 +308,10 @@ class SetController:
                     # (a git generator's credentials rotated, its URL moved): closed
                     entry.close()
                     entry.appset, entry.regenerate = appset, True
-            for key in sorted(self._sets):
-                self._evaluate(self._sets[key], regenerate=True)
+            for key in sorted(self._sets):  # every set's result is known before any decides:
+                self._regenerate(self._sets[key])  # a remembered key another set generates
+            for key in sorted(self._sets):  # now is not deleted
+                self._evaluate(self._sets[key], regenerate=False)
             self._publish()
         self._start()
 
@@ -378,14 +391,12 @@ class SetController:
         """Evaluate one set (lock held); whether its Applications changed."""
         appset = entry.appset
         if regenerate:
-            entry.regenerate = False
-            entry.due = self._clock() + float(appset.spec.interval)
-            self._generate(entry)
+            self._regenerate(entry)
         if entry.generated is None:
             return False
         if not entry.seeded:  # what it owned before this process (Application objects)
             try:
-                entry.owned = {**self._sink.owned(appset), **entry.owned}
+                entry.owned = {**self._sink.owned(appset), **self._recall(entry), **entry.owned}
             except GitopsError as exc:
                 log.error("%s: %s", appset.key, exc, extra={"app": appset.key})
                 return False
@@ -402,7 +413,12 @@ class SetController:
                 log.error("%s", message, extra={"app": appset.key, "reason": "GenerateFailed"})
                 self._notify(appset.key, "GenerateFailed", "", message)
             entry.empty = True
-            return False
+            if entry.final or _rolling(appset):
+                return False
+            # remembered from before a restart: run as they were, as while running (a
+            # rolling set's wait for their pins, which the next good evaluation gives)
+            entry.final = dict(entry.owned)
+            return True
         entry.empty = False
         delete = list(ownership.delete)
         if _rolling(appset):  # a deletion is a change of the new revision too: gated
@@ -414,10 +430,81 @@ class SetController:
             self._give_up(app, prune=ownership.prune)
         entry.owned = dict(ownership.keep)
         final = self._rolled_out(entry) if _rolling(appset) else dict(entry.owned)
+        self._remember(entry)
         if final == entry.final:
             return bool(delete)
         entry.final = final
         return True
+
+    def _regenerate(self, entry: _Set) -> None:
+        entry.regenerate = False
+        entry.due = self._clock() + float(entry.appset.spec.interval)
+        self._generate(entry)
+
+    def _recall(self, entry: _Set) -> dict[str, Application]:
+        """The Applications the set owned when the process last stopped that it does not
+        generate now, rendered again from their remembered parameters with the current
+        template (lock held; once, when the set is first evaluated). A key a declared
+        Application or another set has now, or a record the template cannot render any
+        more, is forgotten: never deleted, its objects stay."""
+        from gitops.appsets.generate import render_application
+
+        appset = entry.appset
+        if self._memory is None:
+            return {}
+        try:
+            entry.remembered = self._memory.read(appset)
+        except GitopsError as exc:
+            log.error("%s: %s; ignored (what it recorded is not deleted)", appset.key, exc,
+                      extra={"app": appset.key})
+            return {}
+        assert entry.generated is not None
+        taken = {app.key for app in self._static}
+        for other in self._sets.values():
+            if other is not entry:
+                taken.update(other.owned, other.generated or ())
+        recalled: dict[str, Application] = {}
+        for key, params in sorted(entry.remembered.items()):
+            if key in entry.generated or key in entry.owned:
+                continue
+            if key in taken:
+                log.warning("%s: %s, which it owned before, is declared elsewhere now; "
+                            "forgotten, not deleted", appset.key, key, extra={"app": key})
+                continue
+            try:
+                app = render_application(appset, params)
+                if app.key != key:
+                    raise InputError(f"ApplicationSet {appset.key}: the template names it "
+                                     f"{app.key} now")
+            except InputError as exc:
+                log.error("%s: %s, which it owned before, cannot be rendered again: %s; "
+                          "forgotten, its objects are kept", appset.key, key, exc,
+                          extra={"app": key})
+                continue
+            recalled[key] = app
+            entry.records[key] = params
+        return recalled
+
+    def _remember(self, entry: _Set) -> None:
+        """Keep the parameters of what the set owns now (its own and the leaving ones), in
+        the memory when they changed (lock held)."""
+        generated = entry.generated or {}
+        records: Records = {}
+        for key, app in [*entry.owned.items(), *entry.leaving.items()]:
+            params = (entry.parameters.get(key) if generated.get(key) is app
+                      else entry.records.get(key))
+            if params is not None:
+                records[key] = params
+        entry.records = records
+        if self._memory is None or records == entry.remembered:
+            return
+        try:
+            self._memory.write(entry.appset, records)
+        except OSError as exc:  # tried again at the next evaluation
+            log.error("%s: cannot record what it owns: %s", entry.appset.key, exc.strerror,
+                      extra={"app": entry.appset.key})
+            return
+        entry.remembered = records
 
     def _unclaimed(self, entry: _Set) -> dict[str, Application]:
         """The set's generated Applications but those whose key a declared Application or
@@ -436,7 +523,7 @@ class SetController:
         return {k: app for k, app in entry.generated.items() if k not in taken}
 
     def _generate(self, entry: _Set) -> None:
-        from gitops.appsets.generate import generate
+        from gitops.appsets.generate import generate, template_parameters
         from gitops.appsets.generators.base import GeneratorContext
 
         appset = entry.appset
@@ -465,6 +552,10 @@ class SetController:
             return
         entry.error = ""
         entry.generated = {app.key: app for app in generated.applications}
+        used = template_parameters(appset)  # only those: a cluster's annotations are not kept
+        entry.parameters = {app.key: {k: v for k, v in params.items() if k in used}
+                            for app, params in zip(generated.applications, generated.parameters,
+                                                   strict=True)}
 
     def _rolled_out(self, entry: _Set) -> dict[str, Application]:
         """The owned Applications pinned as the rollout gate says (state saved, events sent)."""
@@ -539,6 +630,11 @@ class SetController:
                 forget(entry.appset)
             except OSError as exc:
                 log.warning("%s: cannot delete its rollout state: %s", entry.appset.key, exc)
+        if self._memory is not None:
+            try:
+                self._memory.forget(entry.appset)
+            except OSError as exc:
+                log.warning("%s: cannot delete what it owned: %s", entry.appset.key, exc)
 
     def _publish(self) -> None:
         """Give the sink the static Applications and every set's (lock held)."""

@@ -29,7 +29,9 @@ __all__ = [
     "declared_applications",
     "generate",
     "generator_class",
+    "render_application",
     "run_generator",
+    "template_parameters",
 ]
 
 #: the annotation on every generated Application: ``NAMESPACE/NAME`` of its set
@@ -118,6 +120,41 @@ def _shown(params: Parameters, used: set[str]) -> str:
     return "{" + ", ".join(f"{k}: {v}" for k, v in sorted(params.items()) if k in used) + "}"
 
 
+def _template_metadata(appset: ApplicationSet) -> tuple[dict[str, Any], set[str]]:
+    """The template's metadata (namespace defaulted) and the parameter names it uses."""
+    template = appset.spec.template
+    metadata = template.metadata.model_dump(by_alias=True, exclude_none=True)
+    metadata.setdefault("namespace", appset.namespace)
+    return metadata, _used(metadata) | _used(template.spec)
+
+
+def _fill(appset: ApplicationSet, metadata: Mapping[str, Any], used: set[str],
+          params: Parameters, *, where: str) -> Application:
+    filled_meta = render(metadata, params, where=where, field="spec.template.metadata")
+    filled_spec = render(appset.spec.template.spec, params, where=where, field="spec.template.spec")
+    filled_meta["annotations"] = {**filled_meta.get("annotations", {}),
+                                  OWNER_ANNOTATION: appset.key}
+    document = {"apiVersion": appset.api_version, "kind": "Application",
+                "metadata": filled_meta, "spec": filled_spec}
+    try:
+        return validate_object(document)
+    except InputError as exc:
+        raise InputError(f"{where}: generated {exc} (parameters {_shown(params, used)})") from None
+
+
+def template_parameters(appset: ApplicationSet) -> set[str]:
+    """The parameter names ``appset``'s template uses (its metadata and spec)."""
+    return _template_metadata(appset)[1]
+
+
+def render_application(appset: ApplicationSet, params: Parameters) -> Application:
+    """The Application ``appset``'s template gives for one (flat) parameter set, as
+    :func:`generate` renders it; InputError naming the set for an unknown parameter or an
+    invalid result."""
+    metadata, used = _template_metadata(appset)
+    return _fill(appset, metadata, used, params, where=f"ApplicationSet {appset.key}")
+
+
 def generate(appset: ApplicationSet, *, context: GeneratorContext | None = None) -> GeneratedSet:
     """The Applications ``appset`` generates now, in a stable order.
 
@@ -128,30 +165,17 @@ def generate(appset: ApplicationSet, *, context: GeneratorContext | None = None)
     a generator's source errors (a Git repository that cannot be read) as they come.
     """
     ctx = (context or GeneratorContext()).for_set(appset.key)
-    where = ctx.where
-    template = appset.spec.template
-    metadata = template.metadata.model_dump(by_alias=True, exclude_none=True)
-    metadata.setdefault("namespace", appset.namespace)
-    used = _used(metadata) | _used(template.spec)
+    metadata, used = _template_metadata(appset)
     apps: list[Application] = []
     params_of: list[Mapping[str, str]] = []
     seen: dict[str, int] = {}
     for index, entry in enumerate(appset.spec.generators):
         for raw in run_generator(entry, ctx.at(f"spec.generators[{index}]")):
             params = flatten(raw)
-            filled_meta = render(metadata, params, where=where, field="spec.template.metadata")
-            filled_spec = render(template.spec, params, where=where, field="spec.template.spec")
-            filled_meta["annotations"] = {**filled_meta.get("annotations", {}),
-                                          OWNER_ANNOTATION: appset.key}
-            document = {"apiVersion": appset.api_version, "kind": "Application",
-                        "metadata": filled_meta, "spec": filled_spec}
-            try:
-                app = validate_object(document)
-            except InputError as exc:
-                raise InputError(f"{where}: generated {exc} (parameters {_shown(params, used)})") from None
+            app = _fill(appset, metadata, used, params, where=ctx.where)
             first = seen.get(app.key)
             if first is not None:
-                raise InputError(f"{where}: parameter sets {_shown(params_of[first], used)} and "
+                raise InputError(f"{ctx.where}: parameter sets {_shown(params_of[first], used)} and "
                                  f"{_shown(params, used)} both generate Application {app.key}")
             seen[app.key] = len(apps)
             apps.append(app)
