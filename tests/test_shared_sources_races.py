@@ -7,17 +7,21 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 from pydantic import SecretStr
+from test_appsets_sharing import repo  # noqa: F401 (a repository on git daemon)
 
 from gitops.apps.spec import Application
 from gitops.appsets import sharing
 from gitops.appsets.sharing import FolderSource, SharedSources
 from gitops.errors import SourceError
 from gitops.model import Artifact
+from gitops.plugins import open_source
 from gitops.sources.base import Source
+from gitops.testing.gitserver import WorkRepo
 
 URL = "git+https://git.example.test/fleet.git@main"
 
@@ -173,3 +177,24 @@ def test_credentials_hidden_from_repr_still_keep_repositories_apart(
     for text in (one._shared.key, two._shared.key, repr(one._shared), repr(sources)):
         assert "password" not in text
     sources.close()
+
+
+def test_a_path_option_wins_over_the_urls_as_unshared(request: pytest.FixtureRequest) -> None:
+    """Options win over the URL's fragment (GitOptions): a view must render the folder
+    the Application's own source would, not the URL's."""
+    found: tuple[WorkRepo, Path, str] = request.getfixturevalue("repo")
+    url = found[2]
+    app = Application.model_validate({
+        "metadata": {"name": "both"},
+        "spec": {"source": {"url": f"{url}@main#path=apps/a", "options": {"path": "apps/b"}},
+                 "target": {"url": "mock:"}}})
+    with open_source(app.spec.source.url, **app.source_options) as own:
+        assert own.fetch(own.resolve()).path.name == "b"
+    sources = SharedSources(freshness=lambda app: 30.0)
+    try:
+        source = sources.open_source(app)
+        artifact = source.fetch(source.resolve())
+        assert artifact.path.name == "b", "the shared view rendered the URL's folder"
+        source.close()
+    finally:
+        sources.close()

@@ -297,10 +297,11 @@ class SharedSources:
 
     def shared_source(self, app: Application) -> FolderSource | None:
         """A view of the shared source of ``app``'s repository; None when its source is
-        not shared (not Git, or fragment options other than ``path``). The caller closes
+        not shared (not Git, fragment options other than ``path``, or a ``path``
+        option, which wins over the URL's as in the Git source). The caller closes
         the view when done with it."""
         split = _split(app.spec.source.url)
-        if split is None:
+        if split is None or "path" in app.source_options:  # the option wins over the URL's
             return None
         shared = self._acquire(split[0], app.source_options)
         max_age = self._freshness(app) if self._freshness is not None else None
