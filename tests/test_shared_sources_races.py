@@ -11,14 +11,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from operator_support import MemoryStatusStore, wait_for
 from pydantic import SecretStr
-from test_appsets_sharing import repo  # noqa: F401 (a repository on git daemon)
+from test_appsets_sharing import CM, repo  # noqa: F401 (a repository on git daemon)
 
+import gitops.plugins
 from gitops.apps.spec import Application
 from gitops.appsets import sharing
 from gitops.appsets.sharing import FolderSource, SharedSources
-from gitops.errors import SourceError
+from gitops.errors import SourceError, TargetError
 from gitops.model import Artifact
+from gitops.operator import reconcile
+from gitops.operator.scheduler import Operator
+from gitops.operator.status import AppStatus
 from gitops.plugins import open_source
 from gitops.sources.base import Source
 from gitops.testing.gitserver import WorkRepo
@@ -198,3 +203,63 @@ def test_a_path_option_wins_over_the_urls_as_unshared(request: pytest.FixtureReq
         source.close()
     finally:
         sources.close()
+
+
+def test_a_fresh_answer_asked_for_survives_a_target_that_failed_to_open(
+        request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A changed Application must take an answer asked after the change; its first
+    reconcile fails to open its target (before any resolve): the retry still asks the
+    remote, not the answer cached before the change (a commit pushed meanwhile), which
+    another Application of the repository keeps."""
+    work, bare, url = request.getfixturevalue("repo")
+
+    def app(interval: str, name: str = "a") -> Application:
+        return Application.model_validate({
+            "metadata": {"name": name, "namespace": "team"},
+            "spec": {"source": {"url": f"{url}@main#path=apps/{name}"},
+                     "target": {"url": "mock:"}, "interval": interval,
+                     "retry": {"backoff": "50ms"}}})
+
+    failing = threading.Event()
+    opened = [0]
+    real = gitops.plugins.open_target
+
+    def open_target(target_url: str, **options: Any) -> Any:
+        if failing.is_set():
+            opened[0] += 1
+            if opened[0] == 1:
+                raise TargetError("the target is not there yet", url=target_url)
+        return real(target_url, **options)
+
+    monkeypatch.setattr(reconcile, "open_target", open_target)
+    operator = Operator(MemoryStatusStore(), workers=1)
+    other = app("10m", "b")  # keeps the repository, and its answer, open
+    operator.set_applications([app("10m"), other])
+    operator.start()
+    try:
+        first = work.head()
+        wait_for(lambda: _applied(operator, first), 10, "the first commit applied")
+        work.write({"apps/a/cm.yaml": CM.format(name="a", v=2)})
+        work.commit("a 2")
+        work.push(bare)
+        failing.set()
+        operator.upsert(app("9m"))  # changed: its source opens again, and must ask
+        wait_for(lambda: opened[0] >= 2 and operator.idle and _settled(operator), 10,
+                 "the failure and the retry")
+        assert _applied(operator, work.head()), "the retry took the answer from before"
+    finally:
+        operator.stop()
+
+
+def _status(operator: Operator) -> AppStatus | None:
+    return operator.status("team/a")
+
+
+def _applied(operator: Operator, commit: str) -> bool:
+    status = _status(operator)
+    return status is not None and status.last_applied_revision.endswith(commit)
+
+
+def _settled(operator: Operator) -> bool:
+    status = _status(operator)
+    return status is not None and status.sync == "Synced"
