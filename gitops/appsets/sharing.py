@@ -92,6 +92,7 @@ class _Repository:
         self._state = threading.Lock()
         self._calls = threading.Lock()  # a source is not thread-safe: one call at a time
         self._answer: tuple[str, float] | None = None  # (revision, when it was asked)
+        self._round: float | None = None  # when forget() began a round: no answer from before
         self._flight: _Flight | None = None
         self._artifacts: dict[str, Artifact] = {}
         self.digests: dict[tuple[str, str], str] = {}
@@ -127,6 +128,8 @@ class _Repository:
     def _ask(self, flight: _Flight) -> str:
         try:
             with self._calls:
+                with self._state:  # when the remote is asked (in turn): answers are ordered by it
+                    flight.asked = time.monotonic()
                 revision = self.source.resolve()
         except BaseException as exc:
             flight.error = exc if isinstance(exc, Exception) else None
@@ -139,7 +142,9 @@ class _Repository:
         with self._state:
             if self._flight is flight:
                 self._flight = None
-            if self._answer is None or self._answer[1] <= flight.asked:
+            # the answer of the question asked last, never one asked before a new round
+            if ((self._answer is None or self._answer[1] <= flight.asked)
+                    and (self._round is None or flight.asked >= self._round)):
                 self._answer = (revision, flight.asked)
         flight.done.set()
         return revision
@@ -149,6 +154,7 @@ class _Repository:
         with self._state:
             self._answer = None
             self._flight = None
+            self._round = time.monotonic()
 
     def fetch(self, revision: str) -> Artifact:
         """The artifact of ``revision``: fetched once, then from memory while its tree is
@@ -200,8 +206,11 @@ class FolderSource(Source):
 
     def resolve(self) -> str:
         """The repository's revision, shared by every view (see the module documentation)."""
-        since, self._since = self._since, None
-        return self._shared.resolve(self.max_age, since)
+        since = self._since
+        revision = self._shared.resolve(self.max_age, since)
+        if self._since == since:  # served; kept if the resolve failed (the retry asks too)
+            self._since = None
+        return revision
 
     def fetch(self, revision: str) -> Artifact:
         """The shared artifact, ``path`` moved to this folder; RevisionNotFoundError if absent."""
@@ -239,10 +248,17 @@ def _split(url: str) -> tuple[str, str] | None:
     return base, path
 
 
+def _plain(value: Any) -> Any:
+    """A value JSON cannot encode, as text; a secret (``SecretStr``) as its value, since
+    its ``repr`` is the same mask for any password."""
+    secret = getattr(value, "get_secret_value", None)
+    return secret() if callable(secret) else repr(value)
+
+
 def _key(url: str, options: dict[str, Any]) -> str:
     """An HMAC of the repository URL and the options: equal for equal inputs, and
     showing nothing of them (credentials included)."""
-    text = json.dumps([url, options], sort_keys=True, default=repr)
+    text = json.dumps([url, options], sort_keys=True, default=_plain)
     return hmac.new(_KEY, text.encode(), hashlib.sha256).hexdigest()
 
 
@@ -281,10 +297,11 @@ class SharedSources:
 
     def shared_source(self, app: Application) -> FolderSource | None:
         """A view of the shared source of ``app``'s repository; None when its source is
-        not shared (not Git, or fragment options other than ``path``). The caller closes
+        not shared (not Git, fragment options other than ``path``, or a ``path``
+        option, which wins over the URL's as in the Git source). The caller closes
         the view when done with it."""
         split = _split(app.spec.source.url)
-        if split is None:
+        if split is None or "path" in app.source_options:  # the option wins over the URL's
             return None
         shared = self._acquire(split[0], app.source_options)
         max_age = self._freshness(app) if self._freshness is not None else None

@@ -512,6 +512,11 @@ class Operator:
             log.error("%s: reconcile failed: %s", app.key, exc, extra={"app": app.key})
         finally:
             with self._cond:
+                if asked is not None and entry.asked is None and (
+                        outcome is None or outcome.failed):
+                    # not served (it may have failed before its source was asked, opening
+                    # its target): the retry must not take an answer from before either
+                    entry.asked = asked
                 self._finish(entry, outcome, skipped=skipped)
                 if outcome is not None and not entry.removed:
                     # under the condition: a removal (which drops the series) is either

@@ -330,15 +330,15 @@ def _write_kubeconfig(config: Mapping[str, Any]) -> Path:
     os.chmod(folder, 0o700)
     name = hmac.new(_naming_key(folder), text.encode(), hashlib.sha256).hexdigest()[:32]
     path = folder / f"{name}.kubeconfig"
-    if not path.exists():
+    _sweep_kubeconfigs(folder)  # first: it cannot take the file returned here
+    try:
+        os.utime(path)  # in use: kept by the sweep
+    except FileNotFoundError:  # new, or another process's sweep took it just now
         tmp = path.with_suffix(f".tmp{os.getpid()}")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
         os.replace(tmp, path)
-    else:
-        os.utime(path)  # in use: kept by the sweep
-    _sweep_kubeconfigs(folder)
     return path
 
 
