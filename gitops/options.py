@@ -9,6 +9,10 @@ option name is an error naming the URL, never silently ignored.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
+import os
 from collections.abc import Mapping
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl
@@ -17,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from gitops.errors import InvalidURLError
 
-__all__ = ["PluginOptions", "query_options", "validate_options"]
+__all__ = ["PluginOptions", "opened_with_key", "query_options", "validate_options"]
 
 
 class PluginOptions(BaseModel):
@@ -55,3 +59,22 @@ def validate_options(model: type[OptionsT], url: str, values: Mapping[str, Any])
 def query_options(query: str) -> dict[str, str]:
     """``a=1&b=x`` as a dict (the last value of a repeated name wins); ``""`` gives ``{}``."""
     return dict(parse_qsl(query, keep_blank_values=True))
+
+
+_KEY = os.urandom(32)  # per process: a key cannot be used to guess the credentials in it
+
+
+def _plain(value: Any) -> Any:
+    """A value JSON cannot encode, as text; a secret (``SecretStr``) as its value, since
+    its ``repr`` is the same mask for any password."""
+    secret = getattr(value, "get_secret_value", None)
+    return secret() if callable(secret) else repr(value)
+
+
+def opened_with_key(url: str, options: Mapping[str, Any]) -> str:
+    """A key for a plugin opened on ``url`` with ``options``, for caches of open plugins:
+    equal for equal inputs, different for different credentials (``SecretStr`` values
+    compared by their value), and showing nothing of them (an HMAC with a per-process
+    key)."""
+    text = json.dumps([url, dict(options)], sort_keys=True, default=_plain)
+    return hmac.new(_KEY, text.encode(), hashlib.sha256).hexdigest()

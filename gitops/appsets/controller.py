@@ -55,6 +55,7 @@ from gitops.errors import GitopsError, InputError
 from gitops.operator.scheduler import Notifier, Operator
 from gitops.operator.status import AppStatus
 from gitops.operator.webhooks import PushEvent, pushed_to
+from gitops.options import opened_with_key
 from gitops.plugins import open_source
 from gitops.sources.base import Source
 
@@ -210,7 +211,7 @@ def resolve_revision(appset: ApplicationSet, apps: Sequence[Application],
     revisions: dict[str, str] = {}
     for app in apps:
         url = app.spec.source.url.partition("#")[0]
-        key = url + repr(sorted(app.source_options.items()))
+        key = opened_with_key(url, app.source_options)
         source = sources.get(key)
         if source is None:
             source = sources[key] = open_source(url, **app.source_options)

@@ -36,10 +36,6 @@ Nothing here applies anything.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -49,6 +45,7 @@ from gitops.apps.spec import Application
 from gitops.cache import still_cached
 from gitops.errors import RevisionNotFoundError
 from gitops.model import Artifact
+from gitops.options import opened_with_key
 from gitops.plugins import open_source, split_scheme
 from gitops.sources.base import Source
 from gitops.tree import tree_digest
@@ -62,7 +59,6 @@ FRESHNESS_SHARE = 0.1
 #: at most this many seconds, whatever the interval
 FRESHNESS_CAP = 30.0
 
-_KEY = os.urandom(32)  # per process: a repository key cannot be used to guess credentials
 _ARTIFACTS = 2  # revisions answered from memory per repository (the current one, the last)
 
 
@@ -248,20 +244,6 @@ def _split(url: str) -> tuple[str, str] | None:
     return base, path
 
 
-def _plain(value: Any) -> Any:
-    """A value JSON cannot encode, as text; a secret (``SecretStr``) as its value, since
-    its ``repr`` is the same mask for any password."""
-    secret = getattr(value, "get_secret_value", None)
-    return secret() if callable(secret) else repr(value)
-
-
-def _key(url: str, options: dict[str, Any]) -> str:
-    """An HMAC of the repository URL and the options: equal for equal inputs, and
-    showing nothing of them (credentials included)."""
-    text = json.dumps([url, options], sort_keys=True, default=_plain)
-    return hmac.new(_KEY, text.encode(), hashlib.sha256).hexdigest()
-
-
 class SharedSources:
     """Opens Applications' sources, sharing one Git source per repository, ref and options.
 
@@ -309,7 +291,7 @@ class SharedSources:
                             release=self._release)
 
     def _acquire(self, url: str, options: dict[str, Any]) -> _Repository:
-        key = _key(url, options)
+        key = opened_with_key(url, options)
         with self._lock:
             shared = self._shared.get(key)
             if shared is None:

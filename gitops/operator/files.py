@@ -21,6 +21,7 @@ from gitops.apps.load import Declarations, load_declarations
 from gitops.apps.spec import Application
 from gitops.errors import ConflictError
 from gitops.operator.status import AppStatus
+from gitops.options import opened_with_key
 from gitops.plugins import open_target
 from gitops.targets.base import Target
 
@@ -90,7 +91,7 @@ class TargetStatusStore:
 
     def target(self, app: Application) -> Target:
         """The (shared) target handle the status of ``app`` is kept in."""
-        key = (app.spec.target.url, repr(sorted(app.target_options.items())))
+        key = (app.spec.target.url, opened_with_key(app.spec.target.url, app.target_options))
         with self._lock:
             target = self._targets.get(key)
             if target is None:
