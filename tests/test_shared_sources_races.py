@@ -263,3 +263,73 @@ def _applied(operator: Operator, commit: str) -> bool:
 def _settled(operator: Operator) -> bool:
     status = _status(operator)
     return status is not None and status.sync == "Synced"
+
+
+class _CountingLock:
+    """The repository's call lock, counting the callers that came to it."""
+
+    def __init__(self) -> None:
+        self._lock, self._count = threading.Lock(), threading.Lock()
+        self.entered = 0
+
+    def __enter__(self) -> None:
+        with self._count:
+            self.entered += 1
+        self._lock.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
+
+
+class _FailingFetch(_Remote):
+    """A remote whose fetches wait for ``gate`` and then fail (an unreachable server)."""
+
+    def __init__(self, url: str, **options: Any) -> None:
+        super().__init__(url, **options)
+        self.fetches = 0
+        self.gate = threading.Event()
+
+    def fetch(self, revision: str) -> Artifact:
+        self.fetches += 1
+        self.entered.set()
+        assert self.gate.wait(10)
+        raise SourceError(self.url, "connection timed out")
+
+
+def test_views_waiting_for_a_failing_fetch_take_its_error(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Three views fetch one revision while the remote hangs: one question, its error for
+    all three (not three timeouts one after another); a later fetch asks again."""
+    opened: list[_FailingFetch] = []
+
+    def open_remote(url: str, **options: Any) -> _FailingFetch:
+        opened.append(_FailingFetch(url, **options))
+        return opened[-1]
+
+    monkeypatch.setattr(sharing, "open_source", open_remote)
+    sources = SharedSources(freshness=lambda app: 30.0)
+    views = [_view(sources, name) for name in ("a", "b", "c")]
+    calls = _CountingLock()
+    views[0]._shared._calls = calls  # type: ignore[assignment]
+    errors: list[Exception] = []
+
+    def fetch(view: FolderSource) -> None:
+        try:
+            view.fetch("r1")
+        except SourceError as exc:
+            errors.append(exc)
+
+    first = threading.Thread(target=fetch, args=(views[0],))
+    first.start()
+    assert opened[0].entered.wait(10)  # the first question is at the remote
+    others = [threading.Thread(target=fetch, args=(view,)) for view in views[1:]]
+    for thread in others:
+        thread.start()
+    wait_for(lambda: calls.entered == 3, 5, "the two others waiting for the call lock")
+    opened[0].gate.set()
+    for thread in [first, *others]:
+        thread.join(10)
+    assert len(errors) == 3 and opened[0].fetches == 1, (errors, opened[0].fetches)
+    with pytest.raises(SourceError):
+        views[0].fetch("r1")  # not waiting for a failed question: asks the remote again
+    assert opened[0].fetches == 2

@@ -91,6 +91,9 @@ class _Repository:
         self._round: float | None = None  # when forget() began a round: no answer from before
         self._flight: _Flight | None = None
         self._artifacts: dict[str, Artifact] = {}
+        #: the last failed fetch: (revision, error, when it failed); callers that were
+        #: waiting for it take its error rather than each asking the remote again
+        self._fetch_failed: tuple[str, Exception, float] | None = None
         self.digests: dict[tuple[str, str], str] = {}
 
     def __repr__(self) -> str:
@@ -154,20 +157,32 @@ class _Repository:
 
     def fetch(self, revision: str) -> Artifact:
         """The artifact of ``revision``: fetched once, then from memory while its tree is
-        still in the cache (one fetch at a time; the others wait for it)."""
+        still in the cache (one fetch at a time; the others wait for it, and take its
+        error if it fails: an unreachable remote costs one timeout, not one per view)."""
         with self._state:
             artifact = self._artifacts.get(revision)
         if artifact is not None and still_cached(artifact.tree):
             return artifact
+        waited_since = time.monotonic()
         with self._calls:
             with self._state:
                 artifact = self._artifacts.get(revision)
-            if artifact is None or not still_cached(artifact.tree):
+                failed = self._fetch_failed
+            if artifact is not None and still_cached(artifact.tree):
+                return artifact
+            if failed is not None and failed[0] == revision and failed[2] >= waited_since:
+                raise failed[1]  # failed while this caller waited: its answer too
+            try:
                 artifact = self.source.fetch(revision)
+            except Exception as exc:
                 with self._state:
-                    self._artifacts[revision] = artifact
-                    while len(self._artifacts) > _ARTIFACTS:
-                        self._artifacts.pop(next(iter(self._artifacts)))
+                    self._fetch_failed = (revision, exc, time.monotonic())
+                raise
+            with self._state:
+                self._fetch_failed = None
+                self._artifacts[revision] = artifact
+                while len(self._artifacts) > _ARTIFACTS:
+                    self._artifacts.pop(next(iter(self._artifacts)))
             return artifact
 
 
