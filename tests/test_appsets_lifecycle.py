@@ -20,6 +20,7 @@ from operator_support import MemoryStatusStore, wait_for
 
 from gitops.apps import Application
 from gitops.appsets.controller import RolloutFiles, SetController
+from gitops.appsets.memory import OwnedFiles
 from gitops.appsets.spec import ApplicationSet
 from gitops.engine import Reconciler
 from gitops.model import ResourceKey
@@ -222,9 +223,14 @@ def fleet(tmp_path: Path) -> Iterator[Fleet]:
 
 
 @contextlib.contextmanager
-def running(tmp_path: Path) -> Iterator[tuple[Operator, SetController]]:
+def running(tmp_path: Path, *, memory: bool = False
+            ) -> Iterator[tuple[Operator, SetController]]:
+    """One run of ``gitops run``: an operator and its set controller, state (and, with
+    ``memory``, what each set owned) in ``tmp_path / "state"``."""
+    state = tmp_path / "state"
     operator = Operator(TargetStatusStore(), workers=2)
-    sets = SetController(operator, RolloutFiles(tmp_path / "state"), tick=0.05)
+    sets = SetController(operator, RolloutFiles(state), tick=0.05,
+                         memory=OwnedFiles(state) if memory else None)
     operator.start()
     try:
         yield operator, sets

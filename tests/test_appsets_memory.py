@@ -22,7 +22,7 @@ import pytest
 import yaml
 from appsets_support import served
 from operator_support import MemoryStatusStore, wait_for
-from test_appsets_lifecycle import Fleet, RecordingSink, app_of
+from test_appsets_lifecycle import Fleet, RecordingSink, app_of, running
 from test_appsets_rollout import Rollout, image_of
 
 from gitops.appsets.controller import RolloutFiles, SetController
@@ -42,19 +42,6 @@ def fleet_repository(tmp_path: Path) -> Iterator[Fleet]:
         yield Fleet(tmp_path, daemon)
 
 
-@contextlib.contextmanager
-def started(state: Path) -> Iterator[tuple[Operator, SetController]]:
-    """One run of ``gitops run``: an operator and its set controller, state in ``state``."""
-    operator = Operator(TargetStatusStore(), workers=2)
-    sets = SetController(operator, RolloutFiles(state), memory=OwnedFiles(state), tick=0.05)
-    operator.start()
-    try:
-        yield operator, sets
-    finally:
-        sets.close()
-        operator.stop()
-
-
 def memory_of(state: Path) -> dict[str, Any]:
     data: dict[str, Any] = json.loads((state / "team_fleet.owned.json").read_text())
     return data
@@ -64,7 +51,7 @@ def test_a_folder_removed_while_stopped_is_pruned_at_the_next_start(fleet: Fleet
                                                                     tmp_path: Path) -> None:
     state = tmp_path / "state"
     fleet.publish("web", "api", "db")
-    with started(state) as (operator, sets):
+    with running(tmp_path, memory=True) as (operator, sets):
         sets.apply([], [fleet.appset()])
         wait_for(lambda: fleet.value("web") and fleet.value("api") and fleet.value("db"), 10,
                  "all applied")
@@ -73,7 +60,7 @@ def test_a_folder_removed_while_stopped_is_pruned_at_the_next_start(fleet: Fleet
                                           for n in ("web", "api", "db")}
     assert (state / "team_fleet.owned.json").stat().st_mode & 0o777 == 0o600
     fleet.publish("web", "db")  # while stopped
-    with started(state) as (operator, sets):
+    with running(tmp_path, memory=True) as (operator, sets):
         sets.apply([], [fleet.appset()])
         assert set(operator.applications()) == {"team/web", "team/db"}
         wait_for(lambda: fleet.value("api") is None, 10, "api pruned at the start")
@@ -87,11 +74,11 @@ def test_create_only_keeps_what_it_owned_across_a_restart(fleet: Fleet, tmp_path
     state = tmp_path / "state"
     fleet.publish("web", "api")
     policy = {"applicationsSync": "create-only"}
-    with started(state) as (_operator, sets):
+    with running(tmp_path, memory=True) as (_operator, sets):
         sets.apply([], [fleet.appset(policy)])
         wait_for(lambda: fleet.value("web") and fleet.value("api"), 10, "both applied")
     fleet.publish("web")
-    with started(state) as (operator, sets):
+    with running(tmp_path, memory=True) as (operator, sets):
         sets.apply([], [fleet.appset(policy)])
         assert set(operator.applications()) == {"team/web", "team/api"}, \
             "kept by the policy, as while running"
@@ -103,12 +90,12 @@ def test_create_only_keeps_what_it_owned_across_a_restart(fleet: Fleet, tmp_path
 def test_a_generator_failing_at_the_start_deletes_nothing(fleet: Fleet, tmp_path: Path) -> None:
     state = tmp_path / "state"
     fleet.publish("web", "api")
-    with started(state) as (_operator, sets):
+    with running(tmp_path, memory=True) as (_operator, sets):
         sets.apply([], [fleet.appset()])
         wait_for(lambda: fleet.value("web") and fleet.value("api"), 10, "both applied")
     before = (state / "team_fleet.owned.json").read_text()
     shutil.rmtree(fleet.bare)  # the repository cannot be read at the next start
-    with started(state) as (operator, sets):
+    with running(tmp_path, memory=True) as (operator, sets):
         sets.apply([], [fleet.appset(interval="100ms")])
         time.sleep(0.4)  # a few evaluations, all failing
         assert operator.applications() == {}
@@ -117,7 +104,7 @@ def test_a_generator_failing_at_the_start_deletes_nothing(fleet: Fleet, tmp_path
     fleet.work.replace({"README.md": "moved\n"})  # back, but without the folders: empty
     fleet.work.commit("the folders went elsewhere")
     fleet.work.push(fleet.bare)
-    with started(state) as (operator, sets):
+    with running(tmp_path, memory=True) as (operator, sets):
         sets.apply([], [fleet.appset()])
         assert set(operator.applications()) == {"team/web", "team/api"}, \
             "an empty listing keeps what the set owned"
@@ -129,13 +116,13 @@ def test_a_restart_with_nothing_changed_writes_and_deletes_nothing(fleet: Fleet,
                                                                    tmp_path: Path) -> None:
     state = tmp_path / "state"
     fleet.publish("web", "api")
-    with started(state) as (_operator, sets):
+    with running(tmp_path, memory=True) as (_operator, sets):
         sets.apply([], [fleet.appset(interval="100ms")])
         wait_for(lambda: fleet.value("web") and fleet.value("api"), 10, "both applied")
     path = state / "team_fleet.owned.json"
     written = path.stat()
     calls: list[str] = []
-    with started(state) as (operator, sets):
+    with running(tmp_path, memory=True) as (operator, sets):
         sets._sink.give_up = lambda app, *, prune: calls.append(app.key)  # type: ignore[method-assign]
         sets.apply([], [fleet.appset(interval="100ms")])
         wait_for(lambda: operator.status("team/web") is not None
